@@ -1,0 +1,102 @@
+//! Client authentication (RFC 6749 §2.3; SPEC.md, check 3).
+
+use std::{
+    hint::black_box,
+    sync::{Arc, LazyLock},
+};
+
+use crate::{
+    client::Client,
+    error::Failure,
+    parse::{BasicCredentials, TokenRequest},
+    secret::SecretDigest,
+    store::CredentialStore,
+};
+
+/// Who the request says it is, and how it proves it.
+struct Claim {
+    client_id: String,
+    secret: Option<String>,
+}
+
+/// Picks the one authentication method the request used.
+fn claim(request: &mut TokenRequest) -> Result<Claim, Failure> {
+    match request.basic.take() {
+        Some(basic) => {
+            let BasicCredentials {
+                client_id,
+                client_secret,
+            } = basic?;
+            if request.client_secret.is_some() {
+                return Err(Failure::TwoAuthMethods);
+            }
+            // RFC 6749 allows the body to repeat the client_id; it must then
+            // name the same client.
+            if request
+                .client_id
+                .as_ref()
+                .is_some_and(|id| *id != client_id)
+            {
+                return Err(Failure::ClientIdConflict);
+            }
+            Ok(Claim {
+                client_id,
+                secret: Some(client_secret).filter(|s| !s.is_empty()),
+            })
+        }
+        None => Ok(Claim {
+            client_id: request
+                .client_id
+                .clone()
+                .ok_or(Failure::BadClientCredentials)?,
+            secret: request.client_secret.take(),
+        }),
+    }
+}
+
+/// The client id the request claims, for logs, before authentication.
+pub(crate) fn claimed_id(request: &TokenRequest) -> Option<&str> {
+    match &request.basic {
+        Some(Ok(basic)) => Some(&basic.client_id),
+        _ => request.client_id.as_deref(),
+    }
+}
+
+/// Authenticates the client of `request`: `client_secret_basic`,
+/// `client_secret_post`, or none for a public client.
+///
+/// An unknown client, a wrong secret, a missing secret and a secret sent by
+/// a public client all give the same failure after the same work: one
+/// SHA-256 and a constant-time comparison against at least one digest.
+pub(crate) async fn authenticate<C: CredentialStore>(
+    store: &C,
+    request: &mut TokenRequest,
+) -> Result<Arc<Client>, Failure> {
+    let claim = claim(request)?;
+    let client = store.client(&claim.client_id).await.map_err(|error| {
+        tracing::error!(%error, "credential store failed");
+        Failure::Store
+    })?;
+    let presented = SecretDigest::of(claim.secret.as_deref().unwrap_or(""));
+    let accepted = match &client {
+        Some(client) if client.is_public() => {
+            // Burn the same comparison a confidential client would cost.
+            black_box(DUMMY.matches(&presented));
+            claim.secret.is_none()
+        }
+        Some(client) => claim.secret.is_some() && client.verify_digest(&presented),
+        None => {
+            black_box(DUMMY.matches(&presented));
+            false
+        }
+    };
+    match client {
+        Some(client) if accepted => Ok(client),
+        _ => Err(Failure::BadClientCredentials),
+    }
+}
+
+/// A digest no secret hashes to in practice, compared against when there is
+/// no real one so that the time taken does not reveal which case it was.
+static DUMMY: LazyLock<SecretDigest> =
+    LazyLock::new(|| SecretDigest::of("tokengate: no such client"));

@@ -1,0 +1,476 @@
+//! The issuing side: validate an authorization request and mint the code
+//! that the token endpoint will later redeem (RFC 6749 §4.1.1-4.1.2).
+//!
+//! Errors follow RFC 6749 §4.1.2.1: while the client or its redirect URI is
+//! in doubt, the user agent is never redirected; after that, errors go back
+//! to the client's redirect URI with `state`. In the GitHub dialect a
+//! redirect URI mismatch is sent to the registered callback URL, as GitHub
+//! does, and an unknown client is a 404.
+
+use std::{fmt, sync::Arc};
+
+use http::{
+    HeaderValue, Response, StatusCode,
+    header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION},
+};
+
+use crate::{
+    check::Checks,
+    client::{Client, GrantType},
+    code::CodeRecord,
+    dialect::{Dialect, github},
+    parse::form,
+    pkce::PkceChallenge,
+    secret::{CodeKey, random_code},
+    store::StoreError,
+};
+
+/// Validates authorization requests and mints codes, sharing the layer's
+/// stores, clock, code lifetime and dialect. Get one from
+/// [`TokenGateLayer::authorizer`](crate::TokenGateLayer::authorizer).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tokengate::{Client, MemoryStore, TokenGateLayer};
+///
+/// let store = MemoryStore::new();
+/// store.insert_client(Client::confidential("app").with_secret("s3cret")
+///     .with_redirect_uri("https://app.example/cb"));
+/// let authorizer = TokenGateLayer::new(store).authorizer();
+///
+/// let request = authorizer
+///     .validate("response_type=code&client_id=app&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=xyz")
+///     .await
+///     .expect("valid request");
+/// // ... the user logs in and approves ...
+/// let approval = authorizer.approve(&request, "user-42").await.expect("store up");
+/// assert!(approval.location().starts_with("https://app.example/cb?code="));
+/// assert!(approval.location().ends_with("&state=xyz"));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Authorizer {
+    gate: Arc<dyn Checks>,
+}
+
+/// A validated authorization request, waiting for the user's decision.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest {
+    client: Arc<Client>,
+    redirect_to: String,
+    bound_redirect_uri: Option<String>,
+    state: Option<String>,
+    scopes: Vec<String>,
+    pkce: Option<PkceChallenge>,
+}
+
+/// The user approved: the code and where to send it.
+pub struct Approval {
+    location: String,
+}
+
+/// Why an authorization request was refused, and how to tell the user agent.
+#[derive(Debug, Clone)]
+pub struct AuthorizationError {
+    error: &'static str,
+    description: &'static str,
+    answer: Answer,
+}
+
+#[derive(Debug, Clone)]
+enum Answer {
+    /// Shown to the user; the client cannot be trusted with a redirect.
+    Page(StatusCode),
+    /// Sent back to the client's redirect URI.
+    Redirect(String),
+}
+
+/// The authorization request's parameters.
+#[derive(Default)]
+struct Params {
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    state: Option<String>,
+    scope: Option<String>,
+    response_type: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+}
+
+impl Params {
+    fn parse(query: &str) -> Result<Self, &'static str> {
+        let mut params = Self::default();
+        for pair in form::pairs(query.as_bytes()) {
+            let (name, value) = pair?;
+            let slot = match &*name {
+                "client_id" => &mut params.client_id,
+                "redirect_uri" => &mut params.redirect_uri,
+                "state" => &mut params.state,
+                "scope" => &mut params.scope,
+                "response_type" => &mut params.response_type,
+                "code_challenge" => &mut params.code_challenge,
+                "code_challenge_method" => &mut params.code_challenge_method,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err("a parameter of the authorization request is repeated");
+            }
+            *slot = Some(value.into_owned()).filter(|v| !v.is_empty());
+        }
+        Ok(params)
+    }
+}
+
+impl Authorizer {
+    pub(crate) fn new(gate: Arc<dyn Checks>) -> Self {
+        Self { gate }
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.gate.settings().dialect()
+    }
+
+    /// Validates the query string of an authorization request
+    /// (`client_id`, `redirect_uri`, `state`, `scope`, `response_type`,
+    /// `code_challenge`, `code_challenge_method`).
+    pub async fn validate(&self, query: &str) -> Result<AuthorizationRequest, AuthorizationError> {
+        let page = |status, error, description| AuthorizationError {
+            error,
+            description,
+            answer: Answer::Page(status),
+        };
+        let params = Params::parse(query)
+            .map_err(|why| page(StatusCode::BAD_REQUEST, "invalid_request", why))?;
+        let client_id = params.client_id.clone().ok_or(page(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the client_id parameter is missing",
+        ))?;
+        let client = Arc::clone(&self.gate)
+            .client(client_id)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "credential store failed");
+                page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the authorization server could not complete the request",
+                )
+            })?;
+        let Some(client) = client else {
+            return Err(match self.dialect() {
+                Dialect::GitHub => page(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no application with this client_id",
+                ),
+                Dialect::Rfc6749 => page(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "unknown client_id",
+                ),
+            });
+        };
+        let redirect_to = self.redirect_target(&client, &params)?;
+        let fail = |error, description| AuthorizationError {
+            error,
+            description,
+            answer: Answer::Redirect(with_params(
+                &redirect_to,
+                &[
+                    ("error", Some(error)),
+                    ("error_description", Some(description)),
+                    ("state", params.state.as_deref()),
+                ],
+            )),
+        };
+        match (self.dialect(), params.response_type.as_deref()) {
+            (_, Some("code")) | (Dialect::GitHub, None) => {}
+            (Dialect::Rfc6749, None) => {
+                return Err(fail(
+                    "invalid_request",
+                    "the response_type parameter is missing",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(fail(
+                    "unsupported_response_type",
+                    "only response_type=code is supported",
+                ));
+            }
+        }
+        if !client.allows_grant(GrantType::AuthorizationCode) {
+            return Err(fail(
+                "unauthorized_client",
+                "the client may not use the authorization code grant",
+            ));
+        }
+        let pkce = match (&params.code_challenge, &params.code_challenge_method) {
+            (Some(challenge), method) => Some(
+                PkceChallenge::parse(
+                    challenge,
+                    method.as_deref(),
+                    self.gate.settings().allow_plain_pkce,
+                )
+                .map_err(|why| fail("invalid_request", why))?,
+            ),
+            (None, Some(_)) => {
+                return Err(fail(
+                    "invalid_request",
+                    "code_challenge_method was sent without code_challenge",
+                ));
+            }
+            (None, None) if client.is_public() => {
+                return Err(fail(
+                    "invalid_request",
+                    "public clients must send a PKCE code_challenge",
+                ));
+            }
+            (None, None) => None,
+        };
+        let separators: &[char] = match self.dialect() {
+            Dialect::GitHub => &[' ', ','],
+            Dialect::Rfc6749 => &[' '],
+        };
+        let scopes = params
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split(separators)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(AuthorizationRequest {
+            client,
+            bound_redirect_uri: params.redirect_uri,
+            redirect_to,
+            state: params.state,
+            scopes,
+            pkce,
+        })
+    }
+
+    /// Where the answer goes: the requested redirect URI if the client's
+    /// policy allows it, else its only (GitHub: first) registered one.
+    fn redirect_target(
+        &self,
+        client: &Client,
+        params: &Params,
+    ) -> Result<String, AuthorizationError> {
+        let registered = client.redirect_uris();
+        match &params.redirect_uri {
+            Some(uri) if client.allows_redirect_uri(uri) => Ok(uri.clone()),
+            Some(_) => Err(match (self.dialect(), registered.first()) {
+                (Dialect::GitHub, Some(callback)) => {
+                    let error_uri = format!(
+                        "{}/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/#redirect-uri-mismatch",
+                        self.gate
+                            .settings()
+                            .presentation
+                            .error_uri_base
+                            .as_deref()
+                            .unwrap_or("")
+                    );
+                    AuthorizationError {
+                        error: "redirect_uri_mismatch",
+                        description: github::REDIRECT_URI_MISMATCH,
+                        answer: Answer::Redirect(with_params(
+                            callback,
+                            &[
+                                ("error", Some("redirect_uri_mismatch")),
+                                ("error_description", Some(github::REDIRECT_URI_MISMATCH)),
+                                ("error_uri", Some(&error_uri)),
+                                ("state", params.state.as_deref()),
+                            ],
+                        )),
+                    }
+                }
+                _ => AuthorizationError {
+                    error: "invalid_request",
+                    description: "the redirect_uri is not registered for this client",
+                    answer: Answer::Page(StatusCode::BAD_REQUEST),
+                },
+            }),
+            None => match (self.dialect(), registered) {
+                (_, [only]) | (Dialect::GitHub, [only, ..]) => Ok(only.clone()),
+                _ => Err(AuthorizationError {
+                    error: "invalid_request",
+                    description: "the redirect_uri parameter is required: the client has no single registered redirect URI",
+                    answer: Answer::Page(StatusCode::BAD_REQUEST),
+                }),
+            },
+        }
+    }
+
+    /// The user `subject` approved `request`: mints a code bound to it and
+    /// returns where to redirect the user agent.
+    pub async fn approve(
+        &self,
+        request: &AuthorizationRequest,
+        subject: &str,
+    ) -> Result<Approval, StoreError> {
+        let settings = self.gate.settings();
+        let code =
+            random_code().map_err(|e| StoreError::with_source("no randomness for a code", e))?;
+        let now = settings.clock.now();
+        let record = CodeRecord {
+            client_id: request.client.client_id().to_owned(),
+            subject: subject.to_owned(),
+            scopes: request.scopes.clone(),
+            redirect_uri: request.bound_redirect_uri.clone(),
+            pkce: request.pkce.clone(),
+            issued_at: now,
+            expires_at: now + settings.code_lifetime,
+        };
+        Arc::clone(&self.gate)
+            .issue(CodeKey::of(&code), record)
+            .await?;
+        Ok(Approval {
+            location: with_params(
+                &request.redirect_to,
+                &[("code", Some(&code)), ("state", request.state.as_deref())],
+            ),
+        })
+    }
+}
+
+impl fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorizer").finish_non_exhaustive()
+    }
+}
+
+impl AuthorizationRequest {
+    /// The client asking.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Where the answer will be sent.
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_to
+    }
+
+    /// The `state` to send back.
+    pub fn state(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+
+    /// The requested scopes.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// The PKCE challenge.
+    pub fn pkce(&self) -> Option<&PkceChallenge> {
+        self.pkce.as_ref()
+    }
+
+    /// The user declined: `access_denied` back to the client.
+    pub fn deny(&self) -> Response<String> {
+        redirect(with_params(
+            &self.redirect_to,
+            &[
+                ("error", Some("access_denied")),
+                ("error_description", Some("the user denied the request")),
+                ("state", self.state.as_deref()),
+            ],
+        ))
+    }
+}
+
+impl Approval {
+    /// The redirect URI with `code` and `state`. It contains the code: do
+    /// not log it.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// A `302 Found` to [`location`](Self::location).
+    pub fn into_response(self) -> Response<String> {
+        redirect(self.location)
+    }
+}
+
+impl fmt::Debug for Approval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Approval(<redacted>)")
+    }
+}
+
+impl AuthorizationError {
+    /// The OAuth error code (`redirect_uri_mismatch`, `invalid_request`, ...).
+    pub fn error(&self) -> &str {
+        self.error
+    }
+
+    /// The description.
+    pub fn description(&self) -> &str {
+        self.description
+    }
+
+    /// Where the error is redirected to, or `None` when it is shown to the
+    /// user directly.
+    pub fn location(&self) -> Option<&str> {
+        match &self.answer {
+            Answer::Redirect(location) => Some(location),
+            Answer::Page(_) => None,
+        }
+    }
+
+    /// The answer for the user agent: a redirect to the client, or a plain
+    /// text page.
+    pub fn into_response(self) -> Response<String> {
+        match self.answer {
+            Answer::Redirect(location) => redirect(location),
+            Answer::Page(status) => {
+                let mut response = Response::new(format!("{}: {}\n", self.error, self.description));
+                *response.status_mut() = status;
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                response
+            }
+        }
+    }
+}
+
+impl fmt::Display for AuthorizationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.error, self.description)
+    }
+}
+
+impl std::error::Error for AuthorizationError {}
+
+fn redirect(location: String) -> Response<String> {
+    let mut response = Response::new(String::new());
+    // The values are form-encoded and the base URI came from the client's
+    // registration, so this only fails on a registration with bytes a header
+    // cannot carry; such a URI cannot be redirected to at all.
+    match HeaderValue::try_from(location) {
+        Ok(value) => {
+            *response.status_mut() = StatusCode::FOUND;
+            response.headers_mut().insert(LOCATION, value);
+        }
+        Err(_) => *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+    }
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `base` with `params` appended to its query, form-encoded.
+fn with_params(base: &str, params: &[(&str, Option<&str>)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in params {
+        if let Some(value) = value {
+            query.append_pair(name, value);
+        }
+    }
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}{}", query.finish())
+}

@@ -1,0 +1,215 @@
+//! The registered client: who may ask for tokens, with which secrets, and
+//! where its codes may be sent.
+
+use std::fmt;
+
+use crate::{redirect::RedirectPolicy, secret::SecretDigest};
+
+/// A grant type the gate knows how to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GrantType {
+    /// `authorization_code` (RFC 6749 §4.1).
+    AuthorizationCode,
+}
+
+impl GrantType {
+    /// The value of the `grant_type` parameter.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+        }
+    }
+
+    /// The grant type named by a `grant_type` value, if the gate knows it.
+    pub fn from_param(value: &str) -> Option<Self> {
+        match value {
+            "authorization_code" => Some(Self::AuthorizationCode),
+            _ => None,
+        }
+    }
+}
+
+/// A registered OAuth client.
+///
+/// Secrets are kept as digests only; several may be valid at once so a
+/// client can rotate its secret without downtime.
+///
+/// ```
+/// use tokengate::{Client, RedirectPolicy};
+///
+/// let client = Client::confidential("s6BhdRkqt3")
+///     .with_secret("7Fjfp0ZBr1KtDRbnfVdmIw")
+///     .with_redirect_uri("https://client.example.com/cb")
+///     .with_redirect_policy(RedirectPolicy::Exact);
+/// assert!(client.verify_secret("7Fjfp0ZBr1KtDRbnfVdmIw"));
+/// assert!(!client.verify_secret("wrong"));
+/// assert!(client.allows_redirect_uri("https://client.example.com/cb"));
+/// assert!(!client.allows_redirect_uri("https://client.example.com/cb/"));
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    client_id: String,
+    secrets: Vec<SecretDigest>,
+    public: bool,
+    redirect_uris: Vec<String>,
+    redirect_policy: RedirectPolicy,
+    grant_types: Vec<GrantType>,
+}
+
+impl Client {
+    /// A confidential client: it must authenticate with one of its secrets.
+    pub fn confidential(client_id: impl Into<String>) -> Self {
+        Self::new(client_id.into(), false)
+    }
+
+    /// A public client (a native or browser app): it has no secret, so every
+    /// code it redeems must carry PKCE.
+    pub fn public(client_id: impl Into<String>) -> Self {
+        Self::new(client_id.into(), true)
+    }
+
+    fn new(client_id: String, public: bool) -> Self {
+        Self {
+            client_id,
+            secrets: Vec::new(),
+            public,
+            redirect_uris: Vec::new(),
+            redirect_policy: RedirectPolicy::Exact,
+            grant_types: vec![GrantType::AuthorizationCode],
+        }
+    }
+
+    /// Adds a valid secret, stored as its digest.
+    #[must_use]
+    pub fn with_secret(self, secret: &str) -> Self {
+        self.with_secret_digest(SecretDigest::of(secret))
+    }
+
+    /// Adds a valid secret given as its digest, as a backend stores it.
+    #[must_use]
+    pub fn with_secret_digest(mut self, digest: SecretDigest) -> Self {
+        self.secrets.push(digest);
+        self
+    }
+
+    /// Registers a redirect URI (GitHub calls it the callback URL).
+    #[must_use]
+    pub fn with_redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uris.push(uri.into());
+        self
+    }
+
+    /// How a requested redirect URI is compared with the registered ones.
+    #[must_use]
+    pub fn with_redirect_policy(mut self, policy: RedirectPolicy) -> Self {
+        self.redirect_policy = policy;
+        self
+    }
+
+    /// The grants this client may use (default: `authorization_code`).
+    #[must_use]
+    pub fn with_grant_types(mut self, grants: impl IntoIterator<Item = GrantType>) -> Self {
+        self.grant_types = grants.into_iter().collect();
+        self
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Whether this is a public client (no secret, PKCE required).
+    pub fn is_public(&self) -> bool {
+        self.public
+    }
+
+    /// The registered redirect URIs, in registration order.
+    pub fn redirect_uris(&self) -> &[String] {
+        &self.redirect_uris
+    }
+
+    /// The redirect URI policy.
+    pub fn redirect_policy(&self) -> RedirectPolicy {
+        self.redirect_policy
+    }
+
+    /// The digests of the client's valid secrets.
+    pub fn secret_digests(&self) -> &[SecretDigest] {
+        &self.secrets
+    }
+
+    /// Whether the client may use `grant`.
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// Whether `secret` is one of the client's secrets.
+    ///
+    /// Every stored digest is compared, in constant time, without stopping at
+    /// the first match, so the time taken says nothing about which one
+    /// matched.
+    pub fn verify_secret(&self, secret: &str) -> bool {
+        self.verify_digest(&SecretDigest::of(secret))
+    }
+
+    pub(crate) fn verify_digest(&self, presented: &SecretDigest) -> bool {
+        self.secrets
+            .iter()
+            .fold(false, |found, stored| stored.matches(presented) | found)
+    }
+
+    /// Whether `requested` is allowed as a redirect URI by one of the
+    /// registered URIs under the client's policy.
+    pub fn allows_redirect_uri(&self, requested: &str) -> bool {
+        self.redirect_uris
+            .iter()
+            .any(|registered| self.redirect_policy.allows(registered, requested))
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field(
+                "secrets",
+                &format_args!("<{} redacted>", self.secrets.len()),
+            )
+            .field("public", &self.public)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("redirect_policy", &self.redirect_policy)
+            .field("grant_types", &self.grant_types)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_secrets_are_valid_at_once() {
+        let client = Client::confidential("c")
+            .with_secret("old")
+            .with_secret("new");
+        assert!(client.verify_secret("old"));
+        assert!(client.verify_secret("new"));
+        assert!(!client.verify_secret("other"));
+    }
+
+    #[test]
+    fn a_public_client_matches_no_secret() {
+        let client = Client::public("app");
+        assert!(!client.verify_secret(""));
+        assert!(client.is_public());
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let client = Client::confidential("c").with_secret("hunter2");
+        let shown = format!("{client:?}");
+        assert!(shown.contains("<1 redacted>"));
+        assert!(!shown.contains(&SecretDigest::of("hunter2").to_hex()));
+    }
+}

@@ -1,0 +1,299 @@
+//! The two ways of saying no: strict RFC 6749 / OAuth 2.1, and GitHub's.
+
+use std::borrow::Cow;
+
+use http::StatusCode;
+
+use crate::error::{ErrorCode, Failure, Rejection};
+
+/// Which error vocabulary, statuses and body formats the gate speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// RFC 6749 with the OAuth 2.1 profile: JSON bodies, `400` / `401`.
+    #[default]
+    Rfc6749,
+    /// GitHub's token endpoint: its error names and texts, errors answered
+    /// with HTTP 200 (configurable), the body format chosen by `Accept`,
+    /// parameters also accepted as JSON or in the query string, and a missing
+    /// `grant_type` read as `authorization_code`.
+    GitHub,
+}
+
+const TOKEN_ERRORS: &str =
+    "/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/";
+const AUTHORIZATION_ERRORS: &str =
+    "/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/";
+
+/// GitHub's texts, kept together so they can be checked against its docs.
+pub(crate) mod github {
+    pub(crate) const INCORRECT_CLIENT_CREDENTIALS: &str =
+        "The client_id and/or client_secret passed are incorrect.";
+    pub(crate) const REDIRECT_URI_MISMATCH: &str =
+        "The redirect_uri MUST match the registered callback URL for this application.";
+    pub(crate) const BAD_VERIFICATION_CODE: &str = "The code passed is incorrect or expired.";
+    pub(crate) const INCORRECT_CODE_VERIFIER: &str = "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.";
+    pub(crate) const UNSUPPORTED_GRANT_TYPE: &str = "The grant type is not supported.";
+}
+
+/// How errors are presented beyond their name: the `error_uri` base and the
+/// status GitHub-dialect errors use.
+#[derive(Debug, Clone)]
+pub(crate) struct Presentation {
+    pub(crate) dialect: Dialect,
+    pub(crate) error_uri_base: Option<String>,
+    pub(crate) github_status: StatusCode,
+}
+
+impl Presentation {
+    /// Names `failure` in this dialect.
+    pub(crate) fn reject(&self, failure: Failure) -> Rejection {
+        let (status, code, description) = rfc6749(failure);
+        // Framing and server failures keep their own status and code in both
+        // dialects; only OAuth errors take GitHub's names and its status.
+        if self.dialect == Dialect::Rfc6749 || !status.is_client_error() || is_framing(status) {
+            let uri = self
+                .error_uri_base
+                .as_ref()
+                .map(|base| Cow::Owned(format!("{base}#{}", code.as_str())));
+            return Rejection::new(status, code, Cow::Borrowed(description), uri);
+        }
+        let (code, description, page) = match github_name(failure) {
+            Some(named) => named,
+            None => (code, description, None),
+        };
+        let uri = page.map(|(page, anchor)| {
+            let base = self.error_uri_base.as_deref().unwrap_or("");
+            Cow::Owned(format!("{base}{page}#{anchor}"))
+        });
+        Rejection::new(self.github_status, code, Cow::Borrowed(description), uri)
+    }
+}
+
+fn is_framing(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::PAYLOAD_TOO_LARGE
+    )
+}
+
+/// The strict answer to each failure (SPEC.md, failure table).
+fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
+    use ErrorCode::*;
+    use Failure as F;
+    let bad = StatusCode::BAD_REQUEST;
+    match failure {
+        F::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            InvalidRequest,
+            "the token endpoint accepts POST only",
+        ),
+        F::BodyTooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            InvalidRequest,
+            "the request body is larger than the token endpoint accepts",
+        ),
+        F::BodyUnreadable => (bad, InvalidRequest, "the request body could not be read"),
+        F::ContentType => (
+            bad,
+            InvalidRequest,
+            "token requests must have `Content-Type: application/x-www-form-urlencoded`",
+        ),
+        F::Malformed(why) => (bad, InvalidRequest, why),
+        F::JsonBody => (
+            bad,
+            InvalidRequest,
+            "JSON bodies are not accepted; send application/x-www-form-urlencoded",
+        ),
+        F::ParametersInQuery => (
+            bad,
+            InvalidRequest,
+            "token parameters must be sent in the request body, not the query string",
+        ),
+        F::Repeated(why) => (bad, InvalidRequest, why),
+        F::GrantTypeMissing => (bad, InvalidRequest, "the grant_type parameter is missing"),
+        F::GrantTypeUnsupported => (
+            bad,
+            UnsupportedGrantType,
+            "the grant_type is not supported by this endpoint",
+        ),
+        F::MalformedAuthorization(why) => (bad, InvalidRequest, why),
+        F::TwoAuthMethods => (
+            bad,
+            InvalidRequest,
+            "the client authenticated with both the Authorization header and client_secret; use one",
+        ),
+        F::ClientIdConflict => (
+            bad,
+            InvalidRequest,
+            "client_id in the body differs from the Authorization header",
+        ),
+        F::BadClientCredentials => (
+            StatusCode::UNAUTHORIZED,
+            InvalidClient,
+            "client authentication failed",
+        ),
+        F::GrantNotAllowed => (
+            bad,
+            UnauthorizedClient,
+            "the client is not allowed to use this grant_type",
+        ),
+        F::CodeMissing => (bad, InvalidRequest, "the code parameter is missing"),
+        F::CodeInvalid => (
+            bad,
+            InvalidGrant,
+            "the code is invalid, expired, already used or issued to another client",
+        ),
+        F::PkceRequired => (
+            bad,
+            InvalidGrant,
+            "public clients must use PKCE; the code carries no code_challenge",
+        ),
+        F::RedirectNotRegistered => (
+            bad,
+            InvalidGrant,
+            "the redirect_uri is not registered for this client",
+        ),
+        F::RedirectNotBound => (
+            bad,
+            InvalidGrant,
+            "the redirect_uri differs from the one used in the authorization request",
+        ),
+        F::RedirectMissing => (
+            bad,
+            InvalidRequest,
+            "the redirect_uri parameter is required: the authorization request carried one",
+        ),
+        F::VerifierMissing => (
+            bad,
+            InvalidRequest,
+            "the code_verifier parameter is missing: the authorization request carried a code_challenge",
+        ),
+        F::VerifierUnexpected => (
+            bad,
+            InvalidRequest,
+            "a code_verifier was sent but the authorization request carried no code_challenge",
+        ),
+        F::VerifierMalformed => (
+            bad,
+            InvalidGrant,
+            "the code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~",
+        ),
+        F::VerifierWrong => (
+            bad,
+            InvalidGrant,
+            "the code_verifier does not match the code_challenge",
+        ),
+        F::Store => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ServerError,
+            "the authorization server could not complete the request",
+        ),
+    }
+}
+
+type GitHubName = (
+    ErrorCode,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+);
+
+/// GitHub's name, text and documentation anchor for a failure, where it has
+/// one of its own; `None` keeps the RFC 6749 code and text.
+fn github_name(failure: Failure) -> Option<GitHubName> {
+    use Failure as F;
+    let credentials = (
+        ErrorCode::IncorrectClientCredentials,
+        github::INCORRECT_CLIENT_CREDENTIALS,
+        Some((TOKEN_ERRORS, "incorrect-client-credentials")),
+    );
+    let code = (
+        ErrorCode::BadVerificationCode,
+        github::BAD_VERIFICATION_CODE,
+        Some((TOKEN_ERRORS, "bad-verification-code")),
+    );
+    let redirect = (
+        ErrorCode::RedirectUriMismatch,
+        github::REDIRECT_URI_MISMATCH,
+        Some((AUTHORIZATION_ERRORS, "redirect-uri-mismatch2")),
+    );
+    let verifier = (
+        ErrorCode::IncorrectCodeVerifier,
+        github::INCORRECT_CODE_VERIFIER,
+        None,
+    );
+    let unsupported = (
+        ErrorCode::UnsupportedGrantType,
+        github::UNSUPPORTED_GRANT_TYPE,
+        None,
+    );
+    Some(match failure {
+        F::BadClientCredentials => credentials,
+        F::CodeMissing | F::CodeInvalid | F::PkceRequired => code,
+        F::RedirectNotRegistered | F::RedirectNotBound => redirect,
+        F::VerifierMissing | F::VerifierUnexpected | F::VerifierMalformed | F::VerifierWrong => {
+            verifier
+        }
+        F::GrantTypeUnsupported | F::GrantNotAllowed => unsupported,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::is_valid_description;
+
+    const ALL: &[Failure] = &[
+        Failure::MethodNotAllowed,
+        Failure::BodyTooLarge,
+        Failure::BodyUnreadable,
+        Failure::ContentType,
+        Failure::JsonBody,
+        Failure::ParametersInQuery,
+        Failure::GrantTypeMissing,
+        Failure::GrantTypeUnsupported,
+        Failure::TwoAuthMethods,
+        Failure::ClientIdConflict,
+        Failure::BadClientCredentials,
+        Failure::GrantNotAllowed,
+        Failure::CodeMissing,
+        Failure::CodeInvalid,
+        Failure::PkceRequired,
+        Failure::RedirectNotRegistered,
+        Failure::RedirectNotBound,
+        Failure::RedirectMissing,
+        Failure::VerifierMissing,
+        Failure::VerifierUnexpected,
+        Failure::VerifierMalformed,
+        Failure::VerifierWrong,
+        Failure::Store,
+    ];
+
+    #[test]
+    fn every_description_is_legal_in_both_dialects() {
+        for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+            let p = Presentation {
+                dialect,
+                error_uri_base: Some("https://docs.example.com".into()),
+                github_status: StatusCode::OK,
+            };
+            for &failure in ALL {
+                let r = p.reject(failure);
+                assert!(is_valid_description(r.description()), "{failure:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn github_keeps_framing_and_server_statuses() {
+        let p = Presentation {
+            dialect: Dialect::GitHub,
+            error_uri_base: None,
+            github_status: StatusCode::OK,
+        };
+        assert_eq!(p.reject(Failure::MethodNotAllowed).status(), 405);
+        assert_eq!(p.reject(Failure::BodyTooLarge).status(), 413);
+        assert_eq!(p.reject(Failure::Store).status(), 500);
+        assert_eq!(p.reject(Failure::CodeInvalid).status(), 200);
+    }
+}

@@ -1,0 +1,250 @@
+//! The response future: read the body, check, then forward or refuse.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Request, Response, header::CACHE_CONTROL, request::Parts};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::{
+    answer::refuse,
+    body::{RequestBody, ResponseBody},
+    check::{BoxFuture, Checks, Refusal},
+    error::Failure,
+    format::ResponseFormat,
+    grant::ValidatedGrant,
+    parse::parse,
+};
+
+pin_project! {
+    /// Response future of [`TokenGate`](crate::TokenGate).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+        B: Body,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+        B: Body,
+    {
+        // The request is the inner service's now; only the body type of its
+        // answer changes (and, on the token path, a missing Cache-Control).
+        Forwarded {
+            #[pin]
+            future: S::Future,
+            token_path: bool,
+        },
+        Reading {
+            #[pin]
+            body: B,
+            received: BytesMut,
+            limit: usize,
+            pending: Option<Pending<S>>,
+        },
+        Checking {
+            check: BoxFuture<Result<ValidatedGrant, Refusal>>,
+            body: Bytes,
+            pending: Option<Pending<S>>,
+        },
+        Refused {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+/// What a token request carries from one state to the next.
+pub(crate) struct Pending<S> {
+    pub(crate) parts: Parts,
+    pub(crate) service: S,
+    pub(crate) gate: Arc<dyn Checks>,
+    pub(crate) format: ResponseFormat,
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    pub(crate) fn pass_through(future: S::Future) -> Self {
+        Self {
+            state: State::Forwarded {
+                future,
+                token_path: false,
+            },
+        }
+    }
+
+    pub(crate) fn refused(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Refused {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn read(body: B, limit: usize, pending: Pending<S>) -> Self {
+        Self {
+            state: State::Reading {
+                body,
+                received: BytesMut::new(),
+                limit,
+                pending: Some(pending),
+            },
+        }
+    }
+}
+
+const POLLED_AFTER_COMPLETION: &str = "ResponseFuture polled after completion";
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    B: Body<Data = Bytes>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                StateProj::Forwarded { future, token_path } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if *token_path && !response.headers().contains_key(CACHE_CONTROL) {
+                        response
+                            .headers_mut()
+                            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    }
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Refused { response } => {
+                    let response = response.take().expect(POLLED_AFTER_COMPLETION);
+                    return Poll::Ready(Ok(response.map(ResponseBody::gate)));
+                }
+                StateProj::Reading {
+                    mut body,
+                    received,
+                    limit,
+                    pending,
+                } => {
+                    let read = ready!(poll_read(body.as_mut(), cx, received, *limit));
+                    let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
+                    read_done(read.map(|()| std::mem::take(received).freeze()), pending)
+                }
+                StateProj::Checking {
+                    check,
+                    body,
+                    pending,
+                } => {
+                    let verdict = ready!(check.as_mut().poll(cx));
+                    let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
+                    match verdict {
+                        Ok(grant) => forward(pending, std::mem::take(body), grant),
+                        Err(Refusal { failure, client_id }) => {
+                            refused(&pending, failure, client_id.as_deref())
+                        }
+                    }
+                }
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}
+
+/// Reads the body to its end into `received`, or fails as soon as it grows
+/// past `limit`: a streamed body is cut there, never buffered whole.
+fn poll_read<B: Body<Data = Bytes>>(
+    mut body: Pin<&mut B>,
+    cx: &mut Context<'_>,
+    received: &mut BytesMut,
+    limit: usize,
+) -> Poll<Result<(), Failure>> {
+    loop {
+        match ready!(body.as_mut().poll_frame(cx)) {
+            None => return Poll::Ready(Ok(())),
+            Some(Err(_)) => return Poll::Ready(Err(Failure::BodyUnreadable)),
+            Some(Ok(frame)) => {
+                // Trailers carry no token parameters.
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if data.len() > limit - received.len() {
+                    return Poll::Ready(Err(Failure::BodyTooLarge));
+                }
+                received.extend_from_slice(&data);
+            }
+        }
+    }
+}
+
+/// The body is in (or could not be): parse it and start the checks.
+fn read_done<S, B>(read: Result<Bytes, Failure>, pending: Pending<S>) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    let body = match read {
+        Ok(body) => body,
+        Err(failure) => return refused(&pending, failure, None),
+    };
+    let settings = pending.gate.settings();
+    match parse(&pending.parts, &body, settings.dialect()) {
+        Ok(request) => State::Checking {
+            check: Arc::clone(&pending.gate).check(request),
+            body,
+            pending: Some(pending),
+        },
+        Err(failure) => refused(&pending, failure, None),
+    }
+}
+
+/// Every check passed: hand the request, its body unchanged and the
+/// validated grant to the inner service.
+fn forward<S, B>(pending: Pending<S>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    let Pending {
+        mut parts,
+        mut service,
+        format,
+        ..
+    } = pending;
+    tracing::debug!(client_id = ?grant.client().client_id(), "token request forwarded");
+    parts.extensions.insert(grant);
+    parts.extensions.insert(format);
+    let request = Request::from_parts(parts, RequestBody::buffered(body));
+    State::Forwarded {
+        future: service.call(request),
+        token_path: true,
+    }
+}
+
+fn refused<S, B>(pending: &Pending<S>, failure: Failure, client_id: Option<&str>) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    State::Refused {
+        response: Some(refuse(
+            pending.gate.settings(),
+            failure,
+            pending.format,
+            client_id,
+        )),
+    }
+}

@@ -1,0 +1,90 @@
+//! The authorization-code grant (RFC 6749 §4.1.3, RFC 7636 §4.6): the code,
+//! the redirect URI and the PKCE verifier.
+
+use crate::{
+    check::Settings,
+    client::Client,
+    code::CodeRecord,
+    dialect::Dialect,
+    error::Failure,
+    parse::TokenRequest,
+    pkce::{self, VerifierError},
+    secret::CodeKey,
+    store::{CodeStore, Redemption},
+};
+
+/// Redeems the request's code for `client` and checks everything bound to it.
+///
+/// The code is taken out of service before the redirect URI and the verifier
+/// are compared, so a failed attempt burns the code: nobody gets a second
+/// guess at a verifier (SPEC.md, Codes).
+pub(crate) async fn redeem<K: CodeStore>(
+    codes: &K,
+    settings: &Settings,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<CodeRecord, Failure> {
+    let code = request.code.as_deref().ok_or(Failure::CodeMissing)?;
+    // A redirect URI the client never registered fails without touching the
+    // code: it is a static check on the request.
+    if let Some(uri) = &request.redirect_uri {
+        if !client.allows_redirect_uri(uri) {
+            return Err(Failure::RedirectNotRegistered);
+        }
+    }
+    let redemption = codes.redeem(&CodeKey::of(code)).await.map_err(|error| {
+        tracing::error!(%error, "code store failed");
+        Failure::Store
+    })?;
+    let (record, replayed) = match redemption {
+        Redemption::Redeemed(record) => (record, false),
+        Redemption::Replayed(record) => (record, true),
+        Redemption::Unknown => return Err(Failure::CodeInvalid),
+    };
+    if record.client_id != client.client_id() || record.is_expired(settings.clock.now()) {
+        return Err(Failure::CodeInvalid);
+    }
+    verify_bindings(&record, settings, client, request)?;
+    if replayed {
+        // Only a replay that would otherwise have succeeded reaches the
+        // hook (OAuth 2.1 §7.5.2): whoever sent it holds the client's
+        // credentials and the verifier, so revoking is warranted, and a
+        // stranger cannot trigger it with a leaked code alone.
+        tracing::warn!(client_id = ?client.client_id(), "authorization code replayed");
+        if let Some(hook) = &settings.on_code_replay {
+            hook(&record);
+        }
+        return Err(Failure::CodeInvalid);
+    }
+    Ok(record)
+}
+
+fn verify_bindings(
+    record: &CodeRecord,
+    settings: &Settings,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<(), Failure> {
+    match (&record.redirect_uri, &request.redirect_uri) {
+        (Some(bound), Some(sent)) if bound != sent => return Err(Failure::RedirectNotBound),
+        // GitHub treats redirect_uri as optional at the token endpoint.
+        (Some(_), None) if settings.presentation.dialect == Dialect::Rfc6749 => {
+            return Err(Failure::RedirectMissing);
+        }
+        _ => {}
+    }
+    match (&record.pkce, &request.code_verifier) {
+        (Some(challenge), Some(verifier)) => {
+            pkce::verify(challenge, verifier, settings.allow_plain_pkce).map_err(|e| match e {
+                VerifierError::Malformed => Failure::VerifierMalformed,
+                VerifierError::Mismatch => Failure::VerifierWrong,
+            })
+        }
+        (Some(_), None) => Err(Failure::VerifierMissing),
+        // RFC 9700 §4.8.2: a verifier for a code without challenge is an
+        // attacker's downgrade attempt, not a harmless extra.
+        (None, Some(_)) => Err(Failure::VerifierUnexpected),
+        (None, None) if client.is_public() => Err(Failure::PkceRequired),
+        (None, None) => Ok(()),
+    }
+}

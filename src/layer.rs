@@ -1,0 +1,71 @@
+//! The layer: configuration shared by every service it wraps.
+
+use std::{fmt, sync::Arc};
+
+use tower_layer::Layer;
+
+use crate::{
+    authorize::Authorizer,
+    builder::Builder,
+    check::Checks,
+    service::TokenGate,
+    store::{CodeStore, CredentialStore},
+};
+
+/// Applies [`TokenGate`] to a service.
+///
+/// ```
+/// use tokengate::{Client, MemoryStore, TokenGateLayer};
+///
+/// let store = MemoryStore::new();
+/// store.insert_client(Client::confidential("app").with_secret("s3cret")
+///     .with_redirect_uri("https://app.example/cb"));
+/// let layer = TokenGateLayer::new(store);
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct TokenGateLayer {
+    gate: Arc<dyn Checks>,
+}
+
+impl TokenGateLayer {
+    /// Guards `POST /login/oauth/access_token` in the RFC 6749 dialect with
+    /// default settings, using `store` for clients and codes.
+    pub fn new<St>(store: St) -> Self
+    where
+        St: CredentialStore + CodeStore + Clone,
+    {
+        Self::builder().store(store).build()
+    }
+
+    /// Starts a configuration; see [`Builder`].
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn from_checks(gate: Arc<dyn Checks>) -> Self {
+        Self { gate }
+    }
+
+    /// The issuing side that shares this layer's stores, clock and code
+    /// lifetime: validates authorization requests and mints codes.
+    pub fn authorizer(&self) -> Authorizer {
+        Authorizer::new(Arc::clone(&self.gate))
+    }
+}
+
+impl<S> Layer<S> for TokenGateLayer {
+    type Service = TokenGate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TokenGate::new(inner, Arc::clone(&self.gate))
+    }
+}
+
+impl fmt::Debug for TokenGateLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenGateLayer")
+            .field("settings", self.gate.settings())
+            .finish()
+    }
+}

@@ -1,0 +1,350 @@
+//! Parsing: from the request's head and buffered body to the parameters of a
+//! token request, or the framing failure that stops it (SPEC.md, check 1).
+//!
+//! Only the defined parameters are kept; unknown ones are ignored
+//! (RFC 6749 §3.2), a defined one sent twice is refused, and an empty value
+//! counts as absent.
+
+mod basic;
+pub(crate) mod form;
+mod json;
+
+use http::{
+    HeaderMap,
+    header::{AUTHORIZATION, CONTENT_TYPE},
+    request::Parts,
+};
+
+pub(crate) use self::basic::BasicCredentials;
+use crate::{dialect::Dialect, error::Failure};
+
+/// The parameters the gate reads from a token request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Param {
+    GrantType,
+    Code,
+    RedirectUri,
+    ClientId,
+    ClientSecret,
+    CodeVerifier,
+}
+
+impl Param {
+    const ALL: [Self; 6] = [
+        Self::GrantType,
+        Self::Code,
+        Self::RedirectUri,
+        Self::ClientId,
+        Self::ClientSecret,
+        Self::CodeVerifier,
+    ];
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    const fn name(self) -> &'static str {
+        match self {
+            Self::GrantType => "grant_type",
+            Self::Code => "code",
+            Self::RedirectUri => "redirect_uri",
+            Self::ClientId => "client_id",
+            Self::ClientSecret => "client_secret",
+            Self::CodeVerifier => "code_verifier",
+        }
+    }
+
+    const fn repeated(self) -> &'static str {
+        match self {
+            Self::GrantType => "the grant_type parameter is repeated",
+            Self::Code => "the code parameter is repeated",
+            Self::RedirectUri => "the redirect_uri parameter is repeated",
+            Self::ClientId => "the client_id parameter is repeated",
+            Self::ClientSecret => "the client_secret parameter is repeated",
+            Self::CodeVerifier => "the code_verifier parameter is repeated",
+        }
+    }
+}
+
+/// Collected values, and which parameters were seen at all (an empty value
+/// is absent, but still counts when the same name comes again).
+#[derive(Default)]
+pub(crate) struct Params {
+    values: [Option<String>; 6],
+    seen: [bool; 6],
+}
+
+impl Params {
+    fn set(&mut self, param: Param, value: String) -> Result<(), Failure> {
+        let slot = param as usize;
+        if std::mem::replace(&mut self.seen[slot], true) {
+            return Err(Failure::Repeated(param.repeated()));
+        }
+        if !value.is_empty() {
+            self.values[slot] = Some(value);
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, param: Param) -> Option<String> {
+        self.values[param as usize].take()
+    }
+
+    fn read_form(&mut self, input: &[u8]) -> Result<(), Failure> {
+        for pair in form::pairs(input) {
+            let (name, value) = pair.map_err(Failure::Malformed)?;
+            if let Some(param) = Param::from_name(&name) {
+                self.set(param, value.into_owned())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A token request, parsed but not yet checked.
+///
+/// No `Debug`: it holds the client secret, the code and the verifier.
+pub(crate) struct TokenRequest {
+    pub(crate) grant_type: Option<String>,
+    pub(crate) code: Option<String>,
+    pub(crate) redirect_uri: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) code_verifier: Option<String>,
+    /// The `Authorization` header's credentials; a bad header is reported
+    /// when client authentication runs, so earlier checks win (SPEC order).
+    pub(crate) basic: Option<Result<BasicCredentials, Failure>>,
+}
+
+/// Parses the parameters of a token request with head `parts` and the
+/// buffered `body`.
+pub(crate) fn parse(parts: &Parts, body: &[u8], dialect: Dialect) -> Result<TokenRequest, Failure> {
+    let mut params = Params::default();
+    match body_kind(&parts.headers, body)? {
+        BodyKind::Empty => {}
+        BodyKind::Form => params.read_form(body)?,
+        BodyKind::Json if dialect == Dialect::GitHub => json::read(body, &mut params)?,
+        BodyKind::Json => return Err(Failure::JsonBody),
+    }
+    if let Some(query) = parts.uri.query() {
+        match dialect {
+            Dialect::GitHub => params.read_form(query.as_bytes())?,
+            // Parameters in the URI end up in logs and histories (RFC 6749
+            // §2.3.1, §3.2); other query parameters are not ours to judge.
+            Dialect::Rfc6749 => {
+                let ours = form::pairs(query.as_bytes())
+                    .filter_map(Result::ok)
+                    .any(|(name, _)| Param::from_name(&name).is_some());
+                if ours {
+                    return Err(Failure::ParametersInQuery);
+                }
+            }
+        }
+    }
+    let mut headers = parts.headers.get_all(AUTHORIZATION).iter();
+    let basic = match (headers.next(), headers.next()) {
+        (None, _) => None,
+        (Some(value), None) => Some(basic::parse(value)),
+        (Some(_), Some(_)) => Some(Err(Failure::MalformedAuthorization(
+            "more than one Authorization header",
+        ))),
+    };
+    Ok(TokenRequest {
+        grant_type: params.take(Param::GrantType),
+        code: params.take(Param::Code),
+        redirect_uri: params.take(Param::RedirectUri),
+        client_id: params.take(Param::ClientId),
+        client_secret: params.take(Param::ClientSecret),
+        code_verifier: params.take(Param::CodeVerifier),
+        basic,
+    })
+}
+
+enum BodyKind {
+    Empty,
+    Form,
+    Json,
+}
+
+fn body_kind(headers: &HeaderMap, body: &[u8]) -> Result<BodyKind, Failure> {
+    let Some(content_type) = headers.get(CONTENT_TYPE) else {
+        // A request whose parameters are all in the query (GitHub) has no
+        // body and often no Content-Type.
+        return if body.is_empty() {
+            Ok(BodyKind::Empty)
+        } else {
+            Err(Failure::ContentType)
+        };
+    };
+    let content_type = content_type.to_str().map_err(|_| Failure::ContentType)?;
+    let mut parts = content_type.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    // Only UTF-8 is read; a body declared in another charset would be
+    // misread, so it is refused.
+    let charset_ok = parts.all(|param| match param.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    if !charset_ok {
+        return Err(Failure::ContentType);
+    }
+    if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Ok(BodyKind::Form)
+    } else if media.eq_ignore_ascii_case("application/json") {
+        Ok(BodyKind::Json)
+    } else {
+        Err(Failure::ContentType)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+
+    use super::*;
+
+    fn request(uri: &str, content_type: Option<&str>) -> Parts {
+        let mut builder = Request::post(uri);
+        if let Some(ct) = content_type {
+            builder = builder.header(CONTENT_TYPE, ct);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+    #[test]
+    fn reads_defined_parameters_and_ignores_others() {
+        let parts = request("/token", FORM);
+        let req = parse(
+            &parts,
+            b"grant_type=authorization_code&code=abc&foo=1&foo=2&client_id=",
+            Dialect::Rfc6749,
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(req.grant_type.as_deref(), Some("authorization_code"));
+        assert_eq!(req.code.as_deref(), Some("abc"));
+        assert_eq!(req.client_id, None);
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused_even_when_empty() {
+        let parts = request("/token", FORM);
+        for body in ["code=a&code=b", "code=&code=b", "code=a&code="] {
+            assert!(
+                matches!(
+                    parse(&parts, body.as_bytes(), Dialect::Rfc6749),
+                    Err(Failure::Repeated(_))
+                ),
+                "{body}"
+            );
+        }
+        // Encoded names are the same parameter.
+        assert!(matches!(
+            parse(&parts, b"code=a&c%6Fde=b", Dialect::Rfc6749),
+            Err(Failure::Repeated(_))
+        ));
+    }
+
+    #[test]
+    fn content_type_rules() {
+        let cases: &[(Option<&str>, &[u8], Dialect, bool)] = &[
+            (
+                Some("application/x-www-form-urlencoded; charset=UTF-8"),
+                b"code=a",
+                Dialect::Rfc6749,
+                true,
+            ),
+            (
+                Some("application/x-www-form-urlencoded; charset=latin1"),
+                b"code=a",
+                Dialect::Rfc6749,
+                false,
+            ),
+            (Some("text/plain"), b"code=a", Dialect::Rfc6749, false),
+            (None, b"code=a", Dialect::GitHub, false),
+            (None, b"", Dialect::GitHub, true),
+            (
+                Some("application/json"),
+                br#"{"code":"a"}"#,
+                Dialect::GitHub,
+                true,
+            ),
+            (
+                Some("application/json"),
+                br#"{"code":"a"}"#,
+                Dialect::Rfc6749,
+                false,
+            ),
+        ];
+        for (ct, body, dialect, ok) in cases {
+            let parts = request("/token", *ct);
+            assert_eq!(
+                parse(&parts, body, *dialect).is_ok(),
+                *ok,
+                "{ct:?} {dialect:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_parameters_by_dialect() {
+        let parts = request("/token?client_id=a&code=b", None);
+        let req = parse(&parts, b"", Dialect::GitHub).ok().unwrap();
+        assert_eq!(req.client_id.as_deref(), Some("a"));
+        assert!(matches!(
+            parse(&parts, b"", Dialect::Rfc6749),
+            Err(Failure::ContentType) | Err(Failure::ParametersInQuery)
+        ));
+        let parts = request("/token?client_secret=x", FORM);
+        assert!(matches!(
+            parse(&parts, b"code=a", Dialect::Rfc6749),
+            Err(Failure::ParametersInQuery)
+        ));
+        let parts = request("/token?tenant=x", FORM);
+        assert!(parse(&parts, b"code=a", Dialect::Rfc6749).is_ok());
+        // A parameter in both the body and the query is repeated.
+        let parts = request("/token?code=a", FORM);
+        assert!(matches!(
+            parse(&parts, b"code=b", Dialect::GitHub),
+            Err(Failure::Repeated(_))
+        ));
+    }
+
+    #[test]
+    fn json_bodies() {
+        let parts = request("/token", Some("application/json"));
+        for (body, ok) in [
+            (
+                &br#"{"code":"a","client_id":"c","extra":{"deep":[1,2,{"x":null}]}}"#[..],
+                true,
+            ),
+            (br#"{"code":null}"#, true),
+            (br#"{"code":1}"#, false),
+            (br#"["code"]"#, false),
+            (br#"{"code":"a""#, false),
+            (b"", false),
+        ] {
+            assert_eq!(
+                parse(&parts, body, Dialect::GitHub).is_ok(),
+                ok,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(matches!(
+            parse(&parts, br#"{"code":"a","code":"b"}"#, Dialect::GitHub),
+            Err(Failure::Repeated(_))
+        ));
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        // Deep nesting in an unknown member is skipped without recursion.
+        let body = format!(r#"{{"x":{deep},"code":"a"}}"#);
+        assert!(parse(&parts, body.as_bytes(), Dialect::GitHub).is_ok());
+        // In a defined parameter it is refused, without overflowing the stack.
+        let body = format!(r#"{{"code":{deep}}}"#);
+        assert!(matches!(parse(&parts, body.as_bytes(), Dialect::GitHub), Err(Failure::Malformed(_))));
+    }
+}

@@ -1,0 +1,268 @@
+//! Redirect URI policies: how a requested `redirect_uri` is compared with a
+//! client's registered ones.
+
+use http::Uri;
+use serde::Deserialize;
+
+/// How a requested redirect URI must relate to a registered one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedirectPolicy {
+    /// Simple string comparison (RFC 9700 §4.1.3): the default, and the only
+    /// policy that cannot be fooled by a parser's opinion of a URI.
+    ///
+    /// ```
+    /// use tokengate::RedirectPolicy::Exact;
+    /// let cb = "https://client.example.com/cb";
+    /// assert!(Exact.allows(cb, cb));
+    /// for other in ["https://client.example.com/cb/", "https://client.example.com/CB",
+    ///               "https://client.example.com:443/cb", "https://client.example.com/cb?x=1"] {
+    ///     assert!(!Exact.allows(cb, other));
+    /// }
+    /// ```
+    #[default]
+    Exact,
+    /// RFC 8252 §7.3: for a registered `http://127.0.0.1/...` or
+    /// `http://[::1]/...` URI the port may differ, since a native app binds
+    /// whatever port is free; anything else is compared exactly.
+    ///
+    /// ```
+    /// use tokengate::RedirectPolicy::Loopback;
+    /// assert!(Loopback.allows("http://127.0.0.1/cb", "http://127.0.0.1:51004/cb"));
+    /// assert!(Loopback.allows("http://[::1]/cb", "http://[::1]:8080/cb"));
+    /// assert!(!Loopback.allows("http://127.0.0.1/cb", "http://127.0.0.1:51004/other"));
+    /// assert!(!Loopback.allows("http://127.0.0.1/cb", "http://localhost:51004/cb"));
+    /// ```
+    Loopback,
+    /// GitHub's rule for OAuth apps: scheme, host and port as registered
+    /// (subdomains of the host allowed), the path equal to the registered one
+    /// or below it on a segment boundary, no dot-segments; a loopback host
+    /// may use any port.
+    ///
+    /// ```
+    /// use tokengate::RedirectPolicy::GitHub;
+    /// let cb = "http://example.com/path";
+    /// for good in ["http://example.com/path", "http://example.com/path/subdir/other",
+    ///              "http://oauth.example.com/path"] {
+    ///     assert!(GitHub.allows(cb, good), "{good}");
+    /// }
+    /// for bad in ["http://example.com/bar", "http://example.com/", "http://example.com/pathX",
+    ///             "http://example.com:8080/path", "http://oauth.example.com:8080/path",
+    ///             "http://example.org", "http://example.com/path/../bar"] {
+    ///     assert!(!GitHub.allows(cb, bad), "{bad}");
+    /// }
+    /// ```
+    #[serde(rename = "github")]
+    GitHub,
+}
+
+impl RedirectPolicy {
+    /// Whether `requested` is allowed by `registered` under this policy.
+    pub fn allows(self, registered: &str, requested: &str) -> bool {
+        if registered == requested {
+            // Equality passes every policy; a fragment is never registrable
+            // (RFC 6749 §3.1.2), so a registered URI cannot carry one.
+            return !requested.contains('#');
+        }
+        match self {
+            Self::Exact => false,
+            Self::Loopback => loopback(registered, requested),
+            Self::GitHub => github(registered, requested),
+        }
+    }
+}
+
+/// The parts of an absolute URI the policies compare.
+struct Parts<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<u16>,
+    path: &'a str,
+    query: Option<&'a str>,
+}
+
+fn parts(uri: &Uri) -> Option<Parts<'_>> {
+    let authority = uri.authority()?;
+    // A userinfo part (`https://good.example@evil.example/`) is how a
+    // lenient comparison gets fooled: never relax a policy for one.
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    Some(Parts {
+        scheme: uri.scheme_str()?,
+        host: authority.host(),
+        port: authority.port_u16(),
+        path: uri.path(),
+        query: uri.query(),
+    })
+}
+
+fn parse(uri: &str) -> Option<Uri> {
+    if uri.contains('#') {
+        return None;
+    }
+    uri.parse().ok()
+}
+
+fn is_loopback_ip(host: &str) -> bool {
+    host == "127.0.0.1" || host == "[::1]"
+}
+
+fn loopback(registered: &str, requested: &str) -> bool {
+    let (Some(reg), Some(req)) = (parse(registered), parse(requested)) else {
+        return false;
+    };
+    let (Some(reg), Some(req)) = (parts(&reg), parts(&req)) else {
+        return false;
+    };
+    reg.scheme == "http"
+        && req.scheme == "http"
+        && is_loopback_ip(reg.host)
+        && reg.host == req.host
+        && reg.path == req.path
+        && reg.query == req.query
+        // `http::Uri` reads an empty path as `/`; the raw strings must agree
+        // on it too, or `http://127.0.0.1` would match `http://127.0.0.1/`.
+        && has_explicit_path(registered) == has_explicit_path(requested)
+}
+
+fn has_explicit_path(uri: &str) -> bool {
+    uri.split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'))
+}
+
+fn github(registered: &str, requested: &str) -> bool {
+    let (Some(reg), Some(req)) = (parse(registered), parse(requested)) else {
+        return false;
+    };
+    let (Some(reg), Some(req)) = (parts(&reg), parts(&req)) else {
+        return false;
+    };
+    let reg_host = reg.host.to_ascii_lowercase();
+    let req_host = req.host.to_ascii_lowercase();
+    let host_ok = req_host == reg_host
+        || (!is_loopback_ip(&reg_host)
+            && req_host
+                .strip_suffix(reg_host.as_str())
+                .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1));
+    let port_ok = req.port == reg.port || is_loopback_ip(&reg_host);
+    reg.scheme.eq_ignore_ascii_case(req.scheme)
+        && host_ok
+        && port_ok
+        && path_within(reg.path, req.path)
+        && (reg.query.is_none() || reg.query == req.query)
+}
+
+/// `requested` equals `registered` or lies below it on a segment boundary,
+/// and names no dot-segment (plain or percent-encoded) that could climb out.
+fn path_within(registered: &str, requested: &str) -> bool {
+    let has_dot_segment = requested.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    });
+    if has_dot_segment || requested.to_ascii_lowercase().contains("%2f") {
+        return false;
+    }
+    if requested == registered {
+        return true;
+    }
+    let base = registered.trim_end_matches('/');
+    requested
+        .strip_prefix(base)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedirectPolicy::{self, *};
+
+    const CB: &str = "https://client.example.com/cb";
+
+    #[test]
+    fn exact_is_string_equality() {
+        assert!(Exact.allows(CB, CB));
+        for other in [
+            "https://client.example.com/cb/",
+            "https://client.example.com/CB",
+            "https://client.example.com:443/cb",
+            "https://client.example.com/cb?x=1",
+            "https://client.example.com/cb#frag",
+        ] {
+            assert!(!Exact.allows(CB, other), "{other}");
+        }
+    }
+
+    #[test]
+    fn loopback_lets_only_the_port_vary() {
+        let reg = "http://127.0.0.1/callback";
+        assert!(Loopback.allows(reg, "http://127.0.0.1:1234/callback"));
+        assert!(Loopback.allows(reg, "http://127.0.0.1:65535/callback"));
+        assert!(!Loopback.allows(reg, "https://127.0.0.1:1234/callback"));
+        assert!(!Loopback.allows(reg, "http://127.0.0.2:1234/callback"));
+        assert!(!Loopback.allows(reg, "http://127.0.0.1:1234/callback/x"));
+        assert!(!Loopback.allows(reg, "http://127.0.0.1:1234/callback?x=1"));
+        assert!(!Loopback.allows(reg, "http://evil@127.0.0.1:1234/callback"));
+        assert!(Loopback.allows("http://[::1]/cb", "http://[::1]:9/cb"));
+        // Not a loopback registration: exact.
+        assert!(!Loopback.allows(CB, "https://client.example.com:8443/cb"));
+    }
+
+    #[test]
+    fn github_rule_matches_the_documented_examples() {
+        let cb = "http://example.com/path";
+        for good in [
+            "http://example.com/path",
+            "http://example.com/path/subdir/other",
+            "http://oauth.example.com/path",
+            "http://oauth.example.com/path/subdir/other",
+        ] {
+            assert!(GitHub.allows(cb, good), "{good}");
+        }
+        for bad in [
+            "http://example.com/bar",
+            "http://example.com/",
+            "http://example.com/pathX",
+            "http://example.com:8080/path",
+            "http://oauth.example.com:8080/path",
+            "http://example.org",
+            "http://example.com/path/../bar",
+            "http://example.com/path/%2e%2E/bar",
+            "http://example.com/path/./x",
+            "http://evilexample.com/path",
+            "http://example.com.evil.org/path",
+            "http://example.com@evil.org/path",
+            "http://evil.org/?http://example.com/path",
+            "https://example.com/path",
+            "http://example.com/path#x",
+            "http://example.com/path/%2F..%2Fbar",
+        ] {
+            assert!(!GitHub.allows(cb, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn github_rule_lets_loopback_use_any_port() {
+        let reg = "http://127.0.0.1/cb";
+        assert!(GitHub.allows(reg, "http://127.0.0.1:4000/cb"));
+        assert!(GitHub.allows(reg, "http://127.0.0.1:4000/cb/deeper"));
+        assert!(!GitHub.allows(reg, "http://x.127.0.0.1:4000/cb"));
+    }
+
+    #[test]
+    fn garbage_never_matches_a_relaxed_policy() {
+        for policy in [Exact, Loopback, GitHub] {
+            for junk in [
+                "",
+                "not a uri",
+                "http://",
+                "//example.com/path",
+                "http://exa mple.com/path",
+            ] {
+                assert!(
+                    !RedirectPolicy::allows(policy, "http://example.com/path", junk),
+                    "{junk}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Digests, constant-time comparison and fresh random values.
+//!
+//! Nothing secret is kept in the clear: client secrets are stored as SHA-256
+//! digests and codes are looked up by the digest of their value, so a dump of
+//! any store reveals neither a live secret nor a live code.
+
+use std::fmt;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The SHA-256 digest of a client secret.
+///
+/// Client secrets are high-entropy values chosen by the server, so a plain
+/// SHA-256 keeps a leaked table useless without slowing every token request
+/// the way a password hash would.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretDigest([u8; 32]);
+
+impl SecretDigest {
+    /// The digest of `secret`.
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// A digest given as 64 hexadecimal digits, as stored by a backend.
+    pub fn from_hex(digits: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(digits, &mut out).ok()?;
+        Some(Self(out))
+    }
+
+    /// The digest as 64 lowercase hexadecimal digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Compares in constant time.
+    pub(crate) fn matches(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretDigest(<redacted>)")
+    }
+}
+
+/// The key a code is stored under: the SHA-256 digest of the code's value.
+///
+/// Stores never see a code itself, only this key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CodeKey([u8; 32]);
+
+impl CodeKey {
+    /// The key of the code `code`.
+    pub fn of(code: &str) -> Self {
+        Self(Sha256::digest(code.as_bytes()).into())
+    }
+
+    /// The raw digest bytes, for backends that store binary keys.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The digest as 64 lowercase hexadecimal digits, for backends that store
+    /// text keys.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for CodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key is not the code, but a prefix is enough to correlate logs.
+        write!(f, "CodeKey({}..)", &hex::encode(&self.0[..4]))
+    }
+}
+
+/// A fresh random code: 256 bits from the operating system, base64url (43
+/// characters). RFC 6749 §10.10 asks for at least 128 bits.
+pub(crate) fn random_code() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_round_trips_through_hex() {
+        let d = SecretDigest::of("7Fjfp0ZBr1KtDRbnfVdmIw");
+        assert_eq!(SecretDigest::from_hex(&d.to_hex()), Some(d.clone()));
+        assert!(d.matches(&SecretDigest::of("7Fjfp0ZBr1KtDRbnfVdmIw")));
+        assert!(!d.matches(&SecretDigest::of("7Fjfp0ZBr1KtDRbnfVdmIx")));
+        assert_eq!(SecretDigest::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn debug_never_shows_the_digest() {
+        let d = SecretDigest::of("hunter2");
+        assert_eq!(format!("{d:?}"), "SecretDigest(<redacted>)");
+    }
+
+    #[test]
+    fn random_codes_are_long_and_distinct() {
+        let a = random_code().unwrap();
+        let b = random_code().unwrap();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+    }
+}

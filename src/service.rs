@@ -1,0 +1,136 @@
+//! The middleware: let other paths through, take token requests apart.
+
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, header::CONTENT_LENGTH};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::{
+    answer::refuse,
+    body::{RequestBody, ResponseBody},
+    check::Checks,
+    error::Failure,
+    format::ResponseFormat,
+    future::{Pending, ResponseFuture},
+    layer::TokenGateLayer,
+};
+
+/// Guards the token endpoint of the inner service `S`.
+///
+/// Created by [`TokenGateLayer`]. Requests to other paths reach `S` as they
+/// are; token requests reach it only after every check passed, with the
+/// [`ValidatedGrant`](crate::ValidatedGrant) and the
+/// [`ResponseFormat`] in their extensions. Every refusal is an HTTP
+/// response: the service's error type is the inner service's.
+#[derive(Clone)]
+pub struct TokenGate<S> {
+    inner: S,
+    gate: Arc<dyn Checks>,
+}
+
+impl<S> TokenGate<S> {
+    pub(crate) fn new(inner: S, gate: Arc<dyn Checks>) -> Self {
+        Self { inner, gate }
+    }
+
+    /// A layer guarding the default token path with `store` and default
+    /// settings; see [`TokenGateLayer::builder`] for the rest.
+    pub fn layer<St>(store: St) -> TokenGateLayer
+    where
+        St: crate::CredentialStore + crate::CodeStore + Clone,
+    {
+        TokenGateLayer::new(store)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for TokenGate<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenGate")
+            .field("inner", &self.inner)
+            .field("settings", self.gate.settings())
+            .finish()
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for TokenGate<S>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
+    B: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let settings = self.gate.settings();
+        if request.uri().path() != settings.token_path {
+            return ResponseFuture::pass_through(
+                self.inner.call(request.map(RequestBody::streaming)),
+            );
+        }
+        let format = ResponseFormat::negotiate(request.headers(), settings.dialect());
+        let early = if request.method() != Method::POST {
+            Some(Failure::MethodNotAllowed)
+        } else if declared_length(&request).is_some_and(|len| len > settings.body_limit as u64) {
+            // Refused before one byte of the body is read.
+            Some(Failure::BodyTooLarge)
+        } else {
+            None
+        };
+        if let Some(failure) = early {
+            return ResponseFuture::refused(refuse(settings, failure, format, None));
+        }
+        // The ready service goes with this request; the clone waits for the
+        // next poll_ready (see tower-service's docs on `call`).
+        let clone = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, clone);
+        let limit = settings.body_limit;
+        let (parts, body) = request.into_parts();
+        ResponseFuture::read(
+            body,
+            limit,
+            Pending {
+                parts,
+                service,
+                gate: Arc::clone(&self.gate),
+                format,
+            },
+        )
+    }
+}
+
+/// The body length the client announced, from `Content-Length` or, failing
+/// that, an exact size hint.
+fn declared_length<B: Body>(request: &Request<B>) -> Option<u64> {
+    let header = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    header.or_else(|| Some(request.body().size_hint().lower()).filter(|&n| n > 0))
+}

@@ -1,0 +1,278 @@
+//! The embedded store: clients and codes in this process's memory.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError, RwLock},
+    time::{Duration, SystemTime},
+};
+
+use super::{ClientsFileError, CodeStore, CredentialStore, Redemption, StoreError, clients_file};
+use crate::{
+    client::Client,
+    clock::{Clock, SystemClock},
+    code::CodeRecord,
+    secret::CodeKey,
+};
+
+/// How often expired codes are swept out, at most.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Clients and codes in memory: the default store, for one process.
+///
+/// Redemption is atomic (one lock, one map operation). A redeemed code stays
+/// as a replay marker until it would have expired, then it is swept, so
+/// memory is bounded by the codes issued within one code lifetime. Clones
+/// share the same data.
+///
+/// ```
+/// use tokengate::{Client, MemoryStore};
+///
+/// let store = MemoryStore::new();
+/// store.insert_client(Client::confidential("app").with_secret("s3cret"));
+/// store
+///     .load_clients_json(r#"{"clients":[{"client_id":"cli","public":true,
+///         "redirect_uris":["http://127.0.0.1/cb"],"redirect_policy":"loopback"}]}"#)
+///     .unwrap();
+/// assert_eq!(store.client_count(), 2);
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    clients: RwLock<HashMap<String, Arc<Client>>>,
+    codes: Mutex<Codes>,
+    clock: Arc<dyn Clock>,
+}
+
+struct Codes {
+    entries: HashMap<CodeKey, Entry>,
+    next_sweep: SystemTime,
+}
+
+struct Entry {
+    record: CodeRecord,
+    used: bool,
+}
+
+impl MemoryStore {
+    /// An empty store on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(SystemClock)
+    }
+
+    /// An empty store that reads time from `clock` (give it the same clock
+    /// as the layer, so tests move both at once).
+    pub fn with_clock(clock: impl Clock) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        let next_sweep = clock.now() + SWEEP_EVERY;
+        Self {
+            inner: Arc::new(Inner {
+                clients: RwLock::default(),
+                codes: Mutex::new(Codes {
+                    entries: HashMap::new(),
+                    next_sweep,
+                }),
+                clock,
+            }),
+        }
+    }
+
+    /// Registers `client`, replacing one with the same id.
+    pub fn insert_client(&self, client: Client) {
+        let mut clients = self
+            .inner
+            .clients
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        clients.insert(client.client_id().to_owned(), Arc::new(client));
+    }
+
+    /// Removes the client `client_id`; its codes can no longer be redeemed
+    /// since no request can authenticate as it.
+    pub fn remove_client(&self, client_id: &str) -> bool {
+        let mut clients = self
+            .inner
+            .clients
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        clients.remove(client_id).is_some()
+    }
+
+    /// The number of registered clients.
+    pub fn client_count(&self) -> usize {
+        self.inner
+            .clients
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Registers every client of a clients document (see the crate docs for
+    /// its format). Nothing is registered if any entry is invalid.
+    pub fn load_clients_json(&self, json: &str) -> Result<usize, ClientsFileError> {
+        let clients = clients_file::parse(json)?;
+        let count = clients.len();
+        for client in clients {
+            self.insert_client(client);
+        }
+        Ok(count)
+    }
+
+    /// Registers every client of the clients file at `path`.
+    pub fn load_clients_file(&self, path: impl AsRef<Path>) -> Result<usize, ClientsFileError> {
+        let json = std::fs::read_to_string(path.as_ref())
+            .map_err(|e| ClientsFileError::read(path.as_ref(), e))?;
+        self.load_clients_json(&json)
+    }
+
+    /// The number of codes held, live or kept as replay markers.
+    pub fn code_count(&self) -> usize {
+        self.codes().entries.len()
+    }
+
+    fn codes(&self) -> std::sync::MutexGuard<'_, Codes> {
+        self.inner
+            .codes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Codes {
+    /// Drops every code past its expiry, used or not. Runs at most once per
+    /// [`SWEEP_EVERY`], so its cost is spread over many issues.
+    fn sweep_if_due(&mut self, now: SystemTime) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.entries
+            .retain(|_, entry| !entry.record.is_expired(now));
+        self.next_sweep = now + SWEEP_EVERY;
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("clients", &self.client_count())
+            .field("codes", &self.code_count())
+            .finish()
+    }
+}
+
+impl CredentialStore for MemoryStore {
+    async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        let clients = self
+            .inner
+            .clients
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(clients.get(client_id).cloned())
+    }
+}
+
+impl CodeStore for MemoryStore {
+    async fn issue(&self, key: CodeKey, record: CodeRecord) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        let mut codes = self.codes();
+        codes.sweep_if_due(now);
+        if codes.entries.contains_key(&key) {
+            // 256 random bits do not collide; a caller reusing a key would
+            // silently revive a used code, so refuse.
+            return Err(StoreError::new("a code with this key already exists"));
+        }
+        codes.entries.insert(
+            key,
+            Entry {
+                record,
+                used: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
+        let now = self.inner.clock.now();
+        let mut codes = self.codes();
+        let Some(entry) = codes.entries.get_mut(key) else {
+            return Ok(Redemption::Unknown);
+        };
+        if entry.record.is_expired(now) {
+            codes.entries.remove(key);
+            return Ok(Redemption::Unknown);
+        }
+        if entry.used {
+            return Ok(Redemption::Replayed(entry.record.clone()));
+        }
+        entry.used = true;
+        Ok(Redemption::Redeemed(entry.record.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn record(clock: &ManualClock, lifetime: Duration) -> CodeRecord {
+        CodeRecord {
+            client_id: "c".into(),
+            subject: "u".into(),
+            scopes: vec![],
+            redirect_uri: None,
+            pkce: None,
+            issued_at: clock.now(),
+            expires_at: clock.now() + lifetime,
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_codes_are_swept() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        for i in 0..100 {
+            let key = CodeKey::of(&format!("code-{i}"));
+            store
+                .issue(key, record(&clock, Duration::from_secs(600)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.code_count(), 100);
+        clock.advance(Duration::from_secs(601));
+        store
+            .issue(
+                CodeKey::of("fresh"),
+                record(&clock, Duration::from_secs(600)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.code_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_cannot_be_issued_twice() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        let key = CodeKey::of("x");
+        store
+            .issue(key, record(&clock, Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .issue(key, record(&clock, Duration::from_secs(60)))
+                .await
+                .is_err()
+        );
+    }
+}
