@@ -345,6 +345,9 @@ mod tests {
         assert!(parse(&parts, body.as_bytes(), Dialect::GitHub).is_ok());
         // In a defined parameter it is refused, without overflowing the stack.
         let body = format!(r#"{{"code":{deep}}}"#);
-        assert!(matches!(parse(&parts, body.as_bytes(), Dialect::GitHub), Err(Failure::Malformed(_))));
+        assert!(matches!(
+            parse(&parts, body.as_bytes(), Dialect::GitHub),
+            Err(Failure::Malformed(_))
+        ));
     }
 }

@@ -1,0 +1,200 @@
+//! The issuing side: authorization requests validated and codes minted.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use tokengate::{AuthorizationError, Dialect};
+
+fn query_of(location: &str) -> HashMap<String, String> {
+    let query = location.split_once('?').expect("a query").1;
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+async fn refuse(h: &Harness, query: &str) -> AuthorizationError {
+    h.layer.authorizer().validate(query).await.unwrap_err()
+}
+
+#[tokio::test]
+async fn a_valid_request_mints_a_bound_code() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let authorizer = h.layer.authorizer();
+    let request = authorizer
+        .validate(&format!(
+            "response_type=code&client_id=app&redirect_uri={CB_ENC}&state=a%26b&scope=read+write&code_challenge={CHALLENGE}&code_challenge_method=S256"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(request.client().client_id(), "app");
+    assert_eq!(request.scopes(), ["read", "write"]);
+    assert_eq!(request.state(), Some("a&b"));
+    let approval = authorizer.approve(&request, "alice").await.unwrap();
+    assert_eq!(format!("{approval:?}"), "Approval(<redacted>)");
+    let location = approval.location().to_owned();
+    assert!(location.starts_with(&format!("{CB}?code=")));
+    let params = query_of(&location);
+    assert_eq!(params["state"], "a&b");
+    // 256 random bits, base64url.
+    assert_eq!(params["code"].len(), 43);
+    let response = approval.into_response();
+    assert_eq!(response.status(), 302);
+    assert_eq!(response.headers()["location"], location.as_str());
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    // Two approvals never share a code.
+    let other = authorizer.approve(&request, "alice").await.unwrap();
+    assert_ne!(query_of(other.location())["code"], params["code"]);
+}
+
+#[tokio::test]
+async fn unknown_or_missing_clients_are_never_redirected() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let e = refuse(
+        &h,
+        &format!("response_type=code&client_id=nobody&redirect_uri={CB_ENC}"),
+    )
+    .await;
+    assert_eq!((e.error(), e.location()), ("invalid_request", None));
+    assert_eq!(e.into_response().status(), 400);
+    let e = refuse(&h, &format!("response_type=code&redirect_uri={CB_ENC}")).await;
+    assert_eq!(e.location(), None);
+    // GitHub answers an unknown client with a 404 page.
+    let g = Harness::new(Dialect::GitHub);
+    let e = refuse(&g, &format!("client_id=nobody&redirect_uri={CB_ENC}")).await;
+    assert_eq!(e.location(), None);
+    assert_eq!(e.into_response().status(), 404);
+}
+
+#[tokio::test]
+async fn redirect_uri_mismatch_by_dialect() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let e = refuse(
+        &h,
+        "response_type=code&client_id=app&redirect_uri=https%3A%2F%2Fevil.example%2F&state=s",
+    )
+    .await;
+    assert_eq!(e.error(), "invalid_request");
+    assert_eq!(e.location(), None, "never redirect to an unregistered URI");
+
+    // GitHub sends the user back to the registered callback with the error.
+    let g = Harness::new(Dialect::GitHub);
+    let e = refuse(
+        &g,
+        "client_id=app&redirect_uri=https%3A%2F%2Fevil.example%2F&state=s",
+    )
+    .await;
+    assert_eq!(e.error(), "redirect_uri_mismatch");
+    let location = e.location().unwrap();
+    assert!(location.starts_with(&format!("{CB}?")));
+    let params = query_of(location);
+    assert_eq!(params["error"], "redirect_uri_mismatch");
+    assert_eq!(
+        params["error_description"],
+        "The redirect_uri MUST match the registered callback URL for this application."
+    );
+    assert_eq!(
+        params["error_uri"],
+        "/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/#redirect-uri-mismatch"
+    );
+    assert_eq!(params["state"], "s");
+}
+
+#[tokio::test]
+async fn the_registered_uri_is_used_when_none_is_sent() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let authorizer = h.layer.authorizer();
+    let request = authorizer
+        .validate("response_type=code&client_id=app")
+        .await
+        .unwrap();
+    assert_eq!(request.redirect_uri(), CB);
+    let approval = authorizer.approve(&request, "alice").await.unwrap();
+    assert!(approval.location().starts_with(CB));
+}
+
+#[tokio::test]
+async fn errors_after_the_redirect_is_trusted_go_back_with_state() {
+    let h = Harness::new(Dialect::Rfc6749);
+    for (query, error) in [
+        (
+            format!("client_id=app&redirect_uri={CB_ENC}&state=s"),
+            "invalid_request",
+        ),
+        (
+            format!("response_type=token&client_id=app&redirect_uri={CB_ENC}&state=s"),
+            "unsupported_response_type",
+        ),
+        (
+            format!(
+                "response_type=code&client_id=app&redirect_uri={CB_ENC}&state=s&code_challenge=short&code_challenge_method=S256"
+            ),
+            "invalid_request",
+        ),
+        (
+            format!(
+                "response_type=code&client_id=app&redirect_uri={CB_ENC}&state=s&code_challenge={CHALLENGE}&code_challenge_method=S512"
+            ),
+            "invalid_request",
+        ),
+        (
+            format!(
+                "response_type=code&client_id=app&redirect_uri={CB_ENC}&state=s&code_challenge_method=S256"
+            ),
+            "invalid_request",
+        ),
+        (
+            format!("response_type=code&client_id=no-code&redirect_uri={CB_ENC}&state=s"),
+            "unauthorized_client",
+        ),
+    ] {
+        let e = refuse(&h, &query).await;
+        assert_eq!(e.error(), error, "{query}");
+        let params = query_of(e.location().expect("redirected"));
+        assert_eq!(params["error"], error);
+        assert_eq!(params["state"], "s");
+        assert_eq!(e.into_response().status(), 302);
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_parameter_is_refused_without_redirect() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let e = refuse(
+        &h,
+        &format!("response_type=code&client_id=app&client_id=other&redirect_uri={CB_ENC}"),
+    )
+    .await;
+    assert_eq!((e.error(), e.location()), ("invalid_request", None));
+}
+
+#[tokio::test]
+async fn denial_goes_back_as_access_denied() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let request = h
+        .layer
+        .authorizer()
+        .validate(&format!(
+            "response_type=code&client_id=app&redirect_uri={CB_ENC}&state=s"
+        ))
+        .await
+        .unwrap();
+    let response = request.deny();
+    assert_eq!(response.status(), 302);
+    let params = query_of(response.headers()["location"].to_str().unwrap());
+    assert_eq!(params["error"], "access_denied");
+    assert_eq!(params["state"], "s");
+}
+
+#[tokio::test]
+async fn github_scopes_may_be_comma_separated() {
+    let g = Harness::new(Dialect::GitHub);
+    let request = g
+        .layer
+        .authorizer()
+        .validate("client_id=app&scope=repo,user%20gist")
+        .await
+        .unwrap();
+    assert_eq!(request.scopes(), ["repo", "user", "gist"]);
+}

@@ -1,0 +1,338 @@
+//! Shared fixtures: registered clients, a controllable clock, codes minted
+//! through the real issuing side, and services whose inner handler either
+//! panics (rejection paths: proof it never ran) or records what it received.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tokengate::{
+    Builder, Client, CodeRecord, Dialect, ManualClock, MemoryStore, RedirectPolicy, Rejection,
+    RequestBody, ResponseFormat, TokenGateLayer, ValidatedGrant,
+};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+pub const TOKEN: &str = "/login/oauth/access_token";
+pub const CB: &str = "https://client.example.com/cb";
+pub const CB_ENC: &str = "https%3A%2F%2Fclient.example.com%2Fcb";
+/// RFC 7636 Appendix B.
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+pub type Store = MemoryStore;
+
+pub struct Harness {
+    pub store: MemoryStore,
+    pub clock: ManualClock,
+    pub layer: TokenGateLayer,
+    pub replays: Arc<Mutex<Vec<CodeRecord>>>,
+}
+
+impl Harness {
+    pub fn new(dialect: Dialect) -> Self {
+        Self::with(dialect, |b| b)
+    }
+
+    pub fn with(
+        dialect: Dialect,
+        configure: impl FnOnce(Builder<Store, Store>) -> Builder<Store, Store>,
+    ) -> Self {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        store.insert_client(
+            Client::confidential("app")
+                .with_secret("s3cret")
+                .with_secret("rotated-s3cret")
+                .with_redirect_uri(CB),
+        );
+        store.insert_client(
+            Client::confidential("s6BhdRkqt3")
+                .with_secret("7Fjfp0ZBr1KtDRbnfVdmIw")
+                .with_redirect_uri(CB),
+        );
+        store.insert_client(
+            Client::confidential("other")
+                .with_secret("other-s3cret")
+                .with_redirect_uri(CB),
+        );
+        store.insert_client(
+            Client::confidential("unicode")
+                .with_secret(" %&+£€")
+                .with_redirect_uri(CB),
+        );
+        store.insert_client(
+            Client::public("native")
+                .with_redirect_uri("http://127.0.0.1/cb")
+                .with_redirect_policy(RedirectPolicy::Loopback),
+        );
+        store.insert_client(
+            Client::confidential("gh")
+                .with_secret("gh-s3cret")
+                .with_redirect_uri("http://example.com/path")
+                .with_redirect_policy(RedirectPolicy::GitHub),
+        );
+        store.insert_client(
+            Client::confidential("no-code")
+                .with_secret("s3cret")
+                .with_redirect_uri(CB)
+                .with_grant_types([]),
+        );
+        let replays = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&replays);
+        let builder = TokenGateLayer::builder()
+            .store(store.clone())
+            .dialect(dialect)
+            .clock(clock.clone())
+            .realm("tokengate-test")
+            .on_code_replay(move |record| seen.lock().unwrap().push(record.clone()));
+        let layer = configure(builder).try_build().unwrap();
+        Self {
+            store,
+            clock,
+            layer,
+            replays,
+        }
+    }
+
+    /// Mints a code through the issuing side for the authorization request
+    /// `query` (`response_type=code` is added).
+    pub async fn code(&self, query: &str) -> String {
+        let authorizer = self.layer.authorizer();
+        let request = authorizer
+            .validate(&format!("response_type=code&{query}"))
+            .await
+            .unwrap_or_else(|e| panic!("authorization request refused: {e}"));
+        let approval = authorizer.approve(&request, "user-1").await.unwrap();
+        let location = approval.location();
+        let query = location.split_once('?').unwrap().1;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned()
+    }
+
+    /// A code for `app`, bound to `CB` and the RFC 7636 challenge.
+    pub async fn app_code(&self) -> String {
+        self.code(&format!(
+            "client_id=app&redirect_uri={CB_ENC}&code_challenge={CHALLENGE}&code_challenge_method=S256&scope=read"
+        ))
+        .await
+    }
+
+    /// Sends `request` through the gate to an inner service that panics.
+    pub async fn refused<B>(&self, request: Request<B>) -> Answer
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: std::fmt::Debug,
+    {
+        let service = ServiceBuilder::new()
+            .layer(self.layer.clone())
+            .service(service_fn(|_: Request<RequestBody<B>>| async move {
+                panic!("the inner service ran on a rejection path");
+                #[allow(unreachable_code)]
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }));
+        Answer::read(service.oneshot(request).await.unwrap()).await
+    }
+
+    /// Sends `request` through the gate to an inner service that records
+    /// what it received and answers 200 `inner`.
+    pub async fn forwarded<B>(&self, request: Request<B>) -> (Answer, Seen)
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: std::fmt::Debug,
+    {
+        let seen = Arc::new(Mutex::new(None));
+        let record = Arc::clone(&seen);
+        let service = ServiceBuilder::new()
+            .layer(self.layer.clone())
+            .service(service_fn(move |request: Request<RequestBody<B>>| {
+                let record = Arc::clone(&record);
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await.unwrap().to_bytes();
+                    *record.lock().unwrap() = Some(Seen {
+                        path: parts.uri.to_string(),
+                        headers: parts.headers.clone(),
+                        body,
+                        grant: parts.extensions.get::<ValidatedGrant>().cloned(),
+                        format: parts.extensions.get::<ResponseFormat>().copied(),
+                    });
+                    Ok::<_, Infallible>(Response::new("inner".to_owned()))
+                }
+            }));
+        let answer = Answer::read(service.oneshot(request).await.unwrap()).await;
+        let seen = seen
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the inner service did not run");
+        (answer, seen)
+    }
+}
+
+/// What the inner service received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub grant: Option<ValidatedGrant>,
+    pub format: Option<ResponseFormat>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub rejection: Option<Rejection>,
+}
+
+impl Answer {
+    pub async fn read<B>(response: Response<B>) -> Self
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::fmt::Debug,
+    {
+        let (parts, body) = response.into_parts();
+        Self {
+            status: parts.status,
+            rejection: parts.extensions.get::<Rejection>().cloned(),
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn form(&self) -> HashMap<String, String> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+
+    /// The `error` field, whatever the format.
+    pub fn error(&self) -> String {
+        let ct = self.header("content-type").unwrap_or("");
+        if ct.starts_with("application/json") {
+            self.json()["error"].as_str().unwrap().to_owned()
+        } else if ct.starts_with("application/x-www-form-urlencoded") {
+            self.form()["error"].clone()
+        } else {
+            let text = self.text();
+            let start = text.find("<error>").unwrap() + "<error>".len();
+            let end = text.find("</error>").unwrap();
+            text[start..end].to_owned()
+        }
+    }
+
+    /// Asserts an RFC 6749 error answer: status, code, the no-store headers,
+    /// a JSON body with a description, and the rejection in the extensions.
+    pub fn assert_rfc(&self, status: u16, error: &str) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let body = self.json();
+        assert_eq!(body["error"], error, "{body}");
+        let description = body["error_description"].as_str().expect("a description");
+        assert!(!description.is_empty());
+        self.assert_no_store();
+        let rejection = self.rejection.as_ref().expect("rejection in extensions");
+        assert_eq!(rejection.code().as_str(), error);
+        assert_eq!(rejection.status(), self.status);
+        if status == 401 {
+            assert_eq!(
+                self.header("www-authenticate"),
+                Some("Basic realm=\"tokengate-test\"")
+            );
+        } else {
+            assert_eq!(self.header("www-authenticate"), None);
+        }
+    }
+
+    /// Asserts a GitHub-dialect error answer (status 200, form body by
+    /// default) with `error`.
+    pub fn assert_github(&self, error: &str) {
+        assert_eq!(self.status, 200, "{}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/x-www-form-urlencoded; charset=utf-8")
+        );
+        let body = self.form();
+        assert_eq!(
+            body.get("error").map(String::as_str),
+            Some(error),
+            "{body:?}"
+        );
+        assert!(body.contains_key("error_description"));
+        self.assert_no_store();
+        assert_eq!(self.rejection.as_ref().unwrap().code().as_str(), error);
+    }
+
+    pub fn assert_no_store(&self) {
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+        assert_eq!(self.header("pragma"), Some("no-cache"));
+    }
+}
+
+/// A form-encoded token request.
+pub fn post(body: &str) -> Request<String> {
+    Request::post(TOKEN)
+        .header("content-type", FORM)
+        .body(body.to_owned())
+        .unwrap()
+}
+
+/// A form-encoded token request with Basic credentials (each half
+/// form-encoded first, RFC 6749 §2.3.1).
+pub fn post_basic(client_id: &str, secret: &str, body: &str) -> Request<String> {
+    let mut request = post(body);
+    request
+        .headers_mut()
+        .insert("authorization", basic(client_id, secret).parse().unwrap());
+    request
+}
+
+pub fn basic(client_id: &str, secret: &str) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret)))
+    )
+}
+
+/// The body of a valid exchange of `code` for `app` with client_secret_post.
+pub fn exchange(code: &str) -> String {
+    format!(
+        "grant_type=authorization_code&code={code}&redirect_uri={CB_ENC}&code_verifier={VERIFIER}&client_id=app&client_secret=s3cret"
+    )
+}
+
+pub fn with_accept(mut request: Request<String>, accept: &str) -> Request<String> {
+    request
+        .headers_mut()
+        .insert("accept", accept.parse().unwrap());
+    request
+}

@@ -1,0 +1,132 @@
+//! Fail closed: a store that errors answers 500 server_error and the inner
+//! service never runs; when it comes back, requests succeed again.
+
+mod common;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use common::*;
+use tokengate::{
+    Client, CodeKey, CodeRecord, CodeStore, CredentialStore, Dialect, MemoryStore, Redemption,
+    StoreError, TokenGateLayer,
+};
+
+/// A memory store whose client look-ups or redemptions can be switched off.
+#[derive(Clone)]
+struct Flaky {
+    inner: MemoryStore,
+    clients_down: Arc<AtomicBool>,
+    codes_down: Arc<AtomicBool>,
+}
+
+impl CredentialStore for Flaky {
+    async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        if self.clients_down.load(Ordering::SeqCst) {
+            return Err(StoreError::new("connection refused"));
+        }
+        self.inner.client(client_id).await
+    }
+}
+
+impl CodeStore for Flaky {
+    async fn issue(&self, key: CodeKey, record: CodeRecord) -> Result<(), StoreError> {
+        self.inner.issue(key, record).await
+    }
+
+    async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
+        if self.codes_down.load(Ordering::SeqCst) {
+            return Err(StoreError::new("timed out"));
+        }
+        self.inner.redeem(key).await
+    }
+}
+
+fn flaky(dialect: Dialect) -> (Harness, Flaky) {
+    let h = Harness::new(dialect);
+    let store = Flaky {
+        inner: h.store.clone(),
+        clients_down: Arc::default(),
+        codes_down: Arc::default(),
+    };
+    let layer = TokenGateLayer::builder()
+        .store(store.clone())
+        .dialect(dialect)
+        .clock(h.clock.clone())
+        .realm("tokengate-test")
+        .build();
+    (Harness { layer, ..h }, store)
+}
+
+#[tokio::test]
+async fn a_failing_credential_store_is_a_500_and_recovers() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let (h, store) = flaky(dialect);
+        let code = h.app_code().await;
+        store.clients_down.store(true, Ordering::SeqCst);
+        let answer = h
+            .refused(with_accept(post(&exchange(&code)), "application/json"))
+            .await;
+        assert_eq!(answer.status, 500);
+        assert_eq!(answer.json()["error"], "server_error");
+        answer.assert_no_store();
+        // The store failed before the code was touched: once it is back,
+        // the same code works.
+        store.clients_down.store(false, Ordering::SeqCst);
+        assert_eq!(h.forwarded(post(&exchange(&code))).await.0.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_failing_code_store_is_a_500_and_recovers() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let (h, store) = flaky(dialect);
+        let code = h.app_code().await;
+        store.codes_down.store(true, Ordering::SeqCst);
+        let answer = h
+            .refused(with_accept(post(&exchange(&code)), "application/json"))
+            .await;
+        assert_eq!(answer.status, 500);
+        assert_eq!(answer.json()["error"], "server_error");
+        assert_eq!(answer.rejection.unwrap().code().as_str(), "server_error");
+        store.codes_down.store(false, Ordering::SeqCst);
+        assert_eq!(h.forwarded(post(&exchange(&code))).await.0.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn an_issuing_failure_is_reported_not_swallowed() {
+    struct Broken;
+    impl CredentialStore for Broken {
+        async fn client(&self, _: &str) -> Result<Option<Arc<Client>>, StoreError> {
+            Ok(Some(Arc::new(
+                Client::confidential("app")
+                    .with_secret("s")
+                    .with_redirect_uri(CB),
+            )))
+        }
+    }
+    impl CodeStore for Broken {
+        async fn issue(&self, _: CodeKey, _: CodeRecord) -> Result<(), StoreError> {
+            Err(StoreError::new("disk full"))
+        }
+        async fn redeem(&self, _: &CodeKey) -> Result<Redemption, StoreError> {
+            Err(StoreError::new("disk full"))
+        }
+    }
+    let layer = TokenGateLayer::builder()
+        .credential_store(Broken)
+        .code_store(Broken)
+        .build();
+    let authorizer = layer.authorizer();
+    let request = authorizer
+        .validate(&format!(
+            "response_type=code&client_id=app&redirect_uri={CB_ENC}"
+        ))
+        .await
+        .unwrap();
+    let error = authorizer.approve(&request, "u").await.unwrap_err();
+    assert_eq!(error.to_string(), "disk full");
+}
