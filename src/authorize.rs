@@ -46,6 +46,7 @@ use crate::{
 /// // ... the user logs in and approves ...
 /// let approval = authorizer.approve(&request, "user-42").await.expect("store up");
 /// assert!(approval.location().starts_with("https://app.example/cb?code="));
+/// assert_eq!(approval.location().len(), "https://app.example/cb?code=".len() + approval.code().len() + "&state=xyz".len());
 /// assert!(approval.location().ends_with("&state=xyz"));
 /// # }
 /// ```
@@ -67,6 +68,7 @@ pub struct AuthorizationRequest {
 
 /// The user approved: the code and where to send it.
 pub struct Approval {
+    code: String,
     location: String,
 }
 
@@ -305,14 +307,18 @@ impl Authorizer {
 
     /// The user `subject` approved `request`: mints a code bound to it and
     /// returns where to redirect the user agent.
+    ///
+    /// A store failure is logged and becomes a `500 server_error` page, so a
+    /// handler needs one error type for both steps.
     pub async fn approve(
         &self,
         request: &AuthorizationRequest,
         subject: &str,
-    ) -> Result<Approval, StoreError> {
+    ) -> Result<Approval, AuthorizationError> {
         let settings = self.gate.settings();
-        let code =
-            random_code().map_err(|e| StoreError::with_source("no randomness for a code", e))?;
+        let code = random_code()
+            .map_err(|e| StoreError::with_source("no randomness for a code", e))
+            .inspect_err(|error| tracing::error!(%error, "cannot mint a code"))?;
         let now = settings.clock.now();
         let record = CodeRecord {
             client_id: request.client.client_id().to_owned(),
@@ -325,13 +331,13 @@ impl Authorizer {
         };
         Arc::clone(&self.gate)
             .issue(CodeKey::of(&code), record)
-            .await?;
-        Ok(Approval {
-            location: with_params(
-                &request.redirect_to,
-                &[("code", Some(&code)), ("state", request.state.as_deref())],
-            ),
-        })
+            .await
+            .inspect_err(|error| tracing::error!(%error, "code store failed"))?;
+        let location = with_params(
+            &request.redirect_to,
+            &[("code", Some(&code)), ("state", request.state.as_deref())],
+        );
+        Ok(Approval { code, location })
     }
 }
 
@@ -381,6 +387,12 @@ impl AuthorizationRequest {
 }
 
 impl Approval {
+    /// The code itself, for clients that are not browsers (tests, CLIs). It
+    /// is a secret: do not log it.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
     /// The redirect URI with `code` and `state`. It contains the code: do
     /// not log it.
     pub fn location(&self) -> &str {
@@ -388,7 +400,9 @@ impl Approval {
     }
 
     /// A `302 Found` to [`location`](Self::location).
-    pub fn into_response(self) -> Response<String> {
+    ///
+    /// (Named so it does not clash with axum's `IntoResponse`.)
+    pub fn into_http_response(self) -> Response<String> {
         redirect(self.location)
     }
 }
@@ -421,7 +435,7 @@ impl AuthorizationError {
 
     /// The answer for the user agent: a redirect to the client, or a plain
     /// text page.
-    pub fn into_response(self) -> Response<String> {
+    pub fn into_http_response(self) -> Response<String> {
         match self.answer {
             Answer::Redirect(location) => redirect(location),
             Answer::Page(status) => {
@@ -433,6 +447,17 @@ impl AuthorizationError {
                 );
                 response
             }
+        }
+    }
+}
+
+/// A store failure while approving: `500 server_error`, shown to the user.
+impl From<StoreError> for AuthorizationError {
+    fn from(_: StoreError) -> Self {
+        Self {
+            error: "server_error",
+            description: "the authorization server could not complete the request",
+            answer: Answer::Page(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 }

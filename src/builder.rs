@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use http::{HeaderValue, StatusCode};
 
 use crate::{
-    check::{Gate, Settings},
+    check::{Gate, ReplayHook, Settings},
     clock::{Clock, SystemClock},
     code::CodeRecord,
     dialect::{Dialect, Presentation},
@@ -58,7 +58,7 @@ struct Options {
     code_lifetime: Duration,
     clock: Arc<dyn Clock>,
     allow_plain_pkce: bool,
-    on_code_replay: Option<Arc<dyn Fn(&CodeRecord) + Send + Sync>>,
+    on_code_replay: Option<ReplayHook>,
 }
 
 impl Builder {

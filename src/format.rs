@@ -2,7 +2,10 @@
 //! dialect and, in GitHub's, by the `Accept` header.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, header::ACCEPT};
+use http::{
+    HeaderMap, HeaderValue, Response,
+    header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, PRAGMA},
+};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::dialect::Dialect;
@@ -98,12 +101,40 @@ impl ResponseFormat {
 
     /// Writes `fields`, in order, in this format.
     pub fn encode(self, fields: &[(&str, FieldValue<'_>)]) -> Bytes {
+        Bytes::from(self.encode_string(fields))
+    }
+
+    /// A complete token-endpoint answer: `200 OK`, `fields` in this format,
+    /// its `Content-Type`, and `Cache-Control: no-store` / `Pragma: no-cache`
+    /// (RFC 6749 §5.1).
+    ///
+    /// ```
+    /// use tokengate::{FieldValue, ResponseFormat};
+    ///
+    /// let response = ResponseFormat::Json.response(&[
+    ///     ("access_token", FieldValue::from("2YotnFZFEjr1zCsicMWpAA")),
+    ///     ("token_type", "bearer".into()),
+    ///     ("expires_in", 3600.into()),
+    /// ]);
+    /// assert_eq!(response.headers()["cache-control"], "no-store");
+    /// assert_eq!(
+    ///     response.body(),
+    ///     r#"{"access_token":"2YotnFZFEjr1zCsicMWpAA","token_type":"bearer","expires_in":3600}"#
+    /// );
+    /// ```
+    pub fn response(self, fields: &[(&str, FieldValue<'_>)]) -> Response<String> {
+        let mut response = Response::new(self.encode_string(fields));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, self.content_type_header());
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    }
+
+    fn encode_string(self, fields: &[(&str, FieldValue<'_>)]) -> String {
         match self {
-            Self::Json => {
-                // Serializing strings and integers cannot fail.
-                let json = serde_json::to_vec(&Fields(fields)).unwrap_or_default();
-                Bytes::from(json)
-            }
+            // Serializing strings and integers cannot fail.
+            Self::Json => serde_json::to_string(&Fields(fields)).unwrap_or_default(),
             Self::Form => {
                 let mut form = form_urlencoded::Serializer::new(String::new());
                 for (name, value) in fields {
@@ -112,7 +143,7 @@ impl ResponseFormat {
                         FieldValue::Number(n) => form.append_pair(name, &n.to_string()),
                     };
                 }
-                Bytes::from(form.finish())
+                form.finish()
             }
             Self::Xml => {
                 let mut xml = String::from("<OAuth>");
@@ -124,7 +155,7 @@ impl ResponseFormat {
                     xml.push_str(&format!("<{name}>{text}</{name}>"));
                 }
                 xml.push_str("</OAuth>");
-                Bytes::from(xml)
+                xml
             }
         }
     }

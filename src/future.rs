@@ -8,7 +8,11 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Request, Response, header::CACHE_CONTROL, request::Parts};
+use http::{
+    HeaderValue, Request, Response,
+    header::{CACHE_CONTROL, PRAGMA},
+    request::Parts,
+};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -123,10 +127,11 @@ where
             let next = match self.as_mut().project().state.project() {
                 StateProj::Forwarded { future, token_path } => {
                     let mut response = ready!(future.poll(cx))?;
+                    // RFC 6749 §5.1: token responses must not be cached.
                     if *token_path && !response.headers().contains_key(CACHE_CONTROL) {
-                        response
-                            .headers_mut()
-                            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                        let headers = response.headers_mut();
+                        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
                     }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }

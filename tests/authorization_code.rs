@@ -30,6 +30,7 @@ async fn a_valid_exchange_is_forwarded_with_the_grant() {
     assert_eq!(seen.format, Some(ResponseFormat::Json));
     // The inner service left Cache-Control out; the gate adds it.
     assert_eq!(answer.header("cache-control"), Some("no-store"));
+    assert_eq!(answer.header("pragma"), Some("no-cache"));
 }
 
 #[tokio::test]

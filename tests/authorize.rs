@@ -39,7 +39,7 @@ async fn a_valid_request_mints_a_bound_code() {
     assert_eq!(params["state"], "a&b");
     // 256 random bits, base64url.
     assert_eq!(params["code"].len(), 43);
-    let response = approval.into_response();
+    let response = approval.into_http_response();
     assert_eq!(response.status(), 302);
     assert_eq!(response.headers()["location"], location.as_str());
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -57,14 +57,14 @@ async fn unknown_or_missing_clients_are_never_redirected() {
     )
     .await;
     assert_eq!((e.error(), e.location()), ("invalid_request", None));
-    assert_eq!(e.into_response().status(), 400);
+    assert_eq!(e.into_http_response().status(), 400);
     let e = refuse(&h, &format!("response_type=code&redirect_uri={CB_ENC}")).await;
     assert_eq!(e.location(), None);
     // GitHub answers an unknown client with a 404 page.
     let g = Harness::new(Dialect::GitHub);
     let e = refuse(&g, &format!("client_id=nobody&redirect_uri={CB_ENC}")).await;
     assert_eq!(e.location(), None);
-    assert_eq!(e.into_response().status(), 404);
+    assert_eq!(e.into_http_response().status(), 404);
 }
 
 #[tokio::test]
@@ -154,7 +154,7 @@ async fn errors_after_the_redirect_is_trusted_go_back_with_state() {
         let params = query_of(e.location().expect("redirected"));
         assert_eq!(params["error"], error);
         assert_eq!(params["state"], "s");
-        assert_eq!(e.into_response().status(), 302);
+        assert_eq!(e.into_http_response().status(), 302);
     }
 }
 

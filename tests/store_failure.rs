@@ -128,5 +128,7 @@ async fn an_issuing_failure_is_reported_not_swallowed() {
         .await
         .unwrap();
     let error = authorizer.approve(&request, "u").await.unwrap_err();
-    assert_eq!(error.to_string(), "disk full");
+    assert_eq!(error.error(), "server_error");
+    assert_eq!(error.location(), None);
+    assert_eq!(error.into_http_response().status(), 500);
 }
