@@ -1,1 +1,391 @@
-fn main() {}
+//! What the gate costs, measured against its own baseline in the same run.
+//!
+//! Three groups, each with a baseline and the gated case side by side:
+//!
+//! - `pass_through`: `GET /other` through `TokenGate` vs the bare inner
+//!   `service_fn`.
+//! - `rejection`: an unknown client vs a wrong secret, both answered by the
+//!   gate (the crate promises both cost the same work).
+//! - `exchange`: a successful authorization-code exchange (client secret,
+//!   bound redirect URI, PKCE S256) vs the bare handler receiving the same
+//!   request. Codes are minted outside the timed part.
+//!
+//! Futures are polled once with a no-op waker: the memory store never
+//! suspends, so a `Pending` is a bug and panics instead of spinning.
+//!
+//! After each group, the pair is timed again with `Instant` over interleaved
+//! batches and one line gives the medians, the difference and their ratio.
+
+use std::{
+    convert::Infallible,
+    fmt::Debug,
+    future::Future,
+    hint::black_box,
+    pin::pin,
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use criterion::{BatchSize, Criterion, criterion_main};
+use http::{Request, Response, StatusCode, header::CONTENT_TYPE};
+use tokengate::{
+    AuthorizationRequest, Authorizer, Client, DEFAULT_TOKEN_PATH, ManualClock, MemoryStore,
+    PkceChallenge, RequestBody, TokenGateLayer, ValidatedGrant,
+};
+use tower::{Layer, Service, service_fn};
+
+const CLIENT_ID: &str = "app";
+const SECRET: &str = "s3cret";
+const REDIRECT_URI: &str = "https://app.example/cb";
+/// RFC 7636, appendix B.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const UNKNOWN_CLIENT_BODY: &str =
+    "grant_type=authorization_code&code=some-code&client_id=nobody&client_secret=s3cret";
+const WRONG_SECRET_BODY: &str =
+    "grant_type=authorization_code&code=some-code&client_id=app&client_secret=wrong";
+/// A stand-in of the length of a real code (43 base64url characters), for
+/// the baseline's request.
+const FAKE_CODE: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// How far the clock moves per minted code. Redeemed codes stay in the store
+/// as replay markers until they expire (600 s by default) and are swept every
+/// 30 s of clock time (by `issue`, in the untimed setup), so this keeps the store at about 600 entries however
+/// many iterations run, instead of growing by one per iteration.
+const CLOCK_STEP: Duration = Duration::from_secs(1);
+/// Codes minted ahead of their redemption: far below 600 steps, so none
+/// expires before it is used.
+const EXCHANGE_BATCH: u64 = 64;
+
+/// Wall time of each `Instant` comparison after a criterion group.
+const RATIO_BUDGET: Duration = Duration::from_millis(1500);
+/// At least this many batches of each side, however long they take.
+const RATIO_MIN_ROUNDS: usize = 21;
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+/// The application behind the gate: answers at once, the same way for the
+/// baseline (`B = String`) and behind the gate (`B = RequestBody<String>`).
+async fn handler<B>(request: Request<B>) -> Result<Response<String>, Infallible> {
+    black_box(&request);
+    Ok(Response::new(String::new()))
+}
+
+/// The layer over a memory store holding one confidential client, on a
+/// manual clock.
+fn fixture() -> (TokenGateLayer, ManualClock) {
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_clock(clock.clone());
+    store.insert_client(
+        Client::confidential(CLIENT_ID)
+            .with_secret(SECRET)
+            .with_redirect_uri(REDIRECT_URI),
+    );
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .clock(clock.clone())
+        .build();
+    (layer, clock)
+}
+
+/// Polls `future` once; everything here completes without suspending.
+fn now_or_never<F: Future>(future: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("future suspended; the memory store never should"),
+    }
+}
+
+/// `ready()` then `call()`, driven to completion.
+fn call<S, R>(service: &mut S, request: R) -> S::Response
+where
+    S: Service<R>,
+    S::Error: Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(error)) => panic!("service failed: {error:?}"),
+        Poll::Pending => panic!("service not ready"),
+    }
+    now_or_never(service.call(request)).expect("the handler is infallible")
+}
+
+fn other_request() -> Request<String> {
+    Request::get("/other")
+        .body(String::new())
+        .expect("valid request")
+}
+
+fn token_request(body: String) -> Request<String> {
+    Request::post(DEFAULT_TOKEN_PATH)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .expect("valid request")
+}
+
+fn exchange_request(code: &str) -> Request<String> {
+    token_request(format!(
+        "grant_type=authorization_code&code={code}\
+         &redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
+         &client_id={CLIENT_ID}&client_secret={SECRET}&code_verifier={VERIFIER}"
+    ))
+}
+
+/// Mints fresh codes for one validated authorization request.
+struct Minter {
+    authorizer: Authorizer,
+    request: AuthorizationRequest,
+    clock: ManualClock,
+}
+
+impl Minter {
+    fn new(layer: &TokenGateLayer, clock: ManualClock) -> Self {
+        let authorizer = layer.authorizer();
+        let query = format!(
+            "response_type=code&client_id={CLIENT_ID}\
+             &redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
+             &code_challenge={}&code_challenge_method=S256",
+            PkceChallenge::s256(VERIFIER).challenge
+        );
+        let request = now_or_never(authorizer.validate(&query)).expect("valid authorization");
+        Self {
+            authorizer,
+            request,
+            clock,
+        }
+    }
+
+    /// A token request redeeming a code minted just now.
+    fn exchange_request(&self) -> Request<String> {
+        self.clock.advance(CLOCK_STEP);
+        let approval = now_or_never(self.authorizer.approve(&self.request, "user-42"))
+            .expect("the memory store issues codes");
+        // The code is base64url, so it appears in the Location as is.
+        let code = approval
+            .location()
+            .split_once("code=")
+            .and_then(|(_, rest)| rest.split('&').next())
+            .expect("the approval carries a code");
+        exchange_request(code)
+    }
+}
+
+/// Whether to run the `Instant` comparisons: only under `cargo bench` (not
+/// in criterion's test, list or profile modes), and only for groups whose
+/// benchmarks criterion's filter let run.
+fn comparing(ran: &[bool]) -> bool {
+    let mut bench = false;
+    for arg in std::env::args().skip(1) {
+        if arg == "--bench" {
+            bench = true;
+        } else if arg == "--test" || arg == "--list" || arg.starts_with("--profile-time") {
+            return false;
+        }
+    }
+    bench && ran.iter().all(|&ran| ran)
+}
+
+/// Times `routine` over `batch` inputs made beforehand by `setup`, as
+/// criterion's `iter_batched` does; nanoseconds per iteration.
+fn time_batch<I, O>(
+    setup: &mut impl FnMut() -> I,
+    routine: &mut impl FnMut(I) -> O,
+    batch: u64,
+) -> f64 {
+    let inputs: Vec<I> = (0..batch).map(|_| setup()).collect();
+    let mut outputs = Vec::with_capacity(inputs.len());
+    let start = Instant::now();
+    outputs.extend(inputs.into_iter().map(&mut *routine));
+    let elapsed = start.elapsed();
+    drop(black_box(outputs));
+    elapsed.as_nanos() as f64 / batch as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Median nanoseconds per iteration of `a` and `b`, timed in alternating
+/// batches so that drift (frequency, cache, store size) hits both alike.
+fn compare<IA, OA, IB, OB>(
+    mut a: (impl FnMut() -> IA, impl FnMut(IA) -> OA),
+    mut b: (impl FnMut() -> IB, impl FnMut(IB) -> OB),
+    batch: u64,
+) -> (f64, f64) {
+    // Warm up both, untimed.
+    time_batch(&mut a.0, &mut a.1, batch);
+    time_batch(&mut b.0, &mut b.1, batch);
+    let (mut times_a, mut times_b) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while times_a.len() < RATIO_MIN_ROUNDS || start.elapsed() < RATIO_BUDGET {
+        if times_a.len() % 2 == 0 {
+            times_a.push(time_batch(&mut a.0, &mut a.1, batch));
+            times_b.push(time_batch(&mut b.0, &mut b.1, batch));
+        } else {
+            times_b.push(time_batch(&mut b.0, &mut b.1, batch));
+            times_a.push(time_batch(&mut a.0, &mut a.1, batch));
+        }
+    }
+    (median(times_a), median(times_b))
+}
+
+fn pass_through(c: &mut Criterion) {
+    let (layer, _clock) = fixture();
+    let mut bare = service_fn(handler::<String>);
+    let mut gated = layer.layer(service_fn(handler::<RequestBody<String>>));
+    assert_eq!(call(&mut bare, other_request()).status(), StatusCode::OK);
+    assert_eq!(call(&mut gated, other_request()).status(), StatusCode::OK);
+
+    let mut ran = [false; 2];
+    let mut group = c.benchmark_group("pass_through");
+    group.bench_function("bare", |bencher| {
+        ran[0] = true;
+        bencher.iter_batched(
+            other_request,
+            |request| call(&mut bare, request),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("gate", |bencher| {
+        ran[1] = true;
+        bencher.iter_batched(
+            other_request,
+            |request| call(&mut gated, request),
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+
+    if comparing(&ran) {
+        let (bare_ns, gate_ns) = compare(
+            (other_request, |request| call(&mut bare, request)),
+            (other_request, |request| call(&mut gated, request)),
+            1024,
+        );
+        println!(
+            "pass_through: bare {bare_ns:.1} ns, gate {gate_ns:.1} ns; \
+             pass-through overhead: {:.1} ns (ratio {:.2})\n",
+            gate_ns - bare_ns,
+            gate_ns / bare_ns,
+        );
+    }
+}
+
+fn rejection(c: &mut Criterion) {
+    let (layer, _clock) = fixture();
+    let mut gated = layer.layer(service_fn(handler::<RequestBody<String>>));
+    let unknown = || token_request(UNKNOWN_CLIENT_BODY.to_owned());
+    let wrong = || token_request(WRONG_SECRET_BODY.to_owned());
+    assert_eq!(
+        call(&mut gated, unknown()).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(call(&mut gated, wrong()).status(), StatusCode::UNAUTHORIZED);
+
+    let mut ran = [false; 2];
+    let mut group = c.benchmark_group("rejection");
+    group.bench_function("unknown_client", |bencher| {
+        ran[0] = true;
+        bencher.iter_batched(
+            unknown,
+            |request| call(&mut gated, request),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("wrong_secret", |bencher| {
+        ran[1] = true;
+        bencher.iter_batched(
+            wrong,
+            |request| call(&mut gated, request),
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+
+    if comparing(&ran) {
+        // Two closures cannot borrow one service; a clone shares its gate.
+        let mut other = gated.clone();
+        let (unknown_ns, wrong_ns) = compare(
+            (unknown, |request| call(&mut gated, request)),
+            (wrong, |request| call(&mut other, request)),
+            256,
+        );
+        println!(
+            "rejection: unknown_client {unknown_ns:.1} ns, wrong_secret {wrong_ns:.1} ns \
+             (ratio wrong_secret/unknown_client {:.2})\n",
+            wrong_ns / unknown_ns,
+        );
+    }
+}
+
+fn exchange(c: &mut Criterion) {
+    let (layer, clock) = fixture();
+    let minter = Minter::new(&layer, clock);
+    let mint = || minter.exchange_request();
+    let baseline = || exchange_request(FAKE_CODE);
+    let mut bare = service_fn(handler::<String>);
+    let mut gated = layer.layer(service_fn(handler::<RequestBody<String>>));
+
+    // The exchange really succeeds: the handler runs, with the grant.
+    let mut checked = layer.layer(service_fn(|request: Request<RequestBody<String>>| {
+        let grant = request.extensions().get::<ValidatedGrant>();
+        assert_eq!(grant.and_then(ValidatedGrant::subject), Some("user-42"));
+        handler(request)
+    }));
+    assert_eq!(call(&mut checked, mint()).status(), StatusCode::OK);
+    assert_eq!(call(&mut gated, mint()).status(), StatusCode::OK);
+    assert_eq!(call(&mut bare, baseline()).status(), StatusCode::OK);
+
+    let mut ran = [false; 2];
+    let mut group = c.benchmark_group("exchange");
+    group.bench_function("bare", |bencher| {
+        ran[0] = true;
+        bencher.iter_batched(
+            baseline,
+            |request| call(&mut bare, request),
+            BatchSize::NumIterations(EXCHANGE_BATCH),
+        );
+    });
+    group.bench_function("gate", |bencher| {
+        ran[1] = true;
+        bencher.iter_batched(
+            mint,
+            |request| call(&mut gated, request),
+            BatchSize::NumIterations(EXCHANGE_BATCH),
+        );
+    });
+    group.finish();
+
+    if comparing(&ran) {
+        let (bare_ns, gate_ns) = compare(
+            (baseline, |request| call(&mut bare, request)),
+            (mint, |request| call(&mut gated, request)),
+            EXCHANGE_BATCH,
+        );
+        println!(
+            "exchange: bare {bare_ns:.1} ns, gate {gate_ns:.1} ns; \
+             exchange overhead: {:.1} ns (ratio {:.2})\n",
+            gate_ns - bare_ns,
+            gate_ns / bare_ns,
+        );
+    }
+}
+
+/// Every group, with this file's configuration under criterion's
+/// command-line options (what `criterion_group!` would generate, but
+/// private and documented).
+fn benches() {
+    let mut criterion = config().configure_from_args();
+    pass_through(&mut criterion);
+    rejection(&mut criterion);
+    exchange(&mut criterion);
+}
+
+criterion_main!(benches);

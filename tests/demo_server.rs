@@ -48,31 +48,32 @@ impl Drop for Server {
 }
 
 fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(binary())
+    let child = Command::new(binary())
         .args(["--addr", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut banner = Vec::new();
+    // Owned by `Server` at once, so the process is killed on every path.
+    let mut server = Server {
+        child,
+        addr: String::new(),
+        banner: Vec::new(),
+    };
+    let mut lines = BufReader::new(server.child.stdout.take().unwrap()).lines();
     loop {
         let line = lines
             .next()
             .expect("server exited before listening")
             .unwrap();
         if let Some(addr) = line.strip_prefix("listening on http://") {
-            let addr = addr.to_owned();
+            server.addr = addr.to_owned();
             // Keep draining stdout so the server never blocks on a full pipe.
             std::thread::spawn(move || lines.for_each(drop));
-            return Server {
-                child,
-                addr,
-                banner,
-            };
+            return server;
         }
-        banner.push(line);
+        server.banner.push(line);
     }
 }
 
