@@ -1,6 +1,8 @@
 //! Answering a refused request: the dialect's error, in the negotiated
 //! format, with the headers RFC 6749 §5.2 asks for.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{
     HeaderValue, Response, StatusCode,
@@ -11,6 +13,7 @@ use crate::{
     check::Settings,
     error::{Failure, Rejection},
     format::{FieldValue, ResponseFormat},
+    policy::PolicyError,
 };
 
 /// The response for `failure`, and a log event naming it. `client_id` is
@@ -23,18 +26,40 @@ pub(crate) fn refuse(
 ) -> Response<Bytes> {
     let rejection = settings.presentation.reject(failure);
     if rejection.status().is_server_error() {
-        tracing::warn!(
-            error = rejection.code().as_str(),
-            client_id,
-            "token request failed"
-        );
+        tracing::warn!(error = rejection.error(), client_id, "token request failed");
     } else {
         tracing::info!(
-            error = rejection.code().as_str(),
+            error = rejection.error(),
             client_id,
             "token request refused"
         );
     }
+    render(rejection, format, &settings.www_authenticate)
+}
+
+/// The response for a policy's refusal of `client_id`'s request.
+pub(crate) fn refuse_by_policy(
+    settings: &Settings,
+    error: PolicyError,
+    format: ResponseFormat,
+    client_id: &str,
+) -> Response<Bytes> {
+    let presentation = &settings.presentation;
+    let status = error
+        .status
+        .unwrap_or_else(|| presentation.default_status());
+    // A relative documentation path gets the configured base, as the
+    // built-in errors do.
+    let uri = match (error.uri, &presentation.error_uri_base) {
+        (Some(uri), Some(base)) if uri.starts_with('/') => Some(Cow::Owned(format!("{base}{uri}"))),
+        (uri, _) => uri,
+    };
+    let rejection = Rejection::named(status, error.error, error.description, uri);
+    tracing::info!(
+        error = rejection.error(),
+        client_id,
+        "token request refused by a policy"
+    );
     render(rejection, format, &settings.www_authenticate)
 }
 
@@ -44,7 +69,7 @@ fn render(
     www_authenticate: &HeaderValue,
 ) -> Response<Bytes> {
     let mut fields = vec![
-        ("error", FieldValue::from(rejection.code().as_str())),
+        ("error", FieldValue::from(rejection.error())),
         (
             "error_description",
             FieldValue::from(rejection.description()),
@@ -52,6 +77,9 @@ fn render(
     ];
     if let Some(uri) = rejection.uri() {
         fields.push(("error_uri", FieldValue::from(uri)));
+    }
+    if let Some(interval) = rejection.interval() {
+        fields.push(("interval", FieldValue::from(interval)));
     }
     let body = format.encode(&fields);
     let mut response = Response::new(body);

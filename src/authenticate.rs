@@ -68,9 +68,14 @@ pub(crate) fn claimed_id(request: &TokenRequest) -> Option<&str> {
 /// An unknown client, a wrong secret, a missing secret and a secret sent by
 /// a public client all give the same failure after the same work: one
 /// SHA-256 and a constant-time comparison against at least one digest.
+///
+/// `id_suffices` accepts a confidential client that sends no secret at all:
+/// GitHub's device flow identifies the client by `client_id` alone. A secret
+/// that is sent must still be right.
 pub(crate) async fn authenticate<C: CredentialStore>(
     store: &C,
     request: &mut TokenRequest,
+    id_suffices: bool,
 ) -> Result<Arc<Client>, Failure> {
     let claim = claim(request)?;
     let client = store.client(&claim.client_id).await.map_err(|error| {
@@ -84,7 +89,13 @@ pub(crate) async fn authenticate<C: CredentialStore>(
             black_box(DUMMY.matches(&presented));
             claim.secret.is_none()
         }
-        Some(client) => claim.secret.is_some() && client.verify_digest(&presented),
+        Some(client) => match claim.secret {
+            Some(_) => client.verify_digest(&presented),
+            None => {
+                black_box(DUMMY.matches(&presented));
+                id_suffices
+            }
+        },
         None => {
             black_box(DUMMY.matches(&presented));
             false

@@ -21,6 +21,7 @@ use crate::{
     dialect::{Dialect, github},
     parse::form,
     pkce::PkceChallenge,
+    scope,
     secret::{CodeKey, random_code},
     store::StoreError,
 };
@@ -231,18 +232,13 @@ impl Authorizer {
             }
             (None, None) => None,
         };
-        let separators: &[char] = match self.dialect() {
-            Dialect::GitHub => &[' ', ','],
-            Dialect::Rfc6749 => &[' '],
-        };
-        let scopes = params
-            .scope
-            .as_deref()
-            .unwrap_or("")
-            .split(separators)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let scopes = scope::parse(params.scope.as_deref(), self.dialect());
+        if !scope::is_valid(&scopes) || !client.allows_scopes(&scopes) {
+            return Err(fail(
+                "invalid_scope",
+                "the requested scope is malformed or not allowed for this client",
+            ));
+        }
         Ok(AuthorizationRequest {
             client,
             bound_redirect_uri: params.redirect_uri,

@@ -5,12 +5,14 @@ use std::{fmt, sync::Arc, time::Duration};
 use http::{HeaderValue, StatusCode};
 
 use crate::{
-    check::{Gate, ReplayHook, Settings},
+    check::{Gate, RefreshReplayHook, ReplayHook, Settings},
     clock::{Clock, SystemClock},
     code::CodeRecord,
     dialect::{Dialect, Presentation},
     layer::TokenGateLayer,
-    store::{CodeStore, CredentialStore},
+    policy::{DynPolicy, Policy},
+    refresh::RefreshRecord,
+    store::{CodeStore, CredentialStore, DeviceStore, RefreshStore},
 };
 
 /// The default token path, GitHub's.
@@ -20,8 +22,15 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 /// The default code lifetime: 10 minutes (RFC 6749 §4.1.2).
 pub const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(600);
 
-/// Builds a [`TokenGateLayer`]. `C` and `K` are the credential and code
-/// stores; both start unset and [`build`](Builder::build) needs both.
+/// The default device authorization endpoint, GitHub's.
+pub const DEFAULT_DEVICE_PATH: &str = "/login/device/code";
+/// The default refresh token lifetime: 30 days.
+pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Builds a [`TokenGateLayer`]. `C`, `K`, `R` and `D` are the credential,
+/// code, refresh and device stores. The first two are required; without a
+/// refresh store the refresh grant is unsupported, and without a device
+/// store so is the device flow. [`store`](Builder::store) sets all four.
 ///
 /// ```
 /// use std::time::Duration;
@@ -41,9 +50,11 @@ pub const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(600);
 ///     .expect("valid configuration");
 /// # let _ = layer;
 /// ```
-pub struct Builder<C = (), K = ()> {
+pub struct Builder<C = (), K = (), R = (), D = ()> {
     credentials: C,
     codes: K,
+    refresh: R,
+    devices: D,
     options: Options,
 }
 
@@ -59,6 +70,16 @@ struct Options {
     clock: Arc<dyn Clock>,
     allow_plain_pkce: bool,
     on_code_replay: Option<ReplayHook>,
+    refresh_enabled: bool,
+    refresh_lifetime: Duration,
+    on_refresh_replay: Option<RefreshReplayHook>,
+    device_enabled: bool,
+    device_path: String,
+    device_lifetime: Duration,
+    device_interval: u64,
+    verification_uri: Option<String>,
+    github_client_credentials: bool,
+    policies: Vec<Arc<dyn DynPolicy>>,
 }
 
 impl Builder {
@@ -66,6 +87,8 @@ impl Builder {
         Self {
             credentials: (),
             codes: (),
+            refresh: (),
+            devices: (),
             options: Options {
                 token_path: DEFAULT_TOKEN_PATH.to_owned(),
                 dialect: Dialect::default(),
@@ -77,34 +100,76 @@ impl Builder {
                 clock: Arc::new(SystemClock),
                 allow_plain_pkce: false,
                 on_code_replay: None,
+                refresh_enabled: false,
+                refresh_lifetime: DEFAULT_REFRESH_LIFETIME,
+                on_refresh_replay: None,
+                device_enabled: false,
+                device_path: DEFAULT_DEVICE_PATH.to_owned(),
+                device_lifetime: Duration::from_secs(900),
+                device_interval: 5,
+                verification_uri: None,
+                github_client_credentials: false,
+                policies: Vec::new(),
             },
         }
     }
 }
 
-impl<C, K> Builder<C, K> {
-    /// One store for clients and codes.
-    pub fn store<St>(self, store: St) -> Builder<St, St>
+impl<C, K, R, D> Builder<C, K, R, D> {
+    /// One store for clients, codes, refresh tokens and device codes.
+    pub fn store<St>(self, store: St) -> Builder<St, St, St, St>
     where
-        St: CredentialStore + CodeStore + Clone,
+        St: CredentialStore + CodeStore + RefreshStore + DeviceStore + Clone,
     {
-        self.credential_store(store.clone()).code_store(store)
+        self.credential_store(store.clone())
+            .code_store(store.clone())
+            .refresh_store(store.clone())
+            .device_store(store)
     }
 
     /// Where clients are looked up.
-    pub fn credential_store<C2: CredentialStore>(self, credentials: C2) -> Builder<C2, K> {
+    pub fn credential_store<C2: CredentialStore>(self, credentials: C2) -> Builder<C2, K, R, D> {
         Builder {
             credentials,
             codes: self.codes,
+            refresh: self.refresh,
+            devices: self.devices,
             options: self.options,
         }
     }
 
     /// Where codes are kept.
-    pub fn code_store<K2: CodeStore>(self, codes: K2) -> Builder<C, K2> {
+    pub fn code_store<K2: CodeStore>(self, codes: K2) -> Builder<C, K2, R, D> {
         Builder {
             credentials: self.credentials,
             codes,
+            refresh: self.refresh,
+            devices: self.devices,
+            options: self.options,
+        }
+    }
+
+    /// Where refresh tokens are kept; enables the refresh grant.
+    pub fn refresh_store<R2: RefreshStore>(mut self, refresh: R2) -> Builder<C, K, R2, D> {
+        self.options.refresh_enabled = true;
+        Builder {
+            credentials: self.credentials,
+            codes: self.codes,
+            refresh,
+            devices: self.devices,
+            options: self.options,
+        }
+    }
+
+    /// Where device authorizations are kept; enables the device flow and
+    /// its authorization endpoint.
+    pub fn device_store<D2: DeviceStore>(mut self, devices: D2) -> Builder<C, K, R, D2> {
+        self.options.device_enabled = true;
+        Builder {
+            credentials: self.credentials,
+            codes: self.codes,
+            refresh: self.refresh,
+            devices,
             options: self.options,
         }
     }
@@ -185,14 +250,83 @@ impl<C, K> Builder<C, K> {
         self.options.on_code_replay = Some(Arc::new(hook));
         self
     }
+
+    /// How long a new refresh token is accepted (default 30 days).
+    #[must_use]
+    pub fn refresh_lifetime(mut self, lifetime: Duration) -> Self {
+        self.options.refresh_lifetime = lifetime;
+        self
+    }
+
+    /// Called with the record of a refresh token presented again after its
+    /// rotation, once its whole family has been revoked (RFC 9700
+    /// §4.14.2), so the application can revoke the access tokens too.
+    #[must_use]
+    pub fn on_refresh_replay(
+        mut self,
+        hook: impl Fn(&RefreshRecord) + Send + Sync + 'static,
+    ) -> Self {
+        self.options.on_refresh_replay = Some(Arc::new(hook));
+        self
+    }
+
+    /// The path of the device authorization endpoint (default
+    /// [`DEFAULT_DEVICE_PATH`]), served when a device store is set.
+    #[must_use]
+    pub fn device_path(mut self, path: impl Into<String>) -> Self {
+        self.options.device_path = path.into();
+        self
+    }
+
+    /// How long a device code lives (default 900 s) and the polling interval
+    /// it starts with (default 5 s).
+    #[must_use]
+    pub fn device_timing(mut self, lifetime: Duration, interval_secs: u64) -> Self {
+        self.options.device_lifetime = lifetime;
+        self.options.device_interval = interval_secs;
+        self
+    }
+
+    /// The `verification_uri` the device endpoint answers (default
+    /// `/login/device` on the request's host: `http` for loopback hosts,
+    /// `https` otherwise).
+    #[must_use]
+    pub fn verification_uri(mut self, uri: impl Into<String>) -> Self {
+        self.options.verification_uri = Some(uri.into());
+        self
+    }
+
+    /// Serves `client_credentials` in the GitHub dialect too (GitHub itself
+    /// answers `unsupported_grant_type`; default off). The RFC 6749 dialect
+    /// always serves it to clients registered for it.
+    #[must_use]
+    pub fn github_client_credentials(mut self, enabled: bool) -> Self {
+        self.options.github_client_credentials = enabled;
+        self
+    }
+
+    /// Adds a policy, run after the built-in checks, in the order added.
+    #[must_use]
+    pub fn policy(mut self, policy: impl Policy) -> Self {
+        self.options.policies.push(Arc::new(policy));
+        self
+    }
 }
 
-impl<C: CredentialStore, K: CodeStore> Builder<C, K> {
+impl<C, K, R, D> Builder<C, K, R, D>
+where
+    C: CredentialStore,
+    K: CodeStore,
+    R: RefreshStore,
+    D: DeviceStore,
+{
     /// The layer, or what is wrong with the configuration.
     pub fn try_build(self) -> Result<TokenGateLayer, ConfigError> {
         let Self {
             credentials,
             codes,
+            refresh,
+            devices,
             options,
         } = self;
         if !options.token_path.starts_with('/') {
@@ -200,6 +334,22 @@ impl<C: CredentialStore, K: CodeStore> Builder<C, K> {
         }
         if options.body_limit == 0 {
             return Err(ConfigError("the body limit must be at least one byte"));
+        }
+        if options.device_enabled {
+            if !options.device_path.starts_with('/') {
+                return Err(ConfigError("the device path must start with `/`"));
+            }
+            if options.device_path == options.token_path {
+                return Err(ConfigError("the device and token paths must differ"));
+            }
+            if options.device_lifetime.is_zero() || options.device_interval == 0 {
+                return Err(ConfigError(
+                    "the device lifetime and interval must be positive",
+                ));
+            }
+        }
+        if options.refresh_lifetime.is_zero() {
+            return Err(ConfigError("the refresh token lifetime must be positive"));
         }
         if options.code_lifetime.is_zero() {
             return Err(ConfigError("the code lifetime must be positive"));
@@ -232,11 +382,22 @@ impl<C: CredentialStore, K: CodeStore> Builder<C, K> {
             clock: options.clock,
             allow_plain_pkce: options.allow_plain_pkce,
             on_code_replay: options.on_code_replay,
+            refresh_lifetime: options.refresh_lifetime,
+            refresh_enabled: options.refresh_enabled,
+            on_refresh_replay: options.on_refresh_replay,
+            device_path: options.device_enabled.then_some(options.device_path),
+            device_lifetime: options.device_lifetime,
+            device_interval: options.device_interval,
+            verification_uri: options.verification_uri,
+            github_client_credentials: options.github_client_credentials,
+            policies: options.policies,
         };
         Ok(TokenGateLayer::from_checks(Arc::new(Gate {
             settings,
             credentials,
             codes,
+            refresh,
+            devices,
         })))
     }
 
@@ -254,7 +415,7 @@ impl<C: CredentialStore, K: CodeStore> Builder<C, K> {
     }
 }
 
-impl<C, K> fmt::Debug for Builder<C, K> {
+impl<C, K, R, D> fmt::Debug for Builder<C, K, R, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("token_path", &self.options.token_path)

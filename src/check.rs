@@ -2,7 +2,8 @@
 //! trait so the layer and service need not name the store types.
 //!
 //! grant_type (check 2) -> client authentication (3) -> grant allowed for the
-//! client (4) -> the grant's own checks (5).
+//! client (4) -> the grant's own checks (5). The policies (check 6) run in
+//! the response future, which holds the request's head.
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -13,18 +14,26 @@ use crate::{
     client::{Client, GrantType},
     clock::Clock,
     code::CodeRecord,
+    device::{self, DeviceDecision, DeviceRecord, DeviceStatus},
     dialect::{Dialect, Presentation},
     error::Failure,
-    grant::{ValidatedGrant, authorization_code},
+    grant::{ValidatedGrant, authorization_code, client_credentials, device_code, refresh_token},
     parse::TokenRequest,
-    secret::CodeKey,
-    store::{CodeStore, CredentialStore, StoreError},
+    policy::DynPolicy,
+    refresh::RefreshRecord,
+    scope,
+    secret::{CodeKey, random_code},
+    store::{CodeStore, CredentialStore, DeviceStore, RefreshStore, StoreError},
 };
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// Called with the record of a code presented again after its redemption.
 pub(crate) type ReplayHook = Arc<dyn Fn(&CodeRecord) + Send + Sync>;
+
+/// Called with the record of a refresh token presented again after its
+/// rotation (its family is revoked already).
+pub(crate) type RefreshReplayHook = Arc<dyn Fn(&RefreshRecord) + Send + Sync>;
 
 /// The layer's configuration, shared by every clone of the service.
 pub(crate) struct Settings {
@@ -36,11 +45,34 @@ pub(crate) struct Settings {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) allow_plain_pkce: bool,
     pub(crate) on_code_replay: Option<ReplayHook>,
+    /// `None` when the layer has no refresh store.
+    pub(crate) refresh_lifetime: Duration,
+    pub(crate) refresh_enabled: bool,
+    pub(crate) on_refresh_replay: Option<RefreshReplayHook>,
+    /// The device authorization endpoint; `None` without a device store.
+    pub(crate) device_path: Option<String>,
+    pub(crate) device_lifetime: Duration,
+    pub(crate) device_interval: u64,
+    pub(crate) verification_uri: Option<String>,
+    pub(crate) github_client_credentials: bool,
+    pub(crate) policies: Vec<Arc<dyn DynPolicy>>,
 }
 
 impl Settings {
     pub(crate) fn dialect(&self) -> Dialect {
         self.presentation.dialect
+    }
+
+    /// Whether the layer serves `grant` at all (before asking which client).
+    fn serves(&self, grant: GrantType) -> bool {
+        match grant {
+            GrantType::AuthorizationCode => true,
+            GrantType::RefreshToken => self.refresh_enabled,
+            GrantType::DeviceCode => self.device_path.is_some(),
+            GrantType::ClientCredentials => {
+                self.dialect() == Dialect::Rfc6749 || self.github_client_credentials
+            }
+        }
     }
 }
 
@@ -55,7 +87,10 @@ impl fmt::Debug for Settings {
             .field("www_authenticate", &self.www_authenticate)
             .field("code_lifetime", &self.code_lifetime)
             .field("allow_plain_pkce", &self.allow_plain_pkce)
-            .field("on_code_replay", &self.on_code_replay.is_some())
+            .field("refresh_enabled", &self.refresh_enabled)
+            .field("refresh_lifetime", &self.refresh_lifetime)
+            .field("device_path", &self.device_path)
+            .field("policies", &self.policies.len())
             .finish_non_exhaustive()
     }
 }
@@ -66,12 +101,29 @@ pub(crate) struct Refusal {
     pub(crate) client_id: Option<String>,
 }
 
+/// What the device authorization endpoint answers (RFC 8628 §3.2).
+pub(crate) struct DeviceAuthorization {
+    pub(crate) device_code: String,
+    pub(crate) user_code: String,
+    pub(crate) verification_uri: String,
+    pub(crate) expires_in: u64,
+    pub(crate) interval: u64,
+}
+
 /// The gate's checks and store access, with the store types erased.
 pub(crate) trait Checks: Send + Sync + 'static {
     fn settings(&self) -> &Settings;
 
-    /// Runs checks 2 to 5 on a parsed request.
+    /// Runs checks 2 to 5 on a parsed token request.
     fn check(self: Arc<Self>, request: TokenRequest) -> BoxFuture<Result<ValidatedGrant, Refusal>>;
+
+    /// Serves the device authorization endpoint. `host` is the request's
+    /// `Host`, for the default verification URI.
+    fn authorize_device(
+        self: Arc<Self>,
+        request: TokenRequest,
+        host: Option<String>,
+    ) -> BoxFuture<Result<DeviceAuthorization, Refusal>>;
 
     /// Looks a client up, for the authorization endpoint.
     fn client(
@@ -85,38 +137,169 @@ pub(crate) trait Checks: Send + Sync + 'static {
         key: CodeKey,
         record: CodeRecord,
     ) -> BoxFuture<Result<(), StoreError>>;
+
+    /// Stores a new refresh token, for [`RefreshTokens`](crate::RefreshTokens).
+    fn issue_refresh(
+        self: Arc<Self>,
+        key: CodeKey,
+        record: RefreshRecord,
+    ) -> BoxFuture<Result<(), StoreError>>;
+
+    /// Finds a pending device authorization, for [`Devices`](crate::Devices).
+    fn find_user_code(
+        self: Arc<Self>,
+        user_code: String,
+        now: std::time::SystemTime,
+    ) -> BoxFuture<Result<Option<DeviceRecord>, StoreError>>;
+
+    /// Records a user's decision, for [`Devices`](crate::Devices).
+    fn decide_user_code(
+        self: Arc<Self>,
+        user_code: String,
+        decision: DeviceDecision,
+        now: std::time::SystemTime,
+    ) -> BoxFuture<Result<bool, StoreError>>;
 }
 
-/// The concrete checks over a credential store `C` and a code store `K`.
-pub(crate) struct Gate<C, K> {
+/// The concrete checks over the credential, code, refresh and device stores.
+pub(crate) struct Gate<C, K, R, D> {
     pub(crate) settings: Settings,
     pub(crate) credentials: C,
     pub(crate) codes: K,
+    pub(crate) refresh: R,
+    pub(crate) devices: D,
 }
 
-impl<C: CredentialStore, K: CodeStore> Gate<C, K> {
+fn store_failed(error: StoreError) -> Failure {
+    tracing::error!(%error, "store failed");
+    Failure::Store
+}
+
+impl<C, K, R, D> Gate<C, K, R, D>
+where
+    C: CredentialStore,
+    K: CodeStore,
+    R: RefreshStore,
+    D: DeviceStore,
+{
     async fn run(&self, mut request: TokenRequest) -> Result<ValidatedGrant, Failure> {
+        let settings = &self.settings;
         let grant = match request.grant_type.as_deref() {
-            Some(name) => GrantType::from_param(name).ok_or(Failure::GrantTypeUnsupported)?,
-            None if self.settings.dialect() == Dialect::GitHub => GrantType::AuthorizationCode,
+            Some(name) => GrantType::from_param(name)
+                .filter(|grant| settings.serves(*grant))
+                .ok_or(Failure::GrantTypeUnsupported)?,
+            None if settings.dialect() == Dialect::GitHub => GrantType::AuthorizationCode,
             None => return Err(Failure::GrantTypeMissing),
         };
-        let client = authenticate(&self.credentials, &mut request).await?;
+        // GitHub's device flow identifies the client by its id alone.
+        let id_suffices = grant == GrantType::DeviceCode && settings.dialect() == Dialect::GitHub;
+        let client = authenticate(&self.credentials, &mut request, id_suffices).await?;
         if !client.allows_grant(grant) {
-            return Err(Failure::GrantNotAllowed);
+            return Err(match grant {
+                GrantType::DeviceCode => Failure::DeviceFlowDisabled,
+                _ => Failure::GrantNotAllowed,
+            });
         }
         match grant {
             GrantType::AuthorizationCode => {
                 let record =
-                    authorization_code::redeem(&self.codes, &self.settings, &client, &request)
-                        .await?;
+                    authorization_code::redeem(&self.codes, settings, &client, &request).await?;
                 Ok(ValidatedGrant::authorization_code(client, record))
+            }
+            GrantType::RefreshToken => {
+                let (previous, scopes) =
+                    refresh_token::rotate(&self.refresh, settings, &client, &request).await?;
+                Ok(ValidatedGrant::refresh_token(client, previous, scopes))
+            }
+            GrantType::DeviceCode => {
+                let (record, subject) =
+                    device_code::poll(&self.devices, settings, &client, &request).await?;
+                Ok(ValidatedGrant::device_code(client, record, subject))
+            }
+            GrantType::ClientCredentials => {
+                let scopes = client_credentials::scopes(settings, &client, &request)?;
+                Ok(ValidatedGrant::client_credentials(client, scopes))
             }
         }
     }
+
+    /// RFC 8628 §3.1-3.2: authenticate the client, check it may use the
+    /// device flow and the scopes, and issue a device and a user code.
+    async fn device_authorization(
+        &self,
+        mut request: TokenRequest,
+        host: Option<String>,
+    ) -> Result<DeviceAuthorization, Failure> {
+        let settings = &self.settings;
+        let id_suffices = settings.dialect() == Dialect::GitHub;
+        let client = authenticate(&self.credentials, &mut request, id_suffices).await?;
+        if !client.allows_grant(GrantType::DeviceCode) {
+            return Err(Failure::DeviceFlowDisabled);
+        }
+        let scopes = scope::parse(request.scope.as_deref(), settings.dialect());
+        if !scope::is_valid(&scopes) || !client.allows_scopes(&scopes) {
+            return Err(Failure::ScopeNotAllowed);
+        }
+        let now = settings.clock.now();
+        let device_code = random_code().map_err(|_| Failure::Store)?;
+        let key = CodeKey::of(&device_code);
+        // A user code is short; on the rare collision with a live one, draw
+        // again.
+        for _ in 0..8 {
+            let user_code = device::random_user_code().map_err(|_| Failure::Store)?;
+            let record = DeviceRecord {
+                client_id: client.client_id().to_owned(),
+                scopes: scopes.clone(),
+                user_code: user_code.clone(),
+                status: DeviceStatus::Pending,
+                interval: settings.device_interval,
+                last_poll: None,
+                issued_at: now,
+                expires_at: now + settings.device_lifetime,
+            };
+            if self
+                .devices
+                .issue_device_code(key, record)
+                .await
+                .map_err(store_failed)?
+            {
+                return Ok(DeviceAuthorization {
+                    device_code,
+                    user_code,
+                    verification_uri: verification_uri(settings, host.as_deref()),
+                    expires_in: settings.device_lifetime.as_secs(),
+                    interval: settings.device_interval,
+                });
+            }
+        }
+        Err(store_failed(StoreError::new(
+            "no free user code after 8 draws",
+        )))
+    }
 }
 
-impl<C: CredentialStore, K: CodeStore> Checks for Gate<C, K> {
+/// The configured verification URI, else `/login/device` on the host the
+/// client used (plain HTTP only for loopback hosts).
+fn verification_uri(settings: &Settings, host: Option<&str>) -> String {
+    if let Some(uri) = &settings.verification_uri {
+        return uri.clone();
+    }
+    let host = host.unwrap_or("localhost");
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let scheme = match name {
+        "localhost" | "127.0.0.1" | "[::1]" => "http",
+        _ => "https",
+    };
+    format!("{scheme}://{host}/login/device")
+}
+
+impl<C, K, R, D> Checks for Gate<C, K, R, D>
+where
+    C: CredentialStore,
+    K: CodeStore,
+    R: RefreshStore,
+    D: DeviceStore,
+{
     fn settings(&self) -> &Settings {
         &self.settings
     }
@@ -125,6 +308,19 @@ impl<C: CredentialStore, K: CodeStore> Checks for Gate<C, K> {
         Box::pin(async move {
             let client_id = claimed_id(&request).map(str::to_owned);
             self.run(request)
+                .await
+                .map_err(|failure| Refusal { failure, client_id })
+        })
+    }
+
+    fn authorize_device(
+        self: Arc<Self>,
+        request: TokenRequest,
+        host: Option<String>,
+    ) -> BoxFuture<Result<DeviceAuthorization, Refusal>> {
+        Box::pin(async move {
+            let client_id = claimed_id(&request).map(str::to_owned);
+            self.device_authorization(request, host)
                 .await
                 .map_err(|failure| Refusal { failure, client_id })
         })
@@ -143,5 +339,39 @@ impl<C: CredentialStore, K: CodeStore> Checks for Gate<C, K> {
         record: CodeRecord,
     ) -> BoxFuture<Result<(), StoreError>> {
         Box::pin(async move { self.codes.issue(key, record).await })
+    }
+
+    fn issue_refresh(
+        self: Arc<Self>,
+        key: CodeKey,
+        record: RefreshRecord,
+    ) -> BoxFuture<Result<(), StoreError>> {
+        Box::pin(async move {
+            if !self.settings.refresh_enabled {
+                return Err(StoreError::new("the layer has no refresh store"));
+            }
+            self.refresh.issue_refresh_token(key, record).await
+        })
+    }
+
+    fn find_user_code(
+        self: Arc<Self>,
+        user_code: String,
+        now: std::time::SystemTime,
+    ) -> BoxFuture<Result<Option<DeviceRecord>, StoreError>> {
+        Box::pin(async move { self.devices.find_user_code(&user_code, now).await })
+    }
+
+    fn decide_user_code(
+        self: Arc<Self>,
+        user_code: String,
+        decision: DeviceDecision,
+        now: std::time::SystemTime,
+    ) -> BoxFuture<Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.devices
+                .decide_user_code(&user_code, decision, now)
+                .await
+        })
     }
 }

@@ -11,22 +11,36 @@ use crate::{redirect::RedirectPolicy, secret::SecretDigest};
 pub enum GrantType {
     /// `authorization_code` (RFC 6749 §4.1).
     AuthorizationCode,
+    /// `refresh_token` (RFC 6749 §6).
+    RefreshToken,
+    /// `urn:ietf:params:oauth:grant-type:device_code` (RFC 8628 §3.4).
+    DeviceCode,
+    /// `client_credentials` (RFC 6749 §4.4).
+    ClientCredentials,
 }
 
 impl GrantType {
+    /// Every grant type, in the order above.
+    pub const ALL: [Self; 4] = [
+        Self::AuthorizationCode,
+        Self::RefreshToken,
+        Self::DeviceCode,
+        Self::ClientCredentials,
+    ];
+
     /// The value of the `grant_type` parameter.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
+            Self::ClientCredentials => "client_credentials",
         }
     }
 
     /// The grant type named by a `grant_type` value, if the gate knows it.
     pub fn from_param(value: &str) -> Option<Self> {
-        match value {
-            "authorization_code" => Some(Self::AuthorizationCode),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|grant| grant.as_str() == value)
     }
 }
 
@@ -55,6 +69,7 @@ pub struct Client {
     redirect_uris: Vec<String>,
     redirect_policy: RedirectPolicy,
     grant_types: Vec<GrantType>,
+    scopes: Option<Vec<String>>,
 }
 
 impl Client {
@@ -76,7 +91,8 @@ impl Client {
             public,
             redirect_uris: Vec::new(),
             redirect_policy: RedirectPolicy::Exact,
-            grant_types: vec![GrantType::AuthorizationCode],
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            scopes: None,
         }
     }
 
@@ -107,10 +123,32 @@ impl Client {
         self
     }
 
-    /// The grants this client may use (default: `authorization_code`).
+    /// The grants this client may use (default: `authorization_code` and
+    /// `refresh_token`). `client_credentials` is refused to public clients
+    /// whatever this says (RFC 6749 §4.4); the device flow is enabled by
+    /// listing [`GrantType::DeviceCode`].
     #[must_use]
     pub fn with_grant_types(mut self, grants: impl IntoIterator<Item = GrantType>) -> Self {
         self.grant_types = grants.into_iter().collect();
+        self
+    }
+
+    /// Enables or disables the device flow (RFC 8628) for this client: the
+    /// same as listing [`GrantType::DeviceCode`] in its grant types.
+    #[must_use]
+    pub fn with_device_flow(mut self, enabled: bool) -> Self {
+        self.grant_types.retain(|g| *g != GrantType::DeviceCode);
+        if enabled {
+            self.grant_types.push(GrantType::DeviceCode);
+        }
+        self
+    }
+
+    /// The scopes this client may be granted (default: any). A request for
+    /// another scope is refused with `invalid_scope`.
+    #[must_use]
+    pub fn with_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
         self
     }
 
@@ -141,7 +179,28 @@ impl Client {
 
     /// Whether the client may use `grant`.
     pub fn allows_grant(&self, grant: GrantType) -> bool {
-        self.grant_types.contains(&grant)
+        // A public client cannot authenticate, so it cannot act for itself.
+        !(grant == GrantType::ClientCredentials && self.public) && self.grant_types.contains(&grant)
+    }
+
+    /// The grants this client may use.
+    pub fn grant_types(&self) -> &[GrantType] {
+        &self.grant_types
+    }
+
+    /// The scopes this client may be granted; `None` means any.
+    pub fn allowed_scopes(&self) -> Option<&[String]> {
+        self.scopes.as_deref()
+    }
+
+    /// Whether every scope of `requested` is allowed to this client.
+    pub fn allows_scopes<S: AsRef<str>>(&self, requested: &[S]) -> bool {
+        match &self.scopes {
+            None => true,
+            Some(allowed) => requested
+                .iter()
+                .all(|scope| allowed.iter().any(|a| a == scope.as_ref())),
+        }
     }
 
     /// Whether `secret` is one of the client's secrets.
@@ -180,6 +239,7 @@ impl fmt::Debug for Client {
             .field("redirect_uris", &self.redirect_uris)
             .field("redirect_policy", &self.redirect_policy)
             .field("grant_types", &self.grant_types)
+            .field("scopes", &self.scopes)
             .finish()
     }
 }

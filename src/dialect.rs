@@ -33,7 +33,20 @@ pub(crate) mod github {
     pub(crate) const BAD_VERIFICATION_CODE: &str = "The code passed is incorrect or expired.";
     pub(crate) const INCORRECT_CODE_VERIFIER: &str = "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.";
     pub(crate) const UNSUPPORTED_GRANT_TYPE: &str = "The grant type is not supported.";
+    pub(crate) const BAD_REFRESH_TOKEN: &str = "The refresh token passed is incorrect or expired.";
+    pub(crate) const UNVERIFIED_USER_EMAIL: &str = "The user must have a verified primary email.";
+    pub(crate) const AUTHORIZATION_PENDING: &str = "The authorization request is still pending.";
+    pub(crate) const SLOW_DOWN: &str = "Too many requests have been made in the same timeframe.";
+    pub(crate) const EXPIRED_TOKEN: &str = "The device_code has expired.";
+    pub(crate) const INCORRECT_DEVICE_CODE: &str = "The device_code provided is not valid.";
+    pub(crate) const ACCESS_DENIED: &str = "The authorization request was denied.";
+    pub(crate) const DEVICE_FLOW_DISABLED: &str =
+        "Device Flow must be explicitly enabled for this App";
 }
+
+/// GitHub's documentation pages, relative, for `error_uri`.
+pub(crate) const TOKEN_ERRORS_PAGE: &str = TOKEN_ERRORS;
+const DEVICE_ERRORS: &str = "/apps/building-oauth-apps/authorizing-oauth-apps";
 
 /// How errors are presented beyond their name: the `error_uri` base and the
 /// status GitHub-dialect errors use.
@@ -65,7 +78,21 @@ impl Presentation {
             let base = self.error_uri_base.as_deref().unwrap_or("");
             Cow::Owned(format!("{base}{page}#{anchor}"))
         });
+        let interval = match failure {
+            Failure::DeviceSlowDown(interval) => Some(interval),
+            _ => None,
+        };
         Rejection::new(self.github_status, code, Cow::Borrowed(description), uri)
+            .with_interval(interval)
+    }
+
+    /// The status an error of the application's own gets by default: 400,
+    /// or GitHub's configured status.
+    pub(crate) fn default_status(&self) -> StatusCode {
+        match self.dialect {
+            Dialect::Rfc6749 => StatusCode::BAD_REQUEST,
+            Dialect::GitHub => self.github_status,
+        }
     }
 }
 
@@ -183,6 +210,53 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             InvalidGrant,
             "the code_verifier does not match the code_challenge",
         ),
+        F::RefreshTokenMissing => (
+            bad,
+            InvalidRequest,
+            "the refresh_token parameter is missing",
+        ),
+        F::RefreshTokenInvalid => (
+            bad,
+            InvalidGrant,
+            "the refresh token is invalid, expired, revoked or issued to another client",
+        ),
+        F::RefreshScopeWider => (
+            bad,
+            InvalidScope,
+            "the requested scope exceeds the scope originally granted",
+        ),
+        F::ScopeNotAllowed => (
+            bad,
+            InvalidScope,
+            "the requested scope is malformed or not allowed for this client",
+        ),
+        F::DeviceCodeMissing => (bad, InvalidRequest, "the device_code parameter is missing"),
+        F::DeviceCodeInvalid => (
+            bad,
+            InvalidGrant,
+            "the device_code is invalid, already used or issued to another client",
+        ),
+        F::DevicePending => (
+            bad,
+            AuthorizationPending,
+            "the user has not yet completed the authorization",
+        ),
+        F::DeviceSlowDown(_) => (
+            bad,
+            SlowDown,
+            "polling too fast; the interval has been increased by 5 seconds",
+        ),
+        F::DeviceDenied => (
+            bad,
+            AccessDenied,
+            "the user denied the authorization request",
+        ),
+        F::DeviceExpired => (bad, ExpiredToken, "the device_code has expired"),
+        F::DeviceFlowDisabled => (
+            bad,
+            UnauthorizedClient,
+            "the device flow is not enabled for this client",
+        ),
         F::Store => (
             StatusCode::INTERNAL_SERVER_ERROR,
             ServerError,
@@ -226,7 +300,37 @@ fn github_name(failure: Failure) -> Option<GitHubName> {
         github::UNSUPPORTED_GRANT_TYPE,
         None,
     );
+    let refresh = (ErrorCode::BadRefreshToken, github::BAD_REFRESH_TOKEN, None);
+    let device = |code, text, anchor| (code, text, Some((DEVICE_ERRORS, anchor)));
+    let device_anchor = "error-codes-for-the-device-flow";
     Some(match failure {
+        F::RefreshTokenMissing | F::RefreshTokenInvalid | F::RefreshScopeWider => refresh,
+        F::DevicePending => device(
+            ErrorCode::AuthorizationPending,
+            github::AUTHORIZATION_PENDING,
+            device_anchor,
+        ),
+        F::DeviceSlowDown(_) => device(ErrorCode::SlowDown, github::SLOW_DOWN, device_anchor),
+        F::DeviceDenied => device(
+            ErrorCode::AccessDenied,
+            github::ACCESS_DENIED,
+            device_anchor,
+        ),
+        F::DeviceExpired => device(
+            ErrorCode::ExpiredToken,
+            github::EXPIRED_TOKEN,
+            device_anchor,
+        ),
+        F::DeviceCodeMissing | F::DeviceCodeInvalid => device(
+            ErrorCode::IncorrectDeviceCode,
+            github::INCORRECT_DEVICE_CODE,
+            device_anchor,
+        ),
+        F::DeviceFlowDisabled => device(
+            ErrorCode::DeviceFlowDisabled,
+            github::DEVICE_FLOW_DISABLED,
+            device_anchor,
+        ),
         F::BadClientCredentials => credentials,
         F::CodeMissing | F::CodeInvalid | F::PkceRequired => code,
         F::RedirectNotRegistered | F::RedirectNotBound => redirect,
@@ -266,6 +370,17 @@ mod tests {
         Failure::VerifierUnexpected,
         Failure::VerifierMalformed,
         Failure::VerifierWrong,
+        Failure::RefreshTokenMissing,
+        Failure::RefreshTokenInvalid,
+        Failure::RefreshScopeWider,
+        Failure::ScopeNotAllowed,
+        Failure::DeviceCodeMissing,
+        Failure::DeviceCodeInvalid,
+        Failure::DevicePending,
+        Failure::DeviceSlowDown(10),
+        Failure::DeviceDenied,
+        Failure::DeviceExpired,
+        Failure::DeviceFlowDisabled,
         Failure::Store,
     ];
 

@@ -19,6 +19,16 @@ pub enum ErrorCode {
     UnauthorizedClient,
     /// `unsupported_grant_type` (RFC 6749 §5.2).
     UnsupportedGrantType,
+    /// `invalid_scope` (RFC 6749 §5.2).
+    InvalidScope,
+    /// `authorization_pending` (RFC 8628 §3.5).
+    AuthorizationPending,
+    /// `slow_down` (RFC 8628 §3.5).
+    SlowDown,
+    /// `access_denied` (RFC 8628 §3.5).
+    AccessDenied,
+    /// `expired_token` (RFC 8628 §3.5).
+    ExpiredToken,
     /// `server_error`: a store failed; nothing was forwarded.
     ServerError,
     /// GitHub: `incorrect_client_credentials`.
@@ -29,6 +39,17 @@ pub enum ErrorCode {
     BadVerificationCode,
     /// GitHub: `incorrect_code_verifier`.
     IncorrectCodeVerifier,
+    /// GitHub: `bad_refresh_token`.
+    BadRefreshToken,
+    /// GitHub: `incorrect_device_code`.
+    IncorrectDeviceCode,
+    /// GitHub: `device_flow_disabled`.
+    DeviceFlowDisabled,
+    /// GitHub: `unverified_user_email`.
+    UnverifiedUserEmail,
+    /// An error code of the application's own, from a policy; the wire name
+    /// is [`Rejection::error`].
+    Other,
 }
 
 impl ErrorCode {
@@ -40,12 +61,51 @@ impl ErrorCode {
             Self::InvalidGrant => "invalid_grant",
             Self::UnauthorizedClient => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::AccessDenied => "access_denied",
+            Self::ExpiredToken => "expired_token",
             Self::ServerError => "server_error",
             Self::IncorrectClientCredentials => "incorrect_client_credentials",
             Self::RedirectUriMismatch => "redirect_uri_mismatch",
             Self::BadVerificationCode => "bad_verification_code",
             Self::IncorrectCodeVerifier => "incorrect_code_verifier",
+            Self::BadRefreshToken => "bad_refresh_token",
+            Self::IncorrectDeviceCode => "incorrect_device_code",
+            Self::DeviceFlowDisabled => "device_flow_disabled",
+            Self::UnverifiedUserEmail => "unverified_user_email",
+            Self::Other => "other",
         }
+    }
+
+    /// The standard code with this wire name, or [`ErrorCode::Other`].
+    pub fn from_name(name: &str) -> Self {
+        const NAMED: [ErrorCode; 19] = [
+            ErrorCode::InvalidRequest,
+            ErrorCode::InvalidClient,
+            ErrorCode::InvalidGrant,
+            ErrorCode::UnauthorizedClient,
+            ErrorCode::UnsupportedGrantType,
+            ErrorCode::InvalidScope,
+            ErrorCode::AuthorizationPending,
+            ErrorCode::SlowDown,
+            ErrorCode::AccessDenied,
+            ErrorCode::ExpiredToken,
+            ErrorCode::ServerError,
+            ErrorCode::IncorrectClientCredentials,
+            ErrorCode::RedirectUriMismatch,
+            ErrorCode::BadVerificationCode,
+            ErrorCode::IncorrectCodeVerifier,
+            ErrorCode::BadRefreshToken,
+            ErrorCode::IncorrectDeviceCode,
+            ErrorCode::DeviceFlowDisabled,
+            ErrorCode::UnverifiedUserEmail,
+        ];
+        NAMED
+            .into_iter()
+            .find(|code| code.as_str() == name)
+            .unwrap_or(Self::Other)
     }
 }
 
@@ -72,8 +132,10 @@ impl fmt::Display for ErrorCode {
 pub struct Rejection {
     status: StatusCode,
     code: ErrorCode,
+    error: Cow<'static, str>,
     description: Cow<'static, str>,
     uri: Option<Cow<'static, str>>,
+    interval: Option<u64>,
 }
 
 impl Rejection {
@@ -87,9 +149,45 @@ impl Rejection {
         Self {
             status,
             code,
+            error: Cow::Borrowed(code.as_str()),
             description,
             uri,
+            interval: None,
         }
+    }
+
+    /// A rejection with an error name of the application's own (already
+    /// validated by [`PolicyError`](crate::PolicyError)).
+    pub(crate) fn named(
+        status: StatusCode,
+        error: Cow<'static, str>,
+        description: Cow<'static, str>,
+        uri: Option<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code: ErrorCode::from_name(&error),
+            error,
+            description,
+            uri,
+            interval: None,
+        }
+    }
+
+    pub(crate) fn with_interval(mut self, interval: Option<u64>) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// The `error` field as sent (the same as `code().as_str()` except for
+    /// an application's own codes).
+    pub fn error(&self) -> &str {
+        &self.error
+    }
+
+    /// The `interval` field GitHub adds to `slow_down`.
+    pub fn interval(&self) -> Option<u64> {
+        self.interval
     }
 
     /// The HTTP status of the answer.
@@ -117,6 +215,20 @@ impl Rejection {
 pub(crate) fn is_valid_description(text: &str) -> bool {
     text.bytes()
         .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
+/// RFC 6749 §5.2: `error` is non-empty, printable ASCII without `"` or `\`.
+pub(crate) fn is_valid_error(text: &str) -> bool {
+    !text.is_empty() && is_valid_description(text)
+}
+
+/// RFC 6749 §5.2: `error_uri` is `%x21 / %x23-5B / %x5D-7E` (a URI
+/// reference, no spaces).
+pub(crate) fn is_valid_uri(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 /// Why the gate refused a request, before a dialect names it.
@@ -172,6 +284,29 @@ pub(crate) enum Failure {
     VerifierMalformed,
     /// The verifier does not match the challenge.
     VerifierWrong,
+    /// No `refresh_token`.
+    RefreshTokenMissing,
+    /// The refresh token is unknown, expired, rotated away, revoked, or
+    /// another client's.
+    RefreshTokenInvalid,
+    /// A refresh asked for a scope the token was not granted.
+    RefreshScopeWider,
+    /// A requested scope is malformed or not allowed to the client.
+    ScopeNotAllowed,
+    /// No `device_code`.
+    DeviceCodeMissing,
+    /// The device code is unknown, redeemed, or another client's.
+    DeviceCodeInvalid,
+    /// The user has not decided yet.
+    DevicePending,
+    /// Polled before the interval passed; the new interval.
+    DeviceSlowDown(u64),
+    /// The user declined.
+    DeviceDenied,
+    /// The device code expired.
+    DeviceExpired,
+    /// The client is not enabled for the device flow.
+    DeviceFlowDisabled,
     /// A store failed or timed out.
     Store,
 }

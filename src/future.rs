@@ -1,4 +1,5 @@
-//! The response future: read the body, check, then forward or refuse.
+//! The response future: read the body, check, run the policies, then
+//! forward or answer.
 
 use std::{
     future::Future,
@@ -10,7 +11,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use http::{
     HeaderValue, Request, Response,
-    header::{CACHE_CONTROL, PRAGMA},
+    header::{CACHE_CONTROL, HOST, PRAGMA},
     request::Parts,
 };
 use http_body::Body;
@@ -18,13 +19,14 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::{
-    answer::refuse,
+    answer::{refuse, refuse_by_policy},
     body::{RequestBody, ResponseBody},
-    check::{BoxFuture, Checks, Refusal},
+    check::{BoxFuture, Checks, DeviceAuthorization, Refusal},
     error::Failure,
-    format::ResponseFormat,
+    format::{FieldValue, ResponseFormat},
     grant::ValidatedGrant,
     parse::parse,
+    policy::{self, PolicyError, PolicyRequest},
 };
 
 pin_project! {
@@ -65,18 +67,38 @@ pin_project! {
             body: Bytes,
             pending: Option<Pending<S>>,
         },
-        Refused {
+        Policing {
+            policies: BoxFuture<Result<(), PolicyError>>,
+            grant: Option<ValidatedGrant>,
+            parts: Option<Arc<Parts>>,
+            body: Bytes,
+            pending: Option<Pending<S>>,
+        },
+        AuthorizingDevice {
+            authorize: BoxFuture<Result<DeviceAuthorization, Refusal>>,
+            pending: Option<Pending<S>>,
+        },
+        // The gate's own answer: a refusal, or the device endpoint's reply.
+        Answered {
             response: Option<Response<Bytes>>,
         },
     }
 }
 
-/// What a token request carries from one state to the next.
+/// Which endpoint of the gate a request is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Token,
+    DeviceAuthorization,
+}
+
+/// What a gated request carries from one state to the next.
 pub(crate) struct Pending<S> {
     pub(crate) parts: Parts,
     pub(crate) service: S,
     pub(crate) gate: Arc<dyn Checks>,
     pub(crate) format: ResponseFormat,
+    pub(crate) endpoint: Endpoint,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -95,7 +117,7 @@ where
 
     pub(crate) fn refused(response: Response<Bytes>) -> Self {
         Self {
-            state: State::Refused {
+            state: State::Answered {
                 response: Some(response),
             },
         }
@@ -135,7 +157,7 @@ where
                     }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
-                StateProj::Refused { response } => {
+                StateProj::Answered { response } => {
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
                     return Poll::Ready(Ok(response.map(ResponseBody::gate)));
                 }
@@ -157,7 +179,48 @@ where
                     let verdict = ready!(check.as_mut().poll(cx));
                     let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
                     match verdict {
-                        Ok(grant) => forward(pending, std::mem::take(body), grant),
+                        Ok(grant) => police(pending, std::mem::take(body), grant),
+                        Err(Refusal { failure, client_id }) => {
+                            refused(&pending, failure, client_id.as_deref())
+                        }
+                    }
+                }
+                StateProj::Policing {
+                    policies,
+                    grant,
+                    parts,
+                    body,
+                    pending,
+                } => {
+                    let verdict = ready!(policies.as_mut().poll(cx));
+                    let mut pending = pending.take().expect(POLLED_AFTER_COMPLETION);
+                    let grant = grant.take().expect(POLLED_AFTER_COMPLETION);
+                    let parts = parts.take().expect(POLLED_AFTER_COMPLETION);
+                    match verdict {
+                        Ok(()) => {
+                            // The policies are done with the head; a policy
+                            // that kept a clone costs a copy.
+                            pending.parts =
+                                Arc::try_unwrap(parts).unwrap_or_else(|shared| (*shared).clone());
+                            forward(pending, std::mem::take(body), grant)
+                        }
+                        Err(error) => State::Answered {
+                            response: Some(refuse_by_policy(
+                                pending.gate.settings(),
+                                error,
+                                pending.format,
+                                grant.client().client_id(),
+                            )),
+                        },
+                    }
+                }
+                StateProj::AuthorizingDevice { authorize, pending } => {
+                    let verdict = ready!(authorize.as_mut().poll(cx));
+                    let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
+                    match verdict {
+                        Ok(authorization) => State::Answered {
+                            response: Some(device_response(&authorization, pending.format)),
+                        },
                         Err(Refusal { failure, client_id }) => {
                             refused(&pending, failure, client_id.as_deref())
                         }
@@ -206,14 +269,55 @@ where
         Err(failure) => return refused(&pending, failure, None),
     };
     let settings = pending.gate.settings();
-    match parse(&pending.parts, &body, settings.dialect()) {
-        Ok(request) => State::Checking {
+    let request = match parse(&pending.parts, &body, settings.dialect()) {
+        Ok(request) => request,
+        Err(failure) => return refused(&pending, failure, None),
+    };
+    match pending.endpoint {
+        Endpoint::Token => State::Checking {
             check: Arc::clone(&pending.gate).check(request),
             body,
             pending: Some(pending),
         },
-        Err(failure) => refused(&pending, failure, None),
+        Endpoint::DeviceAuthorization => {
+            let host = pending
+                .parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| pending.parts.uri.authority().map(|a| a.as_str()))
+                .map(str::to_owned);
+            State::AuthorizingDevice {
+                authorize: Arc::clone(&pending.gate).authorize_device(request, host),
+                pending: Some(pending),
+            }
+        }
     }
+}
+
+/// The built-in checks passed: run the application's policies, if any.
+fn police<S, B>(mut pending: Pending<S>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    let settings = pending.gate.settings();
+    if settings.policies.is_empty() {
+        return forward(pending, body, grant);
+    }
+    let parts = Arc::new(std::mem::replace(&mut pending.parts, empty_parts()));
+    let request = PolicyRequest::new(grant.clone(), Arc::clone(&parts), settings.dialect());
+    State::Policing {
+        policies: Box::pin(policy::run(settings.policies.clone(), request)),
+        grant: Some(grant),
+        parts: Some(parts),
+        body,
+        pending: Some(pending),
+    }
+}
+
+fn empty_parts() -> Parts {
+    Request::new(()).into_parts().0
 }
 
 /// Every check passed: hand the request, its body unchanged and the
@@ -244,7 +348,7 @@ where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
-    State::Refused {
+    State::Answered {
         response: Some(refuse(
             pending.gate.settings(),
             failure,
@@ -252,4 +356,23 @@ where
             client_id,
         )),
     }
+}
+
+/// RFC 8628 §3.2: the device authorization response.
+fn device_response(authorization: &DeviceAuthorization, format: ResponseFormat) -> Response<Bytes> {
+    format
+        .response(&[
+            (
+                "device_code",
+                FieldValue::from(authorization.device_code.as_str()),
+            ),
+            ("user_code", authorization.user_code.as_str().into()),
+            (
+                "verification_uri",
+                authorization.verification_uri.as_str().into(),
+            ),
+            ("expires_in", authorization.expires_in.into()),
+            ("interval", authorization.interval.into()),
+        ])
+        .map(Bytes::from)
 }

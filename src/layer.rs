@@ -8,8 +8,10 @@ use crate::{
     authorize::Authorizer,
     builder::Builder,
     check::Checks,
+    device::Devices,
+    refresh::RefreshTokens,
     service::TokenGate,
-    store::{CodeStore, CredentialStore},
+    store::{CodeStore, CredentialStore, DeviceStore, RefreshStore},
 };
 
 /// Applies [`TokenGate`] to a service.
@@ -29,11 +31,13 @@ pub struct TokenGateLayer {
 }
 
 impl TokenGateLayer {
-    /// Guards `POST /login/oauth/access_token` in the RFC 6749 dialect with
-    /// default settings, using `store` for clients and codes.
+    /// Guards `POST /login/oauth/access_token` (and serves the device
+    /// authorization endpoint) in the RFC 6749 dialect with default
+    /// settings, using `store` for clients, codes, refresh tokens and device
+    /// codes.
     pub fn new<St>(store: St) -> Self
     where
-        St: CredentialStore + CodeStore + Clone,
+        St: CredentialStore + CodeStore + RefreshStore + DeviceStore + Clone,
     {
         Self::builder().store(store).build()
     }
@@ -51,6 +55,17 @@ impl TokenGateLayer {
     /// lifetime: validates authorization requests and mints codes.
     pub fn authorizer(&self) -> Authorizer {
         Authorizer::new(Arc::clone(&self.gate))
+    }
+
+    /// The helper the inner service uses to hand out refresh tokens.
+    pub fn refresh_tokens(&self) -> RefreshTokens {
+        RefreshTokens::new(Arc::clone(&self.gate))
+    }
+
+    /// The verification side of the device flow: the page where a user
+    /// types a user code and approves or denies it.
+    pub fn devices(&self) -> Devices {
+        Devices::new(Arc::clone(&self.gate))
     }
 }
 

@@ -59,6 +59,7 @@ mod check;
 mod client;
 mod clock;
 mod code;
+mod device;
 mod dialect;
 mod error;
 mod format;
@@ -67,7 +68,10 @@ mod grant;
 mod layer;
 mod parse;
 mod pkce;
+mod policy;
 mod redirect;
+mod refresh;
+mod scope;
 mod secret;
 mod service;
 mod store;
@@ -76,11 +80,15 @@ pub use self::{
     authorize::{Approval, AuthorizationError, AuthorizationRequest, Authorizer},
     body::{RequestBody, ResponseBody},
     builder::{
-        Builder, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_CODE_LIFETIME, DEFAULT_TOKEN_PATH,
+        Builder, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_CODE_LIFETIME, DEFAULT_DEVICE_PATH,
+        DEFAULT_REFRESH_LIFETIME, DEFAULT_TOKEN_PATH,
     },
     client::{Client, GrantType},
     clock::{Clock, ManualClock, SystemClock},
     code::CodeRecord,
+    device::{
+        DeviceDecision, DeviceRecord, DeviceStatus, Devices, PollOutcome, normalize_user_code,
+    },
     dialect::Dialect,
     error::{ErrorCode, Rejection},
     format::{FieldValue, ResponseFormat},
@@ -88,8 +96,15 @@ pub use self::{
     grant::ValidatedGrant,
     layer::TokenGateLayer,
     pkce::{PkceChallenge, PkceMethod},
+    policy::{
+        ClientSwitch, InvalidPolicyError, Policy, PolicyError, PolicyRequest, UnverifiedUserEmail,
+    },
     redirect::RedirectPolicy,
+    refresh::{RefreshRecord, RefreshTokens},
     secret::{CodeKey, SecretDigest},
     service::TokenGate,
-    store::{ClientsFileError, CodeStore, CredentialStore, MemoryStore, Redemption, StoreError},
+    store::{
+        ClientsFileError, CodeStore, CredentialStore, DeviceStore, MemoryStore, Redemption,
+        RefreshStore, StoreError,
+    },
 };

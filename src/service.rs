@@ -17,7 +17,7 @@ use crate::{
     check::Checks,
     error::Failure,
     format::ResponseFormat,
-    future::{Pending, ResponseFuture},
+    future::{Endpoint, Pending, ResponseFuture},
     layer::TokenGateLayer,
 };
 
@@ -43,7 +43,11 @@ impl<S> TokenGate<S> {
     /// settings; see [`TokenGateLayer::builder`] for the rest.
     pub fn layer<St>(store: St) -> TokenGateLayer
     where
-        St: crate::CredentialStore + crate::CodeStore + Clone,
+        St: crate::CredentialStore
+            + crate::CodeStore
+            + crate::RefreshStore
+            + crate::DeviceStore
+            + Clone,
     {
         TokenGateLayer::new(store)
     }
@@ -88,11 +92,16 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let settings = self.gate.settings();
-        if request.uri().path() != settings.token_path {
+        let path = request.uri().path();
+        let endpoint = if path == settings.token_path {
+            Endpoint::Token
+        } else if settings.device_path.as_deref() == Some(path) {
+            Endpoint::DeviceAuthorization
+        } else {
             return ResponseFuture::pass_through(
                 self.inner.call(request.map(RequestBody::streaming)),
             );
-        }
+        };
         let format = ResponseFormat::negotiate(request.headers(), settings.dialect());
         let early = if request.method() != Method::POST {
             Some(Failure::MethodNotAllowed)
@@ -119,6 +128,7 @@ where
                 service,
                 gate: Arc::clone(&self.gate),
                 format,
+                endpoint,
             },
         )
     }

@@ -52,7 +52,8 @@ fn flaky(dialect: Dialect) -> (Harness, Flaky) {
         codes_down: Arc::default(),
     };
     let layer = TokenGateLayer::builder()
-        .store(store.clone())
+        .credential_store(store.clone())
+        .code_store(store.clone())
         .dialect(dialect)
         .clock(h.clock.clone())
         .realm("tokengate-test")

@@ -2,12 +2,17 @@
 //! [`ValidatedGrant`] a forwarded request carries.
 
 pub(crate) mod authorization_code;
+pub(crate) mod client_credentials;
+pub(crate) mod device_code;
+pub(crate) mod refresh_token;
 
 use std::sync::Arc;
 
 use crate::{
     client::{Client, GrantType},
     code::CodeRecord,
+    device::DeviceRecord,
+    refresh::RefreshRecord,
 };
 
 /// What the gate established about a forwarded request, in its extensions.
@@ -22,55 +27,125 @@ use crate::{
 ///     format!("token for {:?} via {}", grant.subject(), grant.client().client_id())
 /// }
 /// ```
+///
+/// Cloning is cheap (one reference count).
 #[derive(Debug, Clone)]
 pub struct ValidatedGrant {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     client: Arc<Client>,
     kind: Kind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Kind {
     AuthorizationCode(CodeRecord),
+    RefreshToken {
+        previous: RefreshRecord,
+        scopes: Vec<String>,
+    },
+    DeviceCode {
+        record: DeviceRecord,
+        subject: String,
+    },
+    ClientCredentials {
+        scopes: Vec<String>,
+    },
 }
 
 impl ValidatedGrant {
-    pub(crate) fn authorization_code(client: Arc<Client>, record: CodeRecord) -> Self {
+    fn new(client: Arc<Client>, kind: Kind) -> Self {
         Self {
-            client,
-            kind: Kind::AuthorizationCode(record),
+            inner: Arc::new(Inner { client, kind }),
         }
+    }
+
+    pub(crate) fn authorization_code(client: Arc<Client>, record: CodeRecord) -> Self {
+        Self::new(client, Kind::AuthorizationCode(record))
+    }
+
+    pub(crate) fn refresh_token(
+        client: Arc<Client>,
+        previous: RefreshRecord,
+        scopes: Vec<String>,
+    ) -> Self {
+        Self::new(client, Kind::RefreshToken { previous, scopes })
+    }
+
+    pub(crate) fn device_code(client: Arc<Client>, record: DeviceRecord, subject: String) -> Self {
+        Self::new(client, Kind::DeviceCode { record, subject })
+    }
+
+    pub(crate) fn client_credentials(client: Arc<Client>, scopes: Vec<String>) -> Self {
+        Self::new(client, Kind::ClientCredentials { scopes })
     }
 
     /// The grant type that was checked.
     pub fn grant_type(&self) -> GrantType {
-        match self.kind {
+        match self.inner.kind {
             Kind::AuthorizationCode(_) => GrantType::AuthorizationCode,
+            Kind::RefreshToken { .. } => GrantType::RefreshToken,
+            Kind::DeviceCode { .. } => GrantType::DeviceCode,
+            Kind::ClientCredentials { .. } => GrantType::ClientCredentials,
         }
     }
 
     /// The authenticated client.
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.inner.client
     }
 
-    /// The user the token is for.
+    /// The user the token is for; `None` for client credentials, where the
+    /// client acts for itself.
     pub fn subject(&self) -> Option<&str> {
-        match &self.kind {
+        match &self.inner.kind {
             Kind::AuthorizationCode(record) => Some(&record.subject),
+            Kind::RefreshToken { previous, .. } => Some(&previous.subject),
+            Kind::DeviceCode { subject, .. } => Some(subject),
+            Kind::ClientCredentials { .. } => None,
         }
     }
 
-    /// The scopes to grant.
+    /// The scopes to grant: the code's, the device request's, the refresh
+    /// request's (never wider than the old token's), or the client's own.
     pub fn scopes(&self) -> &[String] {
-        match &self.kind {
+        match &self.inner.kind {
             Kind::AuthorizationCode(record) => &record.scopes,
+            Kind::RefreshToken { scopes, .. } | Kind::ClientCredentials { scopes } => scopes,
+            Kind::DeviceCode { record, .. } => &record.scopes,
         }
     }
 
     /// The redeemed code's record, for the authorization-code grant.
     pub fn code(&self) -> Option<&CodeRecord> {
-        match &self.kind {
+        match &self.inner.kind {
             Kind::AuthorizationCode(record) => Some(record),
+            _ => None,
+        }
+    }
+
+    /// The rotated-away refresh token's record, for the refresh grant: its
+    /// `family` is the one the successor joins.
+    pub fn refresh(&self) -> Option<&RefreshRecord> {
+        match &self.inner.kind {
+            Kind::RefreshToken { previous, .. } => Some(previous),
+            _ => None,
+        }
+    }
+
+    /// The refresh family, for the refresh grant.
+    pub fn family(&self) -> Option<&str> {
+        self.refresh().map(|record| record.family.as_str())
+    }
+
+    /// The redeemed device authorization, for the device grant.
+    pub fn device(&self) -> Option<&DeviceRecord> {
+        match &self.inner.kind {
+            Kind::DeviceCode { record, .. } => Some(record),
+            _ => None,
         }
     }
 }

@@ -15,6 +15,9 @@ struct Body {
     client_id: Option<String>,
     client_secret: Option<String>,
     code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+    device_code: Option<String>,
 }
 
 /// Reads a JSON body into `params`. Values must be strings (or null, which
@@ -34,6 +37,9 @@ pub(super) fn read(body: &[u8], params: &mut Params) -> Result<(), Failure> {
         (Param::ClientId, parsed.client_id),
         (Param::ClientSecret, parsed.client_secret),
         (Param::CodeVerifier, parsed.code_verifier),
+        (Param::RefreshToken, parsed.refresh_token),
+        (Param::Scope, parsed.scope),
+        (Param::DeviceCode, parsed.device_code),
     ] {
         if let Some(value) = value {
             params.set(param, value)?;

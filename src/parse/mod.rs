@@ -27,16 +27,24 @@ pub(crate) enum Param {
     ClientId,
     ClientSecret,
     CodeVerifier,
+    RefreshToken,
+    Scope,
+    DeviceCode,
 }
 
+const PARAMS: usize = 9;
+
 impl Param {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; PARAMS] = [
         Self::GrantType,
         Self::Code,
         Self::RedirectUri,
         Self::ClientId,
         Self::ClientSecret,
         Self::CodeVerifier,
+        Self::RefreshToken,
+        Self::Scope,
+        Self::DeviceCode,
     ];
 
     fn from_name(name: &str) -> Option<Self> {
@@ -51,6 +59,9 @@ impl Param {
             Self::ClientId => "client_id",
             Self::ClientSecret => "client_secret",
             Self::CodeVerifier => "code_verifier",
+            Self::RefreshToken => "refresh_token",
+            Self::Scope => "scope",
+            Self::DeviceCode => "device_code",
         }
     }
 
@@ -62,6 +73,9 @@ impl Param {
             Self::ClientId => "the client_id parameter is repeated",
             Self::ClientSecret => "the client_secret parameter is repeated",
             Self::CodeVerifier => "the code_verifier parameter is repeated",
+            Self::RefreshToken => "the refresh_token parameter is repeated",
+            Self::Scope => "the scope parameter is repeated",
+            Self::DeviceCode => "the device_code parameter is repeated",
         }
     }
 }
@@ -70,8 +84,8 @@ impl Param {
 /// is absent, but still counts when the same name comes again).
 #[derive(Default)]
 pub(crate) struct Params {
-    values: [Option<String>; 6],
-    seen: [bool; 6],
+    values: [Option<String>; PARAMS],
+    seen: [bool; PARAMS],
 }
 
 impl Params {
@@ -111,6 +125,9 @@ pub(crate) struct TokenRequest {
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret: Option<String>,
     pub(crate) code_verifier: Option<String>,
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) device_code: Option<String>,
     /// The `Authorization` header's credentials; a bad header is reported
     /// when client authentication runs, so earlier checks win (SPEC order).
     pub(crate) basic: Option<Result<BasicCredentials, Failure>>,
@@ -156,6 +173,9 @@ pub(crate) fn parse(parts: &Parts, body: &[u8], dialect: Dialect) -> Result<Toke
         client_id: params.take(Param::ClientId),
         client_secret: params.take(Param::ClientSecret),
         code_verifier: params.take(Param::CodeVerifier),
+        refresh_token: params.take(Param::RefreshToken),
+        scope: params.take(Param::Scope),
+        device_code: params.take(Param::DeviceCode),
         basic,
     })
 }

@@ -2,7 +2,9 @@
 //!
 //! ```json
 //! {"clients":[{"client_id":"..","client_secret":"..","redirect_uris":[".."],
-//!              "public":false,"redirect_policy":"exact|loopback|github"}]}
+//!              "public":false,"redirect_policy":"exact|loopback|github",
+//!              "grant_types":["authorization_code","refresh_token","client_credentials"],
+//!              "scopes":["repo","user"],"device_flow":true}]}
 //! ```
 //!
 //! Secrets are hashed as they are read and never kept in the clear.
@@ -11,7 +13,10 @@ use std::{collections::HashSet, fmt, io, path::Path};
 
 use serde::Deserialize;
 
-use crate::{client::Client, redirect::RedirectPolicy};
+use crate::{
+    client::{Client, GrantType},
+    redirect::RedirectPolicy,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +39,15 @@ struct Entry {
     public: bool,
     #[serde(default)]
     redirect_policy: RedirectPolicy,
+    /// Default: `authorization_code` and `refresh_token`.
+    #[serde(default)]
+    grant_types: Option<Vec<String>>,
+    /// Default: any scope.
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    /// Adds the device grant.
+    #[serde(default)]
+    device_flow: bool,
 }
 
 /// A clients document that could not be read or is invalid. The message
@@ -125,9 +139,43 @@ pub(super) fn parse(json: &str) -> Result<Vec<Client>, ClientsFileError> {
             for uri in &entry.redirect_uris {
                 client = client.with_redirect_uri(uri.clone());
             }
+            if let Some(names) = &entry.grant_types {
+                let grants = names
+                    .iter()
+                    .map(|name| {
+                        grant_type(name).ok_or_else(|| {
+                            fault(&format!(
+                                "unknown grant type {name:?} (authorization_code, refresh_token, client_credentials, device_code)"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if entry.public && grants.contains(&GrantType::ClientCredentials) {
+                    return Err(fault("a public client cannot use client_credentials"));
+                }
+                client = client.with_grant_types(grants);
+            }
+            if entry.device_flow {
+                client = client.with_device_flow(true);
+            }
+            if let Some(scopes) = &entry.scopes {
+                if scopes.iter().any(|s| s.is_empty() || !crate::scope::is_valid(std::slice::from_ref(s))) {
+                    return Err(fault("a scope is empty or has characters RFC 6749 §3.3 forbids"));
+                }
+                client = client.with_scopes(scopes.iter().cloned());
+            }
             Ok(client.with_redirect_policy(entry.redirect_policy))
         })
         .collect()
+}
+
+/// A grant type by its `grant_type` value, or by the short name
+/// `device_code`.
+fn grant_type(name: &str) -> Option<GrantType> {
+    match name {
+        "device_code" => Some(GrantType::DeviceCode),
+        _ => GrantType::from_param(name),
+    }
 }
 
 /// serde quotes offending values (`invalid type: string "..."`), and a value
@@ -160,6 +208,25 @@ mod tests {
         assert!(clients[1].is_public());
         assert!(clients[2].verify_secret("old") && clients[2].verify_secret("new"));
         assert_eq!(clients[2].redirect_policy(), RedirectPolicy::Exact);
+        assert!(clients[2].allows_grant(GrantType::RefreshToken));
+        assert!(!clients[2].allows_grant(GrantType::DeviceCode));
+    }
+
+    #[test]
+    fn reads_grants_scopes_and_device_flow() {
+        let clients = parse(
+            r#"{"clients":[
+                {"client_id":"svc","client_secret":"s","grant_types":["client_credentials"],"scopes":["read","write"]},
+                {"client_id":"cli","public":true,"device_flow":true,"grant_types":["refresh_token"]}
+            ]}"#,
+        )
+        .unwrap();
+        assert!(clients[0].allows_grant(GrantType::ClientCredentials));
+        assert!(!clients[0].allows_grant(GrantType::AuthorizationCode));
+        assert_eq!(clients[0].allowed_scopes().unwrap(), ["read", "write"]);
+        assert!(clients[1].allows_grant(GrantType::DeviceCode));
+        assert!(clients[1].allows_grant(GrantType::RefreshToken));
+        assert!(!clients[1].allows_grant(GrantType::AuthorizationCode));
     }
 
     #[test]
@@ -194,6 +261,18 @@ mod tests {
                 "not an absolute URI",
             ),
             ("not json", "invalid clients file"),
+            (
+                r#"{"clients":[{"client_id":"a","public":true,"grant_types":["password"]}]}"#,
+                "unknown grant type",
+            ),
+            (
+                r#"{"clients":[{"client_id":"a","public":true,"grant_types":["client_credentials"]}]}"#,
+                "cannot use client_credentials",
+            ),
+            (
+                r#"{"clients":[{"client_id":"a","public":true,"scopes":["a b"]}]}"#,
+                "scope",
+            ),
         ] {
             let err = parse(json).err().unwrap().to_string();
             assert!(err.contains(needle), "{err}");

@@ -1,4 +1,5 @@
-//! The embedded store: clients and codes in this process's memory.
+//! The embedded store: clients, codes, refresh tokens and device
+//! authorizations in this process's memory.
 
 use std::{
     collections::HashMap,
@@ -8,11 +9,16 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::{ClientsFileError, CodeStore, CredentialStore, Redemption, StoreError, clients_file};
+use super::{
+    ClientsFileError, CodeStore, CredentialStore, DeviceStore, Redemption, RefreshStore,
+    StoreError, clients_file,
+};
 use crate::{
     client::Client,
     clock::{Clock, SystemClock},
     code::CodeRecord,
+    device::{DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome},
+    refresh::RefreshRecord,
     secret::CodeKey,
 };
 
@@ -45,16 +51,33 @@ pub struct MemoryStore {
 struct Inner {
     clients: RwLock<HashMap<String, Arc<Client>>>,
     codes: Mutex<Codes>,
+    refresh: Mutex<Refresh>,
+    devices: Mutex<Devices>,
     clock: Arc<dyn Clock>,
 }
 
+#[derive(Default)]
+struct Refresh {
+    tokens: HashMap<CodeKey, Entry<RefreshRecord>>,
+    /// Revoked families, until the last of their tokens would have expired.
+    revoked: HashMap<String, SystemTime>,
+    next_sweep: Option<SystemTime>,
+}
+
+#[derive(Default)]
+struct Devices {
+    by_key: HashMap<CodeKey, DeviceRecord>,
+    by_user_code: HashMap<String, CodeKey>,
+    next_sweep: Option<SystemTime>,
+}
+
 struct Codes {
-    entries: HashMap<CodeKey, Entry>,
+    entries: HashMap<CodeKey, Entry<CodeRecord>>,
     next_sweep: SystemTime,
 }
 
-struct Entry {
-    record: CodeRecord,
+struct Entry<T> {
+    record: T,
     used: bool,
 }
 
@@ -76,6 +99,8 @@ impl MemoryStore {
                     entries: HashMap::new(),
                     next_sweep,
                 }),
+                refresh: Mutex::default(),
+                devices: Mutex::default(),
                 clock,
             }),
         }
@@ -134,11 +159,33 @@ impl MemoryStore {
         self.codes().entries.len()
     }
 
+    /// The number of refresh tokens held, live or kept as replay markers.
+    pub fn refresh_token_count(&self) -> usize {
+        lock(&self.inner.refresh).tokens.len()
+    }
+
+    /// The number of device authorizations held.
+    pub fn device_count(&self) -> usize {
+        lock(&self.inner.devices).by_key.len()
+    }
+
     fn codes(&self) -> std::sync::MutexGuard<'_, Codes> {
-        self.inner
-            .codes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner.codes)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether a sweep is due at `now`; schedules the next one when it is.
+fn sweep_due(next_sweep: &mut Option<SystemTime>, now: SystemTime) -> bool {
+    match next_sweep {
+        Some(next) if now < *next => false,
+        _ => {
+            *next_sweep = Some(now + SWEEP_EVERY);
+            true
+        }
     }
 }
 
@@ -216,6 +263,157 @@ impl CodeStore for MemoryStore {
         }
         entry.used = true;
         Ok(Redemption::Redeemed(entry.record.clone()))
+    }
+}
+
+impl RefreshStore for MemoryStore {
+    async fn issue_refresh_token(
+        &self,
+        key: CodeKey,
+        record: RefreshRecord,
+    ) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        let mut refresh = lock(&self.inner.refresh);
+        if sweep_due(&mut refresh.next_sweep, now) {
+            refresh
+                .tokens
+                .retain(|_, entry| !entry.record.is_expired(now));
+            refresh.revoked.retain(|_, until| now < *until);
+        }
+        if refresh.revoked.contains_key(&record.family) {
+            return Err(StoreError::new("the refresh token family was revoked"));
+        }
+        if refresh.tokens.contains_key(&key) {
+            return Err(StoreError::new(
+                "a refresh token with this key already exists",
+            ));
+        }
+        refresh.tokens.insert(
+            key,
+            Entry {
+                record,
+                used: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        key: &CodeKey,
+    ) -> Result<Redemption<RefreshRecord>, StoreError> {
+        let now = self.inner.clock.now();
+        let mut refresh = lock(&self.inner.refresh);
+        let Some(entry) = refresh.tokens.get_mut(key) else {
+            return Ok(Redemption::Unknown);
+        };
+        if entry.record.is_expired(now) {
+            refresh.tokens.remove(key);
+            return Ok(Redemption::Unknown);
+        }
+        if entry.used {
+            return Ok(Redemption::Replayed(entry.record.clone()));
+        }
+        entry.used = true;
+        Ok(Redemption::Redeemed(entry.record.clone()))
+    }
+
+    async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        let mut refresh = lock(&self.inner.refresh);
+        let mut until = now;
+        refresh.tokens.retain(|_, entry| {
+            let member = entry.record.family == family;
+            if member {
+                until = until.max(entry.record.expires_at);
+            }
+            !member
+        });
+        let previous = refresh.revoked.get(family).copied().unwrap_or(now);
+        refresh
+            .revoked
+            .insert(family.to_owned(), until.max(previous));
+        Ok(())
+    }
+}
+
+impl DeviceStore for MemoryStore {
+    async fn issue_device_code(
+        &self,
+        key: CodeKey,
+        record: DeviceRecord,
+    ) -> Result<bool, StoreError> {
+        let now = self.inner.clock.now();
+        let mut devices = lock(&self.inner.devices);
+        if sweep_due(&mut devices.next_sweep, now) {
+            let Devices {
+                by_key,
+                by_user_code,
+                ..
+            } = &mut *devices;
+            by_key.retain(|_, record| now < record.expires_at);
+            by_user_code.retain(|_, key| by_key.contains_key(key));
+        }
+        let live = devices
+            .by_user_code
+            .get(&record.user_code)
+            .and_then(|key| devices.by_key.get(key))
+            .is_some_and(|existing| now < existing.expires_at);
+        if live || devices.by_key.contains_key(&key) {
+            return Ok(false);
+        }
+        devices.by_user_code.insert(record.user_code.clone(), key);
+        devices.by_key.insert(key, record);
+        Ok(true)
+    }
+
+    async fn poll_device_code(
+        &self,
+        key: &CodeKey,
+        client_id: &str,
+        now: SystemTime,
+    ) -> Result<PollOutcome, StoreError> {
+        let mut devices = lock(&self.inner.devices);
+        let Some(record) = devices.by_key.get_mut(key) else {
+            return Ok(PollOutcome::Unknown);
+        };
+        let outcome = record.poll(client_id, now);
+        if matches!(outcome, PollOutcome::Approved(_) | PollOutcome::Expired) {
+            if let Some(record) = devices.by_key.remove(key) {
+                devices.by_user_code.remove(&record.user_code);
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn find_user_code(
+        &self,
+        user_code: &str,
+        now: SystemTime,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let devices = lock(&self.inner.devices);
+        Ok(devices
+            .by_user_code
+            .get(user_code)
+            .and_then(|key| devices.by_key.get(key))
+            .filter(|record| now < record.expires_at && record.status == DeviceStatus::Pending)
+            .cloned())
+    }
+
+    async fn decide_user_code(
+        &self,
+        user_code: &str,
+        decision: DeviceDecision,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let mut devices = lock(&self.inner.devices);
+        let Some(key) = devices.by_user_code.get(user_code).copied() else {
+            return Ok(false);
+        };
+        Ok(devices
+            .by_key
+            .get_mut(&key)
+            .is_some_and(|record| record.decide(decision, now)))
     }
 }
 

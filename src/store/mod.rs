@@ -25,10 +25,16 @@
 mod clients_file;
 mod memory;
 
-use std::{error::Error as StdError, fmt, future::Future, sync::Arc};
+use std::{error::Error as StdError, fmt, future::Future, sync::Arc, time::SystemTime};
 
 pub use self::{clients_file::ClientsFileError, memory::MemoryStore};
-use crate::{client::Client, code::CodeRecord, secret::CodeKey};
+use crate::{
+    client::Client,
+    code::CodeRecord,
+    device::{DeviceDecision, DeviceRecord, PollOutcome},
+    refresh::RefreshRecord,
+    secret::CodeKey,
+};
 
 /// Looks up registered clients.
 pub trait CredentialStore: Send + Sync + 'static {
@@ -58,15 +64,83 @@ pub trait CodeStore: Send + Sync + 'static {
     fn redeem(&self, key: &CodeKey) -> impl Future<Output = Result<Redemption, StoreError>> + Send;
 }
 
-/// The outcome of [`CodeStore::redeem`].
+/// The outcome of taking a code or refresh token out of service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Redemption {
-    /// This call took the code; it is now used.
-    Redeemed(CodeRecord),
-    /// The code had already been redeemed: a replay (RFC 6749 §4.1.2).
-    Replayed(CodeRecord),
-    /// No such code (never issued, or forgotten after expiry).
+pub enum Redemption<T = CodeRecord> {
+    /// This call took it; it is now used.
+    Redeemed(T),
+    /// It had already been used: a replay (RFC 6749 §4.1.2, RFC 9700
+    /// §4.14.2).
+    Replayed(T),
+    /// No such value (never issued, revoked, or forgotten after expiry).
     Unknown,
+}
+
+/// Keeps refresh tokens, each under the digest of its value, with rotation.
+///
+/// A layer without a refresh store answers `unsupported_grant_type` to
+/// `grant_type=refresh_token`.
+pub trait RefreshStore: Send + Sync + 'static {
+    /// Stores a new refresh token. Fails if its family was revoked, so a
+    /// successor minted in a race with a replay never becomes valid.
+    fn issue_refresh_token(
+        &self,
+        key: CodeKey,
+        record: RefreshRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes the token out of service in one atomic step (rotation), as
+    /// [`CodeStore::redeem`] does for codes. A token whose family was revoked
+    /// is [`Redemption::Unknown`].
+    fn rotate_refresh_token(
+        &self,
+        key: &CodeKey,
+    ) -> impl Future<Output = Result<Redemption<RefreshRecord>, StoreError>> + Send;
+
+    /// Revokes every token of `family`, used or not, for at least as long as
+    /// any of them would have lived.
+    fn revoke_family(&self, family: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Keeps device authorizations (RFC 8628), by the digest of the device code
+/// and by user code.
+///
+/// A layer without a device store neither serves the device authorization
+/// endpoint nor accepts the device grant.
+pub trait DeviceStore: Send + Sync + 'static {
+    /// Stores a new device authorization. Answers `Ok(false)` when the user
+    /// code is already in use, so the caller can draw another.
+    fn issue_device_code(
+        &self,
+        key: CodeKey,
+        record: DeviceRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// One token poll, applied atomically with [`DeviceRecord::poll`]: the
+    /// interval bookkeeping and the single redemption of an approved code
+    /// must not race with another poll.
+    fn poll_device_code(
+        &self,
+        key: &CodeKey,
+        client_id: &str,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<PollOutcome, StoreError>> + Send;
+
+    /// The live, undecided authorization with this (normalized) user code.
+    fn find_user_code(
+        &self,
+        user_code: &str,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Option<DeviceRecord>, StoreError>> + Send;
+
+    /// Records the user's decision, with [`DeviceRecord::decide`]. Answers
+    /// whether an undecided, live authorization took it.
+    fn decide_user_code(
+        &self,
+        user_code: &str,
+        decision: DeviceDecision,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// A store could not answer. The gate answers `500 server_error`.
@@ -110,5 +184,59 @@ impl StdError for StoreError {
         self.source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// No refresh store: the layer answers `unsupported_grant_type` to the
+/// refresh grant and [`RefreshTokens::issue`](crate::RefreshTokens::issue)
+/// fails.
+impl RefreshStore for () {
+    async fn issue_refresh_token(&self, _: CodeKey, _: RefreshRecord) -> Result<(), StoreError> {
+        Err(StoreError::new("the layer has no refresh store"))
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        _: &CodeKey,
+    ) -> Result<Redemption<RefreshRecord>, StoreError> {
+        Ok(Redemption::Unknown)
+    }
+
+    async fn revoke_family(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// No device store: the layer neither serves the device authorization
+/// endpoint nor accepts the device grant.
+impl DeviceStore for () {
+    async fn issue_device_code(&self, _: CodeKey, _: DeviceRecord) -> Result<bool, StoreError> {
+        Err(StoreError::new("the layer has no device store"))
+    }
+
+    async fn poll_device_code(
+        &self,
+        _: &CodeKey,
+        _: &str,
+        _: SystemTime,
+    ) -> Result<PollOutcome, StoreError> {
+        Ok(PollOutcome::Unknown)
+    }
+
+    async fn find_user_code(
+        &self,
+        _: &str,
+        _: SystemTime,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        Ok(None)
+    }
+
+    async fn decide_user_code(
+        &self,
+        _: &str,
+        _: DeviceDecision,
+        _: SystemTime,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
     }
 }

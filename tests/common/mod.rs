@@ -46,7 +46,9 @@ impl Harness {
 
     pub fn with(
         dialect: Dialect,
-        configure: impl FnOnce(Builder<Store, Store>) -> Builder<Store, Store>,
+        configure: impl FnOnce(
+            Builder<Store, Store, Store, Store>,
+        ) -> Builder<Store, Store, Store, Store>,
     ) -> Self {
         let clock = ManualClock::new();
         let store = MemoryStore::with_clock(clock.clone());

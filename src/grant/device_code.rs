@@ -1,0 +1,52 @@
+//! The device grant (RFC 8628 §3.4-3.5): one poll of a device code.
+
+use crate::{
+    check::Settings,
+    client::Client,
+    device::{DeviceRecord, PollOutcome},
+    error::Failure,
+    parse::TokenRequest,
+    secret::CodeKey,
+    store::DeviceStore,
+};
+
+/// Polls the request's device code for `client`; the approved record and
+/// its user when the user approved (redeemed by this poll, exactly once).
+pub(crate) async fn poll<D: DeviceStore>(
+    store: &D,
+    settings: &Settings,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<(DeviceRecord, String), Failure> {
+    let device_code = request
+        .device_code
+        .as_deref()
+        .ok_or(Failure::DeviceCodeMissing)?;
+    let outcome = store
+        .poll_device_code(
+            &CodeKey::of(device_code),
+            client.client_id(),
+            settings.clock.now(),
+        )
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "device store failed");
+            Failure::Store
+        })?;
+    match outcome {
+        PollOutcome::Unknown => Err(Failure::DeviceCodeInvalid),
+        PollOutcome::Pending => Err(Failure::DevicePending),
+        PollOutcome::SlowDown { interval } => Err(Failure::DeviceSlowDown(interval)),
+        PollOutcome::Denied => Err(Failure::DeviceDenied),
+        PollOutcome::Expired => Err(Failure::DeviceExpired),
+        PollOutcome::Approved(record) => match record.subject() {
+            Some(subject) => {
+                let subject = subject.to_owned();
+                Ok((record, subject))
+            }
+            // A store that answers Approved for an undecided record is
+            // broken; refuse rather than issue a token for nobody.
+            None => Err(Failure::Store),
+        },
+    }
+}

@@ -1,0 +1,109 @@
+//! Refresh tokens (RFC 6749 §6) with rotation (RFC 9700 §4.14.2): what a
+//! token is bound to, and the helper the application calls to hand out the
+//! next one.
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    check::Checks,
+    grant::ValidatedGrant,
+    secret::{CodeKey, random_code},
+    store::StoreError,
+};
+
+/// Everything a refresh token was issued for. Stores keep it under the
+/// digest of the token ([`CodeKey::of`]); the token itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// The user the token acts for.
+    pub subject: String,
+    /// The scopes granted; a refresh may ask for fewer, never more.
+    pub scopes: Vec<String>,
+    /// The rotation family: every token descended from one authorization
+    /// shares it, and a replay of any used member revokes them all.
+    pub family: String,
+    /// When the token was issued.
+    pub issued_at: SystemTime,
+    /// When it stops being accepted.
+    pub expires_at: SystemTime,
+}
+
+impl RefreshRecord {
+    /// Whether the token has expired at `now`.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// Hands out refresh tokens, sharing the layer's refresh store, clock and
+/// lifetime. Get it from
+/// [`TokenGateLayer::refresh_tokens`](crate::TokenGateLayer::refresh_tokens).
+///
+/// The inner service calls [`issue`](Self::issue) with the grant the gate
+/// validated: after an authorization-code or device grant it starts a new
+/// family; after a refresh it continues the old token's family, so the
+/// rotated-away token and its successor stay linked.
+#[derive(Clone)]
+pub struct RefreshTokens {
+    gate: Arc<dyn Checks>,
+}
+
+impl RefreshTokens {
+    pub(crate) fn new(gate: Arc<dyn Checks>) -> Self {
+        Self { gate }
+    }
+
+    /// Mints, stores and returns a refresh token for `grant`.
+    ///
+    /// Fails for a client-credentials grant (RFC 6749 §4.4.3: no refresh
+    /// token), when the layer has no refresh store, when the client may not
+    /// use the refresh grant, or when the family was revoked meanwhile.
+    pub async fn issue(&self, grant: &ValidatedGrant) -> Result<String, StoreError> {
+        let settings = self.gate.settings();
+        let Some(subject) = grant.subject() else {
+            return Err(StoreError::new(
+                "a grant without a user gets no refresh token",
+            ));
+        };
+        if !grant.client().allows_grant(crate::GrantType::RefreshToken) {
+            return Err(StoreError::new("the client may not use refresh tokens"));
+        }
+        let family = match grant.refresh() {
+            Some(previous) => previous.family.clone(),
+            None => random_code().map_err(|e| StoreError::with_source("no randomness", e))?,
+        };
+        let token = random_code().map_err(|e| StoreError::with_source("no randomness", e))?;
+        let now = settings.clock.now();
+        let record = RefreshRecord {
+            client_id: grant.client().client_id().to_owned(),
+            subject: subject.to_owned(),
+            scopes: grant.scopes().to_vec(),
+            family,
+            issued_at: now,
+            expires_at: now + settings.refresh_lifetime,
+        };
+        Arc::clone(&self.gate)
+            .issue_refresh(CodeKey::of(&token), record)
+            .await?;
+        Ok(token)
+    }
+
+    /// How long a new refresh token is accepted.
+    pub fn lifetime(&self) -> Duration {
+        self.gate.settings().refresh_lifetime
+    }
+}
+
+impl fmt::Debug for RefreshTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokens").finish_non_exhaustive()
+    }
+}
