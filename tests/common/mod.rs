@@ -17,8 +17,8 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokengate::{
-    Builder, Client, CodeRecord, Dialect, ManualClock, MemoryStore, RedirectPolicy, Rejection,
-    RequestBody, ResponseFormat, TokenGateLayer, ValidatedGrant,
+    Builder, Client, CodeRecord, Dialect, GrantType, ManualClock, MemoryStore, RedirectPolicy,
+    RefreshRecord, Rejection, RequestBody, ResponseFormat, TokenGateLayer, ValidatedGrant,
 };
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -29,6 +29,8 @@ pub const CB_ENC: &str = "https%3A%2F%2Fclient.example.com%2Fcb";
 pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 pub const FORM: &str = "application/x-www-form-urlencoded";
+pub const DEVICE: &str = "/login/device/code";
+pub const DEVICE_GRANT: &str = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code";
 
 pub type Store = MemoryStore;
 
@@ -37,6 +39,7 @@ pub struct Harness {
     pub clock: ManualClock,
     pub layer: TokenGateLayer,
     pub replays: Arc<Mutex<Vec<CodeRecord>>>,
+    pub refresh_replays: Arc<Mutex<Vec<RefreshRecord>>>,
 }
 
 impl Harness {
@@ -90,20 +93,46 @@ impl Harness {
                 .with_redirect_uri(CB)
                 .with_grant_types([]),
         );
+        store.insert_client(
+            Client::confidential("svc")
+                .with_secret("svc-s3cret")
+                .with_grant_types([GrantType::ClientCredentials])
+                .with_scopes(["read", "write"]),
+        );
+        store.insert_client(
+            Client::public("tv")
+                .with_grant_types([GrantType::DeviceCode, GrantType::RefreshToken])
+                .with_scopes(["repo", "user"]),
+        );
+        store.insert_client(
+            Client::confidential("gh-tv")
+                .with_secret("gh-tv-s3cret")
+                .with_device_flow(true),
+        );
+        store.insert_client(
+            Client::public("native-no-refresh")
+                .with_redirect_uri("http://127.0.0.1/cb")
+                .with_redirect_policy(RedirectPolicy::Loopback)
+                .with_grant_types([GrantType::AuthorizationCode]),
+        );
         let replays = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&replays);
+        let refresh_replays = Arc::new(Mutex::new(Vec::new()));
+        let seen_refresh = Arc::clone(&refresh_replays);
         let builder = TokenGateLayer::builder()
             .store(store.clone())
             .dialect(dialect)
             .clock(clock.clone())
             .realm("tokengate-test")
-            .on_code_replay(move |record| seen.lock().unwrap().push(record.clone()));
+            .on_code_replay(move |record| seen.lock().unwrap().push(record.clone()))
+            .on_refresh_replay(move |record| seen_refresh.lock().unwrap().push(record.clone()));
         let layer = configure(builder).try_build().unwrap();
         Self {
             store,
             clock,
             layer,
             replays,
+            refresh_replays,
         }
     }
 
@@ -131,6 +160,21 @@ impl Harness {
             "client_id=app&redirect_uri={CB_ENC}&code_challenge={CHALLENGE}&code_challenge_method=S256&scope=read"
         ))
         .await
+    }
+
+    /// A valid exchange of a fresh code for `app`; the grant the inner
+    /// service received.
+    pub async fn exchanged_grant(&self) -> ValidatedGrant {
+        let code = self.app_code().await;
+        let (answer, seen) = self.forwarded(post(&exchange(&code))).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        seen.grant.unwrap()
+    }
+
+    /// A refresh token for `app`, issued after a code exchange.
+    pub async fn app_refresh_token(&self) -> String {
+        let grant = self.exchanged_grant().await;
+        self.layer.refresh_tokens().issue(&grant).await.unwrap()
     }
 
     /// Sends `request` through the gate to an inner service that panics.
@@ -262,7 +306,7 @@ impl Answer {
         assert!(!description.is_empty());
         self.assert_no_store();
         let rejection = self.rejection.as_ref().expect("rejection in extensions");
-        assert_eq!(rejection.code().as_str(), error);
+        assert_eq!(rejection.error(), error);
         assert_eq!(rejection.status(), self.status);
         if status == 401 {
             assert_eq!(
@@ -290,7 +334,7 @@ impl Answer {
         );
         assert!(body.contains_key("error_description"));
         self.assert_no_store();
-        assert_eq!(self.rejection.as_ref().unwrap().code().as_str(), error);
+        assert_eq!(self.rejection.as_ref().unwrap().error(), error);
     }
 
     pub fn assert_no_store(&self) {
@@ -301,7 +345,21 @@ impl Answer {
 
 /// A form-encoded token request.
 pub fn post(body: &str) -> Request<String> {
-    Request::post(TOKEN)
+    post_to(TOKEN, body)
+}
+
+/// A form-encoded device authorization request.
+pub fn post_device(body: &str) -> Request<String> {
+    let mut request = post_to(DEVICE, body);
+    request
+        .headers_mut()
+        .insert("host", "auth.example.com".parse().unwrap());
+    request
+}
+
+/// A form-encoded POST to `path`.
+pub fn post_to(path: &str, body: &str) -> Request<String> {
+    Request::post(path)
         .header("content-type", FORM)
         .body(body.to_owned())
         .unwrap()

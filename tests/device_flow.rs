@@ -1,0 +1,324 @@
+//! The device flow (RFC 8628, GitHub's): the authorization endpoint the gate
+//! answers itself, polling with the interval rules, the user's decision, and
+//! a single redemption, in both dialects.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::*;
+use tokengate::{Dialect, GrantType, MemoryStore, TokenGateLayer};
+
+/// Starts a device authorization for `client_id` with `scope`; returns
+/// (device_code, user_code).
+async fn start(h: &Harness, client_id: &str, scope: &str) -> (String, String) {
+    let request = with_accept(
+        post_device(&format!("client_id={client_id}&scope={scope}")),
+        "application/json",
+    );
+    let answer = h.refused(request).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let body = answer.json();
+    (
+        body["device_code"].as_str().unwrap().to_owned(),
+        body["user_code"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn poll(client_id: &str, device_code: &str) -> String {
+    format!("grant_type={DEVICE_GRANT}&client_id={client_id}&device_code={device_code}")
+}
+
+#[tokio::test]
+async fn the_device_endpoint_answers_rfc8628_fields() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let answer = h.refused(post_device("client_id=tv&scope=repo+user")).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    answer.assert_no_store();
+    let body = answer.json();
+    assert_eq!(body["device_code"].as_str().unwrap().len(), 43);
+    let user_code = body["user_code"].as_str().unwrap();
+    assert_eq!(user_code.len(), 9);
+    assert_eq!(&user_code[4..5], "-");
+    assert!(
+        user_code
+            .chars()
+            .filter(|c| *c != '-')
+            .all(|c| "BCDFGHJKLMNPQRSTVWXZ".contains(c))
+    );
+    assert_eq!(
+        body["verification_uri"],
+        "https://auth.example.com/login/device"
+    );
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["interval"], 5);
+    // GitHub's default format is form-urlencoded.
+    let g = Harness::new(Dialect::GitHub);
+    let answer = g.refused(post_device("client_id=gh-tv&scope=repo")).await;
+    let form = answer.form();
+    assert_eq!(form["expires_in"], "900");
+    assert_eq!(form["interval"], "5");
+    assert!(form.contains_key("device_code") && form.contains_key("user_code"));
+    // Each authorization is fresh.
+    let (a, x) = start(&h, "tv", "").await;
+    let (b, y) = start(&h, "tv", "").await;
+    assert_ne!(a, b);
+    assert_ne!(x, y);
+}
+
+#[tokio::test]
+async fn the_device_endpoint_checks_client_flow_and_scope() {
+    let h = Harness::new(Dialect::Rfc6749);
+    h.refused(post_device("client_id=app&client_secret=s3cret"))
+        .await
+        .assert_rfc(400, "unauthorized_client");
+    // Authentication comes first (SPEC order).
+    h.refused(post_device("client_id=app"))
+        .await
+        .assert_rfc(401, "invalid_client");
+    h.refused(post_device("client_id=nobody"))
+        .await
+        .assert_rfc(401, "invalid_client");
+    h.refused(post_device("client_id=tv&scope=admin"))
+        .await
+        .assert_rfc(400, "invalid_scope");
+    // RFC 6749 dialect: a confidential client authenticates.
+    h.refused(post_device("client_id=gh-tv"))
+        .await
+        .assert_rfc(401, "invalid_client");
+    let answer = h
+        .refused(post_device("client_id=gh-tv&client_secret=gh-tv-s3cret"))
+        .await;
+    assert_eq!(answer.status, 200);
+    // Framing applies as on the token path.
+    let get = http::Request::get(DEVICE).body(String::new()).unwrap();
+    assert_eq!(h.refused(get).await.status, 405);
+
+    let g = Harness::new(Dialect::GitHub);
+    let answer = g.refused(post_device("client_id=app")).await;
+    answer.assert_github("device_flow_disabled");
+    // GitHub: the client id alone is enough, a wrong secret is not.
+    assert_eq!(g.refused(post_device("client_id=gh-tv")).await.status, 200);
+    g.refused(post_device("client_id=gh-tv&client_secret=wrong"))
+        .await
+        .assert_github("incorrect_client_credentials");
+}
+
+#[tokio::test]
+async fn the_spec_interval_vector() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::new(dialect);
+        let (device_code, _) = start(&h, "tv", "repo").await;
+        let at = |answer: Answer, expected: &str, interval: Option<u64>| {
+            let request_json = answer.json();
+            assert_eq!(request_json["error"], expected, "{request_json}");
+            match dialect {
+                Dialect::GitHub => {
+                    assert_eq!(answer.status, 200);
+                    assert_eq!(
+                        request_json.get("interval").and_then(|v| v.as_u64()),
+                        interval
+                    );
+                }
+                Dialect::Rfc6749 => assert_eq!(answer.status, 400),
+            }
+        };
+        let request = || with_accept(post(&poll("tv", &device_code)), "application/json");
+        at(h.refused(request()).await, "authorization_pending", None); // t=0
+        h.clock.advance(Duration::from_secs(2));
+        at(h.refused(request()).await, "slow_down", Some(10)); // t=2
+        h.clock.advance(Duration::from_secs(6));
+        at(h.refused(request()).await, "slow_down", Some(15)); // t=8
+        h.clock.advance(Duration::from_secs(16));
+        at(h.refused(request()).await, "authorization_pending", None); // t=24
+    }
+}
+
+#[tokio::test]
+async fn an_approved_code_is_redeemed_exactly_once() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::new(dialect);
+        let (device_code, user_code) = start(&h, "tv", "repo").await;
+        let devices = h.layer.devices();
+        // The page shows what is asked, whatever case the user types.
+        let pending = devices
+            .lookup(&user_code.to_lowercase())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(pending.client_id, "tv");
+        assert_eq!(pending.scopes, ["repo"]);
+        assert!(
+            devices
+                .approve(&user_code.replace('-', " "), "alice")
+                .await
+                .unwrap()
+        );
+        assert!(!devices.deny(&user_code).await.unwrap(), "decided once");
+        assert!(devices.lookup(&user_code).await.unwrap().is_none());
+        let body = poll("tv", &device_code);
+        let (answer, seen) = h.forwarded(post(&body)).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(&seen.body[..], body.as_bytes());
+        let grant = seen.grant.unwrap();
+        assert_eq!(grant.grant_type(), GrantType::DeviceCode);
+        assert_eq!(grant.subject(), Some("alice"));
+        assert_eq!(grant.scopes(), ["repo"]);
+        assert_eq!(grant.device().unwrap().user_code, user_code);
+        // The device may get a refresh token too.
+        assert!(h.layer.refresh_tokens().issue(&grant).await.is_ok());
+        h.clock.advance(Duration::from_secs(5));
+        let answer = h.refused(post(&body)).await;
+        match dialect {
+            Dialect::Rfc6749 => answer.assert_rfc(400, "invalid_grant"),
+            Dialect::GitHub => answer.assert_github("incorrect_device_code"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_polls_of_an_approved_code_forward_one() {
+    let h = Arc::new(Harness::new(Dialect::Rfc6749));
+    let (device_code, user_code) = start(&h, "tv", "").await;
+    assert!(
+        h.layer
+            .devices()
+            .approve(&user_code, "alice")
+            .await
+            .unwrap()
+    );
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let h = Arc::clone(&h);
+            let body = poll("tv", &device_code);
+            tokio::spawn(async move {
+                use tower::{ServiceBuilder, ServiceExt, service_fn};
+                let service = ServiceBuilder::new()
+                    .layer(h.layer.clone())
+                    .service(service_fn(
+                        |_: http::Request<tokengate::RequestBody<String>>| async {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                "token".to_owned(),
+                            ))
+                        },
+                    ));
+                Answer::read(service.oneshot(post(&body)).await.unwrap()).await
+            })
+        })
+        .collect();
+    let mut tokens = 0;
+    for task in tasks {
+        if task.await.unwrap().rejection.is_none() {
+            tokens += 1;
+        }
+    }
+    assert_eq!(tokens, 1);
+}
+
+#[tokio::test]
+async fn denied_expired_unknown_and_missing() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::new(dialect);
+        let check = |answer: Answer, rfc: &str, github: &str| match dialect {
+            Dialect::Rfc6749 => answer.assert_rfc(400, rfc),
+            Dialect::GitHub => answer.assert_github(github),
+        };
+        let (device_code, user_code) = start(&h, "tv", "").await;
+        assert!(h.layer.devices().deny(&user_code).await.unwrap());
+        check(
+            h.refused(post(&poll("tv", &device_code))).await,
+            "access_denied",
+            "access_denied",
+        );
+
+        let (device_code, user_code) = start(&h, "tv", "").await;
+        h.clock.advance(Duration::from_secs(900));
+        assert!(
+            !h.layer
+                .devices()
+                .approve(&user_code, "alice")
+                .await
+                .unwrap()
+        );
+        check(
+            h.refused(post(&poll("tv", &device_code))).await,
+            "expired_token",
+            "expired_token",
+        );
+
+        check(
+            h.refused(post(&poll("tv", "forged"))).await,
+            "invalid_grant",
+            "incorrect_device_code",
+        );
+        check(
+            h.refused(post(&format!("grant_type={DEVICE_GRANT}&client_id=tv")))
+                .await,
+            "invalid_request",
+            "incorrect_device_code",
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_clients_poll_changes_nothing() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let (device_code, _) = start(&h, "tv", "").await;
+    // gh-tv authenticates properly but the code is tv's.
+    let foreign = format!(
+        "grant_type={DEVICE_GRANT}&client_id=gh-tv&client_secret=gh-tv-s3cret&device_code={device_code}"
+    );
+    h.refused(post(&foreign))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    // tv's own first poll is not slowed down by the stranger's.
+    h.refused(post(&poll("tv", &device_code)))
+        .await
+        .assert_rfc(400, "authorization_pending");
+}
+
+#[tokio::test]
+async fn the_device_grant_needs_the_flow_enabled() {
+    let h = Harness::new(Dialect::Rfc6749);
+    h.refused(post(&format!("{}&client_secret=s3cret", poll("app", "x"))))
+        .await
+        .assert_rfc(400, "unauthorized_client");
+    let g = Harness::new(Dialect::GitHub);
+    g.refused(post(&format!("{}&client_secret=s3cret", poll("app", "x"))))
+        .await
+        .assert_github("device_flow_disabled");
+}
+
+#[tokio::test]
+async fn without_a_device_store_there_is_no_device_flow() {
+    let store = MemoryStore::new();
+    let layer = TokenGateLayer::builder()
+        .credential_store(store.clone())
+        .code_store(store)
+        .build();
+    let h = Harness {
+        layer,
+        ..Harness::new(Dialect::Rfc6749)
+    };
+    h.refused(post(&poll("tv", "x")))
+        .await
+        .assert_rfc(400, "unsupported_grant_type");
+    // The device path is just another path then.
+    let (answer, _) = h.forwarded(post_device("client_id=tv")).await;
+    assert_eq!(answer.text(), "inner");
+}
+
+#[tokio::test]
+async fn the_verification_uri_and_timing_are_configurable() {
+    let h = Harness::with(Dialect::Rfc6749, |b| {
+        b.verification_uri("https://example.com/activate")
+            .device_timing(Duration::from_secs(60), 2)
+            .device_path("/device")
+    });
+    let answer = h.refused(post_to("/device", "client_id=tv")).await;
+    let body = answer.json();
+    assert_eq!(body["verification_uri"], "https://example.com/activate");
+    assert_eq!(body["expires_in"], 60);
+    assert_eq!(body["interval"], 2);
+}
