@@ -12,25 +12,32 @@
 //! - `POST /login/oauth/access_token` runs behind the gate; its handler mints
 //!   an opaque token and answers `access_token`, `token_type` and `scope` in
 //!   the negotiated format.
+//!   With it come `refresh_token`, `expires_in` and
+//!   `refresh_token_expires_in` when the client may refresh; the refresh,
+//!   device and client-credentials grants are served there too.
+//! - `POST /login/device/code` is the device authorization endpoint, answered
+//!   by the gate; `GET /login/device` is the page where a person types the
+//!   user code and approves or denies it (for the demo user).
 //! - `--no-gate` serves the same handler without the gate: a baseline for
 //!   benchmarks only, it hands a token to anyone.
 //!
-//! Without `--clients` one demo client is registered and printed. The
-//! clients file:
-//! `{"clients":[{"client_id":"..","client_secret":"..","redirect_uris":[".."],"public":false,"redirect_policy":"exact|loopback|github"}]}`
+//! Without `--clients` one demo client is registered and printed; it may use
+//! every grant. The clients file:
+//! `{"clients":[{"client_id":"..","client_secret":"..","redirect_uris":[".."],"public":false,"redirect_policy":"exact|loopback|github","grant_types":[".."],"scopes":[".."],"device_flow":true}]}`
 
-use std::{convert::Infallible, net::SocketAddr, process::ExitCode};
+use std::{collections::HashMap, net::SocketAddr, process::ExitCode};
 
 use axum::{
-    Router,
+    Form, Router,
     body::Body,
-    extract::{Request, State},
-    http::Response,
+    extract::{Query, Request, State},
+    http::{Response, StatusCode},
+    response::Html,
     routing::{get, post},
 };
 use tokengate::{
-    Authorizer, Client, Dialect, FieldValue, MemoryStore, RedirectPolicy, ResponseFormat,
-    TokenGateLayer, ValidatedGrant,
+    Authorizer, Client, Devices, Dialect, FieldValue, GrantType, MemoryStore, RedirectPolicy,
+    RefreshTokens, ResponseFormat, TokenGateLayer, ValidatedGrant,
 };
 
 const USAGE: &str =
@@ -39,6 +46,9 @@ const DEMO_CLIENT_ID: &str = "demo-client";
 const DEMO_CLIENT_SECRET: &str = "demo-secret";
 const DEMO_REDIRECT_URI: &str = "http://127.0.0.1/callback";
 const DEMO_USER: &str = "demo-user";
+/// What the demo tells clients its access tokens live for (8 hours, as
+/// GitHub's expiring tokens).
+const ACCESS_TOKEN_LIFETIME: u64 = 8 * 3600;
 
 struct Options {
     addr: SocketAddr,
@@ -113,7 +123,8 @@ async fn main() -> ExitCode {
                 Client::confidential(DEMO_CLIENT_ID)
                     .with_secret(DEMO_CLIENT_SECRET)
                     .with_redirect_uri(DEMO_REDIRECT_URI)
-                    .with_redirect_policy(RedirectPolicy::Loopback),
+                    .with_redirect_policy(RedirectPolicy::Loopback)
+                    .with_grant_types(GrantType::ALL),
             );
             println!(
                 "demo client: client_id={DEMO_CLIENT_ID} client_secret={DEMO_CLIENT_SECRET} redirect_uri={DEMO_REDIRECT_URI} (any port)"
@@ -124,23 +135,32 @@ async fn main() -> ExitCode {
     let layer = TokenGateLayer::builder()
         .store(store)
         .dialect(options.dialect)
+        // The demo serves client credentials to the clients that allow it,
+        // in both dialects.
+        .github_client_credentials(true)
         .build();
-    let authorizer = layer.authorizer();
-    let token = post(mint_token).with_state(options.dialect);
-    let token = if options.gate {
-        token.layer(layer)
+    let state = Demo {
+        dialect: options.dialect,
+        gated: options.gate,
+        authorizer: layer.authorizer(),
+        refresh_tokens: layer.refresh_tokens(),
+        devices: layer.devices(),
+    };
+    let app = Router::new()
+        .route("/login/oauth/authorize", get(authorize))
+        .route("/login/oauth/access_token", post(mint_token))
+        .route("/login/device", get(device_page).post(device_decision))
+        .with_state(state);
+    // The gate goes outermost, so no routing or path rewriting inside it can
+    // let a token request around it.
+    let app = if options.gate {
+        app.layer(layer)
     } else {
         println!(
             "WARNING: --no-gate: the token endpoint hands a token to anyone (benchmark baseline)"
         );
-        token
+        app
     };
-    let app = Router::new()
-        .route(
-            "/login/oauth/authorize",
-            get(authorize).with_state(authorizer),
-        )
-        .route_service("/login/oauth/access_token", token);
 
     let listener = match tokio::net::TcpListener::bind(options.addr).await {
         Ok(listener) => listener,
@@ -158,11 +178,21 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What the demo's handlers share.
+#[derive(Clone)]
+struct Demo {
+    dialect: Dialect,
+    gated: bool,
+    authorizer: Authorizer,
+    refresh_tokens: RefreshTokens,
+    devices: Devices,
+}
+
 /// Approves every valid request for the demo user.
-async fn authorize(State(authorizer): State<Authorizer>, request: Request) -> Response<Body> {
+async fn authorize(State(demo): State<Demo>, request: Request) -> Response<Body> {
     let query = request.uri().query().unwrap_or("");
-    let approved = match authorizer.validate(query).await {
-        Ok(request) => authorizer.approve(&request, DEMO_USER).await,
+    let approved = match demo.authorizer.validate(query).await {
+        Ok(request) => demo.authorizer.approve(&request, DEMO_USER).await,
         Err(error) => Err(error),
     };
     approved
@@ -173,28 +203,185 @@ async fn authorize(State(authorizer): State<Authorizer>, request: Request) -> Re
         .map(Body::from)
 }
 
-/// The application's part: mint a token for the grant the gate validated.
-async fn mint_token(
-    State(dialect): State<Dialect>,
-    request: Request,
-) -> Result<Response<Body>, Infallible> {
+/// The application's part: mint a token (and, where the client may refresh,
+/// a refresh token) for the grant the gate validated.
+async fn mint_token(State(demo): State<Demo>, request: Request) -> Response<Body> {
     let format = request
         .extensions()
         .get::<ResponseFormat>()
         .copied()
-        .unwrap_or_else(|| ResponseFormat::negotiate(request.headers(), dialect));
+        .unwrap_or_else(|| ResponseFormat::negotiate(request.headers(), demo.dialect));
     let grant = request.extensions().get::<ValidatedGrant>();
-    let separator = if dialect == Dialect::GitHub { "," } else { " " };
+    if grant.is_none() && demo.gated {
+        // Behind the gate this cannot happen; if a misconfiguration ever
+        // routed a request around it, refuse rather than mint.
+        return status(StatusCode::INTERNAL_SERVER_ERROR, "the gate did not run\n");
+    }
+    let separator = if demo.dialect == Dialect::GitHub {
+        ","
+    } else {
+        " "
+    };
     let scope = grant
         .map(|g| g.scopes().join(separator))
         .unwrap_or_default();
-    let mut random = [0u8; 20];
-    getrandom::fill(&mut random).expect("the operating system's random source");
-    let access_token = format!("gho_{}", hex::encode(random));
-    let response = format.response(&[
+    let access_token = format!("gho_{}", random_hex());
+    // Only users' grants by clients registered for refreshing get one.
+    let refresh_token = match grant {
+        Some(grant)
+            if grant.subject().is_some()
+                && grant.client().allows_grant(GrantType::RefreshToken) =>
+        {
+            match demo.refresh_tokens.issue(grant).await {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    tracing::error!(%error, "could not issue a refresh token");
+                    return status(StatusCode::INTERNAL_SERVER_ERROR, "server_error\n");
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut fields = vec![
         ("access_token", FieldValue::from(access_token.as_str())),
         ("token_type", "bearer".into()),
         ("scope", scope.as_str().into()),
-    ]);
-    Ok(response.map(Body::from))
+    ];
+    if let Some(refresh_token) = &refresh_token {
+        fields.push(("expires_in", ACCESS_TOKEN_LIFETIME.into()));
+        fields.push(("refresh_token", refresh_token.as_str().into()));
+        fields.push((
+            "refresh_token_expires_in",
+            demo.refresh_tokens.lifetime().as_secs().into(),
+        ));
+    }
+    format.response(&fields).map(Body::from)
+}
+
+/// The page where a person types the code their device shows.
+async fn device_page(Query(query): Query<HashMap<String, String>>) -> Html<String> {
+    let prefill = query
+        .get("user_code")
+        .map(|c| escape_html(c))
+        .unwrap_or_default();
+    Html(page(
+        "Activate a device",
+        &format!(
+            r#"<p>Enter the code displayed on your device.</p>
+<form method="post" action="/login/device">
+  <input name="user_code" value="{prefill}" placeholder="WDJB-MJHT" autocomplete="off" autofocus required>
+  <button name="decision" value="approve">Approve</button>
+  <button name="decision" value="deny">Deny</button>
+</form>"#
+        ),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct Decision {
+    user_code: String,
+    decision: String,
+}
+
+/// The person's answer: approve for the demo user, or deny.
+async fn device_decision(
+    State(demo): State<Demo>,
+    Form(form): Form<Decision>,
+) -> (StatusCode, Html<String>) {
+    let code = escape_html(&form.user_code);
+    let pending = match demo.devices.lookup(&form.user_code).await {
+        Ok(pending) => pending,
+        Err(error) => {
+            tracing::error!(%error, "device store failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(page("Error", "<p>Please try again.</p>")),
+            );
+        }
+    };
+    let Some(pending) = pending else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html(page(
+                "Unknown code",
+                &format!(
+                    "<p>No pending request has the code <b>{code}</b>. It may have expired.</p><p><a href=\"/login/device\">Try again</a></p>"
+                ),
+            )),
+        );
+    };
+    let client = escape_html(&pending.client_id);
+    let decided = match form.decision.as_str() {
+        "approve" => demo
+            .devices
+            .approve(&form.user_code, DEMO_USER)
+            .await
+            .map(|ok| (ok, "approved")),
+        "deny" => demo
+            .devices
+            .deny(&form.user_code)
+            .await
+            .map(|ok| (ok, "denied")),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Html(page("Error", "<p>Choose approve or deny.</p>")),
+            );
+        }
+    };
+    match decided {
+        Ok((true, verb)) => (
+            StatusCode::OK,
+            Html(page(
+                "Done",
+                &format!("<p>You {verb} <b>{client}</b>. You can return to your device.</p>"),
+            )),
+        ),
+        Ok((false, _)) => (
+            StatusCode::CONFLICT,
+            Html(page(
+                "Already decided",
+                "<p>This code was decided already or has expired.</p>",
+            )),
+        ),
+        Err(error) => {
+            tracing::error!(%error, "device store failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(page("Error", "<p>Please try again.</p>")),
+            )
+        }
+    }
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body><h1>{title}</h1>\n{body}\n</body></html>\n"
+    )
+}
+
+/// Text from a request, made safe to put in a page.
+fn escape_html(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn status(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response
+}
+
+fn random_hex() -> String {
+    let mut random = [0u8; 20];
+    getrandom::fill(&mut random).expect("the operating system's random source");
+    hex::encode(random)
 }

@@ -25,6 +25,7 @@ pub(crate) fn refuse(
     client_id: Option<&str>,
 ) -> Response<Bytes> {
     let rejection = settings.presentation.reject(failure);
+    let client_id = client_id.map(loggable);
     if rejection.status().is_server_error() {
         tracing::warn!(error = rejection.error(), client_id, "token request failed");
     } else {
@@ -55,12 +56,22 @@ pub(crate) fn refuse_by_policy(
         (uri, _) => uri,
     };
     let rejection = Rejection::named(status, error.error, error.description, uri);
+    let client_id = loggable(client_id);
     tracing::info!(
         error = rejection.error(),
         client_id,
         "token request refused by a policy"
     );
     render(rejection, format, &settings.www_authenticate)
+}
+
+/// A client id as the client sent it may be anything: at most 64
+/// characters of it reach the log.
+fn loggable(client_id: &str) -> &str {
+    match client_id.char_indices().nth(64) {
+        Some((end, _)) => &client_id[..end],
+        None => client_id,
+    }
 }
 
 fn render(

@@ -116,10 +116,25 @@ impl Params {
                 "code_challenge_method" => &mut params.code_challenge_method,
                 _ => continue,
             };
+            // `Some("")` marks a parameter seen empty: still absent, but a
+            // second occurrence is a repetition.
             if slot.is_some() {
                 return Err("a parameter of the authorization request is repeated");
             }
-            *slot = Some(value.into_owned()).filter(|v| !v.is_empty());
+            *slot = Some(value.into_owned());
+        }
+        for slot in [
+            &mut params.client_id,
+            &mut params.redirect_uri,
+            &mut params.state,
+            &mut params.scope,
+            &mut params.response_type,
+            &mut params.code_challenge,
+            &mut params.code_challenge_method,
+        ] {
+            if slot.as_deref() == Some("") {
+                *slot = None;
+            }
         }
         Ok(params)
     }

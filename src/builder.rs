@@ -22,6 +22,10 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 /// The default code lifetime: 10 minutes (RFC 6749 §4.1.2).
 pub const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(600);
 
+/// The longest lifetime a code, refresh token or device code may have: ten
+/// years keeps every expiry time representable.
+const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// The default device authorization endpoint, GitHub's.
 pub const DEFAULT_DEVICE_PATH: &str = "/login/device/code";
 /// The default refresh token lifetime: 30 days.
@@ -354,11 +358,34 @@ where
         if options.code_lifetime.is_zero() {
             return Err(ConfigError("the code lifetime must be positive"));
         }
-        if options.github_status.is_informational() || options.github_status.is_redirection() {
+        let status = options.github_status;
+        if status.is_informational()
+            || status.is_redirection()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::RESET_CONTENT
+        {
             return Err(ConfigError(
-                "the GitHub error status must be 2xx, 4xx or 5xx",
+                "the GitHub error status must be 2xx (but not 204 or 205), 4xx or 5xx: an error has a body",
             ));
         }
+        let lifetimes = [
+            options.code_lifetime,
+            options.refresh_lifetime,
+            options.device_lifetime,
+        ];
+        if lifetimes.iter().any(|lifetime| *lifetime > MAX_LIFETIME) {
+            return Err(ConfigError("lifetimes must not exceed ten years"));
+        }
+        let error_uri_base = match options.error_uri_base {
+            Some(base) if !crate::error::is_valid_uri(&base) => {
+                return Err(ConfigError(
+                    "the error_uri base must be a URI without spaces, `\"` or `\\`",
+                ));
+            }
+            // GitHub's paths start with `/`.
+            Some(base) => Some(base.trim_end_matches('/').to_owned()),
+            None => None,
+        };
         let realm_ok = options
             .realm
             .bytes()
@@ -373,7 +400,7 @@ where
             token_path: options.token_path,
             presentation: Presentation {
                 dialect: options.dialect,
-                error_uri_base: options.error_uri_base,
+                error_uri_base,
                 github_status: options.github_status,
             },
             body_limit: options.body_limit,

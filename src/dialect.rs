@@ -123,7 +123,7 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
         F::ContentType => (
             bad,
             InvalidRequest,
-            "token requests must have `Content-Type: application/x-www-form-urlencoded`",
+            "token requests must have `Content-Type: application/x-www-form-urlencoded` in UTF-8 (GitHub dialect: or application/json)",
         ),
         F::Malformed(why) => (bad, InvalidRequest, why),
         F::JsonBody => (
@@ -143,7 +143,9 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             UnsupportedGrantType,
             "the grant_type is not supported by this endpoint",
         ),
-        F::MalformedAuthorization(why) => (bad, InvalidRequest, why),
+        // RFC 6749 §5.2: a client that tried the Authorization header and
+        // failed gets 401, whatever was wrong with the header.
+        F::MalformedAuthorization(why) => (StatusCode::UNAUTHORIZED, InvalidClient, why),
         F::TwoAuthMethods => (
             bad,
             InvalidRequest,
@@ -331,7 +333,7 @@ fn github_name(failure: Failure) -> Option<GitHubName> {
             github::DEVICE_FLOW_DISABLED,
             device_anchor,
         ),
-        F::BadClientCredentials => credentials,
+        F::BadClientCredentials | F::MalformedAuthorization(_) => credentials,
         F::CodeMissing | F::CodeInvalid | F::PkceRequired => code,
         F::RedirectNotRegistered | F::RedirectNotBound => redirect,
         F::VerifierMissing | F::VerifierUnexpected | F::VerifierMalformed | F::VerifierWrong => {
@@ -357,6 +359,7 @@ mod tests {
         Failure::GrantTypeMissing,
         Failure::GrantTypeUnsupported,
         Failure::TwoAuthMethods,
+        Failure::MalformedAuthorization("the Authorization header is not valid base64"),
         Failure::ClientIdConflict,
         Failure::BadClientCredentials,
         Failure::GrantNotAllowed,

@@ -97,11 +97,21 @@ fn parts(uri: &Uri) -> Option<Parts<'_>> {
     })
 }
 
+/// Parses a URI for a relaxed comparison. Anything a browser might read
+/// differently from `http::Uri` is refused outright: a fragment, and a
+/// backslash (plain or encoded), which WHATWG parsers treat as `/` in
+/// http(s) URLs, so `/cb/..\\evil` would land on `/evil`.
 fn parse(uri: &str) -> Option<Uri> {
-    if uri.contains('#') {
+    let lower = uri.to_ascii_lowercase();
+    if uri.contains(['#', '\\']) || lower.contains("%5c") {
         return None;
     }
     uri.parse().ok()
+}
+
+/// Whether `host` is a DNS name (only names have subdomains).
+fn is_dns_name(host: &str) -> bool {
+    !host.starts_with('[') && host.parse::<std::net::Ipv4Addr>().is_err()
 }
 
 fn is_loopback_ip(host: &str) -> bool {
@@ -140,11 +150,15 @@ fn github(registered: &str, requested: &str) -> bool {
     };
     let reg_host = reg.host.to_ascii_lowercase();
     let req_host = req.host.to_ascii_lowercase();
+    // A subdomain is one or more non-empty labels in front of the
+    // registered name (`oauth.example.com`, never `.example.com` or
+    // `a..example.com`), and only a DNS name has any.
     let host_ok = req_host == reg_host
-        || (!is_loopback_ip(&reg_host)
+        || (is_dns_name(&reg_host)
             && req_host
                 .strip_suffix(reg_host.as_str())
-                .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1));
+                .and_then(|sub| sub.strip_suffix('.'))
+                .is_some_and(|labels| labels.split('.').all(|label| !label.is_empty())));
     let port_ok = req.port == reg.port || is_loopback_ip(&reg_host);
     reg.scheme.eq_ignore_ascii_case(req.scheme)
         && host_ok
@@ -160,7 +174,10 @@ fn path_within(registered: &str, requested: &str) -> bool {
         let lower = segment.to_ascii_lowercase().replace("%2e", ".");
         lower == "." || lower == ".."
     });
-    if has_dot_segment || requested.to_ascii_lowercase().contains("%2f") {
+    // An empty segment (`/cb//x`) is normalised away by some servers and
+    // kept by others: refuse it rather than guess.
+    if has_dot_segment || requested.to_ascii_lowercase().contains("%2f") || requested.contains("//")
+    {
         return false;
     }
     if requested == registered {
@@ -235,9 +252,36 @@ mod tests {
             "https://example.com/path",
             "http://example.com/path#x",
             "http://example.com/path/%2F..%2Fbar",
+            "http://example.com/path/..\\evil",
+            "http://example.com/path\\..\\evil",
+            "http://example.com/path/%5c..%5cevil",
+            "http://example.com/path/%5C",
+            "http://example.com/path//x",
+            "http://.example.com/path",
+            "http://a..example.com/path",
         ] {
             assert!(!GitHub.allows(cb, bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn github_rule_corners() {
+        let tenant = "http://example.com/path?tenant=a";
+        assert!(GitHub.allows(tenant, "http://example.com/path/x?tenant=a"));
+        assert!(!GitHub.allows(tenant, "http://example.com/path?tenant=b"));
+        assert!(!GitHub.allows(tenant, "http://example.com/path"));
+        // IP literals have no subdomains.
+        assert!(!GitHub.allows("http://0.0.1/cb", "http://127.0.0.1:9/cb"));
+        assert!(!GitHub.allows("http://10.0.0.1/cb", "http://1.10.0.0.1/cb"));
+        assert!(!GitHub.allows("http://[::2]/cb", "http://x.[::2]/cb"));
+        assert!(GitHub.allows("http://example.com/path", "http://a.b.example.com/path"));
+    }
+
+    #[test]
+    fn loopback_keeps_the_empty_path_distinct() {
+        assert!(!Loopback.allows("http://127.0.0.1/", "http://127.0.0.1:5000"));
+        assert!(!Loopback.allows("http://127.0.0.1", "http://127.0.0.1:5000/"));
+        assert!(!Loopback.allows("http://127.0.0.1/cb", "http://127.0.0.1:5000/cb\\..\\x"));
     }
 
     #[test]

@@ -176,7 +176,9 @@ async fn a_body_client_id_must_match_basic() {
 }
 
 #[tokio::test]
-async fn malformed_authorization_headers_are_invalid_request() {
+async fn malformed_authorization_headers_are_invalid_client() {
+    // RFC 6749 §5.2: a failed attempt with the Authorization header is a
+    // 401, with a description that says what was wrong.
     let h = Harness::new(Dialect::Rfc6749);
     for value in [
         "Basic".to_owned(),
@@ -188,7 +190,14 @@ async fn malformed_authorization_headers_are_invalid_request() {
         request
             .headers_mut()
             .insert("authorization", value.parse().unwrap());
-        h.refused(request).await.assert_rfc(400, "invalid_request");
+        let answer = h.refused(request).await;
+        answer.assert_rfc(401, "invalid_client");
+        assert!(
+            answer.json()["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("Authorization")
+        );
     }
     let mut twice = post("grant_type=authorization_code&code=x");
     twice
@@ -197,7 +206,15 @@ async fn malformed_authorization_headers_are_invalid_request() {
     twice
         .headers_mut()
         .append("authorization", basic("app", "s3cret").parse().unwrap());
-    h.refused(twice).await.assert_rfc(400, "invalid_request");
+    h.refused(twice).await.assert_rfc(401, "invalid_client");
+    let g = Harness::new(Dialect::GitHub);
+    let mut request = post("code=x");
+    request
+        .headers_mut()
+        .insert("authorization", "Basic !!!!".parse().unwrap());
+    g.refused(request)
+        .await
+        .assert_github("incorrect_client_credentials");
 }
 
 #[tokio::test]

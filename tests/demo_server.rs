@@ -459,3 +459,242 @@ fn bad_flags_and_bad_files_exit_2_with_a_message() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--no-gate"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+async fn form_post(addr: &str, path: &str, extra_headers: &str, body: &str) -> Reply {
+    let mut head =
+        format!("POST {path} HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded");
+    if !extra_headers.is_empty() {
+        head = format!("{head}\r\n{extra_headers}");
+    }
+    send(addr, &head, body).await
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_replay_revokes_the_family() {
+    for (dialect, error) in [
+        ("github", "bad_refresh_token"),
+        ("rfc6749", "invalid_grant"),
+    ] {
+        let server = start(&["--dialect", dialect]);
+        let accept = "Accept: application/json";
+        let code = authorize(&server.addr, "demo-client").await;
+        let first = token(&server.addr, accept, &exchange(&code)).await.json();
+        let refresh = first["refresh_token"]
+            .as_str()
+            .expect("a refresh token")
+            .to_owned();
+        assert!(first["expires_in"].as_u64().is_some());
+        assert!(first["refresh_token_expires_in"].as_u64().is_some());
+        let body = |t: &str| {
+            format!(
+                "grant_type=refresh_token&refresh_token={t}&client_id=demo-client&client_secret=demo-secret"
+            )
+        };
+        let second = token(&server.addr, accept, &body(&refresh)).await.json();
+        let successor = second["refresh_token"].as_str().unwrap().to_owned();
+        assert_ne!(successor, refresh);
+        assert_eq!(second["scope"], "repo");
+        // Wider scope is refused.
+        let wider = token(
+            &server.addr,
+            accept,
+            &format!("{}&scope=repo+admin", body(&successor)),
+        )
+        .await;
+        assert!(
+            wider.json()["error"] == "invalid_scope"
+                || wider.json()["error"] == "bad_refresh_token"
+        );
+        // The rotated-away token again: refused, and the family with it.
+        let code = authorize(&server.addr, "demo-client").await;
+        let fresh = token(&server.addr, accept, &exchange(&code)).await.json();
+        let fresh_refresh = fresh["refresh_token"].as_str().unwrap().to_owned();
+        let next = token(&server.addr, accept, &body(&fresh_refresh))
+            .await
+            .json();
+        let next_refresh = next["refresh_token"].as_str().unwrap().to_owned();
+        assert_eq!(
+            token(&server.addr, accept, &body(&fresh_refresh))
+                .await
+                .json()["error"],
+            error
+        );
+        assert_eq!(
+            token(&server.addr, accept, &body(&next_refresh))
+                .await
+                .json()["error"],
+            error
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_device_flow_end_to_end() {
+    for (dialect, accept) in [("github", "Accept: application/json"), ("rfc6749", "")] {
+        let server = start(&["--dialect", dialect]);
+        let start_device = || async {
+            let reply = form_post(
+                &server.addr,
+                "/login/device/code",
+                "Accept: application/json",
+                "client_id=demo-client&client_secret=demo-secret&scope=repo",
+            )
+            .await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let json = reply.json();
+            assert_eq!(json["expires_in"], 900);
+            assert_eq!(json["interval"], 5);
+            assert_eq!(
+                json["verification_uri"],
+                format!("http://{}/login/device", server.addr)
+            );
+            (
+                json["device_code"].as_str().unwrap().to_owned(),
+                json["user_code"].as_str().unwrap().to_owned(),
+            )
+        };
+        let poll = |device_code: &str| {
+            format!(
+                "grant_type=urn:ietf:params:oauth:grant-type:device_code&client_id=demo-client&client_secret=demo-secret&device_code={device_code}"
+            )
+        };
+        // Pending, then polled too fast.
+        let (device_code, _) = start_device().await;
+        let reply = token(&server.addr, accept, &poll(&device_code)).await;
+        assert_eq!(reply.json()["error"], "authorization_pending");
+        let reply = token(&server.addr, accept, &poll(&device_code)).await;
+        let json = reply.json();
+        assert_eq!(json["error"], "slow_down");
+        if dialect == "github" {
+            assert_eq!(json["interval"], 10);
+            assert_eq!(reply.status, 200);
+        } else {
+            assert_eq!(reply.status, 400);
+        }
+        // A person opens the page and approves.
+        let page = send(&server.addr, "GET /login/device HTTP/1.1", "").await;
+        assert_eq!(page.status, 200);
+        assert!(
+            page.body
+                .contains("<form method=\"post\" action=\"/login/device\">")
+        );
+        let (device_code, user_code) = start_device().await;
+        let typed: String =
+            form_urlencoded::byte_serialize(user_code.to_lowercase().as_bytes()).collect();
+        let decided = form_post(
+            &server.addr,
+            "/login/device",
+            "",
+            &format!("user_code={typed}&decision=approve"),
+        )
+        .await;
+        assert_eq!(decided.status, 200, "{}", decided.body);
+        assert!(decided.body.contains("You approved <b>demo-client</b>"));
+        let reply = token(&server.addr, accept, &poll(&device_code)).await;
+        let json = reply.json();
+        assert!(
+            json["access_token"].as_str().unwrap().starts_with("gho_"),
+            "{json}"
+        );
+        assert!(json["refresh_token"].is_string());
+        // Redeemed once.
+        let reply = token(&server.addr, accept, &poll(&device_code)).await;
+        let expected = if dialect == "github" {
+            "incorrect_device_code"
+        } else {
+            "invalid_grant"
+        };
+        assert_eq!(reply.json()["error"], expected);
+        // Denied.
+        let (device_code, user_code) = start_device().await;
+        form_post(
+            &server.addr,
+            "/login/device",
+            "",
+            &format!("user_code={user_code}&decision=deny"),
+        )
+        .await;
+        assert_eq!(
+            token(&server.addr, accept, &poll(&device_code))
+                .await
+                .json()["error"],
+            "access_denied"
+        );
+        // Unknown code on the page: no HTML injection.
+        let reply = form_post(
+            &server.addr,
+            "/login/device",
+            "",
+            "user_code=%3Cscript%3E&decision=approve",
+        )
+        .await;
+        assert_eq!(reply.status, 404);
+        assert!(reply.body.contains("&lt;script&gt;") && !reply.body.contains("<script>"));
+    }
+}
+
+#[tokio::test]
+async fn client_credentials_and_a_disabled_device_flow() {
+    let dir = std::env::temp_dir().join(format!("tokengate-cc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("clients.json");
+    std::fs::write(
+        &file,
+        r#"{"clients":[
+            {"client_id":"svc","client_secret":"svc-secret","grant_types":["client_credentials"],"scopes":["read","write"]},
+            {"client_id":"web","client_secret":"web-secret","redirect_uris":["http://127.0.0.1:4567/callback"]}
+        ]}"#,
+    )
+    .unwrap();
+    for dialect in ["github", "rfc6749"] {
+        let server = start(&["--clients", file.to_str().unwrap(), "--dialect", dialect]);
+        let accept = "Accept: application/json";
+        let reply = token(
+            &server.addr,
+            accept,
+            "grant_type=client_credentials&client_id=svc&client_secret=svc-secret&scope=read",
+        )
+        .await;
+        let json = reply.json();
+        assert_eq!(json["scope"], "read");
+        assert!(json.get("refresh_token").is_none(), "{json}");
+        let reply = token(
+            &server.addr,
+            accept,
+            "grant_type=client_credentials&client_id=svc&client_secret=svc-secret&scope=admin",
+        )
+        .await;
+        assert_eq!(reply.json()["error"], "invalid_scope");
+        let reply = token(
+            &server.addr,
+            accept,
+            "grant_type=client_credentials&client_id=web&client_secret=web-secret",
+        )
+        .await;
+        let expected = if dialect == "github" {
+            "unsupported_grant_type"
+        } else {
+            "unauthorized_client"
+        };
+        assert_eq!(reply.json()["error"], expected);
+        let reply = form_post(
+            &server.addr,
+            "/login/device/code",
+            accept,
+            "client_id=web&client_secret=web-secret",
+        )
+        .await;
+        let expected = if dialect == "github" {
+            "device_flow_disabled"
+        } else {
+            "unauthorized_client"
+        };
+        assert_eq!(reply.json()["error"], expected);
+        let poll = "grant_type=urn:ietf:params:oauth:grant-type:device_code&client_id=web&client_secret=web-secret&device_code=x";
+        assert_eq!(
+            token(&server.addr, accept, poll).await.json()["error"],
+            expected
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -44,7 +44,13 @@ pub(crate) async fn redeem<K: CodeStore>(
     if record.client_id != client.client_id() || record.is_expired(settings.clock.now()) {
         return Err(Failure::CodeInvalid);
     }
-    verify_bindings(&record, settings, client, request)?;
+    let bound = verify_bindings(&record, settings, client, request);
+    if replayed && bound.is_err() {
+        // A replay answers like an unknown code whatever else is wrong, so
+        // it reveals nothing about what the code was bound to.
+        return Err(Failure::CodeInvalid);
+    }
+    bound?;
     if replayed {
         // Only a replay that would otherwise have succeeded reaches the
         // hook (OAuth 2.1 §7.5.2): whoever sent it holds the client's

@@ -149,9 +149,13 @@ pub(crate) fn parse(parts: &Parts, body: &[u8], dialect: Dialect) -> Result<Toke
             // Parameters in the URI end up in logs and histories (RFC 6749
             // §2.3.1, §3.2); other query parameters are not ours to judge.
             Dialect::Rfc6749 => {
-                let ours = form::pairs(query.as_bytes())
-                    .filter_map(Result::ok)
-                    .any(|(name, _)| Param::from_name(&name).is_some());
+                // Names are decoded leniently here: `client_secret=x%zz`
+                // must not slip through because its value is malformed.
+                let ours = query.split('&').any(|pair| {
+                    let name = pair.split('=').next().unwrap_or("").replace('+', " ");
+                    let name = percent_encoding::percent_decode_str(&name).decode_utf8_lossy();
+                    Param::from_name(&name).is_some()
+                });
                 if ours {
                     return Err(Failure::ParametersInQuery);
                 }
@@ -324,7 +328,12 @@ mod tests {
             parse(&parts, b"code=a", Dialect::Rfc6749),
             Err(Failure::ParametersInQuery)
         ));
-        let parts = request("/token?tenant=x", FORM);
+        let parts = request("/token?client_secret=s3cret%zz", FORM);
+        assert!(matches!(
+            parse(&parts, b"code=a", Dialect::Rfc6749),
+            Err(Failure::ParametersInQuery)
+        ));
+        let parts = request("/token?tenant=x&odd=%zz", FORM);
         assert!(parse(&parts, b"code=a", Dialect::Rfc6749).is_ok());
         // A parameter in both the body and the query is repeated.
         let parts = request("/token?code=a", FORM);

@@ -79,10 +79,7 @@ impl std::error::Error for ClientsFileError {}
 
 pub(super) fn parse(json: &str) -> Result<Vec<Client>, ClientsFileError> {
     let document: Document = serde_json::from_str(json).map_err(|e| {
-        ClientsFileError::invalid(format!(
-            "invalid clients file: {}",
-            redact_values(&e.to_string())
-        ))
+        ClientsFileError::invalid(format!("invalid clients file: {}", redact_values(&e)))
     })?;
     let mut seen = HashSet::new();
     document
@@ -178,14 +175,15 @@ fn grant_type(name: &str) -> Option<GrantType> {
     }
 }
 
-/// serde quotes offending values (`invalid type: string "..."`), and a value
-/// in this file may be a secret: keep the message, drop the quoted text.
-fn redact_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for (i, part) in message.split('"').enumerate() {
-        out.push_str(if i % 2 == 1 { "\"<redacted>\"" } else { part });
-    }
-    out
+/// serde quotes offending values (`invalid type: string "..."`), and a
+/// value in this file may be a secret (with escaped quotes inside, so no
+/// amount of unquoting is safe): keep the message up to the first quote, and
+/// the position.
+fn redact_values(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let head = message.split('"').next().unwrap_or("").trim_end();
+    let head = head.split(" at line ").next().unwrap_or(head);
+    format!("{head} (line {}, column {})", error.line(), error.column())
 }
 
 #[cfg(test)]
