@@ -2,11 +2,7 @@
 //! against a deliberately broken gate that the other tests let pass.
 mod common;
 
-use std::{
-    convert::Infallible,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{convert::Infallible, time::Duration};
 
 use common::*;
 use http::{Request, Response};
@@ -276,13 +272,9 @@ async fn an_empty_then_repeated_authorization_parameter_is_refused() {
 #[test]
 fn unrepresentable_configurations_are_refused() {
     use http::StatusCode;
+    type Full = tokengate::Builder<MemoryStore, MemoryStore, MemoryStore, MemoryStore>;
     let build =
-        |f: fn(
-            tokengate::Builder<MemoryStore, MemoryStore, MemoryStore, MemoryStore>,
-        )
-            -> tokengate::Builder<MemoryStore, MemoryStore, MemoryStore, MemoryStore>| {
-            f(TokenGateLayer::builder().store(MemoryStore::new())).try_build()
-        };
+        |f: fn(Full) -> Full| f(TokenGateLayer::builder().store(MemoryStore::new())).try_build();
     assert!(build(|b| b.code_lifetime(Duration::MAX)).is_err());
     assert!(build(|b| b.refresh_lifetime(Duration::MAX)).is_err());
     assert!(build(|b| b.github_error_status(StatusCode::NO_CONTENT)).is_err());
