@@ -193,6 +193,23 @@ impl Client {
         self.scopes.as_deref()
     }
 
+    /// The stored form of this client, for backends that serialize it.
+    pub(crate) fn to_stored(&self) -> StoredClient {
+        StoredClient {
+            client_id: self.client_id.clone(),
+            public: self.public,
+            secret_digests: self.secrets.iter().map(SecretDigest::to_hex).collect(),
+            redirect_uris: self.redirect_uris.clone(),
+            redirect_policy: self.redirect_policy.name().to_owned(),
+            grant_types: self
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
+            scopes: self.scopes.clone(),
+        }
+    }
+
     /// Whether every scope of `requested` is allowed to this client.
     pub fn allows_scopes<S: AsRef<str>>(&self, requested: &[S]) -> bool {
         match &self.scopes {
@@ -224,6 +241,46 @@ impl Client {
         self.redirect_uris
             .iter()
             .any(|registered| self.redirect_policy.allows(registered, requested))
+    }
+}
+
+/// A client as a backend stores it: digests in hex, names as strings.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredClient {
+    pub(crate) client_id: String,
+    pub(crate) public: bool,
+    pub(crate) secret_digests: Vec<String>,
+    pub(crate) redirect_uris: Vec<String>,
+    pub(crate) redirect_policy: String,
+    pub(crate) grant_types: Vec<String>,
+    pub(crate) scopes: Option<Vec<String>>,
+}
+
+impl StoredClient {
+    /// The client, or which field a backend holds in a form this version
+    /// cannot read.
+    pub(crate) fn into_client(self) -> Result<Client, &'static str> {
+        let mut client = if self.public {
+            Client::public(self.client_id)
+        } else {
+            Client::confidential(self.client_id)
+        };
+        for digest in &self.secret_digests {
+            client = client.with_secret_digest(
+                SecretDigest::from_hex(digest).ok_or("a secret digest is not 64 hex digits")?,
+            );
+        }
+        let grants = self
+            .grant_types
+            .iter()
+            .map(|name| GrantType::from_param(name).ok_or("an unknown grant type"))
+            .collect::<Result<Vec<_>, _>>()?;
+        client.redirect_uris = self.redirect_uris;
+        client.redirect_policy =
+            RedirectPolicy::from_name(&self.redirect_policy).ok_or("an unknown redirect policy")?;
+        client.grant_types = grants;
+        client.scopes = self.scopes;
+        Ok(client)
     }
 }
 

@@ -76,6 +76,10 @@ mod secret;
 mod service;
 mod store;
 
+#[cfg(feature = "postgres")]
+pub use self::store::PostgresStore;
+#[cfg(feature = "redis")]
+pub use self::store::RedisStore;
 pub use self::{
     authorize::{Approval, AuthorizationError, AuthorizationRequest, Authorizer},
     body::{RequestBody, ResponseBody},
@@ -104,7 +108,7 @@ pub use self::{
     secret::{CodeKey, SecretDigest},
     service::TokenGate,
     store::{
-        ClientsFileError, CodeStore, CredentialStore, DeviceStore, MemoryStore, Redemption,
-        RefreshStore, StoreError,
+        ClientsFileError, CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore,
+        MemoryStore, Redemption, RefreshStore, StoreError,
     },
 };

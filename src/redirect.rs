@@ -57,6 +57,22 @@ pub enum RedirectPolicy {
 }
 
 impl RedirectPolicy {
+    /// The policy's name in a clients file: `exact`, `loopback`, `github`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Loopback => "loopback",
+            Self::GitHub => "github",
+        }
+    }
+
+    /// The policy named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Exact, Self::Loopback, Self::GitHub]
+            .into_iter()
+            .find(|policy| policy.name() == name)
+    }
+
     /// Whether `requested` is allowed by `registered` under this policy.
     pub fn allows(self, registered: &str, requested: &str) -> bool {
         if registered == requested {

@@ -24,10 +24,22 @@
 
 mod clients_file;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::{error::Error as StdError, fmt, future::Future, sync::Arc, time::SystemTime};
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use self::{clients_file::ClientsFileError, memory::MemoryStore};
+
+/// The default bound on every call to a networked store (Redis,
+/// PostgreSQL); past it the gate answers `500 server_error`.
+pub const DEFAULT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::{
     client::Client,
     code::CodeRecord,

@@ -1,0 +1,551 @@
+//! The PostgreSQL store (feature `postgres`): clients, codes, refresh tokens
+//! and device authorizations in tables shared by every gate process.
+//!
+//! Redemption and rotation are one `UPDATE .. RETURNING` each: the row lock
+//! orders concurrent redemptions, and the use counter they bump is the replay
+//! marker. Device polls run the crate's own state machine
+//! ([`DeviceRecord::poll`]) inside a transaction holding the row lock.
+
+use std::{
+    fmt,
+    future::Future,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use sqlx::{
+    PgPool, Postgres, Row, Transaction,
+    postgres::{PgPoolOptions, PgRow},
+};
+
+use super::{
+    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Redemption, RefreshStore,
+    StoreError,
+};
+use crate::{
+    client::{Client, StoredClient},
+    clock::{Clock, SystemClock},
+    code::CodeRecord,
+    device::{DeviceDecision, DeviceRecord, PollOutcome},
+    refresh::RefreshRecord,
+    secret::CodeKey,
+};
+
+/// The migrations, in order; each runs once, in its own transaction.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_tokengate.sql"))];
+
+/// How often expired rows are swept, at most, per process.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// An arbitrary constant: the advisory lock key that serializes migrations
+/// of concurrent processes.
+const MIGRATION_LOCK: i64 = 0x746f_6b65_6e67_6174; // "tokengat"
+
+/// Clients, codes, refresh tokens and device codes on PostgreSQL.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tokengate::StoreError> {
+/// use tokengate::{PostgresStore, TokenGateLayer};
+///
+/// let store = PostgresStore::connect("postgres://127.0.0.1/test").await?;
+/// store.migrate().await?; // creates or upgrades the tokengate_* tables
+/// let layer = TokenGateLayer::new(store);
+/// # Ok(()) }
+/// ```
+///
+/// Connections come from a pool that re-connects by itself after an outage;
+/// every call is bounded by a timeout ([`DEFAULT_STORE_TIMEOUT`]), after which
+/// the gate answers `500 server_error`.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    timeout: Duration,
+    clock: Arc<dyn Clock>,
+    next_sweep: Mutex<SystemTime>,
+}
+
+impl PostgresStore {
+    /// A store on the database at `url` with the default timeout. The
+    /// connection is made lazily: the server may be down now and up later.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, DEFAULT_STORE_TIMEOUT, SystemClock).await
+    }
+
+    /// A store with its own per-call timeout, sweeping expired rows by
+    /// `clock` (give it the layer's clock).
+    pub async fn connect_with(
+        url: &str,
+        timeout: Duration,
+        clock: impl Clock,
+    ) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(timeout)
+            .connect_lazy(url)
+            .map_err(|e| StoreError::with_source("invalid PostgreSQL URL", e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                timeout,
+                clock: Arc::new(clock),
+                next_sweep: Mutex::new(UNIX_EPOCH),
+            }),
+        })
+    }
+
+    /// Creates or upgrades the `tokengate_*` tables. Safe to call from every
+    /// process at start-up: concurrent calls wait for each other.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.inner.pool.begin().await.map_err(failed("migrate"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("migrate"))?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS tokengate_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("migrate"))?;
+        for (version, sql) in MIGRATIONS {
+            let applied: Option<i32> =
+                sqlx::query_scalar("SELECT version FROM tokengate_schema WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(failed("migrate"))?;
+            if applied.is_none() {
+                sqlx::raw_sql(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed("migrate"))?;
+                sqlx::query("INSERT INTO tokengate_schema (version) VALUES ($1)")
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed("migrate"))?;
+            }
+        }
+        tx.commit().await.map_err(failed("migrate"))
+    }
+
+    /// Registers `client`, replacing one with the same id.
+    pub async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        let stored = client.to_stored();
+        self.bounded("insert client", async {
+            sqlx::query(
+                "INSERT INTO tokengate_clients (client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (client_id) DO UPDATE SET public = $2, secret_digests = $3, redirect_uris = $4,
+                   redirect_policy = $5, grant_types = $6, scopes = $7",
+            )
+            .bind(&stored.client_id)
+            .bind(stored.public)
+            .bind(&stored.secret_digests)
+            .bind(&stored.redirect_uris)
+            .bind(&stored.redirect_policy)
+            .bind(&stored.grant_types)
+            .bind(&stored.scopes)
+            .execute(&self.inner.pool)
+            .await
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Removes the client `client_id`.
+    pub async fn remove_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        self.bounded("remove client", async {
+            sqlx::query("DELETE FROM tokengate_clients WHERE client_id = $1")
+                .bind(client_id)
+                .execute(&self.inner.pool)
+                .await
+                .map(|done| done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    /// Deletes every row past its expiry (replay markers included) and every
+    /// revocation that outlived its family. Runs by itself, at most every
+    /// 30 s per process, when something is issued.
+    pub async fn sweep(&self) -> Result<(), StoreError> {
+        let now = millis(self.inner.clock.now());
+        self.bounded("sweep", async {
+            for table in [
+                "tokengate_codes",
+                "tokengate_refresh_tokens",
+                "tokengate_devices",
+            ] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE expires_at_ms <= $1"))
+                    .bind(now)
+                    .execute(&self.inner.pool)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM tokengate_revoked_families WHERE until_ms <= $1")
+                .bind(now)
+                .execute(&self.inner.pool)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn sweep_if_due(&self) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        {
+            let mut next = self
+                .inner
+                .next_sweep
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if now < *next {
+                return Ok(());
+            }
+            *next = now + SWEEP_EVERY;
+        }
+        self.sweep().await
+    }
+
+    /// Runs `op`, bounded by the timeout.
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        op: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.timeout, op).await {
+            Ok(result) => result.map_err(failed(what)),
+            Err(_) => Err(StoreError::new(format!("postgres: {what} timed out"))),
+        }
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.inner.pool.begin().await
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn failed(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |error| StoreError::with_source(format!("postgres: {what} failed"), error)
+}
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::with_source("cannot encode a record", e))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::with_source("cannot decode a stored record", e))
+}
+
+/// The record and use count an `UPDATE .. RETURNING record::text, uses` found.
+fn redemption<T: serde::de::DeserializeOwned>(
+    row: Option<PgRow>,
+) -> Result<Redemption<T>, StoreError> {
+    let Some(row) = row else {
+        return Ok(Redemption::Unknown);
+    };
+    let json: String = row.try_get(0).map_err(failed("read record"))?;
+    let uses: i32 = row.try_get(1).map_err(failed("read record"))?;
+    let record = decode(&json)?;
+    Ok(if uses == 1 {
+        Redemption::Redeemed(record)
+    } else {
+        Redemption::Replayed(record)
+    })
+}
+
+impl CredentialStore for PostgresStore {
+    async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        let row = self
+            .bounded("client look-up", async {
+                sqlx::query(
+                    "SELECT client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes
+                     FROM tokengate_clients WHERE client_id = $1",
+                )
+                .bind(client_id)
+                .fetch_optional(&self.inner.pool)
+                .await
+            })
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let read = failed("read client");
+        let stored = StoredClient {
+            client_id: row.try_get(0).map_err(&read)?,
+            public: row.try_get(1).map_err(&read)?,
+            secret_digests: row.try_get(2).map_err(&read)?,
+            redirect_uris: row.try_get(3).map_err(&read)?,
+            redirect_policy: row.try_get(4).map_err(&read)?,
+            grant_types: row.try_get(5).map_err(&read)?,
+            scopes: row.try_get(6).map_err(&read)?,
+        };
+        stored
+            .into_client()
+            .map(|c| Some(Arc::new(c)))
+            .map_err(StoreError::new)
+    }
+}
+
+impl CodeStore for PostgresStore {
+    async fn issue(&self, key: CodeKey, record: CodeRecord) -> Result<(), StoreError> {
+        self.sweep_if_due().await?;
+        let json = encode(&record)?;
+        let inserted = self
+            .bounded("issue code", async {
+                sqlx::query(
+                    "INSERT INTO tokengate_codes (key, record, expires_at_ms) VALUES ($1, $2::jsonb, $3)
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(&key.as_bytes()[..])
+                .bind(&json)
+                .bind(millis(record.expires_at))
+                .execute(&self.inner.pool)
+                .await
+            })
+            .await?;
+        if inserted.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::new("a code with this key already exists"))
+        }
+    }
+
+    async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
+        let row = self
+            .bounded("redeem code", async {
+                sqlx::query("UPDATE tokengate_codes SET uses = uses + 1 WHERE key = $1 RETURNING record::text, uses")
+                    .bind(&key.as_bytes()[..])
+                    .fetch_optional(&self.inner.pool)
+                    .await
+            })
+            .await?;
+        redemption(row)
+    }
+}
+
+impl RefreshStore for PostgresStore {
+    async fn issue_refresh_token(
+        &self,
+        key: CodeKey,
+        record: RefreshRecord,
+    ) -> Result<(), StoreError> {
+        self.sweep_if_due().await?;
+        let json = encode(&record)?;
+        let inserted = self
+            .bounded("issue refresh token", async {
+                sqlx::query(
+                    "INSERT INTO tokengate_refresh_tokens (key, family, record, expires_at_ms)
+                     SELECT $1, $2, $3::jsonb, $4
+                     WHERE NOT EXISTS (SELECT 1 FROM tokengate_revoked_families WHERE family = $2)
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(&key.as_bytes()[..])
+                .bind(&record.family)
+                .bind(&json)
+                .bind(millis(record.expires_at))
+                .execute(&self.inner.pool)
+                .await
+            })
+            .await?;
+        if inserted.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::new(
+                "the refresh token family was revoked, or the key exists",
+            ))
+        }
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        key: &CodeKey,
+    ) -> Result<Redemption<RefreshRecord>, StoreError> {
+        // A token of a revoked family is gone even if it was inserted in a
+        // race with the revocation.
+        let row = self
+            .bounded("rotate refresh token", async {
+                sqlx::query(
+                    "UPDATE tokengate_refresh_tokens t SET uses = uses + 1
+                     WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)
+                     RETURNING record::text, uses",
+                )
+                .bind(&key.as_bytes()[..])
+                .fetch_optional(&self.inner.pool)
+                .await
+            })
+            .await?;
+        redemption(row)
+    }
+
+    async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
+        let now = millis(self.inner.clock.now());
+        self.bounded("revoke family", async {
+            let mut tx = self.begin().await?;
+            sqlx::query(
+                "INSERT INTO tokengate_revoked_families (family, until_ms)
+                 SELECT $1, GREATEST($2 + 3600000, COALESCE(MAX(expires_at_ms), 0))
+                 FROM tokengate_refresh_tokens WHERE family = $1
+                 ON CONFLICT (family) DO UPDATE SET until_ms = GREATEST(tokengate_revoked_families.until_ms, EXCLUDED.until_ms)",
+            )
+            .bind(family)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM tokengate_refresh_tokens WHERE family = $1")
+                .bind(family)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        })
+        .await
+    }
+}
+
+impl DeviceStore for PostgresStore {
+    async fn issue_device_code(
+        &self,
+        key: CodeKey,
+        record: DeviceRecord,
+    ) -> Result<bool, StoreError> {
+        self.sweep_if_due().await?;
+        let json = encode(&record)?;
+        let inserted = self
+            .bounded("issue device code", async {
+                sqlx::query(
+                    "INSERT INTO tokengate_devices (key, user_code, record, expires_at_ms) VALUES ($1, $2, $3::jsonb, $4)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&key.as_bytes()[..])
+                .bind(&record.user_code)
+                .bind(&json)
+                .bind(millis(record.expires_at))
+                .execute(&self.inner.pool)
+                .await
+            })
+            .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn poll_device_code(
+        &self,
+        key: &CodeKey,
+        client_id: &str,
+        now: SystemTime,
+    ) -> Result<PollOutcome, StoreError> {
+        let key = &key.as_bytes()[..];
+        self.bounded("poll device code", async {
+            let mut tx = self.begin().await?;
+            let json: Option<String> = sqlx::query_scalar(
+                "SELECT record::text FROM tokengate_devices WHERE key = $1 FOR UPDATE",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(json) = json else {
+                return Ok(Ok(PollOutcome::Unknown));
+            };
+            let mut record: DeviceRecord = match decode(&json) {
+                Ok(record) => record,
+                Err(error) => return Ok(Err(error)),
+            };
+            let outcome = record.poll(client_id, now);
+            match &outcome {
+                PollOutcome::Unknown => {}
+                PollOutcome::Approved(_) | PollOutcome::Expired => {
+                    sqlx::query("DELETE FROM tokengate_devices WHERE key = $1")
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                _ => {
+                    let json = match encode(&record) {
+                        Ok(json) => json,
+                        Err(error) => return Ok(Err(error)),
+                    };
+                    sqlx::query("UPDATE tokengate_devices SET record = $2::jsonb WHERE key = $1")
+                        .bind(key)
+                        .bind(json)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(Ok(outcome))
+        })
+        .await?
+    }
+
+    async fn find_user_code(
+        &self,
+        user_code: &str,
+        now: SystemTime,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let json: Option<String> = self
+            .bounded("find user code", async {
+                sqlx::query_scalar("SELECT record::text FROM tokengate_devices WHERE user_code = $1 AND expires_at_ms > $2")
+                    .bind(user_code)
+                    .bind(millis(now))
+                    .fetch_optional(&self.inner.pool)
+                    .await
+            })
+            .await?;
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let record: DeviceRecord = decode(&json)?;
+        Ok((record.status == crate::device::DeviceStatus::Pending).then_some(record))
+    }
+
+    async fn decide_user_code(
+        &self,
+        user_code: &str,
+        decision: DeviceDecision,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let decided = self
+            .bounded("decide user code", async {
+                let mut tx = self.begin().await?;
+                let json: Option<String> = sqlx::query_scalar(
+                    "SELECT record::text FROM tokengate_devices WHERE user_code = $1 FOR UPDATE",
+                )
+                .bind(user_code)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(mut record) = json.and_then(|json| decode::<DeviceRecord>(&json).ok())
+                else {
+                    return Ok(false);
+                };
+                if !record.decide(decision, now) {
+                    return Ok(false);
+                }
+                let Ok(json) = encode(&record) else {
+                    return Ok(false);
+                };
+                sqlx::query("UPDATE tokengate_devices SET record = $2::jsonb WHERE user_code = $1")
+                    .bind(user_code)
+                    .bind(json)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await?;
+        Ok(decided)
+    }
+}

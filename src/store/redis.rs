@@ -1,0 +1,577 @@
+//! The Redis store (feature `redis`): clients, codes, refresh tokens and
+//! device authorizations on a Redis server shared by every gate process.
+//!
+//! Every value is keyed by the SHA-256 of the secret it stands for, so a
+//! dump of Redis reveals no live code or token. Lifetimes are Redis
+//! expirations. Each redemption, rotation and poll is one Lua script: one
+//! round trip, atomic on the server, leaving the replay marker in the same
+//! step.
+
+use std::{
+    fmt,
+    future::Future,
+    sync::{Arc, LazyLock},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use redis::{
+    AsyncCommands, Client as RedisClient, Script, Value,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use super::{
+    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Redemption, RefreshStore,
+    StoreError,
+};
+use crate::{
+    client::{Client, StoredClient},
+    code::CodeRecord,
+    device::{DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome, SLOW_DOWN_STEP},
+    refresh::RefreshRecord,
+    secret::CodeKey,
+};
+
+/// Clients, codes, refresh tokens and device codes on Redis.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tokengate::StoreError> {
+/// use tokengate::{RedisStore, TokenGateLayer};
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let layer = TokenGateLayer::new(store);
+/// # Ok(()) }
+/// ```
+///
+/// The connection is made lazily and re-made by itself after an outage; each
+/// call is bounded by a timeout ([`DEFAULT_STORE_TIMEOUT`]), after which the
+/// gate answers `500 server_error`.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// A store on the Redis server at `url`, with the default key prefix
+    /// (`tokengate`) and timeout. Fails only for a malformed URL: the server
+    /// may be down now and come up later.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, "tokengate", DEFAULT_STORE_TIMEOUT).await
+    }
+
+    /// A store with its own key prefix (several gates, or tests, on one
+    /// server) and per-call timeout.
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let client =
+            RedisClient::open(url).map_err(|e| StoreError::with_source("invalid Redis URL", e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::with_source("cannot set up the Redis connection", e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                connection,
+                prefix: prefix.to_owned(),
+                timeout,
+            }),
+        })
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        format!("{}:{kind}:{id}", self.inner.prefix)
+    }
+
+    /// Runs `op` on a connection, bounded by the timeout.
+    async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let connection = self.inner.connection.clone();
+        match tokio::time::timeout(self.inner.timeout, op(connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(StoreError::with_source(
+                format!("redis: {what} failed"),
+                error,
+            )),
+            Err(_) => Err(StoreError::new(format!("redis: {what} timed out"))),
+        }
+    }
+
+    /// Registers `client`, replacing one with the same id.
+    pub async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&client.to_stored())
+            .map_err(|e| StoreError::with_source("cannot encode a client", e))?;
+        let key = self.key("client", client.client_id());
+        self.run("insert client", |mut c| async move {
+            c.set::<_, _, ()>(key, json).await
+        })
+        .await
+    }
+
+    /// Removes the client `client_id`.
+    pub async fn remove_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        let key = self.key("client", client_id);
+        self.run("remove client", |mut c| async move {
+            c.del::<_, u64>(key).await
+        })
+        .await
+        .map(|n| n > 0)
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Milliseconds from `now` until `until`, at least 1 (Redis refuses 0).
+fn ttl(now: SystemTime, until: SystemTime) -> i64 {
+    until.duration_since(now).map_or(1, |d| {
+        i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+    })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::with_source("cannot encode a record", e))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::with_source("cannot decode a stored record", e))
+}
+
+/// Stores a record under a key that must not exist yet.
+const ISSUE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'uses', 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Takes a code or refresh token: the record and how many times it has now
+/// been presented (1 = this call redeemed it; more = a replay). A refresh
+/// token of a revoked family (ARGV[1] the revoked-marker prefix) is gone.
+const REDEEM: &str = r"
+local rec = redis.call('HGET', KEYS[1], 'rec')
+if not rec then return false end
+if ARGV[1] ~= '' then
+  local family = redis.call('HGET', KEYS[1], 'family')
+  if family and redis.call('EXISTS', ARGV[1] .. family) == 1 then return false end
+end
+local uses = redis.call('HINCRBY', KEYS[1], 'uses', 1)
+return {rec, uses}
+";
+
+/// Stores a refresh token and adds it to its family, unless the family was
+/// revoked (-1) or the key exists (0).
+const ISSUE_REFRESH: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'uses', 0, 'family', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[4])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return 1
+";
+
+/// Deletes every token of a family and marks it revoked for as long as any
+/// of them would have lived (at least ARGV[2] ms).
+const REVOKE_FAMILY: &str = r"
+local ttl = redis.call('PTTL', KEYS[1])
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  redis.call('DEL', ARGV[1] .. member)
+end
+redis.call('DEL', KEYS[1])
+if ttl < tonumber(ARGV[2]) then ttl = tonumber(ARGV[2]) end
+redis.call('SET', KEYS[2], '1', 'PX', ttl)
+return 1
+";
+
+/// Stores a device authorization and its user code, unless either exists.
+const ISSUE_DEVICE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'client_id', ARGV[1], 'expires_at', ARGV[2], 'interval', ARGV[3],
+  'rec', ARGV[4], 'status', 'pending', 'subject', '', 'last_poll', '', 'user_key', KEYS[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[5])
+return 1
+";
+
+/// One poll, the same rules as `DeviceRecord::poll`: another client's poll
+/// changes nothing; expiry; polling before the interval passed slows the
+/// device down by ARGV[3] seconds; an approved code is redeemed once.
+const POLL_DEVICE: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'client_id', 'expires_at', 'last_poll', 'interval', 'status', 'subject', 'rec', 'user_key')
+if not f[1] or f[1] ~= ARGV[1] then return {'unknown'} end
+local now = tonumber(ARGV[2])
+if now >= tonumber(f[2]) then
+  redis.call('DEL', KEYS[1], f[8])
+  return {'expired'}
+end
+local interval = tonumber(f[4])
+local too_soon = f[3] ~= '' and now < tonumber(f[3]) + interval * 1000
+redis.call('HSET', KEYS[1], 'last_poll', ARGV[2])
+if too_soon then
+  interval = interval + tonumber(ARGV[3])
+  redis.call('HSET', KEYS[1], 'interval', interval)
+  return {'slow_down', tostring(interval)}
+end
+if f[5] == 'pending' then return {'pending'} end
+if f[5] == 'denied' then return {'denied'} end
+redis.call('DEL', KEYS[1], f[8])
+return {'approved', f[7], f[6], tostring(interval)}
+";
+
+/// Records a decision on a live, undecided authorization.
+const DECIDE: &str = r"
+local device = redis.call('GET', KEYS[1])
+if not device then return 0 end
+local key = ARGV[1] .. device
+local f = redis.call('HMGET', key, 'status', 'expires_at')
+if f[1] ~= 'pending' or tonumber(ARGV[2]) >= tonumber(f[2]) then return 0 end
+redis.call('HSET', key, 'status', ARGV[3], 'subject', ARGV[4])
+return 1
+";
+
+/// The scripts, hashed once; `invoke_async` sends EVALSHA and falls back to
+/// EVAL when the server has not seen a script yet.
+struct Scripts {
+    issue: Script,
+    redeem: Script,
+    issue_refresh: Script,
+    revoke_family: Script,
+    issue_device: Script,
+    poll_device: Script,
+    decide: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    issue: Script::new(ISSUE),
+    redeem: Script::new(REDEEM),
+    issue_refresh: Script::new(ISSUE_REFRESH),
+    revoke_family: Script::new(REVOKE_FAMILY),
+    issue_device: Script::new(ISSUE_DEVICE),
+    poll_device: Script::new(POLL_DEVICE),
+    decide: Script::new(DECIDE),
+});
+
+impl RedisStore {
+    async fn redeem_value<T: serde::de::DeserializeOwned>(
+        &self,
+        key: String,
+        revoked_prefix: String,
+        what: &'static str,
+    ) -> Result<Redemption<T>, StoreError> {
+        let value: Value = self
+            .run(what, |mut c| async move {
+                SCRIPTS
+                    .redeem
+                    .key(key)
+                    .arg(revoked_prefix)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let (json, uses): (String, i64) = match value {
+            Value::Nil => return Ok(Redemption::Unknown),
+            other => redis::from_redis_value(other)
+                .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?,
+        };
+        let record = decode(&json)?;
+        Ok(if uses == 1 {
+            Redemption::Redeemed(record)
+        } else {
+            Redemption::Replayed(record)
+        })
+    }
+}
+
+impl CredentialStore for RedisStore {
+    async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        let key = self.key("client", client_id);
+        let json: Option<String> = self
+            .run("client look-up", |mut c| async move { c.get(key).await })
+            .await?;
+        json.map(|json| {
+            decode::<StoredClient>(&json)?
+                .into_client()
+                .map(Arc::new)
+                .map_err(StoreError::new)
+        })
+        .transpose()
+    }
+}
+
+impl CodeStore for RedisStore {
+    async fn issue(&self, key: CodeKey, record: CodeRecord) -> Result<(), StoreError> {
+        let json = encode(&record)?;
+        let ttl = ttl(record.issued_at, record.expires_at);
+        let key = self.key("code", &key.to_hex());
+        let stored: i64 = self
+            .run("issue code", |mut c| async move {
+                SCRIPTS
+                    .issue
+                    .key(key)
+                    .arg(json)
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if stored == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::new("a code with this key already exists"))
+        }
+    }
+
+    async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
+        self.redeem_value(
+            self.key("code", &key.to_hex()),
+            String::new(),
+            "redeem code",
+        )
+        .await
+    }
+}
+
+impl RefreshStore for RedisStore {
+    async fn issue_refresh_token(
+        &self,
+        key: CodeKey,
+        record: RefreshRecord,
+    ) -> Result<(), StoreError> {
+        let json = encode(&record)?;
+        let ttl = ttl(record.issued_at, record.expires_at);
+        let hex = key.to_hex();
+        let token_key = self.key("refresh", &hex);
+        let family_key = self.key("family", &record.family);
+        let revoked_key = self.key("revoked", &record.family);
+        let family = record.family.clone();
+        let stored: i64 = self
+            .run("issue refresh token", |mut c| async move {
+                SCRIPTS
+                    .issue_refresh
+                    .key(token_key)
+                    .key(family_key)
+                    .key(revoked_key)
+                    .arg(json)
+                    .arg(ttl)
+                    .arg(family)
+                    .arg(hex)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        match stored {
+            1 => Ok(()),
+            -1 => Err(StoreError::new("the refresh token family was revoked")),
+            _ => Err(StoreError::new(
+                "a refresh token with this key already exists",
+            )),
+        }
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        key: &CodeKey,
+    ) -> Result<Redemption<RefreshRecord>, StoreError> {
+        let revoked_prefix = self.key("revoked", "");
+        self.redeem_value(
+            self.key("refresh", &key.to_hex()),
+            revoked_prefix,
+            "rotate refresh token",
+        )
+        .await
+    }
+
+    async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
+        let family_key = self.key("family", family);
+        let revoked_key = self.key("revoked", family);
+        let token_prefix = self.key("refresh", "");
+        self.run("revoke family", |mut c| async move {
+            SCRIPTS
+                .revoke_family
+                .key(family_key)
+                .key(revoked_key)
+                .arg(token_prefix)
+                .arg(3_600_000)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+}
+
+impl DeviceStore for RedisStore {
+    async fn issue_device_code(
+        &self,
+        key: CodeKey,
+        record: DeviceRecord,
+    ) -> Result<bool, StoreError> {
+        let json = encode(&record)?;
+        let ttl = ttl(record.issued_at, record.expires_at);
+        let hex = key.to_hex();
+        let device_key = self.key("device", &hex);
+        let user_key = self.key("user", &record.user_code);
+        let stored: i64 = self
+            .run("issue device code", |mut c| async move {
+                SCRIPTS
+                    .issue_device
+                    .key(device_key)
+                    .key(user_key)
+                    .arg(record.client_id)
+                    .arg(millis(record.expires_at))
+                    .arg(record.interval)
+                    .arg(json)
+                    .arg(ttl)
+                    .arg(hex)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(stored == 1)
+    }
+
+    async fn poll_device_code(
+        &self,
+        key: &CodeKey,
+        client_id: &str,
+        now: SystemTime,
+    ) -> Result<PollOutcome, StoreError> {
+        let device_key = self.key("device", &key.to_hex());
+        let client_id = client_id.to_owned();
+        let reply: Vec<String> = self
+            .run("poll device code", |mut c| async move {
+                SCRIPTS
+                    .poll_device
+                    .key(device_key)
+                    .arg(client_id)
+                    .arg(millis(now))
+                    .arg(SLOW_DOWN_STEP)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let unexpected = || StoreError::new("unexpected Redis reply to a device poll");
+        Ok(match reply.first().map(String::as_str) {
+            Some("unknown") => PollOutcome::Unknown,
+            Some("expired") => PollOutcome::Expired,
+            Some("pending") => PollOutcome::Pending,
+            Some("denied") => PollOutcome::Denied,
+            Some("slow_down") => PollOutcome::SlowDown {
+                interval: reply
+                    .get(1)
+                    .and_then(|i| i.parse().ok())
+                    .ok_or_else(unexpected)?,
+            },
+            Some("approved") => {
+                let [_, json, subject, interval] = reply.as_slice() else {
+                    return Err(unexpected());
+                };
+                let mut record: DeviceRecord = decode(json)?;
+                record.status = DeviceStatus::Approved {
+                    subject: subject.clone(),
+                };
+                record.interval = interval.parse().map_err(|_| unexpected())?;
+                record.last_poll = Some(now);
+                PollOutcome::Approved(record)
+            }
+            _ => return Err(unexpected()),
+        })
+    }
+
+    async fn find_user_code(
+        &self,
+        user_code: &str,
+        now: SystemTime,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let user_key = self.key("user", user_code);
+        let device_prefix = self.key("device", "");
+        let fields: Option<(String, String, String, String, String)> = self
+            .run("find user code", |mut c| async move {
+                let Some(device): Option<String> = c.get(user_key).await? else {
+                    return Ok(None);
+                };
+                let key = format!("{device_prefix}{device}");
+                let fields: Vec<Option<String>> = redis::cmd("HMGET")
+                    .arg(key)
+                    .arg(&["rec", "status", "expires_at", "interval", "last_poll"])
+                    .query_async(&mut c)
+                    .await?;
+                Ok(match <[Option<String>; 5]>::try_from(fields) {
+                    Ok([Some(a), Some(b), Some(d), Some(e), Some(f)]) => Some((a, b, d, e, f)),
+                    _ => None,
+                })
+            })
+            .await?;
+        let Some((json, status, expires_at, interval, last_poll)) = fields else {
+            return Ok(None);
+        };
+        let expires_at: i64 = expires_at
+            .parse()
+            .map_err(|_| StoreError::new("corrupt device record"))?;
+        if status != "pending" || millis(now) >= expires_at {
+            return Ok(None);
+        }
+        let mut record: DeviceRecord = decode(&json)?;
+        record.interval = interval.parse().unwrap_or(record.interval);
+        record.last_poll = last_poll.parse().ok().map(from_millis);
+        Ok(Some(record))
+    }
+
+    async fn decide_user_code(
+        &self,
+        user_code: &str,
+        decision: DeviceDecision,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let user_key = self.key("user", user_code);
+        let device_prefix = self.key("device", "");
+        let (status, subject) = match decision {
+            DeviceDecision::Approve { subject } => ("approved", subject),
+            DeviceDecision::Deny => ("denied", String::new()),
+        };
+        let decided: i64 = self
+            .run("decide user code", |mut c| async move {
+                SCRIPTS
+                    .decide
+                    .key(user_key)
+                    .arg(device_prefix)
+                    .arg(millis(now))
+                    .arg(status)
+                    .arg(subject)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(decided == 1)
+    }
+}

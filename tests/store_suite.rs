@@ -1,0 +1,521 @@
+//! One suite, every backend: the same cases run against the memory store
+//! and, with their features, against Redis and PostgreSQL.
+//!
+//! The networked backends need their server (`TOKENGATE_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`; `TOKENGATE_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`): with the feature on and the
+//! server away, these tests fail rather than skip. `.ci/run` runs them.
+
+mod common;
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::*;
+use tokengate::{
+    Client, CodeStore, CredentialStore, DeviceStore, Dialect, GrantType, ManualClock,
+    RedirectPolicy, RefreshStore, TokenGateLayer,
+};
+use tokio::{
+    io::copy_bidirectional,
+    net::{TcpListener, TcpStream},
+};
+
+/// What a backend must be to run the suite.
+trait Backend: CredentialStore + CodeStore + RefreshStore + DeviceStore + Clone {
+    fn register(&self, client: Client) -> impl Future<Output = ()> + Send;
+}
+
+impl Backend for tokengate::MemoryStore {
+    async fn register(&self, client: Client) {
+        self.insert_client(client);
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Backend for tokengate::RedisStore {
+    async fn register(&self, client: Client) {
+        self.insert_client(&client).await.unwrap();
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Backend for tokengate::PostgresStore {
+    async fn register(&self, client: Client) {
+        self.insert_client(&client).await.unwrap();
+    }
+}
+
+/// A unique name per test, so backends shared between runs never mix data.
+fn unique(name: &str) -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    format!("{name}-{}", hex::encode(bytes))
+}
+
+/// A gate over `store`, with the clients the cases use (ids made unique).
+struct Fixture {
+    h: Harness,
+    app: String,
+    other: String,
+    tv: String,
+}
+
+async fn fixture<S: Backend>(store: S, clock: ManualClock) -> Fixture {
+    let app = unique("app");
+    let other = unique("other");
+    let tv = unique("tv");
+    store
+        .register(
+            Client::confidential(app.clone())
+                .with_secret("s3cret")
+                .with_secret("rotated")
+                .with_redirect_uri(CB)
+                .with_scopes(["read", "write"]),
+        )
+        .await;
+    store
+        .register(
+            Client::confidential(other.clone())
+                .with_secret("other-s3cret")
+                .with_redirect_uri(CB),
+        )
+        .await;
+    store
+        .register(
+            Client::public(tv.clone())
+                .with_grant_types([GrantType::DeviceCode, GrantType::RefreshToken])
+                .with_redirect_policy(RedirectPolicy::Loopback),
+        )
+        .await;
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .clock(clock.clone())
+        .realm("tokengate-test")
+        .build();
+    let base = Harness::new(Dialect::Rfc6749);
+    Fixture {
+        h: Harness {
+            layer,
+            clock,
+            ..base
+        },
+        app,
+        other,
+        tv,
+    }
+}
+
+impl Fixture {
+    async fn code(&self) -> String {
+        self.h
+            .code(&format!(
+                "client_id={}&redirect_uri={CB_ENC}&code_challenge={CHALLENGE}&code_challenge_method=S256&scope=read",
+                self.app
+            ))
+            .await
+    }
+
+    fn exchange(&self, code: &str) -> String {
+        exchange(code).replace("client_id=app", &format!("client_id={}", self.app))
+    }
+}
+
+async fn issue_redeem_and_replay<S: Backend>(store: S, clock: ManualClock) {
+    let f = fixture(store, clock).await;
+    let code = f.code().await;
+    let (answer, seen) = f.h.forwarded(post(&f.exchange(&code))).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let grant = seen.grant.unwrap();
+    assert_eq!(grant.subject(), Some("user-1"));
+    assert_eq!(grant.scopes(), ["read"]);
+    assert_eq!(
+        grant.code().unwrap().pkce.as_ref().unwrap().challenge,
+        CHALLENGE
+    );
+    // Twice: refused, and reported as a replay.
+    f.h.refused(post(&f.exchange(&code)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    // Rotated secrets and stored policies survive the round trip.
+    let code = f.code().await;
+    let body = f
+        .exchange(&code)
+        .replace("client_secret=s3cret", "client_secret=rotated");
+    assert_eq!(f.h.forwarded(post(&body)).await.0.status, 200);
+    let body = f.exchange("never-issued");
+    f.h.refused(post(&body))
+        .await
+        .assert_rfc(400, "invalid_grant");
+}
+
+async fn expiry_and_wrong_client<S: Backend>(store: S, clock: ManualClock) {
+    let f = fixture(store, clock).await;
+    let code = f.code().await;
+    f.h.clock.advance(Duration::from_secs(601));
+    f.h.refused(post(&f.exchange(&code)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    let code = f.code().await;
+    let body = f.exchange(&code).replace(
+        &format!("client_id={}&client_secret=s3cret", f.app),
+        &format!("client_id={}&client_secret=other-s3cret", f.other),
+    );
+    f.h.refused(post(&body))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    // The other client's attempt burned the code (it was presented).
+    f.h.refused(post(&f.exchange(&code)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+}
+
+async fn two_hundred_tasks_twenty_codes<S: Backend>(store: S, clock: ManualClock) {
+    let f = Arc::new(fixture(store, clock).await);
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        codes.push(f.code().await);
+    }
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let f = Arc::clone(&f);
+            let body = f.exchange(&codes[i % 20]);
+            tokio::spawn(async move {
+                use tower::{ServiceBuilder, ServiceExt, service_fn};
+                let service = ServiceBuilder::new()
+                    .layer(f.h.layer.clone())
+                    .service(service_fn(
+                        |_: http::Request<tokengate::RequestBody<String>>| async {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                "token".to_owned(),
+                            ))
+                        },
+                    ));
+                Answer::read(service.oneshot(post(&body)).await.unwrap()).await
+            })
+        })
+        .collect();
+    let mut forwarded = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        match answer.rejection {
+            None => forwarded += 1,
+            Some(ref rejection) => {
+                assert_eq!(rejection.error(), "invalid_grant", "{}", answer.text())
+            }
+        }
+    }
+    assert_eq!(forwarded, 20);
+}
+
+async fn refresh_rotation_and_family_revocation<S: Backend>(store: S, clock: ManualClock) {
+    let f = fixture(store, clock).await;
+    let code = f.code().await;
+    let (_, seen) = f.h.forwarded(post(&f.exchange(&code))).await;
+    let tokens = f.h.layer.refresh_tokens();
+    let first = tokens.issue(&seen.grant.unwrap()).await.unwrap();
+    let refresh = |t: &str| {
+        format!(
+            "grant_type=refresh_token&refresh_token={t}&client_id={}&client_secret=s3cret",
+            f.app
+        )
+    };
+    let (answer, seen) = f.h.forwarded(post(&refresh(&first))).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let rotated = seen.grant.unwrap();
+    let successor = tokens.issue(&rotated).await.unwrap();
+    // A replay of the first token revokes the family.
+    f.h.refused(post(&refresh(&first)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    f.h.refused(post(&refresh(&successor)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    assert!(
+        tokens.issue(&rotated).await.is_err(),
+        "no new member in a revoked family"
+    );
+    // Scope may shrink, never grow.
+    let code = f.code().await;
+    let (_, seen) = f.h.forwarded(post(&f.exchange(&code))).await;
+    let token = tokens.issue(&seen.grant.unwrap()).await.unwrap();
+    f.h.refused(post(&format!("{}&scope=read+write", refresh(&token))))
+        .await
+        .assert_rfc(400, "invalid_scope");
+}
+
+async fn device_interval_vector_and_single_redemption<S: Backend>(store: S, clock: ManualClock) {
+    let f = fixture(store, clock).await;
+    let answer =
+        f.h.refused(post_device(&format!("client_id={}", f.tv)))
+            .await;
+    let body = answer.json();
+    let device_code = body["device_code"].as_str().unwrap().to_owned();
+    let user_code = body["user_code"].as_str().unwrap().to_owned();
+    let poll = format!(
+        "grant_type={DEVICE_GRANT}&client_id={}&device_code={device_code}",
+        f.tv
+    );
+    let expect = |answer: Answer, error: &str| answer.assert_rfc(400, error);
+    expect(f.h.refused(post(&poll)).await, "authorization_pending"); // t=0
+    f.h.clock.advance(Duration::from_secs(2));
+    expect(f.h.refused(post(&poll)).await, "slow_down"); // t=2 -> 10
+    f.h.clock.advance(Duration::from_secs(6));
+    expect(f.h.refused(post(&poll)).await, "slow_down"); // t=8 -> 15
+    f.h.clock.advance(Duration::from_secs(16));
+    expect(f.h.refused(post(&poll)).await, "authorization_pending"); // t=24
+    let devices = f.h.layer.devices();
+    let pending = devices
+        .lookup(&user_code.to_lowercase())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pending.client_id, f.tv);
+    assert!(devices.approve(&user_code, "alice").await.unwrap());
+    assert!(!devices.deny(&user_code).await.unwrap());
+    f.h.clock.advance(Duration::from_secs(15));
+    let (answer, seen) = f.h.forwarded(post(&poll)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(seen.grant.unwrap().subject(), Some("alice"));
+    f.h.clock.advance(Duration::from_secs(15));
+    expect(f.h.refused(post(&poll)).await, "invalid_grant");
+    // Denied, and expired.
+    let body =
+        f.h.refused(post_device(&format!("client_id={}", f.tv)))
+            .await
+            .json();
+    let device_code = body["device_code"].as_str().unwrap().to_owned();
+    assert!(
+        devices
+            .deny(body["user_code"].as_str().unwrap())
+            .await
+            .unwrap()
+    );
+    let poll = format!(
+        "grant_type={DEVICE_GRANT}&client_id={}&device_code={device_code}",
+        f.tv
+    );
+    expect(f.h.refused(post(&poll)).await, "access_denied");
+    f.h.clock.advance(Duration::from_secs(900));
+    expect(f.h.refused(post(&poll)).await, "expired_token");
+}
+
+/// A TCP relay in front of a backend that can be cut and restored, so the
+/// suite can take the store away without touching the shared server.
+struct Relay {
+    addr: String,
+    down: Arc<AtomicBool>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let down = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&down);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused, in effect
+                }
+                let target = target.clone();
+                let flag = Arc::clone(&flag);
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    // Cut live connections when the relay goes down.
+                    tokio::select! {
+                        _ = copy_bidirectional(&mut client, &mut server) => {}
+                        _ = async {
+                            while !flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        } => {}
+                    }
+                });
+            }
+        });
+        Self { addr, down }
+    }
+}
+
+/// Host and port of a `scheme://[user@]host:port/...` URL.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/').next().unwrap().to_owned()
+}
+
+/// Store down: every request is a 500 within the timeout and nothing is
+/// forwarded; store back: the same gate works again.
+async fn outage_and_recovery<S: Backend>(
+    store: S,
+    clock: ManualClock,
+    relay: Relay,
+    timeout: Duration,
+) {
+    let f = fixture(store, clock).await;
+    let code = f.code().await;
+    relay.down.store(true, Ordering::SeqCst);
+    // Give the relay a moment to cut the live connections.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let answer = f.h.refused(post(&f.exchange(&code))).await;
+        let elapsed = started.elapsed();
+        answer.assert_rfc(500, "server_error");
+        assert!(
+            elapsed < timeout * 2 + Duration::from_millis(500),
+            "took {elapsed:?}"
+        );
+    }
+    relay.down.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The code was never touched while the store was away: once the store
+    // is back, the same gate redeems it.
+    loop {
+        let (status, _) = tokio::time::timeout(Duration::from_secs(5), try_forward(&f, &code))
+            .await
+            .unwrap_or((500, String::new()));
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends a valid exchange of `code`; the status and body, whether or not it
+/// was forwarded.
+async fn try_forward(f: &Fixture, code: &str) -> (u16, String) {
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    let service = ServiceBuilder::new()
+        .layer(f.h.layer.clone())
+        .service(service_fn(
+            |_: http::Request<tokengate::RequestBody<String>>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new("token".to_owned()))
+            },
+        ));
+    let answer = Answer::read(service.oneshot(post(&f.exchange(code))).await.unwrap()).await;
+    (answer.status.as_u16(), answer.text().to_owned())
+}
+
+macro_rules! store_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn issue_redeem_and_replay() {
+                let (store, clock) = $make.await;
+                super::issue_redeem_and_replay(store, clock).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expiry_and_wrong_client() {
+                let (store, clock) = $make.await;
+                super::expiry_and_wrong_client(store, clock).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_hundred_tasks_twenty_codes() {
+                let (store, clock) = $make.await;
+                super::two_hundred_tasks_twenty_codes(store, clock).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn refresh_rotation_and_family_revocation() {
+                let (store, clock) = $make.await;
+                super::refresh_rotation_and_family_revocation(store, clock).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn device_interval_vector_and_single_redemption() {
+                let (store, clock) = $make.await;
+                super::device_interval_vector_and_single_redemption(store, clock).await;
+            }
+        }
+    };
+}
+
+async fn memory() -> (tokengate::MemoryStore, ManualClock) {
+    let clock = ManualClock::new();
+    (tokengate::MemoryStore::with_clock(clock.clone()), clock)
+}
+
+store_suite!(memory, memory());
+
+#[cfg(feature = "redis")]
+fn redis_url() -> String {
+    std::env::var("TOKENGATE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+#[cfg(feature = "redis")]
+async fn redis_at(url: &str, timeout: Duration) -> (tokengate::RedisStore, ManualClock) {
+    let store = tokengate::RedisStore::connect_with(url, &unique("tokengate-test"), timeout)
+        .await
+        .unwrap();
+    (store, ManualClock::new())
+}
+
+#[cfg(feature = "redis")]
+store_suite!(redis, redis_at(&redis_url(), Duration::from_secs(2)));
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_and_recovery() {
+    let relay = Relay::start(authority(&redis_url())).await;
+    let timeout = Duration::from_millis(500);
+    let (store, clock) = redis_at(&format!("redis://{}", relay.addr), timeout).await;
+    outage_and_recovery(store, clock, relay, timeout).await;
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_url() -> String {
+    std::env::var("TOKENGATE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres_at(url: &str, timeout: Duration) -> (tokengate::PostgresStore, ManualClock) {
+    let clock = ManualClock::new();
+    let store = tokengate::PostgresStore::connect_with(url, timeout, clock.clone())
+        .await
+        .unwrap();
+    store
+        .migrate()
+        .await
+        .expect("PostgreSQL must be reachable for the postgres suite");
+    (store, clock)
+}
+
+#[cfg(feature = "postgres")]
+store_suite!(
+    postgres,
+    postgres_at(&postgres_url(), Duration::from_secs(5))
+);
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_and_recovery() {
+    // Migrate through the real address first, then run through the relay.
+    postgres_at(&postgres_url(), Duration::from_secs(5)).await;
+    let relay = Relay::start(authority(&postgres_url())).await;
+    let timeout = Duration::from_millis(500);
+    let url = postgres_url().replace(&authority(&postgres_url()), &relay.addr);
+    let clock = ManualClock::new();
+    let store = tokengate::PostgresStore::connect_with(&url, timeout, clock.clone())
+        .await
+        .unwrap();
+    outage_and_recovery(store, clock, relay, timeout).await;
+}
