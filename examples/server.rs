@@ -20,6 +20,10 @@
 //!   user code and approves or denies it (for the demo user).
 //! - `--no-gate` serves the same handler without the gate: a baseline for
 //!   benchmarks only, it hands a token to anyone.
+//! - `--store memory|redis://..|postgres://..` picks where clients, codes,
+//!   refresh tokens and device codes live (default `memory`); with Redis or
+//!   PostgreSQL, several demo processes share them (build with
+//!   `--features redis` / `--features postgres`).
 //!
 //! Without `--clients` one demo client is registered and printed; it may use
 //! every grant. The clients file:
@@ -41,7 +45,8 @@ use tokengate::{
 };
 
 const USAGE: &str =
-    "usage: server [--addr 127.0.0.1:8080] [--dialect github|rfc6749] [--clients FILE] [--no-gate]";
+    "usage: server [--addr 127.0.0.1:8080] [--dialect github|rfc6749] [--clients FILE] [--no-gate]
+              [--store memory|redis://HOST:PORT|postgres://USER@HOST:PORT/DB]";
 const DEMO_CLIENT_ID: &str = "demo-client";
 const DEMO_CLIENT_SECRET: &str = "demo-secret";
 const DEMO_REDIRECT_URI: &str = "http://127.0.0.1/callback";
@@ -55,6 +60,7 @@ struct Options {
     dialect: Dialect,
     clients: Option<String>,
     gate: bool,
+    store: String,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -63,6 +69,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         dialect: Dialect::GitHub,
         clients: None,
         gate: true,
+        store: "memory".to_owned(),
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -82,6 +89,19 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             }
             "--clients" => options.clients = Some(value()?),
             "--no-gate" => options.gate = false,
+            "--store" => {
+                let store = value()?;
+                let known = store == "memory"
+                    || store.starts_with("redis://")
+                    || store.starts_with("postgres://")
+                    || store.starts_with("postgresql://");
+                if !known {
+                    return Err(format!(
+                        "--store: {store:?} is not memory, redis://.. or postgres://.."
+                    ));
+                }
+                options.store = store;
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -109,36 +129,42 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let store = MemoryStore::new();
-    match &options.clients {
-        Some(path) => match store.load_clients_file(path) {
-            Ok(count) => println!("loaded {count} client(s) from {path}"),
-            Err(error) => {
-                eprintln!("error: {error}");
-                return ExitCode::from(2);
+    let clients = match &options.clients {
+        Some(path) => {
+            let loaded = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read clients file {path}: {e}"))
+                .and_then(|json| tokengate::parse_clients(&json).map_err(|e| e.to_string()));
+            match loaded {
+                Ok(clients) => {
+                    println!("loaded {} client(s) from {path}", clients.len());
+                    clients
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
         None => {
-            store.insert_client(
+            println!(
+                "demo client: client_id={DEMO_CLIENT_ID} client_secret={DEMO_CLIENT_SECRET} redirect_uri={DEMO_REDIRECT_URI} (any port)"
+            );
+            vec![
                 Client::confidential(DEMO_CLIENT_ID)
                     .with_secret(DEMO_CLIENT_SECRET)
                     .with_redirect_uri(DEMO_REDIRECT_URI)
                     .with_redirect_policy(RedirectPolicy::Loopback)
                     .with_grant_types(GrantType::ALL),
-            );
-            println!(
-                "demo client: client_id={DEMO_CLIENT_ID} client_secret={DEMO_CLIENT_SECRET} redirect_uri={DEMO_REDIRECT_URI} (any port)"
-            );
+            ]
         }
-    }
-
-    let layer = TokenGateLayer::builder()
-        .store(store)
-        .dialect(options.dialect)
-        // The demo serves client credentials to the clients that allow it,
-        // in both dialects.
-        .github_client_credentials(true)
-        .build();
+    };
+    let layer = match open_store(&options.store, clients, options.dialect).await {
+        Ok(layer) => layer,
+        Err(Exit(code, error)) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(code);
+        }
+    };
     let state = Demo {
         dialect: options.dialect,
         gated: options.gate,
@@ -176,6 +202,81 @@ async fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// A failure before serving: the exit code and the message.
+struct Exit(u8, String);
+
+/// The gate over the store `--store` names, with `clients` registered in it.
+async fn open_store(
+    store: &str,
+    clients: Vec<Client>,
+    dialect: Dialect,
+) -> Result<TokenGateLayer, Exit> {
+    if store == "memory" {
+        let memory = MemoryStore::new();
+        for client in clients {
+            memory.insert_client(client);
+        }
+        return Ok(gate(memory, dialect));
+    }
+    if store.starts_with("redis://") {
+        #[cfg(feature = "redis")]
+        {
+            let redis = tokengate::RedisStore::connect(store)
+                .await
+                .map_err(|e| Exit(2, format!("--store: {e}")))?;
+            for client in &clients {
+                redis
+                    .insert_client(client)
+                    .await
+                    .map_err(|e| Exit(1, format!("cannot register clients in Redis: {e}")))?;
+            }
+            return Ok(gate(redis, dialect));
+        }
+        #[cfg(not(feature = "redis"))]
+        return Err(Exit(
+            2,
+            "--store redis://..: this build has no Redis support; run with `--features redis`"
+                .to_owned(),
+        ));
+    }
+    #[cfg(feature = "postgres")]
+    {
+        let postgres = tokengate::PostgresStore::connect(store)
+            .await
+            .map_err(|e| Exit(2, format!("--store: {e}")))?;
+        postgres
+            .migrate()
+            .await
+            .map_err(|e| Exit(1, format!("cannot migrate the PostgreSQL schema: {e}")))?;
+        for client in &clients {
+            postgres
+                .insert_client(client)
+                .await
+                .map_err(|e| Exit(1, format!("cannot register clients in PostgreSQL: {e}")))?;
+        }
+        Ok(gate(postgres, dialect))
+    }
+    #[cfg(not(feature = "postgres"))]
+    Err(Exit(2, "--store postgres://..: this build has no PostgreSQL support; run with `--features postgres`".to_owned()))
+}
+
+fn gate<S>(store: S, dialect: Dialect) -> TokenGateLayer
+where
+    S: tokengate::CredentialStore
+        + tokengate::CodeStore
+        + tokengate::RefreshStore
+        + tokengate::DeviceStore
+        + Clone,
+{
+    TokenGateLayer::builder()
+        .store(store)
+        .dialect(dialect)
+        // The demo serves client credentials to the clients that allow it,
+        // in both dialects.
+        .github_client_credentials(true)
+        .build()
 }
 
 /// What the demo's handlers share.

@@ -194,6 +194,7 @@ impl Client {
     }
 
     /// The stored form of this client, for backends that serialize it.
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     pub(crate) fn to_stored(&self) -> StoredClient {
         StoredClient {
             client_id: self.client_id.clone(),
@@ -245,6 +246,7 @@ impl Client {
 }
 
 /// A client as a backend stores it: digests in hex, names as strings.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct StoredClient {
     pub(crate) client_id: String,
@@ -256,6 +258,7 @@ pub(crate) struct StoredClient {
     pub(crate) scopes: Option<Vec<String>>,
 }
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
 impl StoredClient {
     /// The client, or which field a backend holds in a form this version
     /// cannot read.

@@ -109,6 +109,6 @@ pub use self::{
     service::TokenGate,
     store::{
         ClientsFileError, CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore,
-        MemoryStore, Redemption, RefreshStore, StoreError,
+        MemoryStore, Redemption, RefreshStore, StoreError, parse_clients,
     },
 };

@@ -2,168 +2,14 @@
 //! client would: its flags, its `listening on` line, the authorize redirect,
 //! SPEC.md's rows, and 100 concurrent redemptions of one code.
 
-use std::{
-    collections::HashMap,
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::Arc,
-};
+mod common;
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use std::{process::Command, sync::Arc};
 
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const REDIRECT: &str = "http%3A%2F%2F127.0.0.1%3A4567%2Fcallback";
-
-/// The example binary cargo built for this test run.
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.parent().unwrap().parent().unwrap();
-    let path = target.join("examples").join("server");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "server"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-    banner: Vec<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Server {
-    let child = Command::new(binary())
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Owned by `Server` at once, so the process is killed on every path.
-    let mut server = Server {
-        child,
-        addr: String::new(),
-        banner: Vec::new(),
-    };
-    let mut lines = BufReader::new(server.child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(addr) = line.strip_prefix("listening on http://") {
-            server.addr = addr.to_owned();
-            // Keep draining stdout so the server never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return server;
-        }
-        server.banner.push(line);
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-
-    fn form(&self) -> HashMap<String, String> {
-        form_urlencoded::parse(self.body.as_bytes())
-            .into_owned()
-            .collect()
-    }
-}
-
-/// One HTTP/1.1 exchange over a fresh connection.
-async fn send(addr: &str, head: &str, body: &str) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
-}
-
-async fn token(addr: &str, extra_headers: &str, body: &str) -> Reply {
-    let mut head = "POST /login/oauth/access_token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded".to_owned();
-    if !extra_headers.is_empty() {
-        head = format!("{head}\r\n{extra_headers}");
-    }
-    send(addr, &head, body).await
-}
-
-/// Runs the authorize endpoint and returns the code from its redirect.
-async fn authorize(addr: &str, client_id: &str) -> String {
-    let reply = send(
-        addr,
-        &format!(
-            "GET /login/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={REDIRECT}&state=st&scope=repo&code_challenge={CHALLENGE}&code_challenge_method=S256 HTTP/1.1"
-        ),
-        "",
-    )
-    .await;
-    assert_eq!(reply.status, 302, "{}", reply.body);
-    let location = &reply.headers["location"];
-    assert!(
-        location.starts_with("http://127.0.0.1:4567/callback?code="),
-        "{location}"
-    );
-    let query = location.split_once('?').unwrap().1;
-    let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    assert_eq!(params["state"], "st");
-    params["code"].clone()
-}
+use common::{VERIFIER, demo::*};
 
 fn exchange(code: &str) -> String {
-    format!(
-        "grant_type=authorization_code&client_id=demo-client&client_secret=demo-secret&code={code}&redirect_uri={REDIRECT}&code_verifier={VERIFIER}"
-    )
+    demo_exchange(code)
 }
 
 #[tokio::test]
@@ -458,15 +304,6 @@ fn bad_flags_and_bad_files_exit_2_with_a_message() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--no-gate"));
     std::fs::remove_dir_all(dir).unwrap();
-}
-
-async fn form_post(addr: &str, path: &str, extra_headers: &str, body: &str) -> Reply {
-    let mut head =
-        format!("POST {path} HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded");
-    if !extra_headers.is_empty() {
-        head = format!("{head}\r\n{extra_headers}");
-    }
-    send(addr, &head, body).await
 }
 
 #[tokio::test]

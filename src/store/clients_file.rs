@@ -58,7 +58,7 @@ pub struct ClientsFileError {
 }
 
 impl ClientsFileError {
-    pub(super) fn read(path: &Path, error: io::Error) -> Self {
+    pub(crate) fn read(path: &Path, error: io::Error) -> Self {
         Self {
             message: format!("cannot read clients file {}: {error}", path.display()),
         }
@@ -76,6 +76,17 @@ impl fmt::Display for ClientsFileError {
 }
 
 impl std::error::Error for ClientsFileError {}
+
+/// The clients of a clients document (see [`MemoryStore::load_clients_json`](crate::MemoryStore::load_clients_json)
+/// for its format), to register in any store.
+///
+/// ```
+/// let clients = tokengate::parse_clients(r#"{"clients":[{"client_id":"cli","public":true}]}"#).unwrap();
+/// assert_eq!(clients[0].client_id(), "cli");
+/// ```
+pub fn parse_clients(json: &str) -> Result<Vec<Client>, ClientsFileError> {
+    parse(json)
+}
 
 pub(super) fn parse(json: &str) -> Result<Vec<Client>, ClientsFileError> {
     let document: Document = serde_json::from_str(json).map_err(|e| {

@@ -35,7 +35,10 @@ use std::{error::Error as StdError, fmt, future::Future, sync::Arc, time::System
 pub use self::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
-pub use self::{clients_file::ClientsFileError, memory::MemoryStore};
+pub use self::{
+    clients_file::{ClientsFileError, parse_clients},
+    memory::MemoryStore,
+};
 
 /// The default bound on every call to a networked store (Redis,
 /// PostgreSQL); past it the gate answers `500 server_error`.

@@ -22,6 +22,8 @@ use tokengate::{
 };
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
+pub mod demo;
+
 pub const TOKEN: &str = "/login/oauth/access_token";
 pub const CB: &str = "https://client.example.com/cb";
 pub const CB_ENC: &str = "https%3A%2F%2Fclient.example.com%2Fcb";
