@@ -60,10 +60,11 @@ pub fn start(args: &[&str]) -> Server {
     };
     let mut lines = BufReader::new(server.child.stdout.take().unwrap()).lines();
     loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
+        let Some(line) = lines.next() else {
+            let status = server.child.wait().ok();
+            panic!("the server exited before listening ({status:?}): {args:?}");
+        };
+        let line = line.unwrap();
         if let Some(addr) = line.strip_prefix("listening on http://") {
             server.addr = addr.to_owned();
             // Keep draining stdout so the server never blocks on a full pipe.
