@@ -88,3 +88,96 @@ async fn two_processes_share_postgres() {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     one_token_per_code(&url).await;
 }
+
+/// A Redis server of the test's own, on a free port, so it can be stopped
+/// and started without disturbing the shared one.
+#[cfg(feature = "redis")]
+struct OwnRedis {
+    child: Option<std::process::Child>,
+}
+
+#[cfg(feature = "redis")]
+impl OwnRedis {
+    fn start(port: u16, dir: &std::path::Path) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            // Persistence, so the clients survive the restart as they would
+            // on a real deployment.
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for this test");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child: Some(child) }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_redis_is_a_500_and_restarting_it_restores_service() {
+    use std::time::{Duration, Instant};
+
+    build_demo_with_backends();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("tokengate-redis-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = OwnRedis::start(port, &dir);
+    let url = format!("redis://127.0.0.1:{port}");
+    let gate = start(&["--store", &url, "--dialect", "rfc6749"]);
+    let code = authorize(&gate.addr, "demo-client").await;
+
+    redis.stop();
+    let started = Instant::now();
+    let reply = token(&gate.addr, "", &demo_exchange(&code)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "server_error");
+    // Within the store timeout (2 s), with room for a slow machine.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+
+    let restarted = OwnRedis::start(port, &dir);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = token(&gate.addr, "", &demo_exchange(&code)).await;
+        if reply.status == 200 {
+            assert!(reply.json()["access_token"].is_string());
+            break;
+        }
+        assert_eq!(reply.status, 500, "{}", reply.body);
+        assert!(Instant::now() < deadline, "service did not come back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(restarted);
+    std::fs::remove_dir_all(dir).unwrap();
+}
