@@ -117,6 +117,11 @@ pub(crate) trait Checks: Send + Sync + 'static {
     /// Runs checks 2 to 5 on a parsed token request.
     fn check(self: Arc<Self>, request: TokenRequest) -> BoxFuture<Result<ValidatedGrant, Refusal>>;
 
+    /// The last step of a grant that passed every check and policy: rotates
+    /// a refresh token. Other grants have nothing left to do.
+    fn commit(self: Arc<Self>, grant: ValidatedGrant)
+    -> BoxFuture<Result<ValidatedGrant, Refusal>>;
+
     /// Serves the device authorization endpoint. `host` is the request's
     /// `Host`, for the default verification URI.
     fn authorize_device(
@@ -207,9 +212,9 @@ where
                 Ok(ValidatedGrant::authorization_code(client, record))
             }
             GrantType::RefreshToken => {
-                let (previous, scopes) =
-                    refresh_token::rotate(&self.refresh, settings, &client, &request).await?;
-                Ok(ValidatedGrant::refresh_token(client, previous, scopes))
+                let (key, previous, scopes) =
+                    refresh_token::check(&self.refresh, settings, &client, &request).await?;
+                Ok(ValidatedGrant::refresh_token(client, key, previous, scopes))
             }
             GrantType::DeviceCode => {
                 let (record, subject) =
@@ -285,9 +290,12 @@ fn verification_uri(settings: &Settings, host: Option<&str>) -> String {
         return uri.clone();
     }
     let host = host.unwrap_or("localhost");
-    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-    let scheme = match name {
-        "localhost" | "127.0.0.1" | "[::1]" => "http",
+    let name = host.parse::<http::uri::Authority>().map_or_else(
+        |_| String::new(),
+        |authority| authority.host().to_ascii_lowercase(),
+    );
+    let scheme = match name.as_str() {
+        "localhost" | "127.0.0.1" | "[::1]" | "::1" => "http",
         _ => "https",
     };
     format!("{scheme}://{host}/login/device")
@@ -310,6 +318,24 @@ where
             self.run(request)
                 .await
                 .map_err(|failure| Refusal { failure, client_id })
+        })
+    }
+
+    fn commit(
+        self: Arc<Self>,
+        grant: ValidatedGrant,
+    ) -> BoxFuture<Result<ValidatedGrant, Refusal>> {
+        Box::pin(async move {
+            let Some(key) = grant.uncommitted_refresh() else {
+                return Ok(grant);
+            };
+            refresh_token::commit(&self.refresh, &self.settings, grant.client(), key)
+                .await
+                .map(|()| grant.clone())
+                .map_err(|failure| Refusal {
+                    failure,
+                    client_id: Some(grant.client().client_id().to_owned()),
+                })
         })
     }
 

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{check::Checks, store::StoreError};
 
+/// How long an expired device code is remembered, so its polls keep getting
+/// `expired_token` (RFC 8628 §3.5) rather than an unknown-code error.
+pub const DEVICE_TOMBSTONE: Duration = Duration::from_secs(600);
+
 /// RFC 8628 §3.5: each `slow_down` adds 5 seconds to the interval.
 pub(crate) const SLOW_DOWN_STEP: u64 = 5;
 
@@ -22,7 +26,7 @@ const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// A device authorization: what the device asked for and what the user
 /// decided. Stores keep it under the digest of the device code and find it by
 /// its user code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
     /// The client that asked.
     pub client_id: String,
@@ -40,6 +44,22 @@ pub struct DeviceRecord {
     pub issued_at: SystemTime,
     /// When the device code expires.
     pub expires_at: SystemTime,
+}
+
+impl fmt::Debug for DeviceRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A live user code lets whoever reads it approve the device.
+        f.debug_struct("DeviceRecord")
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("user_code", &"<redacted>")
+            .field("status", &self.status)
+            .field("interval", &self.interval)
+            .field("last_poll", &self.last_poll)
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// Where a device authorization stands.
@@ -93,8 +113,9 @@ impl DeviceRecord {
     ///
     /// A store calls this under its own atomicity (a lock, a transaction, a
     /// script) and then saves the record, or deletes it when the outcome is
-    /// [`PollOutcome::Approved`] (redeemed exactly once) or
-    /// [`PollOutcome::Expired`]. Another client's poll changes nothing.
+    /// [`PollOutcome::Approved`] (redeemed exactly once). An expired record
+    /// is kept for [`DEVICE_TOMBSTONE`] so that later polls still hear
+    /// `expired_token`. Another client's poll changes nothing.
     pub fn poll(&mut self, client_id: &str, now: SystemTime) -> PollOutcome {
         if self.client_id != client_id {
             return PollOutcome::Unknown;
@@ -301,6 +322,12 @@ mod tests {
             r.poll("cli", t0 + Duration::from_secs(900)),
             PollOutcome::Expired
         );
+    }
+
+    #[test]
+    fn debug_hides_the_user_code() {
+        let shown = format!("{:?}", record(SystemTime::UNIX_EPOCH));
+        assert!(!shown.contains("WDJB-MJHT"), "{shown}");
     }
 
     #[test]

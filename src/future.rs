@@ -74,6 +74,11 @@ pin_project! {
             body: Bytes,
             pending: Option<Pending<S>>,
         },
+        Committing {
+            commit: BoxFuture<Result<ValidatedGrant, Refusal>>,
+            body: Bytes,
+            pending: Option<Pending<S>>,
+        },
         AuthorizingDevice {
             authorize: BoxFuture<Result<DeviceAuthorization, Refusal>>,
             pending: Option<Pending<S>>,
@@ -202,7 +207,7 @@ where
                             // that kept a clone costs a copy.
                             pending.parts =
                                 Arc::try_unwrap(parts).unwrap_or_else(|shared| (*shared).clone());
-                            forward(pending, std::mem::take(body), grant)
+                            commit(pending, std::mem::take(body), grant)
                         }
                         Err(error) => State::Answered {
                             response: Some(refuse_by_policy(
@@ -212,6 +217,20 @@ where
                                 grant.client().client_id(),
                             )),
                         },
+                    }
+                }
+                StateProj::Committing {
+                    commit,
+                    body,
+                    pending,
+                } => {
+                    let verdict = ready!(commit.as_mut().poll(cx));
+                    let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
+                    match verdict {
+                        Ok(grant) => forward(pending, std::mem::take(body), grant),
+                        Err(Refusal { failure, client_id }) => {
+                            refused(&pending, failure, client_id.as_deref())
+                        }
                     }
                 }
                 StateProj::AuthorizingDevice { authorize, pending } => {
@@ -303,7 +322,7 @@ where
 {
     let settings = pending.gate.settings();
     if settings.policies.is_empty() {
-        return forward(pending, body, grant);
+        return commit(pending, body, grant);
     }
     let parts = Arc::new(std::mem::replace(&mut pending.parts, empty_parts()));
     let request = PolicyRequest::new(grant.clone(), Arc::clone(&parts), settings.dialect());
@@ -311,6 +330,23 @@ where
         policies: Box::pin(policy::run(settings.policies.clone(), request)),
         grant: Some(grant),
         parts: Some(parts),
+        body,
+        pending: Some(pending),
+    }
+}
+
+/// Every check and policy passed: use up what the grant consumes (a
+/// refresh token), then forward.
+fn commit<S, B>(pending: Pending<S>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    if grant.uncommitted_refresh().is_none() {
+        return forward(pending, body, grant);
+    }
+    State::Committing {
+        commit: Arc::clone(&pending.gate).commit(grant),
         body,
         pending: Some(pending),
     }

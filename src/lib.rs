@@ -91,7 +91,8 @@ pub use self::{
     clock::{Clock, ManualClock, SystemClock},
     code::CodeRecord,
     device::{
-        DeviceDecision, DeviceRecord, DeviceStatus, Devices, PollOutcome, normalize_user_code,
+        DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, Devices, PollOutcome,
+        normalize_user_code,
     },
     dialect::Dialect,
     error::{ErrorCode, Rejection},
@@ -108,7 +109,7 @@ pub use self::{
     secret::{CodeKey, SecretDigest},
     service::TokenGate,
     store::{
-        ClientsFileError, CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore,
+        ClientsFileError, CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Lookup,
         MemoryStore, Redemption, RefreshStore, StoreError, parse_clients,
     },
 };

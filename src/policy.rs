@@ -94,7 +94,8 @@ impl fmt::Debug for PolicyRequest {
 ///
 /// let blocked = PolicyError::new("client_blocked", "This client is blocked.")
 ///     .unwrap()
-///     .with_status(StatusCode::FORBIDDEN);
+///     .with_status(StatusCode::FORBIDDEN)
+///     .unwrap();
 /// assert_eq!(blocked.error(), "client_blocked");
 /// assert!(PolicyError::new("x", "say \"no\"").is_err());
 /// let standard = PolicyError::standard(ErrorCode::InvalidGrant, "the user is locked out").unwrap();
@@ -180,11 +181,17 @@ impl PolicyError {
         Ok(self)
     }
 
-    /// The HTTP status (default: 400, or the GitHub dialect's error status).
-    #[must_use]
-    pub fn with_status(mut self, status: StatusCode) -> Self {
+    /// The HTTP status (default: 400, or the GitHub dialect's error status):
+    /// a 4xx or 5xx, or 200 for GitHub-style errors. Any other would hide
+    /// the refusal from a client (a 3xx, a bodiless 204) or announce nothing.
+    pub fn with_status(mut self, status: StatusCode) -> Result<Self, InvalidPolicyError> {
+        if !(status.is_client_error() || status.is_server_error() || status == StatusCode::OK) {
+            return Err(InvalidPolicyError(
+                "a policy error's status must be 4xx, 5xx or 200",
+            ));
+        }
         self.status = Some(status);
-        self
+        Ok(self)
     }
 
     /// The `error` field.

@@ -82,10 +82,16 @@ impl RefreshTokens {
         };
         let token = random_code().map_err(|e| StoreError::with_source("no randomness", e))?;
         let now = settings.clock.now();
+        // RFC 6749 §6: the new refresh token keeps the old one's scope, even
+        // when this access token was narrowed.
+        let scopes = match grant.refresh() {
+            Some(previous) => previous.scopes.clone(),
+            None => grant.scopes().to_vec(),
+        };
         let record = RefreshRecord {
             client_id: grant.client().client_id().to_owned(),
             subject: subject.to_owned(),
-            scopes: grant.scopes().to_vec(),
+            scopes,
             family,
             issued_at: now,
             expires_at: now + settings.refresh_lifetime,

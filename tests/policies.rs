@@ -28,7 +28,8 @@ async fn a_closure_can_refuse_with_a_custom_error() {
                         .unwrap()
                         .with_uri("https://auth.example/errors#tenant")
                         .unwrap()
-                        .with_status(StatusCode::FORBIDDEN),
+                        .with_status(StatusCode::FORBIDDEN)
+                        .unwrap(),
                 );
             }
             Ok(())

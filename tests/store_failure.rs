@@ -13,8 +13,8 @@ use std::time::SystemTime;
 
 use tokengate::{
     Client, CodeKey, CodeRecord, CodeStore, CredentialStore, DeviceDecision, DeviceRecord,
-    DeviceStore, Dialect, MemoryStore, PollOutcome, Redemption, RefreshRecord, RefreshStore,
-    StoreError, TokenGateLayer,
+    DeviceStore, Dialect, Lookup, MemoryStore, PollOutcome, Redemption, RefreshRecord,
+    RefreshStore, StoreError, TokenGateLayer,
 };
 
 /// A memory store whose client look-ups or redemptions can be switched off.
@@ -36,6 +36,11 @@ impl Flaky {
 }
 
 impl RefreshStore for Flaky {
+    async fn find_refresh_token(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
+        self.tokens()?;
+        self.inner.find_refresh_token(key).await
+    }
+
     async fn issue_refresh_token(
         &self,
         key: CodeKey,

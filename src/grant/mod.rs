@@ -13,6 +13,7 @@ use crate::{
     code::CodeRecord,
     device::DeviceRecord,
     refresh::RefreshRecord,
+    secret::CodeKey,
 };
 
 /// What the gate established about a forwarded request, in its extensions.
@@ -44,6 +45,8 @@ struct Inner {
 enum Kind {
     AuthorizationCode(CodeRecord),
     RefreshToken {
+        /// The token's key, to rotate it once every check passed.
+        key: CodeKey,
         previous: RefreshRecord,
         scopes: Vec<String>,
     },
@@ -69,10 +72,27 @@ impl ValidatedGrant {
 
     pub(crate) fn refresh_token(
         client: Arc<Client>,
+        key: CodeKey,
         previous: RefreshRecord,
         scopes: Vec<String>,
     ) -> Self {
-        Self::new(client, Kind::RefreshToken { previous, scopes })
+        Self::new(
+            client,
+            Kind::RefreshToken {
+                key,
+                previous,
+                scopes,
+            },
+        )
+    }
+
+    /// The refresh token still to rotate before the request may be
+    /// forwarded, for the refresh grant.
+    pub(crate) fn uncommitted_refresh(&self) -> Option<&CodeKey> {
+        match &self.inner.kind {
+            Kind::RefreshToken { key, .. } => Some(key),
+            _ => None,
+        }
     }
 
     pub(crate) fn device_code(client: Arc<Client>, record: DeviceRecord, subject: String) -> Self {

@@ -10,14 +10,14 @@ use std::{
 };
 
 use super::{
-    ClientsFileError, CodeStore, CredentialStore, DeviceStore, Redemption, RefreshStore,
+    ClientsFileError, CodeStore, CredentialStore, DeviceStore, Lookup, Redemption, RefreshStore,
     StoreError, clients_file,
 };
 use crate::{
     client::Client,
     clock::{Clock, SystemClock},
     code::CodeRecord,
-    device::{DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome},
+    device::{DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome},
     refresh::RefreshRecord,
     secret::CodeKey,
 };
@@ -298,6 +298,17 @@ impl RefreshStore for MemoryStore {
         Ok(())
     }
 
+    async fn find_refresh_token(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
+        let now = self.inner.clock.now();
+        let refresh = lock(&self.inner.refresh);
+        Ok(match refresh.tokens.get(key) {
+            Some(entry) if entry.record.is_expired(now) => Lookup::Unknown,
+            Some(entry) if entry.used => Lookup::Used(entry.record.clone()),
+            Some(entry) => Lookup::Unused(entry.record.clone()),
+            None => Lookup::Unknown,
+        })
+    }
+
     async fn rotate_refresh_token(
         &self,
         key: &CodeKey,
@@ -351,7 +362,7 @@ impl DeviceStore for MemoryStore {
                 by_user_code,
                 ..
             } = &mut *devices;
-            by_key.retain(|_, record| now < record.expires_at);
+            by_key.retain(|_, record| now < record.expires_at + DEVICE_TOMBSTONE);
             by_user_code.retain(|_, key| by_key.contains_key(key));
         }
         let live = devices
@@ -378,7 +389,7 @@ impl DeviceStore for MemoryStore {
             return Ok(PollOutcome::Unknown);
         };
         let outcome = record.poll(client_id, now);
-        if matches!(outcome, PollOutcome::Approved(_) | PollOutcome::Expired) {
+        if matches!(outcome, PollOutcome::Approved(_)) {
             if let Some(record) = devices.by_key.remove(key) {
                 devices.by_user_code.remove(&record.user_code);
             }

@@ -91,6 +91,17 @@ pub enum Redemption<T = CodeRecord> {
     Unknown,
 }
 
+/// What a store knows of a value, read without using it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<T> {
+    /// Live and not used yet.
+    Unused(T),
+    /// Already used: presenting it again is a replay.
+    Used(T),
+    /// No such value (never issued, revoked, or forgotten after expiry).
+    Unknown,
+}
+
 /// Keeps refresh tokens, each under the digest of its value, with rotation.
 ///
 /// A layer without a refresh store answers `unsupported_grant_type` to
@@ -103,6 +114,13 @@ pub trait RefreshStore: Send + Sync + 'static {
         key: CodeKey,
         record: RefreshRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads a token without using it up, so every check can run before it
+    /// is rotated. A token whose family was revoked is [`Lookup::Unknown`].
+    fn find_refresh_token(
+        &self,
+        key: &CodeKey,
+    ) -> impl Future<Output = Result<Lookup<RefreshRecord>, StoreError>> + Send;
 
     /// Takes the token out of service in one atomic step (rotation), as
     /// [`CodeStore::redeem`] does for codes. A token whose family was revoked
@@ -208,6 +226,10 @@ impl StdError for StoreError {
 impl RefreshStore for () {
     async fn issue_refresh_token(&self, _: CodeKey, _: RefreshRecord) -> Result<(), StoreError> {
         Err(StoreError::new("the layer has no refresh store"))
+    }
+
+    async fn find_refresh_token(&self, _: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
+        Ok(Lookup::Unknown)
     }
 
     async fn rotate_refresh_token(

@@ -19,14 +19,14 @@ use sqlx::{
 };
 
 use super::{
-    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Redemption, RefreshStore,
-    StoreError,
+    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Lookup, Redemption,
+    RefreshStore, StoreError,
 };
 use crate::{
     client::{Client, StoredClient},
     clock::{Clock, SystemClock},
     code::CodeRecord,
-    device::{DeviceDecision, DeviceRecord, PollOutcome},
+    device::{DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, PollOutcome},
     refresh::RefreshRecord,
     secret::CodeKey,
 };
@@ -174,16 +174,18 @@ impl PostgresStore {
     pub async fn sweep(&self) -> Result<(), StoreError> {
         let now = millis(self.inner.clock.now());
         self.bounded("sweep", async {
-            for table in [
-                "tokengate_codes",
-                "tokengate_refresh_tokens",
-                "tokengate_devices",
-            ] {
+            for table in ["tokengate_codes", "tokengate_refresh_tokens"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE expires_at_ms <= $1"))
                     .bind(now)
                     .execute(&self.inner.pool)
                     .await?;
             }
+            // Expired device codes stay a while, to keep answering
+            // expired_token.
+            sqlx::query("DELETE FROM tokengate_devices WHERE expires_at_ms <= $1")
+                .bind(now - i64::try_from(DEVICE_TOMBSTONE.as_millis()).unwrap_or(0))
+                .execute(&self.inner.pool)
+                .await?;
             sqlx::query("DELETE FROM tokengate_revoked_families WHERE until_ms <= $1")
                 .bind(now)
                 .execute(&self.inner.pool)
@@ -370,6 +372,31 @@ impl RefreshStore for PostgresStore {
                 "the refresh token family was revoked, or the key exists",
             ))
         }
+    }
+
+    async fn find_refresh_token(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
+        let row = self
+            .bounded("find refresh token", async {
+                sqlx::query(
+                    "SELECT record::text, uses FROM tokengate_refresh_tokens t
+                     WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)",
+                )
+                .bind(&key.as_bytes()[..])
+                .fetch_optional(&self.inner.pool)
+                .await
+            })
+            .await?;
+        let Some(row) = row else {
+            return Ok(Lookup::Unknown);
+        };
+        let json: String = row.try_get(0).map_err(failed("read record"))?;
+        let uses: i32 = row.try_get(1).map_err(failed("read record"))?;
+        let record = decode(&json)?;
+        Ok(if uses == 0 {
+            Lookup::Unused(record)
+        } else {
+            Lookup::Used(record)
+        })
     }
 
     async fn rotate_refresh_token(

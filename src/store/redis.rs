@@ -20,13 +20,15 @@ use redis::{
 };
 
 use super::{
-    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Redemption, RefreshStore,
-    StoreError,
+    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Lookup, Redemption,
+    RefreshStore, StoreError,
 };
 use crate::{
     client::{Client, StoredClient},
     code::CodeRecord,
-    device::{DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome, SLOW_DOWN_STEP},
+    device::{
+        DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome, SLOW_DOWN_STEP,
+    },
     refresh::RefreshRecord,
     secret::CodeKey,
 };
@@ -188,6 +190,15 @@ local uses = redis.call('HINCRBY', KEYS[1], 'uses', 1)
 return {rec, uses}
 ";
 
+/// Reads a refresh token without using it: the record and its use count;
+/// nothing for a token of a revoked family.
+const PEEK_REFRESH: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family')
+if not f[1] then return false end
+if f[3] and redis.call('EXISTS', ARGV[1] .. f[3]) == 1 then return false end
+return {f[1], tonumber(f[2])}
+";
+
 /// Stores a refresh token and adds it to its family, unless the family was
 /// revoked (-1) or the key exists (0).
 const ISSUE_REFRESH: &str = r"
@@ -214,11 +225,13 @@ return 1
 ";
 
 /// Stores a device authorization and its user code, unless either exists.
+/// The record outlives the code by ARGV[7] ms, so late polls still hear
+/// `expired_token`; the user code is freed at expiry.
 const ISSUE_DEVICE: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'client_id', ARGV[1], 'expires_at', ARGV[2], 'interval', ARGV[3],
   'rec', ARGV[4], 'status', 'pending', 'subject', '', 'last_poll', '', 'user_key', KEYS[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]) + tonumber(ARGV[7]))
 redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[5])
 return 1
 ";
@@ -230,10 +243,7 @@ const POLL_DEVICE: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'client_id', 'expires_at', 'last_poll', 'interval', 'status', 'subject', 'rec', 'user_key')
 if not f[1] or f[1] ~= ARGV[1] then return {'unknown'} end
 local now = tonumber(ARGV[2])
-if now >= tonumber(f[2]) then
-  redis.call('DEL', KEYS[1], f[8])
-  return {'expired'}
-end
+if now >= tonumber(f[2]) then return {'expired'} end
 local interval = tonumber(f[4])
 local too_soon = f[3] ~= '' and now < tonumber(f[3]) + interval * 1000
 redis.call('HSET', KEYS[1], 'last_poll', ARGV[2])
@@ -265,6 +275,7 @@ struct Scripts {
     issue: Script,
     redeem: Script,
     issue_refresh: Script,
+    peek_refresh: Script,
     revoke_family: Script,
     issue_device: Script,
     poll_device: Script,
@@ -275,6 +286,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     issue: Script::new(ISSUE),
     redeem: Script::new(REDEEM),
     issue_refresh: Script::new(ISSUE_REFRESH),
+    peek_refresh: Script::new(PEEK_REFRESH),
     revoke_family: Script::new(REVOKE_FAMILY),
     issue_device: Script::new(ISSUE_DEVICE),
     poll_device: Script::new(POLL_DEVICE),
@@ -398,6 +410,32 @@ impl RefreshStore for RedisStore {
         }
     }
 
+    async fn find_refresh_token(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
+        let token_key = self.key("refresh", &key.to_hex());
+        let revoked_prefix = self.key("revoked", "");
+        let value: Value = self
+            .run("find refresh token", |mut c| async move {
+                SCRIPTS
+                    .peek_refresh
+                    .key(token_key)
+                    .arg(revoked_prefix)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let (json, uses): (String, i64) = match value {
+            Value::Nil => return Ok(Lookup::Unknown),
+            other => redis::from_redis_value(other)
+                .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?,
+        };
+        let record = decode(&json)?;
+        Ok(if uses == 0 {
+            Lookup::Unused(record)
+        } else {
+            Lookup::Used(record)
+        })
+    }
+
     async fn rotate_refresh_token(
         &self,
         key: &CodeKey,
@@ -453,6 +491,7 @@ impl DeviceStore for RedisStore {
                     .arg(json)
                     .arg(ttl)
                     .arg(hex)
+                    .arg(i64::try_from(DEVICE_TOMBSTONE.as_millis()).unwrap_or(0))
                     .invoke_async(&mut c)
                     .await
             })
