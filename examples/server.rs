@@ -35,8 +35,8 @@ use axum::{
     Form, Router,
     body::Body,
     extract::{Query, Request, State},
-    http::{Response, StatusCode},
-    response::Html,
+    http::{HeaderValue, Response, StatusCode},
+    response::{Html, IntoResponse},
     routing::{get, post},
 };
 use tokengate::{
@@ -165,7 +165,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let mut page_secret = [0u8; 32];
+    getrandom::fill(&mut page_secret).expect("the operating system's random source");
     let state = Demo {
+        page_secret,
         dialect: options.dialect,
         gated: options.gate,
         authorizer: layer.authorizer(),
@@ -282,11 +285,26 @@ where
 /// What the demo's handlers share.
 #[derive(Clone)]
 struct Demo {
+    /// Signs the device confirmation page (a random value per process).
+    page_secret: [u8; 32],
     dialect: Dialect,
     gated: bool,
     authorizer: Authorizer,
     refresh_tokens: RefreshTokens,
     devices: Devices,
+}
+
+impl Demo {
+    /// The token the confirmation page for `user_code` carries.
+    fn confirmation(&self, user_code: &str) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(
+            Sha256::new()
+                .chain_update(self.page_secret)
+                .chain_update(user_code)
+                .finalize(),
+        )
+    }
 }
 
 /// Approves every valid request for the demo user.
@@ -316,7 +334,7 @@ async fn mint_token(State(demo): State<Demo>, request: Request) -> Response<Body
     if grant.is_none() && demo.gated {
         // Behind the gate this cannot happen; if a misconfiguration ever
         // routed a request around it, refuse rather than mint.
-        return status(StatusCode::INTERNAL_SERVER_ERROR, "the gate did not run\n");
+        return server_error(format);
     }
     let separator = if demo.dialect == Dialect::GitHub {
         ","
@@ -337,7 +355,7 @@ async fn mint_token(State(demo): State<Demo>, request: Request) -> Response<Body
                 Ok(token) => Some(token),
                 Err(error) => {
                     tracing::error!(%error, "could not issue a refresh token");
-                    return status(StatusCode::INTERNAL_SERVER_ERROR, "server_error\n");
+                    return server_error(format);
                 }
             }
         }
@@ -360,59 +378,88 @@ async fn mint_token(State(demo): State<Demo>, request: Request) -> Response<Body
 }
 
 /// The page where a person types the code their device shows.
-async fn device_page(Query(query): Query<HashMap<String, String>>) -> Html<String> {
+async fn device_page(Query(query): Query<HashMap<String, String>>) -> Response<Body> {
     let prefill = query
         .get("user_code")
         .map(|c| escape_html(c))
         .unwrap_or_default();
-    Html(page(
+    html(
+        StatusCode::OK,
         "Activate a device",
         &format!(
             r#"<p>Enter the code displayed on your device.</p>
 <form method="post" action="/login/device">
   <input name="user_code" value="{prefill}" placeholder="WDJB-MJHT" autocomplete="off" autofocus required>
-  <button name="decision" value="approve">Approve</button>
-  <button name="decision" value="deny">Deny</button>
+  <button>Continue</button>
 </form>"#
         ),
-    ))
+    )
 }
 
 #[derive(serde::Deserialize)]
-struct Decision {
+struct DeviceForm {
     user_code: String,
-    decision: String,
+    decision: Option<String>,
+    confirm: Option<String>,
 }
 
-/// The person's answer: approve for the demo user, or deny.
-async fn device_decision(
-    State(demo): State<Demo>,
-    Form(form): Form<Decision>,
-) -> (StatusCode, Html<String>) {
+/// Two steps: the code the person typed shows who asks for what; only that
+/// confirmation page (its token ties the decision to the code shown) can
+/// approve or deny.
+async fn device_decision(State(demo): State<Demo>, Form(form): Form<DeviceForm>) -> Response<Body> {
     let code = escape_html(&form.user_code);
     let pending = match demo.devices.lookup(&form.user_code).await {
         Ok(pending) => pending,
         Err(error) => {
             tracing::error!(%error, "device store failed");
-            return (
+            return html(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Html(page("Error", "<p>Please try again.</p>")),
+                "Error",
+                "<p>Please try again.</p>",
             );
         }
     };
     let Some(pending) = pending else {
-        return (
+        return html(
             StatusCode::NOT_FOUND,
-            Html(page(
-                "Unknown code",
-                &format!(
-                    "<p>No pending request has the code <b>{code}</b>. It may have expired.</p><p><a href=\"/login/device\">Try again</a></p>"
-                ),
-            )),
+            "Unknown code",
+            &format!(
+                "<p>No pending request has the code <b>{code}</b>. It may have expired.</p><p><a href=\"/login/device\">Try again</a></p>"
+            ),
         );
     };
     let client = escape_html(&pending.client_id);
-    let decided = match form.decision.as_str() {
+    let confirm = demo.confirmation(&pending.user_code);
+    let Some(decision) = &form.decision else {
+        let scopes = if pending.scopes.is_empty() {
+            "no particular scope".to_owned()
+        } else {
+            escape_html(&pending.scopes.join(", "))
+        };
+        return html(
+            StatusCode::OK,
+            "Authorize a device",
+            &format!(
+                r#"<p><b>{client}</b> asks to act as <b>{DEMO_USER}</b> with {scopes}.</p>
+<form method="post" action="/login/device">
+  <input type="hidden" name="user_code" value="{code}">
+  <input type="hidden" name="confirm" value="{confirm}">
+  <button name="decision" value="approve">Approve</button>
+  <button name="decision" value="deny">Deny</button>
+</form>"#
+            ),
+        );
+    };
+    // Without the confirmation page's token, a decision could be forged by
+    // another site (CSRF) or made without seeing who asks.
+    if form.confirm.as_deref() != Some(confirm.as_str()) {
+        return html(
+            StatusCode::FORBIDDEN,
+            "Confirm first",
+            "<p>Please review the request before deciding.</p><p><a href=\"/login/device\">Start again</a></p>",
+        );
+    }
+    let decided = match decision.as_str() {
         "approve" => demo
             .devices
             .approve(&form.user_code, DEMO_USER)
@@ -424,35 +471,47 @@ async fn device_decision(
             .await
             .map(|ok| (ok, "denied")),
         _ => {
-            return (
+            return html(
                 StatusCode::BAD_REQUEST,
-                Html(page("Error", "<p>Choose approve or deny.</p>")),
+                "Error",
+                "<p>Choose approve or deny.</p>",
             );
         }
     };
     match decided {
-        Ok((true, verb)) => (
+        Ok((true, verb)) => html(
             StatusCode::OK,
-            Html(page(
-                "Done",
-                &format!("<p>You {verb} <b>{client}</b>. You can return to your device.</p>"),
-            )),
+            "Done",
+            &format!("<p>You {verb} <b>{client}</b>. You can return to your device.</p>"),
         ),
-        Ok((false, _)) => (
+        Ok((false, _)) => html(
             StatusCode::CONFLICT,
-            Html(page(
-                "Already decided",
-                "<p>This code was decided already or has expired.</p>",
-            )),
+            "Already decided",
+            "<p>This code was decided already or has expired.</p>",
         ),
         Err(error) => {
             tracing::error!(%error, "device store failed");
-            (
+            html(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Html(page("Error", "<p>Please try again.</p>")),
+                "Error",
+                "<p>Please try again.</p>",
             )
         }
     }
+}
+
+/// A page that no other site may frame (clickjacking) and no cache keeps.
+fn html(status: StatusCode, title: &str, body: &str) -> Response<Body> {
+    let mut response = Html(page(title, body)).into_response();
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; form-action 'self'"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    response
 }
 
 fn page(title: &str, body: &str) -> String {
@@ -475,9 +534,18 @@ fn escape_html(text: &str) -> String {
         .collect()
 }
 
-fn status(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(text));
-    *response.status_mut() = status;
+/// An OAuth `server_error` in the client's format.
+fn server_error(format: ResponseFormat) -> Response<Body> {
+    let mut response = format
+        .response(&[
+            ("error", FieldValue::from("server_error")),
+            (
+                "error_description",
+                "the authorization server could not complete the request".into(),
+            ),
+        ])
+        .map(Body::from);
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
 }
 

@@ -415,16 +415,21 @@ async fn the_device_flow_end_to_end() {
             page.body
                 .contains("<form method=\"post\" action=\"/login/device\">")
         );
+        assert_eq!(page.headers["x-frame-options"], "DENY");
         let (device_code, user_code) = start_device().await;
         let typed: String =
             form_urlencoded::byte_serialize(user_code.to_lowercase().as_bytes()).collect();
-        let decided = form_post(
+        // A decision without the confirmation page (CSRF, or a person who
+        // never saw who asks) is refused.
+        let forged = form_post(
             &server.addr,
             "/login/device",
             "",
             &format!("user_code={typed}&decision=approve"),
         )
         .await;
+        assert_eq!(forged.status, 403, "{}", forged.body);
+        let decided = decide(&server.addr, &typed, "approve").await;
         assert_eq!(decided.status, 200, "{}", decided.body);
         assert!(decided.body.contains("You approved <b>demo-client</b>"));
         let reply = token(&server.addr, accept, &poll(&device_code)).await;
@@ -444,13 +449,7 @@ async fn the_device_flow_end_to_end() {
         assert_eq!(reply.json()["error"], expected);
         // Denied.
         let (device_code, user_code) = start_device().await;
-        form_post(
-            &server.addr,
-            "/login/device",
-            "",
-            &format!("user_code={user_code}&decision=deny"),
-        )
-        .await;
+        decide(&server.addr, &user_code, "deny").await;
         assert_eq!(
             token(&server.addr, accept, &poll(&device_code))
                 .await
@@ -468,6 +467,31 @@ async fn the_device_flow_end_to_end() {
         assert_eq!(reply.status, 404);
         assert!(reply.body.contains("&lt;script&gt;") && !reply.body.contains("<script>"));
     }
+}
+
+/// Looks the code up, reads the confirmation page, and decides on it.
+async fn decide(addr: &str, typed: &str, decision: &str) -> Reply {
+    let confirm_page = form_post(addr, "/login/device", "", &format!("user_code={typed}")).await;
+    assert_eq!(confirm_page.status, 200, "{}", confirm_page.body);
+    assert!(
+        confirm_page
+            .body
+            .contains("<b>demo-client</b> asks to act as <b>demo-user</b> with repo.")
+    );
+    let confirm = confirm_page
+        .body
+        .split("name=\"confirm\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a confirmation token")
+        .to_owned();
+    form_post(
+        addr,
+        "/login/device",
+        "",
+        &format!("user_code={typed}&confirm={confirm}&decision={decision}"),
+    )
+    .await
 }
 
 #[tokio::test]
