@@ -13,20 +13,21 @@ use crate::{
     store::CredentialStore,
 };
 
-/// Who the request says it is, and how it proves it.
-struct Claim {
-    client_id: String,
-    secret: Option<String>,
+/// Who the request says it is, and how it proves it (borrowed from the
+/// request: nothing is copied).
+struct Claim<'a> {
+    client_id: &'a str,
+    secret: Option<&'a str>,
 }
 
 /// Picks the one authentication method the request used.
-fn claim(request: &mut TokenRequest) -> Result<Claim, Failure> {
-    match request.basic.take() {
+fn claim(request: &TokenRequest) -> Result<Claim<'_>, Failure> {
+    match &request.basic {
         Some(basic) => {
             let BasicCredentials {
                 client_id,
                 client_secret,
-            } = basic?;
+            } = basic.as_ref().map_err(|failure| *failure)?;
             if request.client_secret.is_some() {
                 return Err(Failure::TwoAuthMethods);
             }
@@ -35,21 +36,21 @@ fn claim(request: &mut TokenRequest) -> Result<Claim, Failure> {
             if request
                 .client_id
                 .as_ref()
-                .is_some_and(|id| *id != client_id)
+                .is_some_and(|id| id.as_str() != client_id)
             {
                 return Err(Failure::ClientIdConflict);
             }
             Ok(Claim {
                 client_id,
-                secret: Some(client_secret).filter(|s| !s.is_empty()),
+                secret: Some(client_secret.as_str()).filter(|s| !s.is_empty()),
             })
         }
         None => Ok(Claim {
             client_id: request
                 .client_id
-                .clone()
+                .as_deref()
                 .ok_or(Failure::BadClientCredentials)?,
-            secret: request.client_secret.take(),
+            secret: request.client_secret.as_deref(),
         }),
     }
 }
@@ -74,15 +75,15 @@ pub(crate) fn claimed_id(request: &TokenRequest) -> Option<&str> {
 /// that is sent must still be right.
 pub(crate) async fn authenticate<C: CredentialStore>(
     store: &C,
-    request: &mut TokenRequest,
+    request: &TokenRequest,
     id_suffices: bool,
 ) -> Result<Arc<Client>, Failure> {
     let claim = claim(request)?;
-    let client = store.client(&claim.client_id).await.map_err(|error| {
+    let client = store.client(claim.client_id).await.map_err(|error| {
         tracing::error!(%error, "credential store failed");
         Failure::Store
     })?;
-    let presented = SecretDigest::of(claim.secret.as_deref().unwrap_or(""));
+    let presented = SecretDigest::of(claim.secret.unwrap_or(""));
     let accepted = match &client {
         Some(client) if client.is_public() => {
             // Burn the same comparison a confidential client would cost.

@@ -187,7 +187,7 @@ where
     R: RefreshStore,
     D: DeviceStore,
 {
-    async fn run(&self, mut request: TokenRequest) -> Result<ValidatedGrant, Failure> {
+    async fn run(&self, request: &TokenRequest) -> Result<ValidatedGrant, Failure> {
         let settings = &self.settings;
         let grant = match request.grant_type.as_deref() {
             Some(name) => GrantType::from_param(name)
@@ -198,7 +198,7 @@ where
         };
         // GitHub's device flow identifies the client by its id alone.
         let id_suffices = grant == GrantType::DeviceCode && settings.dialect() == Dialect::GitHub;
-        let client = authenticate(&self.credentials, &mut request, id_suffices).await?;
+        let client = authenticate(&self.credentials, request, id_suffices).await?;
         if !client.allows_grant(grant) {
             return Err(match grant {
                 GrantType::DeviceCode => Failure::DeviceFlowDisabled,
@@ -208,21 +208,21 @@ where
         match grant {
             GrantType::AuthorizationCode => {
                 let record =
-                    authorization_code::redeem(&self.codes, settings, &client, &request).await?;
+                    authorization_code::redeem(&self.codes, settings, &client, request).await?;
                 Ok(ValidatedGrant::authorization_code(client, record))
             }
             GrantType::RefreshToken => {
                 let (key, previous, scopes) =
-                    refresh_token::check(&self.refresh, settings, &client, &request).await?;
+                    refresh_token::check(&self.refresh, settings, &client, request).await?;
                 Ok(ValidatedGrant::refresh_token(client, key, previous, scopes))
             }
             GrantType::DeviceCode => {
                 let (record, subject) =
-                    device_code::poll(&self.devices, settings, &client, &request).await?;
+                    device_code::poll(&self.devices, settings, &client, request).await?;
                 Ok(ValidatedGrant::device_code(client, record, subject))
             }
             GrantType::ClientCredentials => {
-                let scopes = client_credentials::scopes(settings, &client, &request)?;
+                let scopes = client_credentials::scopes(settings, &client, request)?;
                 Ok(ValidatedGrant::client_credentials(client, scopes))
             }
         }
@@ -232,12 +232,12 @@ where
     /// device flow and the scopes, and issue a device and a user code.
     async fn device_authorization(
         &self,
-        mut request: TokenRequest,
+        request: TokenRequest,
         host: Option<String>,
     ) -> Result<DeviceAuthorization, Failure> {
         let settings = &self.settings;
         let id_suffices = settings.dialect() == Dialect::GitHub;
-        let client = authenticate(&self.credentials, &mut request, id_suffices).await?;
+        let client = authenticate(&self.credentials, &request, id_suffices).await?;
         if !client.allows_grant(GrantType::DeviceCode) {
             return Err(Failure::DeviceFlowDisabled);
         }
@@ -314,10 +314,12 @@ where
 
     fn check(self: Arc<Self>, request: TokenRequest) -> BoxFuture<Result<ValidatedGrant, Refusal>> {
         Box::pin(async move {
-            let client_id = claimed_id(&request).map(str::to_owned);
-            self.run(request)
-                .await
-                .map_err(|failure| Refusal { failure, client_id })
+            let verdict = self.run(&request).await;
+            // The claimed id is copied for the log only when refusing.
+            verdict.map_err(|failure| Refusal {
+                failure,
+                client_id: claimed_id(&request).map(str::to_owned),
+            })
         })
     }
 

@@ -60,32 +60,32 @@ pin_project! {
             body: B,
             received: BytesMut,
             limit: usize,
-            pending: Option<Pending<S>>,
+            pending: Option<Box<Pending<S>>>,
         },
         Checking {
             check: BoxFuture<Result<ValidatedGrant, Refusal>>,
             body: Bytes,
-            pending: Option<Pending<S>>,
+            pending: Option<Box<Pending<S>>>,
         },
         Policing {
             policies: BoxFuture<Result<(), PolicyError>>,
             grant: Option<ValidatedGrant>,
             parts: Option<Arc<Parts>>,
             body: Bytes,
-            pending: Option<Pending<S>>,
+            pending: Option<Box<Pending<S>>>,
         },
         Committing {
             commit: BoxFuture<Result<ValidatedGrant, Refusal>>,
             body: Bytes,
-            pending: Option<Pending<S>>,
+            pending: Option<Box<Pending<S>>>,
         },
         AuthorizingDevice {
             authorize: BoxFuture<Result<DeviceAuthorization, Refusal>>,
-            pending: Option<Pending<S>>,
+            pending: Option<Box<Pending<S>>>,
         },
         // The gate's own answer: a refusal, or the device endpoint's reply.
         Answered {
-            response: Option<Response<Bytes>>,
+            response: Option<Box<Response<Bytes>>>,
         },
     }
 }
@@ -123,7 +123,7 @@ where
     pub(crate) fn refused(response: Response<Bytes>) -> Self {
         Self {
             state: State::Answered {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -134,7 +134,7 @@ where
                 body,
                 received: BytesMut::new(),
                 limit,
-                pending: Some(pending),
+                pending: Some(Box::new(pending)),
             },
         }
     }
@@ -164,7 +164,7 @@ where
                 }
                 StateProj::Answered { response } => {
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
-                    return Poll::Ready(Ok(response.map(ResponseBody::gate)));
+                    return Poll::Ready(Ok((*response).map(ResponseBody::gate)));
                 }
                 StateProj::Reading {
                     mut body,
@@ -210,12 +210,12 @@ where
                             commit(pending, std::mem::take(body), grant)
                         }
                         Err(error) => State::Answered {
-                            response: Some(refuse_by_policy(
+                            response: Some(Box::new(refuse_by_policy(
                                 pending.gate.settings(),
                                 error,
                                 pending.format,
                                 grant.client().client_id(),
-                            )),
+                            ))),
                         },
                     }
                 }
@@ -227,7 +227,7 @@ where
                     let verdict = ready!(commit.as_mut().poll(cx));
                     let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
                     match verdict {
-                        Ok(grant) => forward(pending, std::mem::take(body), grant),
+                        Ok(grant) => forward(*pending, std::mem::take(body), grant),
                         Err(Refusal { failure, client_id }) => {
                             refused(&pending, failure, client_id.as_deref())
                         }
@@ -238,7 +238,10 @@ where
                     let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
                     match verdict {
                         Ok(authorization) => State::Answered {
-                            response: Some(device_response(&authorization, pending.format)),
+                            response: Some(Box::new(device_response(
+                                &authorization,
+                                pending.format,
+                            ))),
                         },
                         Err(Refusal { failure, client_id }) => {
                             refused(&pending, failure, client_id.as_deref())
@@ -278,7 +281,7 @@ fn poll_read<B: Body<Data = Bytes>>(
 }
 
 /// The body is in (or could not be): parse it and start the checks.
-fn read_done<S, B>(read: Result<Bytes, Failure>, pending: Pending<S>) -> State<S, B>
+fn read_done<S, B>(read: Result<Bytes, Failure>, pending: Box<Pending<S>>) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -315,7 +318,7 @@ where
 }
 
 /// The built-in checks passed: run the application's policies, if any.
-fn police<S, B>(mut pending: Pending<S>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn police<S, B>(mut pending: Box<Pending<S>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -337,13 +340,13 @@ where
 
 /// Every check and policy passed: use up what the grant consumes (a
 /// refresh token), then forward.
-fn commit<S, B>(pending: Pending<S>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn commit<S, B>(pending: Box<Pending<S>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
     if grant.uncommitted_refresh().is_none() {
-        return forward(pending, body, grant);
+        return forward(*pending, body, grant);
     }
     State::Committing {
         commit: Arc::clone(&pending.gate).commit(grant),
@@ -385,12 +388,12 @@ where
     B: Body,
 {
     State::Answered {
-        response: Some(refuse(
+        response: Some(Box::new(refuse(
             pending.gate.settings(),
             failure,
             pending.format,
             client_id,
-        )),
+        ))),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The authorization-code grant (RFC 6749 §4.1.3, RFC 7636 §4.6): the code,
 //! the redirect URI and the PKCE verifier.
 
+use std::sync::Arc;
+
 use crate::{
     check::Settings,
     client::Client,
@@ -23,7 +25,7 @@ pub(crate) async fn redeem<K: CodeStore>(
     settings: &Settings,
     client: &Client,
     request: &TokenRequest,
-) -> Result<CodeRecord, Failure> {
+) -> Result<Arc<CodeRecord>, Failure> {
     let code = request.code.as_deref().ok_or(Failure::CodeMissing)?;
     // A redirect URI the client never registered fails without touching the
     // code: it is a static check on the request.
@@ -72,7 +74,9 @@ fn verify_bindings(
     request: &TokenRequest,
 ) -> Result<(), Failure> {
     match (&record.redirect_uri, &request.redirect_uri) {
-        (Some(bound), Some(sent)) if bound != sent => return Err(Failure::RedirectNotBound),
+        (Some(bound), Some(sent)) if bound.as_str() != sent.as_str() => {
+            return Err(Failure::RedirectNotBound);
+        }
         // GitHub treats redirect_uri as optional at the token endpoint.
         (Some(_), None) if settings.presentation.dialect == Dialect::Rfc6749 => {
             return Err(Failure::RedirectMissing);

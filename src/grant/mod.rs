@@ -43,7 +43,7 @@ struct Inner {
 
 #[derive(Debug)]
 enum Kind {
-    AuthorizationCode(CodeRecord),
+    AuthorizationCode(Arc<CodeRecord>),
     RefreshToken {
         /// The token's key, to rotate it once every check passed.
         key: CodeKey,
@@ -66,7 +66,7 @@ impl ValidatedGrant {
         }
     }
 
-    pub(crate) fn authorization_code(client: Arc<Client>, record: CodeRecord) -> Self {
+    pub(crate) fn authorization_code(client: Arc<Client>, record: Arc<CodeRecord>) -> Self {
         Self::new(client, Kind::AuthorizationCode(record))
     }
 

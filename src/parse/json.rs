@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{Param, Params};
+use super::{Param, Params, Value};
 use crate::error::Failure;
 
 /// The defined parameters; anything else in the object is ignored, however
@@ -42,7 +42,7 @@ pub(super) fn read(body: &[u8], params: &mut Params) -> Result<(), Failure> {
         (Param::DeviceCode, parsed.device_code),
     ] {
         if let Some(value) = value {
-            params.set(param, value)?;
+            params.set(param, Value::Owned(value))?;
         }
     }
     Ok(())

@@ -9,6 +9,9 @@ mod basic;
 pub(crate) mod form;
 mod json;
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
 use http::{
     HeaderMap,
     header::{AUTHORIZATION, CONTENT_TYPE},
@@ -84,12 +87,12 @@ impl Param {
 /// is absent, but still counts when the same name comes again).
 #[derive(Default)]
 pub(crate) struct Params {
-    values: [Option<String>; PARAMS],
+    values: [Option<Value>; PARAMS],
     seen: [bool; PARAMS],
 }
 
 impl Params {
-    fn set(&mut self, param: Param, value: String) -> Result<(), Failure> {
+    fn set(&mut self, param: Param, value: Value) -> Result<(), Failure> {
         let slot = param as usize;
         if std::mem::replace(&mut self.seen[slot], true) {
             return Err(Failure::Repeated(param.repeated()));
@@ -100,18 +103,54 @@ impl Params {
         Ok(())
     }
 
-    fn take(&mut self, param: Param) -> Option<String> {
+    fn take(&mut self, param: Param) -> Option<Value> {
         self.values[param as usize].take()
     }
 
-    fn read_form(&mut self, input: &[u8]) -> Result<(), Failure> {
+    /// Reads form pairs from `input`; a value that needed no decoding is
+    /// kept as a slice of `shared` (the body) when given, without a copy.
+    fn read_form(&mut self, input: &[u8], shared: Option<&Bytes>) -> Result<(), Failure> {
         for pair in form::pairs(input) {
             let (name, value) = pair.map_err(Failure::Malformed)?;
             if let Some(param) = Param::from_name(&name) {
-                self.set(param, value.into_owned())?;
+                let value = match (value, shared) {
+                    (Cow::Borrowed(text), Some(body)) => {
+                        Value::Shared(body.slice_ref(text.as_bytes()))
+                    }
+                    (value, _) => Value::Owned(value.into_owned()),
+                };
+                self.set(param, value)?;
             }
         }
         Ok(())
+    }
+}
+
+/// A parameter's value: a slice of the request body when it needed no
+/// decoding (the common case, and no copy), else the decoded text.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    /// Bytes of the body, checked to be UTF-8 when parsed.
+    Shared(Bytes),
+    Owned(String),
+}
+
+impl Value {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Checked when parsed; an empty string would only ever follow a
+            // bug, and refuses rather than panics.
+            Self::Shared(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
+            Self::Owned(text) => text,
+        }
+    }
+}
+
+impl std::ops::Deref for Value {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -119,15 +158,15 @@ impl Params {
 ///
 /// No `Debug`: it holds the client secret, the code and the verifier.
 pub(crate) struct TokenRequest {
-    pub(crate) grant_type: Option<String>,
-    pub(crate) code: Option<String>,
-    pub(crate) redirect_uri: Option<String>,
-    pub(crate) client_id: Option<String>,
-    pub(crate) client_secret: Option<String>,
-    pub(crate) code_verifier: Option<String>,
-    pub(crate) refresh_token: Option<String>,
-    pub(crate) scope: Option<String>,
-    pub(crate) device_code: Option<String>,
+    pub(crate) grant_type: Option<Value>,
+    pub(crate) code: Option<Value>,
+    pub(crate) redirect_uri: Option<Value>,
+    pub(crate) client_id: Option<Value>,
+    pub(crate) client_secret: Option<Value>,
+    pub(crate) code_verifier: Option<Value>,
+    pub(crate) refresh_token: Option<Value>,
+    pub(crate) scope: Option<Value>,
+    pub(crate) device_code: Option<Value>,
     /// The `Authorization` header's credentials; a bad header is reported
     /// when client authentication runs, so earlier checks win (SPEC order).
     pub(crate) basic: Option<Result<BasicCredentials, Failure>>,
@@ -135,17 +174,21 @@ pub(crate) struct TokenRequest {
 
 /// Parses the parameters of a token request with head `parts` and the
 /// buffered `body`.
-pub(crate) fn parse(parts: &Parts, body: &[u8], dialect: Dialect) -> Result<TokenRequest, Failure> {
+pub(crate) fn parse(
+    parts: &Parts,
+    body: &Bytes,
+    dialect: Dialect,
+) -> Result<TokenRequest, Failure> {
     let mut params = Params::default();
     match body_kind(&parts.headers, body)? {
         BodyKind::Empty => {}
-        BodyKind::Form => params.read_form(body)?,
+        BodyKind::Form => params.read_form(body, Some(body))?,
         BodyKind::Json if dialect == Dialect::GitHub => json::read(body, &mut params)?,
         BodyKind::Json => return Err(Failure::JsonBody),
     }
     if let Some(query) = parts.uri.query() {
         match dialect {
-            Dialect::GitHub => params.read_form(query.as_bytes())?,
+            Dialect::GitHub => params.read_form(query.as_bytes(), None)?,
             // Parameters in the URI end up in logs and histories (RFC 6749
             // §2.3.1, §3.2); other query parameters are not ours to judge.
             Dialect::Rfc6749 => {
@@ -239,10 +282,14 @@ mod tests {
 
     const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
+    fn run(parts: &Parts, body: &[u8], dialect: Dialect) -> Result<TokenRequest, Failure> {
+        parse(parts, &Bytes::copy_from_slice(body), dialect)
+    }
+
     #[test]
     fn reads_defined_parameters_and_ignores_others() {
         let parts = request("/token", FORM);
-        let req = parse(
+        let req = run(
             &parts,
             b"grant_type=authorization_code&code=abc&foo=1&foo=2&client_id=",
             Dialect::Rfc6749,
@@ -251,7 +298,7 @@ mod tests {
         .unwrap();
         assert_eq!(req.grant_type.as_deref(), Some("authorization_code"));
         assert_eq!(req.code.as_deref(), Some("abc"));
-        assert_eq!(req.client_id, None);
+        assert!(req.client_id.is_none());
     }
 
     #[test]
@@ -260,7 +307,7 @@ mod tests {
         for body in ["code=a&code=b", "code=&code=b", "code=a&code="] {
             assert!(
                 matches!(
-                    parse(&parts, body.as_bytes(), Dialect::Rfc6749),
+                    run(&parts, body.as_bytes(), Dialect::Rfc6749),
                     Err(Failure::Repeated(_))
                 ),
                 "{body}"
@@ -268,7 +315,7 @@ mod tests {
         }
         // Encoded names are the same parameter.
         assert!(matches!(
-            parse(&parts, b"code=a&c%6Fde=b", Dialect::Rfc6749),
+            run(&parts, b"code=a&c%6Fde=b", Dialect::Rfc6749),
             Err(Failure::Repeated(_))
         ));
     }
@@ -307,7 +354,7 @@ mod tests {
         for (ct, body, dialect, ok) in cases {
             let parts = request("/token", *ct);
             assert_eq!(
-                parse(&parts, body, *dialect).is_ok(),
+                run(&parts, body, *dialect).is_ok(),
                 *ok,
                 "{ct:?} {dialect:?}"
             );
@@ -317,28 +364,28 @@ mod tests {
     #[test]
     fn query_parameters_by_dialect() {
         let parts = request("/token?client_id=a&code=b", None);
-        let req = parse(&parts, b"", Dialect::GitHub).ok().unwrap();
+        let req = run(&parts, b"", Dialect::GitHub).ok().unwrap();
         assert_eq!(req.client_id.as_deref(), Some("a"));
         assert!(matches!(
-            parse(&parts, b"", Dialect::Rfc6749),
+            run(&parts, b"", Dialect::Rfc6749),
             Err(Failure::ContentType) | Err(Failure::ParametersInQuery)
         ));
         let parts = request("/token?client_secret=x", FORM);
         assert!(matches!(
-            parse(&parts, b"code=a", Dialect::Rfc6749),
+            run(&parts, b"code=a", Dialect::Rfc6749),
             Err(Failure::ParametersInQuery)
         ));
         let parts = request("/token?client_secret=s3cret%zz", FORM);
         assert!(matches!(
-            parse(&parts, b"code=a", Dialect::Rfc6749),
+            run(&parts, b"code=a", Dialect::Rfc6749),
             Err(Failure::ParametersInQuery)
         ));
         let parts = request("/token?tenant=x&odd=%zz", FORM);
-        assert!(parse(&parts, b"code=a", Dialect::Rfc6749).is_ok());
+        assert!(run(&parts, b"code=a", Dialect::Rfc6749).is_ok());
         // A parameter in both the body and the query is repeated.
         let parts = request("/token?code=a", FORM);
         assert!(matches!(
-            parse(&parts, b"code=b", Dialect::GitHub),
+            run(&parts, b"code=b", Dialect::GitHub),
             Err(Failure::Repeated(_))
         ));
     }
@@ -358,24 +405,24 @@ mod tests {
             (b"", false),
         ] {
             assert_eq!(
-                parse(&parts, body, Dialect::GitHub).is_ok(),
+                run(&parts, body, Dialect::GitHub).is_ok(),
                 ok,
                 "{}",
                 String::from_utf8_lossy(body)
             );
         }
         assert!(matches!(
-            parse(&parts, br#"{"code":"a","code":"b"}"#, Dialect::GitHub),
+            run(&parts, br#"{"code":"a","code":"b"}"#, Dialect::GitHub),
             Err(Failure::Repeated(_))
         ));
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         // Deep nesting in an unknown member is skipped without recursion.
         let body = format!(r#"{{"x":{deep},"code":"a"}}"#);
-        assert!(parse(&parts, body.as_bytes(), Dialect::GitHub).is_ok());
+        assert!(run(&parts, body.as_bytes(), Dialect::GitHub).is_ok());
         // In a defined parameter it is refused, without overflowing the stack.
         let body = format!(r#"{{"code":{deep}}}"#);
         assert!(matches!(
-            parse(&parts, body.as_bytes(), Dialect::GitHub),
+            run(&parts, body.as_bytes(), Dialect::GitHub),
             Err(Failure::Malformed(_))
         ));
     }

@@ -72,7 +72,7 @@ struct Devices {
 }
 
 struct Codes {
-    entries: HashMap<CodeKey, Entry<CodeRecord>>,
+    entries: HashMap<CodeKey, Entry<Arc<CodeRecord>>>,
     next_sweep: SystemTime,
 }
 
@@ -241,7 +241,7 @@ impl CodeStore for MemoryStore {
         codes.entries.insert(
             key,
             Entry {
-                record,
+                record: Arc::new(record),
                 used: false,
             },
         );
@@ -259,10 +259,10 @@ impl CodeStore for MemoryStore {
             return Ok(Redemption::Unknown);
         }
         if entry.used {
-            return Ok(Redemption::Replayed(entry.record.clone()));
+            return Ok(Redemption::Replayed(Arc::clone(&entry.record)));
         }
         entry.used = true;
-        Ok(Redemption::Redeemed(entry.record.clone()))
+        Ok(Redemption::Redeemed(Arc::clone(&entry.record)))
     }
 }
 

@@ -75,13 +75,14 @@ pub trait CodeStore: Send + Sync + 'static {
     /// Of any number of concurrent calls for one key, exactly one may answer
     /// [`Redemption::Redeemed`]; later ones answer [`Redemption::Replayed`]
     /// for as long as the store remembers the code (at least until it would
-    /// have expired), then [`Redemption::Unknown`].
+    /// have expired), then [`Redemption::Unknown`]. The record comes in an
+    /// `Arc`, so a store that keeps it in memory hands it out without a copy.
     fn redeem(&self, key: &CodeKey) -> impl Future<Output = Result<Redemption, StoreError>> + Send;
 }
 
 /// The outcome of taking a code or refresh token out of service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Redemption<T = CodeRecord> {
+pub enum Redemption<T = Arc<CodeRecord>> {
     /// This call took it; it is now used.
     Redeemed(T),
     /// It had already been used: a replay (RFC 6749 §4.1.2, RFC 9700
@@ -100,6 +101,17 @@ pub enum Lookup<T> {
     Used(T),
     /// No such value (never issued, revoked, or forgotten after expiry).
     Unknown,
+}
+
+impl<T> Redemption<T> {
+    /// The same outcome with the record transformed (`Arc::new`, say).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Redemption<U> {
+        match self {
+            Self::Redeemed(record) => Redemption::Redeemed(f(record)),
+            Self::Replayed(record) => Redemption::Replayed(f(record)),
+            Self::Unknown => Redemption::Unknown,
+        }
+    }
 }
 
 /// Keeps refresh tokens, each under the digest of its value, with rotation.

@@ -337,7 +337,7 @@ impl CodeStore for PostgresStore {
                     .await
             })
             .await?;
-        redemption(row)
+        redemption::<CodeRecord>(row).map(|redemption| redemption.map(Arc::new))
     }
 }
 
