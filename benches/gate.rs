@@ -15,6 +15,14 @@
 //!
 //! After each group, the pair is timed again with `Instant` over interleaved
 //! batches and one line gives the medians, the difference and their ratio.
+//!
+//! Then:
+//! - `rejections`: every row of SPEC.md's failure table the gate answers
+//!   itself, each timed alone (target: at most 2 µs each).
+//! - `grants`: a successful refresh (read, rotate, forward) and a device poll.
+//! - allocations: a counting allocator (`stats_alloc`) reports the heap
+//!   allocations of a pass-through, a rejection and a successful exchange,
+//!   gate minus bare handler (targets: 0 and at most 20).
 
 use std::{
     convert::Infallible,
@@ -28,11 +36,16 @@ use std::{
 
 use criterion::{BatchSize, Criterion, criterion_main};
 use http::{Request, Response, StatusCode, header::CONTENT_TYPE};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tokengate::{
     AuthorizationRequest, Authorizer, Client, DEFAULT_TOKEN_PATH, ManualClock, MemoryStore,
     PkceChallenge, RequestBody, TokenGateLayer, ValidatedGrant,
 };
 use tower::{Layer, Service, service_fn};
+
+/// Counts every heap allocation, for the allocation report.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 const CLIENT_ID: &str = "app";
 const SECRET: &str = "s3cret";
@@ -378,6 +391,272 @@ fn exchange(c: &mut Criterion) {
     }
 }
 
+/// A request for each row of the failure table that the gate answers on its
+/// own, named after the row.
+/// A named way of making one kind of request.
+type Case<'a> = (&'static str, Box<dyn Fn() -> Request<String> + 'a>);
+
+fn rejection_cases(minter: &Minter) -> Vec<Case<'_>> {
+    let form = |body: &'static str| move || token_request(body.to_owned());
+    vec![
+        (
+            "not_post",
+            Box::new(|| {
+                Request::get(DEFAULT_TOKEN_PATH)
+                    .body(String::new())
+                    .expect("valid request")
+            }),
+        ),
+        (
+            "body_over_limit",
+            Box::new(|| {
+                let mut request = token_request(String::new());
+                request
+                    .headers_mut()
+                    .insert("content-length", "1000000".parse().expect("a number"));
+                request
+            }),
+        ),
+        (
+            "wrong_content_type",
+            Box::new(|| {
+                let mut request = token_request("grant_type=authorization_code".to_owned());
+                request
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, "text/plain".parse().expect("a media type"));
+                request
+            }),
+        ),
+        (
+            "malformed_body",
+            Box::new(form("grant_type=authorization_code&code=%zz")),
+        ),
+        (
+            "parameter_repeated",
+            Box::new(form("grant_type=authorization_code&code=a&code=b")),
+        ),
+        (
+            "grant_type_missing",
+            Box::new(form("code=a&client_id=app&client_secret=s3cret")),
+        ),
+        (
+            "grant_type_unknown",
+            Box::new(form(
+                "grant_type=password&client_id=app&client_secret=s3cret",
+            )),
+        ),
+        ("unknown_client", Box::new(form(UNKNOWN_CLIENT_BODY))),
+        ("wrong_secret", Box::new(form(WRONG_SECRET_BODY))),
+        (
+            "two_auth_methods",
+            Box::new(|| {
+                let mut request = token_request(
+                    "grant_type=authorization_code&code=a&client_secret=s3cret".to_owned(),
+                );
+                request.headers_mut().insert(
+                    "authorization",
+                    "Basic YXBwOnMzY3JldA==".parse().expect("a header value"),
+                );
+                request
+            }),
+        ),
+        (
+            "code_missing",
+            Box::new(form(
+                "grant_type=authorization_code&client_id=app&client_secret=s3cret",
+            )),
+        ),
+        ("code_unknown", Box::new(|| exchange_request(FAKE_CODE))),
+        (
+            "redirect_not_registered",
+            Box::new(form(
+                "grant_type=authorization_code&code=a&client_id=app&client_secret=s3cret&redirect_uri=https%3A%2F%2Fevil.example%2F",
+            )),
+        ),
+        // A fresh code with a wrong verifier: the full redemption path.
+        (
+            "verifier_wrong",
+            Box::new(|| {
+                let request = minter.exchange_request();
+                let body = request.body().replace(VERIFIER, &"A".repeat(43));
+                token_request(body)
+            }),
+        ),
+        (
+            "refresh_token_unknown",
+            Box::new(form(
+                "grant_type=refresh_token&refresh_token=unknown&client_id=app&client_secret=s3cret",
+            )),
+        ),
+        (
+            "device_code_unknown",
+            Box::new(form(
+                "grant_type=urn:ietf:params:oauth:grant-type:device_code&device_code=unknown&client_id=app&client_secret=s3cret",
+            )),
+        ),
+    ]
+}
+
+fn rejections(c: &mut Criterion) {
+    let (layer, clock) = fixture_with_device();
+    let minter = Minter::new(&layer, clock);
+    let mut gated = layer.layer(service_fn(handler::<RequestBody<String>>));
+    let cases = rejection_cases(&minter);
+    for (name, make) in &cases {
+        let response = call(&mut gated, make());
+        assert!(
+            response.status().is_client_error()
+                && response
+                    .extensions()
+                    .get::<tokengate::Rejection>()
+                    .is_some(),
+            "{name}: {}",
+            response.status()
+        );
+    }
+    let mut group = c.benchmark_group("rejections");
+    for (name, make) in &cases {
+        group.bench_function(*name, |bencher| {
+            bencher.iter_batched(
+                make,
+                |request| call(&mut gated, request),
+                BatchSize::NumIterations(EXCHANGE_BATCH),
+            );
+        });
+    }
+    group.finish();
+}
+
+/// The fixture, with the demo client also allowed the device flow.
+fn fixture_with_device() -> (TokenGateLayer, ManualClock) {
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_clock(clock.clone());
+    store.insert_client(
+        Client::confidential(CLIENT_ID)
+            .with_secret(SECRET)
+            .with_redirect_uri(REDIRECT_URI)
+            .with_grant_types(tokengate::GrantType::ALL),
+    );
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .clock(clock.clone())
+        .build();
+    (layer, clock)
+}
+
+fn grants(c: &mut Criterion) {
+    let (layer, clock) = fixture_with_device();
+    let minter = Minter::new(&layer, clock.clone());
+    let tokens = layer.refresh_tokens();
+    let devices = layer.devices();
+    // The grant of a code exchange, caught from the inner service.
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let catch = std::sync::Arc::clone(&slot);
+    let mut grant_of = layer.layer(service_fn(move |request: Request<RequestBody<String>>| {
+        *catch.lock().expect("not poisoned") =
+            request.extensions().get::<ValidatedGrant>().cloned();
+        handler(request)
+    }));
+    // A fresh refresh token per iteration: a code exchange, then issue.
+    let mut refresh = || {
+        assert_eq!(
+            call(&mut grant_of, minter.exchange_request()).status(),
+            StatusCode::OK
+        );
+        let grant = slot
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .expect("the exchange passes");
+        let token = now_or_never(tokens.issue(&grant)).expect("the memory store issues tokens");
+        token_request(format!(
+            "grant_type=refresh_token&refresh_token={token}&client_id={CLIENT_ID}&client_secret={SECRET}"
+        ))
+    };
+    // An approved device code per iteration.
+    let mut authorize_device = layer.layer(service_fn(handler::<RequestBody<String>>));
+    let mut device = || {
+        clock.advance(CLOCK_STEP);
+        let request = Request::post(tokengate::DEFAULT_DEVICE_PATH)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("host", "auth.example")
+            .body(format!("client_id={CLIENT_ID}&client_secret={SECRET}"))
+            .expect("valid request");
+        let response = call(&mut authorize_device, request);
+        let body = now_or_never(http_body_util::BodyExt::collect(response.into_body()))
+            .expect("a buffered body")
+            .to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        let user_code = json["user_code"].as_str().expect("a user code");
+        assert!(now_or_never(devices.approve(user_code, "user-42")).expect("the store answers"));
+        token_request(format!(
+            "grant_type=urn:ietf:params:oauth:grant-type:device_code&device_code={}&client_id={CLIENT_ID}&client_secret={SECRET}",
+            json["device_code"].as_str().expect("a device code")
+        ))
+    };
+    let mut gated = layer.layer(service_fn(handler::<RequestBody<String>>));
+    assert_eq!(call(&mut gated, refresh()).status(), StatusCode::OK);
+    assert_eq!(call(&mut gated, device()).status(), StatusCode::OK);
+    let mut group = c.benchmark_group("grants");
+    group.bench_function("refresh", |bencher| {
+        bencher.iter_batched(
+            &mut refresh,
+            |request| call(&mut gated, request),
+            BatchSize::NumIterations(EXCHANGE_BATCH),
+        );
+    });
+    group.bench_function("device_poll_approved", |bencher| {
+        bencher.iter_batched(
+            &mut device,
+            |request| call(&mut gated, request),
+            BatchSize::NumIterations(EXCHANGE_BATCH),
+        );
+    });
+    group.finish();
+}
+
+/// Heap allocations made while `service` answers `request`, response
+/// dropped outside the count.
+fn allocations_of<S, R>(service: &mut S, request: R) -> usize
+where
+    S: Service<R>,
+    S::Error: Debug,
+{
+    let region = Region::new(GLOBAL);
+    let response = call(service, request);
+    let allocations = region.change().allocations + region.change().reallocations;
+    drop(response);
+    allocations
+}
+
+/// The allocation report: the median over a few runs of each case.
+fn allocations() {
+    let (layer, clock) = fixture();
+    let minter = Minter::new(&layer, clock);
+    let mut bare = service_fn(handler::<String>);
+    let mut gated = layer.layer(service_fn(handler::<RequestBody<String>>));
+    let count = |f: &mut dyn FnMut() -> usize| {
+        let mut runs: Vec<usize> = (0..9).map(|_| f()).collect();
+        runs.sort_unstable();
+        runs[runs.len() / 2]
+    };
+    let pass_bare = count(&mut || allocations_of(&mut bare, other_request()));
+    let pass_gate = count(&mut || allocations_of(&mut gated, other_request()));
+    let reject =
+        count(&mut || allocations_of(&mut gated, token_request(WRONG_SECRET_BODY.to_owned())));
+    let exchange_bare = count(&mut || allocations_of(&mut bare, exchange_request(FAKE_CODE)));
+    let exchange_gate = count(&mut || {
+        let request = minter.exchange_request();
+        allocations_of(&mut gated, request)
+    });
+    println!(
+        "allocations: pass-through bare {pass_bare}, gate {pass_gate} (added {}); \
+         wrong-secret rejection {reject}; exchange bare {exchange_bare}, gate {exchange_gate} (added {})\n",
+        pass_gate.saturating_sub(pass_bare),
+        exchange_gate.saturating_sub(exchange_bare),
+    );
+}
+
 /// Every group, with this file's configuration under criterion's
 /// command-line options (what `criterion_group!` would generate, but
 /// private and documented).
@@ -386,6 +665,11 @@ fn benches() {
     pass_through(&mut criterion);
     rejection(&mut criterion);
     exchange(&mut criterion);
+    rejections(&mut criterion);
+    grants(&mut criterion);
+    if comparing(&[true]) || std::env::args().any(|arg| arg == "allocations") {
+        allocations();
+    }
 }
 
 criterion_main!(benches);

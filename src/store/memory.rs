@@ -11,7 +11,7 @@ use std::{
 
 use super::{
     ClientsFileError, CodeStore, CredentialStore, DeviceStore, Lookup, Redemption, RefreshStore,
-    StoreError, clients_file,
+    StoreError, clients_file, expiry::ExpiryQueue,
 };
 use crate::{
     client::Client,
@@ -22,15 +22,17 @@ use crate::{
     secret::CodeKey,
 };
 
-/// How often expired codes are swept out, at most.
+/// How often revoked families are forgotten, at most (they are few).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// Clients and codes in memory: the default store, for one process.
 ///
 /// Redemption is atomic (one lock, one map operation). A redeemed code stays
 /// as a replay marker until it would have expired, then it is swept, so
-/// memory is bounded by the codes issued within one code lifetime. Clones
-/// share the same data.
+/// memory is bounded by the codes issued within one code lifetime. Expired
+/// values leave a few at a time with every call, in issue order, so no
+/// request waits for a sweep of the whole store. Clones share the same
+/// data.
 ///
 /// ```
 /// use tokengate::{Client, MemoryStore};
@@ -59,6 +61,7 @@ struct Inner {
 #[derive(Default)]
 struct Refresh {
     tokens: HashMap<CodeKey, Entry<RefreshRecord>>,
+    expiry: ExpiryQueue<CodeKey>,
     /// Revoked families, until the last of their tokens would have expired.
     revoked: HashMap<String, SystemTime>,
     next_sweep: Option<SystemTime>,
@@ -68,12 +71,13 @@ struct Refresh {
 struct Devices {
     by_key: HashMap<CodeKey, DeviceRecord>,
     by_user_code: HashMap<String, CodeKey>,
-    next_sweep: Option<SystemTime>,
+    expiry: ExpiryQueue<CodeKey>,
 }
 
+#[derive(Default)]
 struct Codes {
     entries: HashMap<CodeKey, Entry<Arc<CodeRecord>>>,
-    next_sweep: SystemTime,
+    expiry: ExpiryQueue<CodeKey>,
 }
 
 struct Entry<T> {
@@ -91,14 +95,10 @@ impl MemoryStore {
     /// as the layer, so tests move both at once).
     pub fn with_clock(clock: impl Clock) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(clock);
-        let next_sweep = clock.now() + SWEEP_EVERY;
         Self {
             inner: Arc::new(Inner {
                 clients: RwLock::default(),
-                codes: Mutex::new(Codes {
-                    entries: HashMap::new(),
-                    next_sweep,
-                }),
+                codes: Mutex::default(),
                 refresh: Mutex::default(),
                 devices: Mutex::default(),
                 clock,
@@ -190,15 +190,53 @@ fn sweep_due(next_sweep: &mut Option<SystemTime>, now: SystemTime) -> bool {
 }
 
 impl Codes {
-    /// Drops every code past its expiry, used or not. Runs at most once per
-    /// [`SWEEP_EVERY`], so its cost is spread over many issues.
-    fn sweep_if_due(&mut self, now: SystemTime) {
-        if now < self.next_sweep {
-            return;
+    /// Drops a few codes past their expiry, used or not.
+    fn sweep(&mut self, now: SystemTime) {
+        let Self { entries, expiry } = self;
+        expiry.sweep(now, |key| {
+            if entries.get(&key).is_some_and(|e| e.record.is_expired(now)) {
+                entries.remove(&key);
+            }
+        });
+    }
+}
+
+impl Refresh {
+    /// Drops a few tokens past their expiry, and, now and then, the
+    /// revocations that outlived their families.
+    fn sweep(&mut self, now: SystemTime) {
+        let Self { tokens, expiry, .. } = self;
+        expiry.sweep(now, |key| {
+            if tokens.get(&key).is_some_and(|e| e.record.is_expired(now)) {
+                tokens.remove(&key);
+            }
+        });
+        if sweep_due(&mut self.next_sweep, now) {
+            self.revoked.retain(|_, until| now < *until);
         }
-        self.entries
-            .retain(|_, entry| !entry.record.is_expired(now));
-        self.next_sweep = now + SWEEP_EVERY;
+    }
+}
+
+impl Devices {
+    /// Drops a few device codes past their expiry and tombstone.
+    fn sweep(&mut self, now: SystemTime) {
+        let Self {
+            by_key,
+            by_user_code,
+            expiry,
+        } = self;
+        expiry.sweep(now, |key| {
+            let gone = by_key
+                .get(&key)
+                .is_some_and(|record| now >= record.expires_at + DEVICE_TOMBSTONE);
+            if gone {
+                if let Some(record) = by_key.remove(&key) {
+                    if by_user_code.get(&record.user_code) == Some(&key) {
+                        by_user_code.remove(&record.user_code);
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -232,12 +270,13 @@ impl CodeStore for MemoryStore {
     async fn issue(&self, key: CodeKey, record: CodeRecord) -> Result<(), StoreError> {
         let now = self.inner.clock.now();
         let mut codes = self.codes();
-        codes.sweep_if_due(now);
+        codes.sweep(now);
         if codes.entries.contains_key(&key) {
             // 256 random bits do not collide; a caller reusing a key would
             // silently revive a used code, so refuse.
             return Err(StoreError::new("a code with this key already exists"));
         }
+        codes.expiry.push(record.expires_at, key);
         codes.entries.insert(
             key,
             Entry {
@@ -251,6 +290,7 @@ impl CodeStore for MemoryStore {
     async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
         let now = self.inner.clock.now();
         let mut codes = self.codes();
+        codes.sweep(now);
         let Some(entry) = codes.entries.get_mut(key) else {
             return Ok(Redemption::Unknown);
         };
@@ -274,12 +314,7 @@ impl RefreshStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let now = self.inner.clock.now();
         let mut refresh = lock(&self.inner.refresh);
-        if sweep_due(&mut refresh.next_sweep, now) {
-            refresh
-                .tokens
-                .retain(|_, entry| !entry.record.is_expired(now));
-            refresh.revoked.retain(|_, until| now < *until);
-        }
+        refresh.sweep(now);
         if refresh.revoked.contains_key(&record.family) {
             return Err(StoreError::new("the refresh token family was revoked"));
         }
@@ -288,6 +323,7 @@ impl RefreshStore for MemoryStore {
                 "a refresh token with this key already exists",
             ));
         }
+        refresh.expiry.push(record.expires_at, key);
         refresh.tokens.insert(
             key,
             Entry {
@@ -315,6 +351,7 @@ impl RefreshStore for MemoryStore {
     ) -> Result<Redemption<RefreshRecord>, StoreError> {
         let now = self.inner.clock.now();
         let mut refresh = lock(&self.inner.refresh);
+        refresh.sweep(now);
         let Some(entry) = refresh.tokens.get_mut(key) else {
             return Ok(Redemption::Unknown);
         };
@@ -356,15 +393,7 @@ impl DeviceStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let now = self.inner.clock.now();
         let mut devices = lock(&self.inner.devices);
-        if sweep_due(&mut devices.next_sweep, now) {
-            let Devices {
-                by_key,
-                by_user_code,
-                ..
-            } = &mut *devices;
-            by_key.retain(|_, record| now < record.expires_at + DEVICE_TOMBSTONE);
-            by_user_code.retain(|_, key| by_key.contains_key(key));
-        }
+        devices.sweep(now);
         let live = devices
             .by_user_code
             .get(&record.user_code)
@@ -374,6 +403,9 @@ impl DeviceStore for MemoryStore {
             return Ok(false);
         }
         devices.by_user_code.insert(record.user_code.clone(), key);
+        devices
+            .expiry
+            .push(record.expires_at + DEVICE_TOMBSTONE, key);
         devices.by_key.insert(key, record);
         Ok(true)
     }
@@ -431,7 +463,7 @@ impl DeviceStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::{clock::ManualClock, store::expiry::SWEEP_BATCH};
 
     fn record(clock: &ManualClock, lifetime: Duration) -> CodeRecord {
         CodeRecord {
@@ -458,6 +490,7 @@ mod tests {
         }
         assert_eq!(store.code_count(), 100);
         clock.advance(Duration::from_secs(601));
+        // Each call sweeps a bounded batch: two calls clear 100 codes.
         store
             .issue(
                 CodeKey::of("fresh"),
@@ -465,6 +498,8 @@ mod tests {
             )
             .await
             .unwrap();
+        assert_eq!(store.code_count(), 100 - SWEEP_BATCH + 1);
+        let _ = store.redeem(&CodeKey::of("nothing")).await.unwrap();
         assert_eq!(store.code_count(), 1);
     }
 

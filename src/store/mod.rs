@@ -23,6 +23,7 @@
 //! ```
 
 mod clients_file;
+mod expiry;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
