@@ -18,6 +18,8 @@
 //! - `POST /login/device/code` is the device authorization endpoint, answered
 //!   by the gate; `GET /login/device` is the page where a person types the
 //!   user code and approves or denies it (for the demo user).
+//! - `GET /.well-known/oauth-authorization-server` is the RFC 8414 metadata,
+//!   rendered from the gate's configuration.
 //! - `--no-gate` serves the same handler without the gate: a baseline for
 //!   benchmarks only, it hands a token to anyone.
 //! - `--store memory|redis://..|postgres://..` picks where clients, codes,
@@ -168,6 +170,7 @@ async fn main() -> ExitCode {
     let mut page_secret = [0u8; 32];
     getrandom::fill(&mut page_secret).expect("the operating system's random source");
     let state = Demo {
+        metadata_layer: layer.clone(),
         page_secret,
         dialect: options.dialect,
         gated: options.gate,
@@ -179,6 +182,7 @@ async fn main() -> ExitCode {
         .route("/login/oauth/authorize", get(authorize))
         .route("/login/oauth/access_token", post(mint_token))
         .route("/login/device", get(device_page).post(device_decision))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
         .with_state(state);
     // The gate goes outermost, so no routing or path rewriting inside it can
     // let a token request around it.
@@ -285,6 +289,8 @@ where
 /// What the demo's handlers share.
 #[derive(Clone)]
 struct Demo {
+    /// For the metadata document, rendered from the gate's configuration.
+    metadata_layer: TokenGateLayer,
     /// Signs the device confirmation page (a random value per process).
     page_secret: [u8; 32],
     dialect: Dialect,
@@ -375,6 +381,26 @@ async fn mint_token(State(demo): State<Demo>, request: Request) -> Response<Body
         ));
     }
     format.response(&fields).map(Body::from)
+}
+
+/// RFC 8414 metadata, with URLs on the host the client used.
+async fn metadata(State(demo): State<Demo>, request: Request) -> Response<Body> {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let json = demo
+        .metadata_layer
+        .metadata(&format!("http://{host}"))
+        .with_authorization_endpoint("/login/oauth/authorize")
+        .to_json();
+    let mut response = Response::new(Body::from(json));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// The page where a person types the code their device shows.

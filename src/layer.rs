@@ -9,6 +9,7 @@ use crate::{
     builder::Builder,
     check::Checks,
     device::Devices,
+    metadata::Metadata,
     refresh::RefreshTokens,
     service::TokenGate,
     store::{CodeStore, CredentialStore, DeviceStore, RefreshStore},
@@ -60,6 +61,12 @@ impl TokenGateLayer {
     /// The helper the inner service uses to hand out refresh tokens.
     pub fn refresh_tokens(&self) -> RefreshTokens {
         RefreshTokens::new(Arc::clone(&self.gate))
+    }
+
+    /// The RFC 8414 metadata for this layer's configuration, with endpoint
+    /// URLs under `issuer` (e.g. `https://auth.example.com`).
+    pub fn metadata(&self, issuer: &str) -> Metadata {
+        Metadata::new(self.gate.settings(), issuer)
     }
 
     /// The verification side of the device flow: the page where a user

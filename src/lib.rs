@@ -66,6 +66,7 @@ mod format;
 mod future;
 mod grant;
 mod layer;
+mod metadata;
 mod parse;
 mod pkce;
 mod policy;
@@ -100,6 +101,7 @@ pub use self::{
     future::ResponseFuture,
     grant::ValidatedGrant,
     layer::TokenGateLayer,
+    metadata::Metadata,
     pkce::{PkceChallenge, PkceMethod},
     policy::{
         ClientSwitch, InvalidPolicyError, Policy, PolicyError, PolicyRequest, UnverifiedUserEmail,

@@ -268,6 +268,42 @@ async fn loads_a_clients_file() {
 }
 
 #[tokio::test]
+async fn serves_its_metadata() {
+    let server = start(&[]);
+    let reply = send(
+        &server.addr,
+        "GET /.well-known/oauth-authorization-server HTTP/1.1",
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let json = reply.json();
+    let base = format!("http://{}", server.addr);
+    assert_eq!(json["issuer"], base);
+    assert_eq!(
+        json["token_endpoint"],
+        format!("{base}/login/oauth/access_token")
+    );
+    assert_eq!(
+        json["authorization_endpoint"],
+        format!("{base}/login/oauth/authorize")
+    );
+    assert_eq!(
+        json["device_authorization_endpoint"],
+        format!("{base}/login/device/code")
+    );
+    assert_eq!(
+        json["grant_types_supported"],
+        serde_json::json!([
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "client_credentials"
+        ])
+    );
+}
+
+#[tokio::test]
 async fn no_gate_is_an_unchecked_baseline() {
     let server = start(&["--no-gate"]);
     let reply = token(&server.addr, "", "code=anything").await;

@@ -13,22 +13,7 @@ use std::sync::Arc;
 
 use common::demo::*;
 
-/// The demo binary with the backends compiled in (`cargo test --test ..`
-/// does not build examples, and a plain `cargo test` builds them without
-/// features).
-fn build_demo_with_backends() {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "server", "--all-features"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build the demo server");
-    });
-}
-
 async fn one_token_per_code(store: &str) {
-    build_demo_with_backends();
     let a = start(&["--store", store, "--dialect", "rfc6749"]);
     let b = start(&["--store", store, "--dialect", "rfc6749"]);
     let mut codes = Vec::new();
@@ -144,7 +129,6 @@ impl Drop for OwnRedis {
 async fn stopping_redis_is_a_500_and_restarting_it_restores_service() {
     use std::time::{Duration, Instant};
 
-    build_demo_with_backends();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

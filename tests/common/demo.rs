@@ -17,18 +17,31 @@ use super::CHALLENGE;
 pub const REDIRECT: &str = "http%3A%2F%2F127.0.0.1%3A4567%2Fcallback";
 
 /// The example binary cargo built for this test run.
+///
+/// Built once per test binary, with the same store features as the tests:
+/// `cargo test --test ..` does not build examples, and a binary left by
+/// another run may be stale or built with other features.
 pub fn binary() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let mut features = Vec::new();
+        if cfg!(feature = "redis") {
+            features.push("redis");
+        }
+        if cfg!(feature = "postgres") {
+            features.push("postgres");
+        }
+        let mut command = Command::new(env!("CARGO"));
+        command.args(["build", "--example", "server"]);
+        if !features.is_empty() {
+            command.args(["--features", &features.join(",")]);
+        }
+        let status = command.status().unwrap();
+        assert!(status.success(), "cannot build the demo server");
+    });
     let exe = std::env::current_exe().unwrap();
     let target = exe.parent().unwrap().parent().unwrap();
-    let path = target.join("examples").join("server");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "server"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
+    target.join("examples").join("server")
 }
 
 pub struct Server {

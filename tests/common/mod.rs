@@ -195,6 +195,20 @@ impl Harness {
         Answer::read(service.oneshot(request).await.unwrap()).await
     }
 
+    /// Sends `request` through the gate to an inner service that answers
+    /// `inner`; the body of whatever came back.
+    pub async fn refused_or_forwarded(&self, request: Request<String>) -> String {
+        let service = ServiceBuilder::new()
+            .layer(self.layer.clone())
+            .service(service_fn(|_: Request<RequestBody<String>>| async {
+                Ok::<_, Infallible>(Response::new("inner".to_owned()))
+            }));
+        Answer::read(service.oneshot(request).await.unwrap())
+            .await
+            .text()
+            .to_owned()
+    }
+
     /// Sends `request` through the gate to an inner service that records
     /// what it received and answers 200 `inner`.
     pub async fn forwarded<B>(&self, request: Request<B>) -> (Answer, Seen)

@@ -1,0 +1,92 @@
+//! Authorization server metadata (RFC 8414), rendered from the layer's own
+//! configuration so that what it announces is what it enforces.
+
+use serde::Serialize;
+
+use crate::{check::Settings, client::GrantType, dialect::Dialect};
+
+/// The metadata document of `/.well-known/oauth-authorization-server`.
+///
+/// ```
+/// use tokengate::{MemoryStore, TokenGateLayer};
+///
+/// let layer = TokenGateLayer::new(MemoryStore::new());
+/// let metadata = layer
+///     .metadata("https://auth.example.com")
+///     .with_authorization_endpoint("/login/oauth/authorize");
+/// let json = serde_json::to_value(&metadata).unwrap();
+/// assert_eq!(json["token_endpoint"], "https://auth.example.com/login/oauth/access_token");
+/// assert_eq!(json["code_challenge_methods_supported"][0], "S256");
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct Metadata {
+    issuer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization_endpoint: Option<String>,
+    token_endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_authorization_endpoint: Option<String>,
+    response_types_supported: Vec<&'static str>,
+    grant_types_supported: Vec<&'static str>,
+    token_endpoint_auth_methods_supported: Vec<&'static str>,
+    code_challenge_methods_supported: Vec<&'static str>,
+}
+
+impl Metadata {
+    pub(crate) fn new(settings: &Settings, issuer: &str) -> Self {
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let grant_types_supported = GrantType::ALL
+            .into_iter()
+            .filter(|grant| match grant {
+                GrantType::AuthorizationCode => true,
+                GrantType::RefreshToken => settings.refresh_enabled,
+                GrantType::DeviceCode => settings.device_path.is_some(),
+                GrantType::ClientCredentials => {
+                    settings.dialect() == Dialect::Rfc6749 || settings.github_client_credentials
+                }
+            })
+            .map(GrantType::as_str)
+            .collect();
+        let mut code_challenge_methods_supported = vec!["S256"];
+        if settings.allow_plain_pkce {
+            code_challenge_methods_supported.push("plain");
+        }
+        Self {
+            token_endpoint: format!("{issuer}{}", settings.token_path),
+            device_authorization_endpoint: settings
+                .device_path
+                .as_ref()
+                .map(|path| format!("{issuer}{path}")),
+            authorization_endpoint: None,
+            issuer,
+            response_types_supported: vec!["code"],
+            grant_types_supported,
+            token_endpoint_auth_methods_supported: vec![
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            code_challenge_methods_supported,
+        }
+    }
+
+    /// Announces the authorization endpoint served at `path` (the layer
+    /// does not serve it; the application does, with
+    /// [`Authorizer`](crate::Authorizer)).
+    #[must_use]
+    pub fn with_authorization_endpoint(mut self, path: &str) -> Self {
+        self.authorization_endpoint = Some(format!("{}{path}", self.issuer));
+        self
+    }
+
+    /// The `grant_types_supported` list.
+    pub fn grant_types_supported(&self) -> &[&'static str] {
+        &self.grant_types_supported
+    }
+
+    /// The document as JSON.
+    pub fn to_json(&self) -> String {
+        // Strings and lists of strings always serialize.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
