@@ -340,7 +340,7 @@ impl Oxide {
     /// authorization flow, approved by `SUBJECT`.
     fn exchange_request(&mut self) -> Request<String> {
         self.minted += 1;
-        if self.minted % TOKEN_MAP_RESET == 0 {
+        if self.minted.is_multiple_of(TOKEN_MAP_RESET) {
             self.issuer = TokenMap::new(RandomGenerator::new(TOKEN_BYTES));
         }
         let query = [

@@ -174,11 +174,11 @@ fn media_range(range: &str) -> Option<(ResponseFormat, u16)> {
     };
     let mut weight = 1000;
     for param in parts {
-        if let Some((name, value)) = param.split_once('=') {
-            if name.trim().eq_ignore_ascii_case("q") {
-                let q: f32 = value.trim().parse().ok()?;
-                weight = (q.clamp(0.0, 1.0) * 1000.0) as u16;
-            }
+        if let Some((name, value)) = param.split_once('=')
+            && name.trim().eq_ignore_ascii_case("q")
+        {
+            let q: f32 = value.trim().parse().ok()?;
+            weight = (q.clamp(0.0, 1.0) * 1000.0) as u16;
         }
     }
     Some((format, weight))

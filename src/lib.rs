@@ -65,6 +65,7 @@ mod error;
 mod format;
 mod future;
 mod grant;
+mod inspect;
 mod layer;
 mod metadata;
 mod parse;
@@ -76,6 +77,8 @@ mod scope;
 mod secret;
 mod service;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[cfg(feature = "postgres")]
 pub use self::store::PostgresStore;
@@ -100,6 +103,7 @@ pub use self::{
     format::{FieldValue, ResponseFormat},
     future::ResponseFuture,
     grant::ValidatedGrant,
+    inspect::Verdict,
     layer::TokenGateLayer,
     metadata::Metadata,
     pkce::{PkceChallenge, PkceMethod},

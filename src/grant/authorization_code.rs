@@ -29,10 +29,10 @@ pub(crate) async fn redeem<K: CodeStore>(
     let code = request.code.as_deref().ok_or(Failure::CodeMissing)?;
     // A redirect URI the client never registered fails without touching the
     // code: it is a static check on the request.
-    if let Some(uri) = &request.redirect_uri {
-        if !client.allows_redirect_uri(uri) {
-            return Err(Failure::RedirectNotRegistered);
-        }
+    if let Some(uri) = &request.redirect_uri
+        && !client.allows_redirect_uri(uri)
+    {
+        return Err(Failure::RedirectNotRegistered);
     }
     let redemption = codes.redeem(&CodeKey::of(code)).await.map_err(|error| {
         tracing::error!(%error, "code store failed");

@@ -229,12 +229,11 @@ impl Devices {
             let gone = by_key
                 .get(&key)
                 .is_some_and(|record| now >= record.expires_at + DEVICE_TOMBSTONE);
-            if gone {
-                if let Some(record) = by_key.remove(&key) {
-                    if by_user_code.get(&record.user_code) == Some(&key) {
-                        by_user_code.remove(&record.user_code);
-                    }
-                }
+            if gone
+                && let Some(record) = by_key.remove(&key)
+                && by_user_code.get(&record.user_code) == Some(&key)
+            {
+                by_user_code.remove(&record.user_code);
             }
         });
     }
@@ -421,10 +420,10 @@ impl DeviceStore for MemoryStore {
             return Ok(PollOutcome::Unknown);
         };
         let outcome = record.poll(client_id, now);
-        if matches!(outcome, PollOutcome::Approved(_)) {
-            if let Some(record) = devices.by_key.remove(key) {
-                devices.by_user_code.remove(&record.user_code);
-            }
+        if matches!(outcome, PollOutcome::Approved(_))
+            && let Some(record) = devices.by_key.remove(key)
+        {
+            devices.by_user_code.remove(&record.user_code);
         }
         Ok(outcome)
     }
