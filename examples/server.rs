@@ -20,6 +20,8 @@
 //!   user code and approves or denies it (for the demo user).
 //! - `GET /.well-known/oauth-authorization-server` is the RFC 8414 metadata,
 //!   rendered from the gate's configuration.
+//! - `GET /metrics` is the gate's counters and latency histogram in
+//!   Prometheus text format.
 //! - `--no-gate` serves the same handler without the gate: a baseline for
 //!   benchmarks only, it hands a token to anyone.
 //! - `--store memory|redis://..|postgres://..` picks where clients, codes,
@@ -169,7 +171,18 @@ async fn main() -> ExitCode {
     };
     let mut page_secret = [0u8; 32];
     getrandom::fill(&mut page_secret).expect("the operating system's random source");
+    // Prometheus text for /metrics; the gate records through the `metrics`
+    // facade.
+    let prometheus = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
+    {
+        Ok(handle) => handle,
+        Err(error) => {
+            eprintln!("error: cannot install the metrics recorder: {error}");
+            return ExitCode::from(1);
+        }
+    };
     let state = Demo {
+        prometheus,
         metadata_layer: layer.clone(),
         page_secret,
         dialect: options.dialect,
@@ -183,6 +196,7 @@ async fn main() -> ExitCode {
         .route("/login/oauth/access_token", post(mint_token))
         .route("/login/device", get(device_page).post(device_decision))
         .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/metrics", get(metrics))
         .with_state(state);
     // The gate goes outermost, so no routing or path rewriting inside it can
     // let a token request around it.
@@ -289,6 +303,8 @@ where
 /// What the demo's handlers share.
 #[derive(Clone)]
 struct Demo {
+    /// Renders `/metrics`.
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
     /// For the metadata document, rendered from the gate's configuration.
     metadata_layer: TokenGateLayer,
     /// Signs the device confirmation page (a random value per process).
@@ -381,6 +397,16 @@ async fn mint_token(State(demo): State<Demo>, request: Request) -> Response<Body
         ));
     }
     format.response(&fields).map(Body::from)
+}
+
+/// The gate's counters and latency histogram, in Prometheus text format.
+async fn metrics(State(demo): State<Demo>) -> Response<Body> {
+    let mut response = Response::new(Body::from(demo.prometheus.render()));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 /// RFC 8414 metadata, with URLs on the host the client used.

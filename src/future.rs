@@ -6,6 +6,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
+    time::Instant,
 };
 
 use bytes::{Bytes, BytesMut};
@@ -23,10 +24,12 @@ use crate::{
     body::{RequestBody, ResponseBody},
     check::{BoxFuture, Checks, DeviceAuthorization, Refusal},
     error::Failure,
+    error::Rejection,
     format::{FieldValue, ResponseFormat},
     grant::ValidatedGrant,
     parse::parse,
     policy::{self, PolicyError, PolicyRequest},
+    telemetry::{self, Outcome},
 };
 
 pin_project! {
@@ -104,6 +107,8 @@ pub(crate) struct Pending<S> {
     pub(crate) gate: Arc<dyn Checks>,
     pub(crate) format: ResponseFormat,
     pub(crate) endpoint: Endpoint,
+    /// When the gate received the request, for its latency histogram.
+    pub(crate) started: Instant,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -209,14 +214,15 @@ where
                                 Arc::try_unwrap(parts).unwrap_or_else(|shared| (*shared).clone());
                             commit(pending, std::mem::take(body), grant)
                         }
-                        Err(error) => State::Answered {
-                            response: Some(Box::new(refuse_by_policy(
+                        Err(error) => answered(
+                            &pending,
+                            refuse_by_policy(
                                 pending.gate.settings(),
                                 error,
                                 pending.format,
                                 grant.client().client_id(),
-                            ))),
-                        },
+                            ),
+                        ),
                     }
                 }
                 StateProj::Committing {
@@ -237,12 +243,9 @@ where
                     let verdict = ready!(authorize.as_mut().poll(cx));
                     let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
                     match verdict {
-                        Ok(authorization) => State::Answered {
-                            response: Some(Box::new(device_response(
-                                &authorization,
-                                pending.format,
-                            ))),
-                        },
+                        Ok(authorization) => {
+                            answered(&pending, device_response(&authorization, pending.format))
+                        }
                         Err(Refusal { failure, client_id }) => {
                             refused(&pending, failure, client_id.as_deref())
                         }
@@ -366,6 +369,14 @@ where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
+    telemetry::record(
+        pending.gate.settings().dialect(),
+        pending.endpoint,
+        pending.started,
+        Outcome::Forwarded {
+            grant: grant.grant_type().as_str(),
+        },
+    );
     let Pending {
         mut parts,
         mut service,
@@ -387,13 +398,32 @@ where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
+    answered(
+        pending,
+        refuse(pending.gate.settings(), failure, pending.format, client_id),
+    )
+}
+
+/// The gate answers `response` itself; counted as a rejection when it is one.
+fn answered<S, B>(pending: &Pending<S>, response: Response<Bytes>) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    let outcome = match response.extensions().get::<Rejection>() {
+        Some(rejection) => Outcome::Rejected {
+            error: rejection.error(),
+        },
+        None => Outcome::Answered,
+    };
+    telemetry::record(
+        pending.gate.settings().dialect(),
+        pending.endpoint,
+        pending.started,
+        outcome,
+    );
     State::Answered {
-        response: Some(Box::new(refuse(
-            pending.gate.settings(),
-            failure,
-            pending.format,
-            client_id,
-        ))),
+        response: Some(Box::new(response)),
     }
 }
 

@@ -77,6 +77,7 @@ mod scope;
 mod secret;
 mod service;
 mod store;
+mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

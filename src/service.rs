@@ -4,6 +4,7 @@ use std::{
     fmt,
     sync::Arc,
     task::{Context, Poll},
+    time::Instant,
 };
 
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use crate::{
     format::ResponseFormat,
     future::{Endpoint, Pending, ResponseFuture},
     layer::TokenGateLayer,
+    telemetry::{self, Outcome},
 };
 
 /// Guards the token endpoint of the inner service `S`.
@@ -102,6 +104,7 @@ where
                 self.inner.call(request.map(RequestBody::streaming)),
             );
         };
+        let started = Instant::now();
         let format = ResponseFormat::negotiate(request.headers(), settings.dialect());
         let early = if request.method() != Method::POST {
             Some(Failure::MethodNotAllowed)
@@ -112,7 +115,17 @@ where
             None
         };
         if let Some(failure) = early {
-            return ResponseFuture::refused(refuse(settings, failure, format, None));
+            let response = refuse(settings, failure, format, None);
+            if let Some(rejection) = response.extensions().get::<crate::Rejection>() {
+                let error = rejection.error();
+                telemetry::record(
+                    settings.dialect(),
+                    endpoint,
+                    started,
+                    Outcome::Rejected { error },
+                );
+            }
+            return ResponseFuture::refused(response);
         }
         // The ready service goes with this request; the clone waits for the
         // next poll_ready (see tower-service's docs on `call`).
@@ -129,6 +142,7 @@ where
                 gate: Arc::clone(&self.gate),
                 format,
                 endpoint,
+                started,
             },
         )
     }

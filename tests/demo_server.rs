@@ -304,6 +304,29 @@ async fn serves_its_metadata() {
 }
 
 #[tokio::test]
+async fn serves_prometheus_metrics() {
+    let server = start(&["--dialect", "rfc6749"]);
+    let code = authorize(&server.addr, "demo-client").await;
+    token(&server.addr, "", &exchange(&code)).await;
+    token(&server.addr, "", &exchange(&code)).await;
+    let reply = send(&server.addr, "GET /metrics HTTP/1.1", "").await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers["content-type"].starts_with("text/plain"));
+    let counts = |needle: &str| {
+        reply.body.lines().any(|l| {
+            l.starts_with("tokengate_requests_total{") && l.contains(needle) && l.ends_with(" 1")
+        })
+    };
+    assert!(counts(r#"outcome="forwarded""#), "{}", reply.body);
+    assert!(counts(r#"error="invalid_grant""#), "{}", reply.body);
+    assert!(
+        reply.body.contains("tokengate_check_duration_seconds"),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test]
 async fn no_gate_is_an_unchecked_baseline() {
     let server = start(&["--no-gate"]);
     let reply = token(&server.addr, "", "code=anything").await;
