@@ -16,9 +16,12 @@ use common::demo::*;
 async fn one_token_per_code(store: &str) {
     let a = start(&["--store", store, "--dialect", "rfc6749"]);
     let b = start(&["--store", store, "--dialect", "rfc6749"]);
+    // Codes are issued through both processes, so each must redeem codes
+    // the other issued.
     let mut codes = Vec::new();
-    for _ in 0..20 {
-        codes.push(authorize(&a.addr, "demo-client").await);
+    for i in 0..20 {
+        let issuer = if i % 2 == 0 { &a.addr } else { &b.addr };
+        codes.push(authorize(issuer, "demo-client").await);
     }
     let addrs = Arc::new([a.addr.clone(), b.addr.clone()]);
     let mut tasks = Vec::new();
@@ -33,17 +36,28 @@ async fn one_token_per_code(store: &str) {
         }
     }
     let mut tokens = 0;
-    for task in tasks {
+    // Codes redeemed by the process that did not issue them: proof that
+    // both share one store (were they not, every winner would be the issuer).
+    let mut crossed = 0;
+    for (n, task) in tasks.into_iter().enumerate() {
         let reply = task.await.unwrap();
         let json = reply.json();
         if json.get("access_token").is_some() {
             assert_eq!(reply.status, 200);
             tokens += 1;
+            let (code, redeemer) = (n / 4, n % 2);
+            if code % 2 != redeemer {
+                crossed += 1;
+            }
         } else {
             assert_eq!(json["error"], "invalid_grant", "{json}");
         }
     }
     assert_eq!(tokens, codes.len(), "exactly one token per code");
+    assert!(
+        crossed > 0,
+        "no code was redeemed by the process that did not issue it"
+    );
     // A refresh token minted by one process rotates through the other.
     let code = authorize(&a.addr, "demo-client").await;
     let first = token(&a.addr, "", &demo_exchange(&code)).await.json();

@@ -9,13 +9,14 @@
 use std::{
     fmt,
     future::Future,
+    str::FromStr,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use sqlx::{
-    PgPool, Postgres, Row, Transaction,
-    postgres::{PgPoolOptions, PgRow},
+    Executor, PgPool, Postgres, Row, Transaction,
+    postgres::{PgConnectOptions, PgPoolOptions, PgRow},
 };
 
 use super::{
@@ -82,11 +83,22 @@ impl PostgresStore {
         timeout: Duration,
         clock: impl Clock,
     ) -> Result<Self, StoreError> {
+        // The client gives up after `timeout`; the server must too, or a
+        // statement it keeps running (a redemption that commits after the
+        // client answered 500, a lock held by an abandoned transaction)
+        // outlives the call.
+        let millis = timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::with_source("invalid PostgreSQL URL", e))?
+            .options([
+                ("statement_timeout", millis.as_str()),
+                ("lock_timeout", millis.as_str()),
+                ("idle_in_transaction_session_timeout", millis.as_str()),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(timeout)
-            .connect_lazy(url)
-            .map_err(|e| StoreError::with_source("invalid PostgreSQL URL", e))?;
+            .connect_lazy_with(options);
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -118,8 +130,9 @@ impl PostgresStore {
                     .await
                     .map_err(failed("migrate"))?;
             if applied.is_none() {
-                sqlx::raw_sql(sql)
-                    .execute(&mut *tx)
+                // Through the executor, so the future stays `Send` and
+                // `migrate()` can be spawned.
+                tx.execute(sqlx::raw_sql(sql))
                     .await
                     .map_err(failed("migrate"))?;
                 sqlx::query("INSERT INTO tokengate_schema (version) VALUES ($1)")
@@ -186,7 +199,18 @@ impl PostgresStore {
                 .bind(now - i64::try_from(DEVICE_TOMBSTONE.as_millis()).unwrap_or(0))
                 .execute(&self.inner.pool)
                 .await?;
-            sqlx::query("DELETE FROM tokengate_revoked_families WHERE until_ms <= $1")
+            sqlx::query(
+                "DELETE FROM tokengate_refresh_tokens t
+                 WHERE EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)",
+            )
+            .execute(&self.inner.pool)
+            .await?;
+            // A revocation goes only once no token of its family is left: a
+            // successor inserted in a race with the revocation is gone first.
+            sqlx::query(
+                "DELETE FROM tokengate_revoked_families r WHERE until_ms <= $1
+                 AND NOT EXISTS (SELECT 1 FROM tokengate_refresh_tokens t WHERE t.family = r.family)",
+            )
                 .bind(now)
                 .execute(&self.inner.pool)
                 .await
@@ -195,6 +219,8 @@ impl PostgresStore {
         .await
     }
 
+    /// Sweeps when due; a failed sweep is logged and retried later, never
+    /// the caller's failure.
     async fn sweep_if_due(&self) -> Result<(), StoreError> {
         let now = self.inner.clock.now();
         {
@@ -208,7 +234,10 @@ impl PostgresStore {
             }
             *next = now + SWEEP_EVERY;
         }
-        self.sweep().await
+        if let Err(error) = self.sweep().await {
+            tracing::warn!(%error, "sweep of expired rows failed; retrying later");
+        }
+        Ok(())
     }
 
     /// Runs `op`, bounded by the timeout.
@@ -331,8 +360,9 @@ impl CodeStore for PostgresStore {
     async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
         let row = self
             .bounded("redeem code", async {
-                sqlx::query("UPDATE tokengate_codes SET uses = uses + 1 WHERE key = $1 RETURNING record::text, uses")
+                sqlx::query("UPDATE tokengate_codes SET uses = uses + 1 WHERE key = $1 AND expires_at_ms > $2 RETURNING record::text, uses")
                     .bind(&key.as_bytes()[..])
+                    .bind(millis(self.inner.clock.now()))
                     .fetch_optional(&self.inner.pool)
                     .await
             })
@@ -379,9 +409,11 @@ impl RefreshStore for PostgresStore {
             .bounded("find refresh token", async {
                 sqlx::query(
                     "SELECT record::text, uses FROM tokengate_refresh_tokens t
-                     WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)",
+                     WHERE key = $1 AND expires_at_ms > $2
+                     AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)",
                 )
                 .bind(&key.as_bytes()[..])
+                .bind(millis(self.inner.clock.now()))
                 .fetch_optional(&self.inner.pool)
                 .await
             })
@@ -409,10 +441,12 @@ impl RefreshStore for PostgresStore {
             .bounded("rotate refresh token", async {
                 sqlx::query(
                     "UPDATE tokengate_refresh_tokens t SET uses = uses + 1
-                     WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)
+                     WHERE key = $1 AND expires_at_ms > $2
+                     AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)
                      RETURNING record::text, uses",
                 )
                 .bind(&key.as_bytes()[..])
+                .bind(millis(self.inner.clock.now()))
                 .fetch_optional(&self.inner.pool)
                 .await
             })
@@ -493,8 +527,10 @@ impl DeviceStore for PostgresStore {
             };
             let outcome = record.poll(client_id, now);
             match &outcome {
-                PollOutcome::Unknown => {}
-                PollOutcome::Approved(_) | PollOutcome::Expired => {
+                // An expired record stays until the sweep, so later polls
+                // still hear expired_token.
+                PollOutcome::Unknown | PollOutcome::Expired => {}
+                PollOutcome::Approved(_) => {
                     sqlx::query("DELETE FROM tokengate_devices WHERE key = $1")
                         .bind(key)
                         .execute(&mut *tx)

@@ -10,7 +10,7 @@
 use std::{
     fmt,
     future::Future,
-    sync::{Arc, LazyLock},
+    sync::{Arc, LazyLock, PoisonError, RwLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -53,7 +53,12 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    connection: ConnectionManager,
+    /// Replaced after a timeout: a connection that went silent (a dead
+    /// host, lost NAT state) is not one the manager ever reconnects by
+    /// itself.
+    connection: RwLock<ConnectionManager>,
+    client: RedisClient,
+    config: ConnectionManagerConfig,
     prefix: String,
     timeout: Duration,
 }
@@ -80,11 +85,13 @@ impl RedisStore {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| StoreError::with_source("cannot set up the Redis connection", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                connection,
+                connection: RwLock::new(connection),
+                client,
+                config,
                 prefix: prefix.to_owned(),
                 timeout,
             }),
@@ -101,14 +108,36 @@ impl RedisStore {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let connection = self.inner.connection.clone();
+        let connection = self
+            .inner
+            .connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         match tokio::time::timeout(self.inner.timeout, op(connection)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(StoreError::with_source(
                 format!("redis: {what} failed"),
                 error,
             )),
-            Err(_) => Err(StoreError::new(format!("redis: {what} timed out"))),
+            Err(_) => {
+                self.reconnect();
+                Err(StoreError::new(format!("redis: {what} timed out")))
+            }
+        }
+    }
+
+    /// Drops the connection after a timeout: the next call makes a new one.
+    fn reconnect(&self) {
+        if let Ok(fresh) = ConnectionManager::new_lazy_with_config(
+            self.inner.client.clone(),
+            self.inner.config.clone(),
+        ) {
+            *self
+                .inner
+                .connection
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = fresh;
         }
     }
 
@@ -211,15 +240,12 @@ if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 return 1
 ";
 
-/// Deletes every token of a family and marks it revoked for as long as any
-/// of them would have lived (at least ARGV[2] ms).
+/// Marks a family revoked for as long as any of its tokens would live (at
+/// least ARGV[1] ms): one write, whatever the family's size. Redemption and
+/// issuing check the marker; the members expire by themselves.
 const REVOKE_FAMILY: &str = r"
 local ttl = redis.call('PTTL', KEYS[1])
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  redis.call('DEL', ARGV[1] .. member)
-end
-redis.call('DEL', KEYS[1])
-if ttl < tonumber(ARGV[2]) then ttl = tonumber(ARGV[2]) end
+if ttl < tonumber(ARGV[1]) then ttl = tonumber(ARGV[1]) end
 redis.call('SET', KEYS[2], '1', 'PX', ttl)
 return 1
 ";
@@ -254,7 +280,10 @@ if too_soon then
 end
 if f[5] == 'pending' then return {'pending'} end
 if f[5] == 'denied' then return {'denied'} end
-redis.call('DEL', KEYS[1], f[8])
+redis.call('DEL', KEYS[1])
+-- The user code may have expired by Redis's clock and been reused by
+-- another device: free it only if it is still this one's.
+if redis.call('GET', f[8]) == ARGV[4] then redis.call('DEL', f[8]) end
 return {'approved', f[7], f[6], tostring(interval)}
 ";
 
@@ -452,13 +481,11 @@ impl RefreshStore for RedisStore {
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
         let family_key = self.key("family", family);
         let revoked_key = self.key("revoked", family);
-        let token_prefix = self.key("refresh", "");
         self.run("revoke family", |mut c| async move {
             SCRIPTS
                 .revoke_family
                 .key(family_key)
                 .key(revoked_key)
-                .arg(token_prefix)
                 .arg(3_600_000)
                 .invoke_async::<i64>(&mut c)
                 .await
@@ -505,7 +532,8 @@ impl DeviceStore for RedisStore {
         client_id: &str,
         now: SystemTime,
     ) -> Result<PollOutcome, StoreError> {
-        let device_key = self.key("device", &key.to_hex());
+        let hex = key.to_hex();
+        let device_key = self.key("device", &hex);
         let client_id = client_id.to_owned();
         let reply: Vec<String> = self
             .run("poll device code", |mut c| async move {
@@ -515,6 +543,7 @@ impl DeviceStore for RedisStore {
                     .arg(client_id)
                     .arg(millis(now))
                     .arg(SLOW_DOWN_STEP)
+                    .arg(hex)
                     .invoke_async(&mut c)
                     .await
             })
