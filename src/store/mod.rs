@@ -105,12 +105,33 @@ pub enum Lookup<T> {
 }
 
 impl<T> Redemption<T> {
+    /// What a redemption found, from how many times the value has now been
+    /// presented (a store's use counter after this call): 1 is this call's.
+    pub fn from_uses(record: T, uses: i64) -> Self {
+        if uses == 1 {
+            Self::Redeemed(record)
+        } else {
+            Self::Replayed(record)
+        }
+    }
+
     /// The same outcome with the record transformed (`Arc::new`, say).
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Redemption<U> {
         match self {
             Self::Redeemed(record) => Redemption::Redeemed(f(record)),
             Self::Replayed(record) => Redemption::Replayed(f(record)),
             Self::Unknown => Redemption::Unknown,
+        }
+    }
+}
+
+impl<T> Lookup<T> {
+    /// What a read found, from the value's use counter.
+    pub fn from_uses(record: T, uses: i64) -> Self {
+        if uses == 0 {
+            Self::Unused(record)
+        } else {
+            Self::Used(record)
         }
     }
 }

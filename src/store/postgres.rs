@@ -283,21 +283,22 @@ fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
         .map_err(|e| StoreError::with_source("cannot decode a stored record", e))
 }
 
-/// The record and use count an `UPDATE .. RETURNING record::text, uses` found.
+/// The record and use count of a row `record::text, uses`.
+fn record_and_uses<T: serde::de::DeserializeOwned>(row: &PgRow) -> Result<(T, i64), StoreError> {
+    let json: String = row.try_get(0).map_err(failed("read record"))?;
+    let uses: i32 = row.try_get(1).map_err(failed("read record"))?;
+    Ok((decode(&json)?, i64::from(uses)))
+}
+
+/// What an `UPDATE .. RETURNING record::text, uses` found.
 fn redemption<T: serde::de::DeserializeOwned>(
     row: Option<PgRow>,
 ) -> Result<Redemption<T>, StoreError> {
     let Some(row) = row else {
         return Ok(Redemption::Unknown);
     };
-    let json: String = row.try_get(0).map_err(failed("read record"))?;
-    let uses: i32 = row.try_get(1).map_err(failed("read record"))?;
-    let record = decode(&json)?;
-    Ok(if uses == 1 {
-        Redemption::Redeemed(record)
-    } else {
-        Redemption::Replayed(record)
-    })
+    let (record, uses) = record_and_uses(&row)?;
+    Ok(Redemption::from_uses(record, uses))
 }
 
 impl CredentialStore for PostgresStore {
@@ -421,14 +422,8 @@ impl RefreshStore for PostgresStore {
         let Some(row) = row else {
             return Ok(Lookup::Unknown);
         };
-        let json: String = row.try_get(0).map_err(failed("read record"))?;
-        let uses: i32 = row.try_get(1).map_err(failed("read record"))?;
-        let record = decode(&json)?;
-        Ok(if uses == 0 {
-            Lookup::Unused(record)
-        } else {
-            Lookup::Used(record)
-        })
+        let (record, uses) = record_and_uses(&row)?;
+        Ok(Lookup::from_uses(record, uses))
     }
 
     async fn rotate_refresh_token(

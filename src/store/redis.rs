@@ -344,12 +344,7 @@ impl RedisStore {
             other => redis::from_redis_value(other)
                 .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?,
         };
-        let record = decode(&json)?;
-        Ok(if uses == 1 {
-            Redemption::Redeemed(record)
-        } else {
-            Redemption::Replayed(record)
-        })
+        Ok(Redemption::from_uses(decode(&json)?, uses))
     }
 }
 
@@ -457,12 +452,7 @@ impl RefreshStore for RedisStore {
             other => redis::from_redis_value(other)
                 .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?,
         };
-        let record = decode(&json)?;
-        Ok(if uses == 0 {
-            Lookup::Unused(record)
-        } else {
-            Lookup::Used(record)
-        })
+        Ok(Lookup::from_uses(decode(&json)?, uses))
     }
 
     async fn rotate_refresh_token(
