@@ -24,24 +24,20 @@
 //!   allocations of a pass-through, a rejection and a successful exchange,
 //!   gate minus bare handler (targets: 0 and at most 20).
 
-use std::{
-    convert::Infallible,
-    fmt::Debug,
-    future::Future,
-    hint::black_box,
-    pin::pin,
-    task::{Context, Poll, Waker},
-    time::{Duration, Instant},
-};
+use std::{convert::Infallible, fmt::Debug, hint::black_box, time::Duration};
 
 use criterion::{BatchSize, Criterion, criterion_main};
 use http::{Request, Response, StatusCode, header::CONTENT_TYPE};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use support::{Side, call, compare, comparing, config, now_or_never};
 use tokengate::{
     AuthorizationRequest, Authorizer, Client, DEFAULT_TOKEN_PATH, ManualClock, MemoryStore,
     PkceChallenge, RequestBody, TokenGateLayer, ValidatedGrant,
 };
 use tower::{Layer, Service, service_fn};
+
+#[path = "support/mod.rs"]
+mod support;
 
 /// Counts every heap allocation, for the allocation report.
 #[global_allocator]
@@ -74,13 +70,6 @@ const RATIO_BUDGET: Duration = Duration::from_millis(1500);
 /// At least this many batches of each side, however long they take.
 const RATIO_MIN_ROUNDS: usize = 21;
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 /// The application behind the gate: answers at once, the same way for the
 /// baseline (`B = String`) and behind the gate (`B = RequestBody<String>`).
 async fn handler<B>(request: Request<B>) -> Result<Response<String>, Infallible> {
@@ -103,30 +92,6 @@ fn fixture() -> (TokenGateLayer, ManualClock) {
         .clock(clock.clone())
         .build();
     (layer, clock)
-}
-
-/// Polls `future` once; everything here completes without suspending.
-fn now_or_never<F: Future>(future: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut cx) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("future suspended; the memory store never should"),
-    }
-}
-
-/// `ready()` then `call()`, driven to completion.
-fn call<S, R>(service: &mut S, request: R) -> S::Response
-where
-    S: Service<R>,
-    S::Error: Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(error)) => panic!("service failed: {error:?}"),
-        Poll::Pending => panic!("service not ready"),
-    }
-    now_or_never(service.call(request)).expect("the handler is infallible")
 }
 
 fn other_request() -> Request<String> {
@@ -189,64 +154,26 @@ impl Minter {
     }
 }
 
-/// Whether to run the `Instant` comparisons: only under `cargo bench` (not
-/// in criterion's test, list or profile modes), and only for groups whose
-/// benchmarks criterion's filter let run.
-fn comparing(ran: &[bool]) -> bool {
-    let mut bench = false;
-    for arg in std::env::args().skip(1) {
-        if arg == "--bench" {
-            bench = true;
-        } else if arg == "--test" || arg == "--list" || arg.starts_with("--profile-time") {
-            return false;
-        }
-    }
-    bench && ran.iter().all(|&ran| ran)
-}
-
-/// Times `routine` over `batch` inputs made beforehand by `setup`, as
-/// criterion's `iter_batched` does; nanoseconds per iteration.
-fn time_batch<I, O>(
-    setup: &mut impl FnMut() -> I,
-    routine: &mut impl FnMut(I) -> O,
-    batch: u64,
-) -> f64 {
-    let inputs: Vec<I> = (0..batch).map(|_| setup()).collect();
-    let mut outputs = Vec::with_capacity(inputs.len());
-    let start = Instant::now();
-    outputs.extend(inputs.into_iter().map(&mut *routine));
-    let elapsed = start.elapsed();
-    drop(black_box(outputs));
-    elapsed.as_nanos() as f64 / batch as f64
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Median nanoseconds per iteration of `a` and `b`, timed in alternating
-/// batches so that drift (frequency, cache, store size) hits both alike.
-fn compare<IA, OA, IB, OB>(
-    mut a: (impl FnMut() -> IA, impl FnMut(IA) -> OA),
-    mut b: (impl FnMut() -> IB, impl FnMut(IB) -> OB),
+/// Both sides with one batch size, under this file's time budget.
+fn compare_pair<IA, OA, IB, OB>(
+    a: (impl FnMut() -> IA, impl FnMut(IA) -> OA),
+    b: (impl FnMut() -> IB, impl FnMut(IB) -> OB),
     batch: u64,
 ) -> (f64, f64) {
-    // Warm up both, untimed.
-    time_batch(&mut a.0, &mut a.1, batch);
-    time_batch(&mut b.0, &mut b.1, batch);
-    let (mut times_a, mut times_b) = (Vec::new(), Vec::new());
-    let start = Instant::now();
-    while times_a.len() < RATIO_MIN_ROUNDS || start.elapsed() < RATIO_BUDGET {
-        if times_a.len() % 2 == 0 {
-            times_a.push(time_batch(&mut a.0, &mut a.1, batch));
-            times_b.push(time_batch(&mut b.0, &mut b.1, batch));
-        } else {
-            times_b.push(time_batch(&mut b.0, &mut b.1, batch));
-            times_a.push(time_batch(&mut a.0, &mut a.1, batch));
-        }
-    }
-    (median(times_a), median(times_b))
+    compare(
+        Side {
+            setup: a.0,
+            routine: a.1,
+            batch,
+        },
+        Side {
+            setup: b.0,
+            routine: b.1,
+            batch,
+        },
+        RATIO_MIN_ROUNDS,
+        RATIO_BUDGET,
+    )
 }
 
 fn pass_through(c: &mut Criterion) {
@@ -277,7 +204,7 @@ fn pass_through(c: &mut Criterion) {
     group.finish();
 
     if comparing(&ran) {
-        let (bare_ns, gate_ns) = compare(
+        let (bare_ns, gate_ns) = compare_pair(
             (other_request, |request| call(&mut bare, request)),
             (other_request, |request| call(&mut gated, request)),
             1024,
@@ -325,7 +252,7 @@ fn rejection(c: &mut Criterion) {
     if comparing(&ran) {
         // Two closures cannot borrow one service; a clone shares its gate.
         let mut other = gated.clone();
-        let (unknown_ns, wrong_ns) = compare(
+        let (unknown_ns, wrong_ns) = compare_pair(
             (unknown, |request| call(&mut gated, request)),
             (wrong, |request| call(&mut other, request)),
             256,
@@ -377,7 +304,7 @@ fn exchange(c: &mut Criterion) {
     group.finish();
 
     if comparing(&ran) {
-        let (bare_ns, gate_ns) = compare(
+        let (bare_ns, gate_ns) = compare_pair(
             (baseline, |request| call(&mut bare, request)),
             (mint, |request| call(&mut gated, request)),
             EXCHANGE_BATCH,

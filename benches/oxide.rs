@@ -48,17 +48,10 @@
 //! each group, each pair is timed again with `Instant` over interleaved
 //! batches and one line gives both medians and their ratio.
 
-use std::{
-    cell::RefCell,
-    collections::HashMap,
-    convert::Infallible,
-    fmt::Debug,
-    future::Future,
-    hint::black_box,
-    pin::pin,
-    task::{Context, Poll, Waker},
-    time::{Duration, Instant},
-};
+#[path = "support/mod.rs"]
+mod support;
+
+use std::{cell::RefCell, collections::HashMap, convert::Infallible, time::Duration};
 
 use base64::{
     Engine,
@@ -87,6 +80,7 @@ use oxide_auth::{
 };
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use support::{Side, call, compare, comparing, config, now_or_never};
 use tokengate::{
     AuthorizationRequest, Authorizer, Client, DEFAULT_TOKEN_PATH, FieldValue, ManualClock,
     MemoryStore, RequestBody, ResponseBody, ResponseFormat, TokenGateLayer, ValidatedGrant,
@@ -128,37 +122,6 @@ const ARGON2_ROUNDS: usize = 11;
 /// tokengate's batch against Argon2: each Argon2 request sweeps 64 MiB
 /// through the caches, and a larger batch spreads that cold start thin.
 const ARGON2_GATE_BATCH: u64 = 256;
-
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
-/// Polls `future` once; everything here completes without suspending.
-fn now_or_never<F: Future>(future: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut cx) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("future suspended; the memory store never should"),
-    }
-}
-
-/// `ready()` then `call()`, driven to completion.
-fn call<S, R>(service: &mut S, request: R) -> S::Response
-where
-    S: Service<R>,
-    S::Error: Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(error)) => panic!("service failed: {error:?}"),
-        Poll::Pending => panic!("service not ready"),
-    }
-    now_or_never(service.call(request)).expect("the handler is infallible")
-}
 
 /// The token request both libraries receive: HTTP Basic client
 /// authentication, the code and the redirect URI in the form body.
@@ -434,76 +397,6 @@ impl Oxide {
 }
 
 // ---------------------------------------------------------------- timing
-
-/// Whether to run the `Instant` comparisons: only under `cargo bench` (not
-/// in criterion's test, list or profile modes), and only for groups whose
-/// benchmarks criterion's filter let run.
-fn comparing(ran: &[bool]) -> bool {
-    let mut bench = false;
-    for arg in std::env::args().skip(1) {
-        if arg == "--bench" {
-            bench = true;
-        } else if arg == "--test" || arg == "--list" || arg.starts_with("--profile-time") {
-            return false;
-        }
-    }
-    bench && ran.iter().all(|&ran| ran)
-}
-
-/// Times `routine` over `batch` inputs made beforehand by `setup`, as
-/// criterion's `iter_batched` does; nanoseconds per iteration.
-fn time_batch<I, O>(
-    setup: &mut impl FnMut() -> I,
-    routine: &mut impl FnMut(I) -> O,
-    batch: u64,
-) -> f64 {
-    let inputs: Vec<I> = (0..batch).map(|_| setup()).collect();
-    let mut outputs = Vec::with_capacity(inputs.len());
-    let start = Instant::now();
-    outputs.extend(inputs.into_iter().map(&mut *routine));
-    let elapsed = start.elapsed();
-    drop(black_box(outputs));
-    elapsed.as_nanos() as f64 / batch as f64
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// One side of a comparison: its input maker, its routine and how many
-/// inputs each timed batch holds.
-struct Side<S, R> {
-    setup: S,
-    routine: R,
-    batch: u64,
-}
-
-/// Median nanoseconds per iteration of `a` and `b`, timed in alternating
-/// batches so that drift (frequency, cache, store size) hits both alike:
-/// at least `min_rounds` batches each, and until `budget` has passed.
-fn compare<IA, OA, IB, OB>(
-    mut a: Side<impl FnMut() -> IA, impl FnMut(IA) -> OA>,
-    mut b: Side<impl FnMut() -> IB, impl FnMut(IB) -> OB>,
-    min_rounds: usize,
-    budget: Duration,
-) -> (f64, f64) {
-    // Warm up both, untimed.
-    time_batch(&mut a.setup, &mut a.routine, a.batch);
-    time_batch(&mut b.setup, &mut b.routine, b.batch);
-    let (mut times_a, mut times_b) = (Vec::new(), Vec::new());
-    let start = Instant::now();
-    while times_a.len() < min_rounds || start.elapsed() < budget {
-        if times_a.len() % 2 == 0 {
-            times_a.push(time_batch(&mut a.setup, &mut a.routine, a.batch));
-            times_b.push(time_batch(&mut b.setup, &mut b.routine, b.batch));
-        } else {
-            times_b.push(time_batch(&mut b.setup, &mut b.routine, b.batch));
-            times_a.push(time_batch(&mut a.setup, &mut a.routine, a.batch));
-        }
-    }
-    (median(times_a), median(times_b))
-}
 
 /// Nanoseconds in a readable unit.
 fn human(ns: f64) -> String {

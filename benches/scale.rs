@@ -7,16 +7,17 @@
 //! - the worst latency of a request while 1,000,000 expired codes are swept
 //!   (the sweep must never stall requests).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::{
-    future::Future,
     hint::black_box,
-    pin::pin,
-    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
 use criterion::{BatchSize, Criterion, criterion_main};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use support::now_or_never;
 use tokengate::{
     Clock, CodeKey, CodeRecord, CodeStore, ManualClock, MemoryStore, PkceChallenge, Redemption,
 };
@@ -26,14 +27,6 @@ use tokengate::{
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 const LIFETIME: Duration = Duration::from_secs(600);
-
-fn now_or_never<F: Future>(future: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut cx) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the memory store never suspends"),
-    }
-}
 
 /// A record as the issuing side makes it: client, user, one scope, the
 /// redirect URI and an S256 challenge.
