@@ -31,30 +31,12 @@ use hyper_util::rt::TokioIo;
 /// The longest any exchange or start-up may take.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The demo server and the gateway, built once for this test binary with
-/// the same store features as the tests: `cargo test --test gateway` does
-/// not build examples.
+/// The demo server and the gateway (see `common::demo::example`).
 fn binaries() -> (PathBuf, PathBuf) {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        let mut features = Vec::new();
-        if cfg!(feature = "redis") {
-            features.push("redis");
-        }
-        if cfg!(feature = "postgres") {
-            features.push("postgres");
-        }
-        let mut command = Command::new(env!("CARGO"));
-        command.args(["build", "--example", "server", "--example", "gateway"]);
-        if !features.is_empty() {
-            command.args(["--features", &features.join(",")]);
-        }
-        let status = command.status().unwrap();
-        assert!(status.success(), "cannot build the examples");
-    });
-    let exe = std::env::current_exe().unwrap();
-    let examples = exe.parent().unwrap().parent().unwrap().join("examples");
-    (examples.join("server"), examples.join("gateway"))
+    (
+        common::demo::example("server"),
+        common::demo::example("gateway"),
+    )
 }
 
 /// A running example, killed on drop.

@@ -17,11 +17,16 @@ use super::CHALLENGE;
 pub const REDIRECT: &str = "http%3A%2F%2F127.0.0.1%3A4567%2Fcallback";
 
 /// The example binary cargo built for this test run.
-///
-/// Built once per test binary, with the same store features as the tests:
-/// `cargo test --test ..` does not build examples, and a binary left by
-/// another run may be stale or built with other features.
 pub fn binary() -> PathBuf {
+    example("server")
+}
+
+/// The example binary `name` (the demo `server` or the `gateway`).
+///
+/// Both are built once per test binary, with the same store features as
+/// the tests: `cargo test --test ..` does not build examples, and a binary
+/// left by another run may be stale or built with other features.
+pub fn example(name: &str) -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
         let mut features = Vec::new();
@@ -32,16 +37,16 @@ pub fn binary() -> PathBuf {
             features.push("postgres");
         }
         let mut command = Command::new(env!("CARGO"));
-        command.args(["build", "--example", "server"]);
+        command.args(["build", "--example", "server", "--example", "gateway"]);
         if !features.is_empty() {
             command.args(["--features", &features.join(",")]);
         }
         let status = command.status().unwrap();
-        assert!(status.success(), "cannot build the demo server");
+        assert!(status.success(), "cannot build the examples");
     });
     let exe = std::env::current_exe().unwrap();
     let target = exe.parent().unwrap().parent().unwrap();
-    target.join("examples").join("server")
+    target.join("examples").join(name)
 }
 
 pub struct Server {
