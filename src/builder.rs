@@ -19,6 +19,8 @@ use crate::{
 pub const DEFAULT_TOKEN_PATH: &str = "/login/oauth/access_token";
 /// The default body limit: 16 KiB, far above any honest token request.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+/// The default read timeout for a token request body.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default code lifetime: 10 minutes (RFC 6749 §4.1.2).
 pub const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -67,6 +69,7 @@ struct Options {
     token_path: String,
     dialect: Dialect,
     body_limit: usize,
+    read_timeout: Option<Duration>,
     error_uri_base: Option<String>,
     github_status: StatusCode,
     realm: String,
@@ -97,6 +100,7 @@ impl Builder {
                 token_path: DEFAULT_TOKEN_PATH.to_owned(),
                 dialect: Dialect::default(),
                 body_limit: DEFAULT_BODY_LIMIT,
+                read_timeout: Some(DEFAULT_READ_TIMEOUT),
                 error_uri_base: None,
                 github_status: StatusCode::OK,
                 realm: "token".to_owned(),
@@ -196,6 +200,15 @@ impl<C, K, R, D> Builder<C, K, R, D> {
     #[must_use]
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.options.body_limit = bytes;
+        self
+    }
+
+    /// How long a token request body may take to arrive (default 10 s;
+    /// `None` for no limit); past it the gate answers `408`. Measured with
+    /// tokio's timer when the request is served on a tokio runtime.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.options.read_timeout = timeout;
         self
     }
 
@@ -404,6 +417,7 @@ where
                 github_status: options.github_status,
             },
             body_limit: options.body_limit,
+            read_timeout: options.read_timeout,
             www_authenticate,
             code_lifetime: options.code_lifetime,
             clock: options.clock,

@@ -40,6 +40,8 @@ pub(crate) struct Settings {
     pub(crate) token_path: String,
     pub(crate) presentation: Presentation,
     pub(crate) body_limit: usize,
+    /// How long a token request body may take to arrive.
+    pub(crate) read_timeout: Option<Duration>,
     pub(crate) www_authenticate: HeaderValue,
     pub(crate) code_lifetime: Duration,
     pub(crate) clock: Arc<dyn Clock>,

@@ -99,7 +99,9 @@ impl Presentation {
 fn is_framing(status: StatusCode) -> bool {
     matches!(
         status,
-        StatusCode::METHOD_NOT_ALLOWED | StatusCode::PAYLOAD_TOO_LARGE
+        StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::REQUEST_TIMEOUT
     )
 }
 
@@ -120,6 +122,11 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             "the request body is larger than the token endpoint accepts",
         ),
         F::BodyUnreadable => (bad, InvalidRequest, "the request body could not be read"),
+        F::ReadTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            InvalidRequest,
+            "the request body did not arrive in time",
+        ),
         F::ContentType => (
             bad,
             InvalidRequest,
@@ -353,6 +360,7 @@ mod tests {
         Failure::MethodNotAllowed,
         Failure::BodyTooLarge,
         Failure::BodyUnreadable,
+        Failure::ReadTimeout,
         Failure::ContentType,
         Failure::JsonBody,
         Failure::ParametersInQuery,

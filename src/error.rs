@@ -240,6 +240,8 @@ pub(crate) enum Failure {
     BodyTooLarge,
     /// The body could not be read from the connection.
     BodyUnreadable,
+    /// The body did not arrive within the read timeout.
+    ReadTimeout,
     /// Missing or unsupported `Content-Type`.
     ContentType,
     /// The body or query does not decode; the text says how.

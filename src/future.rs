@@ -23,6 +23,7 @@ use crate::{
     answer::{refuse, refuse_by_policy},
     body::{RequestBody, ResponseBody},
     check::{BoxFuture, Checks, DeviceAuthorization, Refusal},
+    deadline::Deadline,
     error::Failure,
     error::Rejection,
     format::{FieldValue, ResponseFormat},
@@ -63,6 +64,7 @@ pin_project! {
             body: B,
             received: BytesMut,
             limit: usize,
+            deadline: Deadline,
             pending: Option<Box<Pending<S>>>,
         },
         Checking {
@@ -134,11 +136,13 @@ where
     }
 
     pub(crate) fn read(body: B, limit: usize, pending: Pending<S>) -> Self {
+        let deadline = Deadline::after(pending.gate.settings().read_timeout);
         Self {
             state: State::Reading {
                 body,
                 received: BytesMut::new(),
                 limit,
+                deadline,
                 pending: Some(Box::new(pending)),
             },
         }
@@ -175,9 +179,14 @@ where
                     mut body,
                     received,
                     limit,
+                    deadline,
                     pending,
                 } => {
-                    let read = ready!(poll_read(body.as_mut(), cx, received, *limit));
+                    let read = match poll_read(body.as_mut(), cx, received, *limit) {
+                        Poll::Ready(read) => read,
+                        Poll::Pending if deadline.poll_expired(cx) => Err(Failure::ReadTimeout),
+                        Poll::Pending => return Poll::Pending,
+                    };
                     let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
                     read_done(read.map(|()| std::mem::take(received).freeze()), pending)
                 }

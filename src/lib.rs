@@ -59,6 +59,7 @@ mod check;
 mod client;
 mod clock;
 mod code;
+mod deadline;
 mod device;
 mod dialect;
 mod error;
@@ -90,7 +91,7 @@ pub use self::{
     body::{RequestBody, ResponseBody},
     builder::{
         Builder, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_CODE_LIFETIME, DEFAULT_DEVICE_PATH,
-        DEFAULT_REFRESH_LIFETIME, DEFAULT_TOKEN_PATH,
+        DEFAULT_READ_TIMEOUT, DEFAULT_REFRESH_LIFETIME, DEFAULT_TOKEN_PATH,
     },
     client::{Client, GrantType},
     clock::{Clock, ManualClock, SystemClock},

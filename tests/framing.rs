@@ -357,3 +357,48 @@ async fn the_service_error_type_is_the_inner_one() {
         .await;
     assert_eq!(result.err(), Some("inner failed"));
 }
+
+/// A body that sends a little, then nothing more, never ending.
+struct Trickle {
+    sent: bool,
+}
+
+impl Body for Trickle {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.sent {
+            // Never ready again, and never wakes anyone: only the gate's
+            // deadline can end this request.
+            return Poll::Pending;
+        }
+        self.sent = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+            b"grant_type=auth",
+        )))))
+    }
+}
+
+#[tokio::test]
+async fn a_trickling_body_is_cut_by_the_read_timeout() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::with(dialect, |b| {
+            b.read_timeout(Some(std::time::Duration::from_millis(100)))
+        });
+        let request = Request::post(TOKEN)
+            .header("content-type", FORM)
+            .body(Trickle { sent: false })
+            .unwrap();
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), h.refused(request))
+            .await
+            .expect("the gate ended the request");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(100));
+        assert_eq!(answer.status, 408);
+        answer.assert_no_store();
+        assert_eq!(answer.rejection.unwrap().error(), "invalid_request");
+    }
+}
