@@ -333,13 +333,13 @@ where
             let Some(key) = grant.uncommitted_refresh() else {
                 return Ok(grant);
             };
-            refresh_token::commit(&self.refresh, &self.settings, grant.client(), key)
-                .await
-                .map(|()| grant.clone())
-                .map_err(|failure| Refusal {
+            match refresh_token::commit(&self.refresh, &self.settings, grant.client(), key).await {
+                Ok(()) => Ok(grant),
+                Err(failure) => Err(Refusal {
                     failure,
                     client_id: Some(grant.client().client_id().to_owned()),
-                })
+                }),
+            }
         })
     }
 

@@ -185,6 +185,12 @@ impl Rejection {
         &self.error
     }
 
+    /// The `error` field, shared: a standard code is a static string, so
+    /// this copies nothing.
+    pub(crate) fn error_name(&self) -> Cow<'static, str> {
+        self.error.clone()
+    }
+
     /// The `interval` field GitHub adds to `slow_down`.
     pub fn interval(&self) -> Option<u64> {
         self.interval

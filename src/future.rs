@@ -25,7 +25,6 @@ use crate::{
     check::{BoxFuture, Checks, DeviceAuthorization, Refusal},
     deadline::Deadline,
     error::Failure,
-    error::Rejection,
     format::{FieldValue, ResponseFormat},
     grant::ValidatedGrant,
     parse::parse,
@@ -419,17 +418,11 @@ where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
-    let outcome = match response.extensions().get::<Rejection>() {
-        Some(rejection) => Outcome::Rejected {
-            error: rejection.error(),
-        },
-        None => Outcome::Answered,
-    };
-    telemetry::record(
+    telemetry::record_answer(
         pending.gate.settings().dialect(),
         pending.endpoint,
         pending.started,
-        outcome,
+        &response,
     );
     State::Answered {
         response: Some(Box::new(response)),

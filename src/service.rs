@@ -20,7 +20,7 @@ use crate::{
     format::ResponseFormat,
     future::{Endpoint, Pending, ResponseFuture},
     layer::TokenGateLayer,
-    telemetry::{self, Outcome},
+    telemetry,
 };
 
 /// Guards the token endpoint of the inner service `S`.
@@ -116,15 +116,7 @@ where
         };
         if let Some(failure) = early {
             let response = refuse(settings, failure, format, None);
-            if let Some(rejection) = response.extensions().get::<crate::Rejection>() {
-                let error = rejection.error();
-                telemetry::record(
-                    settings.dialect(),
-                    endpoint,
-                    started,
-                    Outcome::Rejected { error },
-                );
-            }
+            telemetry::record_answer(settings.dialect(), endpoint, started, &response);
             return ResponseFuture::refused(response);
         }
         // The ready service goes with this request; the clone waits for the

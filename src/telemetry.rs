@@ -11,21 +11,29 @@
 //!
 //! With the feature off (or no recorder installed) these cost nothing.
 
-use std::time::Instant;
+use std::{borrow::Cow, time::Instant};
 
-use crate::{dialect::Dialect, future::Endpoint};
+use bytes::Bytes;
+use http::Response;
+
+use crate::{dialect::Dialect, error::Rejection, future::Endpoint};
 
 /// How a gated request ended.
-#[derive(Clone, Copy)]
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub(crate) enum Outcome<'a> {
-    Forwarded { grant: &'static str },
-    Rejected { error: &'a str },
+pub(crate) enum Outcome {
+    Forwarded {
+        grant: &'static str,
+    },
+    /// The error code as sent; a standard one is borrowed, so counting it
+    /// copies nothing.
+    Rejected {
+        error: Cow<'static, str>,
+    },
     Answered,
 }
 
 #[cfg(feature = "metrics")]
-pub(crate) fn record(dialect: Dialect, endpoint: Endpoint, started: Instant, outcome: Outcome<'_>) {
+pub(crate) fn record(dialect: Dialect, endpoint: Endpoint, started: Instant, outcome: Outcome) {
     let dialect = match dialect {
         Dialect::Rfc6749 => "rfc6749",
         Dialect::GitHub => "github",
@@ -35,9 +43,9 @@ pub(crate) fn record(dialect: Dialect, endpoint: Endpoint, started: Instant, out
         Endpoint::DeviceAuthorization => "device_authorization",
     };
     let (name, grant, error) = match outcome {
-        Outcome::Forwarded { grant } => ("forwarded", grant, String::new()),
-        Outcome::Rejected { error } => ("rejected", "", error.to_owned()),
-        Outcome::Answered => ("answered", "", String::new()),
+        Outcome::Forwarded { grant } => ("forwarded", grant, Cow::Borrowed("")),
+        Outcome::Rejected { error } => ("rejected", "", error),
+        Outcome::Answered => ("answered", "", Cow::Borrowed("")),
     };
     metrics::counter!(
         "tokengate_requests_total",
@@ -58,4 +66,21 @@ pub(crate) fn record(dialect: Dialect, endpoint: Endpoint, started: Instant, out
 }
 
 #[cfg(not(feature = "metrics"))]
-pub(crate) fn record(_: Dialect, _: Endpoint, _: Instant, _: Outcome<'_>) {}
+pub(crate) fn record(_: Dialect, _: Endpoint, _: Instant, _: Outcome) {}
+
+/// Records the gate's own answer: a rejection when it carries one, else the
+/// device endpoint's reply.
+pub(crate) fn record_answer(
+    dialect: Dialect,
+    endpoint: Endpoint,
+    started: Instant,
+    response: &Response<Bytes>,
+) {
+    let outcome = match response.extensions().get::<Rejection>() {
+        Some(rejection) => Outcome::Rejected {
+            error: rejection.error_name(),
+        },
+        None => Outcome::Answered,
+    };
+    record(dialect, endpoint, started, outcome);
+}

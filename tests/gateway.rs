@@ -10,18 +10,17 @@ mod common;
 
 use std::{
     convert::Infallible,
-    io::{BufRead, BufReader},
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex, mpsc},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use common::{
     VERIFIER,
-    demo::{REDIRECT, Reply, authorize, demo_exchange, send, token},
+    demo::{REDIRECT, Reply, Server, authorize, demo_exchange, send, spawn, token},
 };
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -39,10 +38,9 @@ fn binaries() -> (PathBuf, PathBuf) {
     )
 }
 
-/// A running example, killed on drop.
+/// A process expected to exit by itself, killed on drop if it does not.
 struct Process {
     child: Child,
-    addr: String,
 }
 
 impl Drop for Process {
@@ -52,49 +50,11 @@ impl Drop for Process {
     }
 }
 
-/// Starts `exe` on a free port and waits (bounded) for `listening on`.
-fn spawn(exe: &PathBuf, args: &[&str]) -> Process {
-    let child = Command::new(exe)
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Owned at once, so the process is killed on every path.
-    let mut process = Process {
-        child,
-        addr: String::new(),
-    };
-    let stdout = process.child.stdout.take().unwrap();
-    let (found, listening) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        for line in lines.by_ref() {
-            let Ok(line) = line else { break };
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                let _ = found.send(addr.to_owned());
-                break;
-            }
-        }
-        // Keep draining stdout so the process never blocks on a full pipe.
-        lines.for_each(drop);
-    });
-    match listening.recv_timeout(WAIT) {
-        Ok(addr) => process.addr = addr,
-        Err(_) => {
-            let status = process.child.try_wait().ok().flatten();
-            panic!("{} did not listen ({status:?}): {args:?}", exe.display());
-        }
-    }
-    process
-}
-
-fn upstream_demo() -> Process {
+fn upstream_demo() -> Server {
     spawn(&binaries().0, &["--no-gate"])
 }
 
-fn gateway(upstream: &str, args: &[&str]) -> Process {
+fn gateway(upstream: &str, args: &[&str]) -> Server {
     let mut all = vec!["--upstream", upstream];
     all.extend_from_slice(args);
     spawn(&binaries().1, &all)
@@ -475,10 +435,7 @@ fn refuses_a_bad_upstream_flag() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut process = Process {
-            child,
-            addr: String::new(),
-        };
+        let mut process = Process { child };
         assert_eq!(
             wait(&mut process).code(),
             Some(2),

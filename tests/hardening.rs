@@ -41,21 +41,27 @@ async fn the_gate_refuses_an_expired_code_even_if_the_store_still_returns_it() {
         .assert_rfc(400, "invalid_grant");
 }
 
-// M14: the memory store forgets expired codes on its own.
-#[tokio::test]
-async fn memory_store_answers_unknown_for_an_expired_code() {
-    let clock = ManualClock::new();
-    let store = MemoryStore::with_clock(clock.clone());
+/// A code record for `client_id` with no redirect URI, scope or PKCE,
+/// issued now by `clock` for `lifetime`.
+fn bare_record(client_id: &str, clock: &ManualClock, lifetime: Duration) -> CodeRecord {
     let now = clock.now();
-    let record = CodeRecord {
-        client_id: "c".into(),
+    CodeRecord {
+        client_id: client_id.into(),
         subject: "u".into(),
         scopes: vec![],
         redirect_uri: None,
         pkce: None,
         issued_at: now,
-        expires_at: now + Duration::from_secs(60),
-    };
+        expires_at: now + lifetime,
+    }
+}
+
+// M14: the memory store forgets expired codes on its own.
+#[tokio::test]
+async fn memory_store_answers_unknown_for_an_expired_code() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_clock(clock.clone());
+    let record = bare_record("c", &clock, Duration::from_secs(60));
     store.issue(CodeKey::of("x"), record).await.unwrap();
     clock.advance(Duration::from_secs(60));
     assert_eq!(
@@ -70,16 +76,7 @@ async fn memory_store_answers_unknown_for_an_expired_code() {
 async fn used_codes_are_swept_after_expiry() {
     let clock = ManualClock::new();
     let store = MemoryStore::with_clock(clock.clone());
-    let now = clock.now();
-    let record = CodeRecord {
-        client_id: "c".into(),
-        subject: "u".into(),
-        scopes: vec![],
-        redirect_uri: None,
-        pkce: None,
-        issued_at: now,
-        expires_at: now + Duration::from_secs(600),
-    };
+    let record = bare_record("c", &clock, Duration::from_secs(600));
     for i in 0..10 {
         store
             .issue(CodeKey::of(&format!("c{i}")), record.clone())
@@ -91,11 +88,7 @@ async fn used_codes_are_swept_after_expiry() {
         ));
     }
     clock.advance(Duration::from_secs(601));
-    let fresh = CodeRecord {
-        issued_at: clock.now(),
-        expires_at: clock.now() + Duration::from_secs(600),
-        ..record
-    };
+    let fresh = bare_record("c", &clock, Duration::from_secs(600));
     store.issue(CodeKey::of("fresh"), fresh).await.unwrap();
     assert_eq!(store.code_count(), 1);
 }
@@ -106,16 +99,7 @@ async fn used_codes_are_swept_after_expiry() {
 async fn a_public_client_cannot_redeem_a_code_without_pkce() {
     for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
         let h = Harness::new(dialect);
-        let now = h.clock.now();
-        let record = CodeRecord {
-            client_id: "native".into(),
-            subject: "u".into(),
-            scopes: vec![],
-            redirect_uri: None,
-            pkce: None,
-            issued_at: now,
-            expires_at: now + Duration::from_secs(600),
-        };
+        let record = bare_record("native", &h.clock, Duration::from_secs(600));
         h.store
             .issue(CodeKey::of("no-pkce-code"), record)
             .await

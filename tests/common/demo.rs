@@ -3,8 +3,10 @@
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
 };
 
 use tokio::{
@@ -62,8 +64,15 @@ impl Drop for Server {
     }
 }
 
+/// Starts the demo server with `args` on a free port.
 pub fn start(args: &[&str]) -> Server {
-    let child = Command::new(binary())
+    spawn(&binary(), args)
+}
+
+/// Starts the example `exe` with `args` on a free port and waits, at most
+/// 30 s, for its `listening on` line; the lines before it are its banner.
+pub fn spawn(exe: &Path, args: &[&str]) -> Server {
+    let child = Command::new(exe)
         .args(["--addr", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
@@ -76,21 +85,33 @@ pub fn start(args: &[&str]) -> Server {
         addr: String::new(),
         banner: Vec::new(),
     };
-    let mut lines = BufReader::new(server.child.stdout.take().unwrap()).lines();
-    loop {
-        let Some(line) = lines.next() else {
-            let status = server.child.wait().ok();
-            panic!("the server exited before listening ({status:?}): {args:?}");
-        };
-        let line = line.unwrap();
-        if let Some(addr) = line.strip_prefix("listening on http://") {
-            server.addr = addr.to_owned();
-            // Keep draining stdout so the server never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return server;
+    let stdout = server.child.stdout.take().unwrap();
+    let (found, listening) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut banner = Vec::new();
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                let _ = found.send((addr.to_owned(), banner));
+                break;
+            }
+            banner.push(line);
         }
-        server.banner.push(line);
+        // Keep draining stdout so the process never blocks on a full pipe.
+        lines.for_each(drop);
+    });
+    match listening.recv_timeout(Duration::from_secs(30)) {
+        Ok((addr, banner)) => {
+            server.addr = addr;
+            server.banner = banner;
+        }
+        Err(_) => {
+            let status = server.child.try_wait().ok().flatten();
+            panic!("{} did not listen ({status:?}): {args:?}", exe.display());
+        }
     }
+    server
 }
 
 #[derive(Debug)]
