@@ -65,6 +65,9 @@ mod dialect;
 mod error;
 mod format;
 mod future;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 mod inspect;
 mod layer;

@@ -5,7 +5,7 @@
 //! (RFC 6749 §3.2), a defined one sent twice is refused, and an empty value
 //! counts as absent.
 
-mod basic;
+pub(crate) mod basic;
 pub(crate) mod form;
 mod json;
 
@@ -170,6 +170,28 @@ pub(crate) struct TokenRequest {
     /// The `Authorization` header's credentials; a bad header is reported
     /// when client authentication runs, so earlier checks win (SPEC order).
     pub(crate) basic: Option<Result<BasicCredentials, Failure>>,
+}
+
+#[cfg(feature = "fuzzing")]
+impl TokenRequest {
+    /// How many parameters are present, for the fuzz targets.
+    pub(crate) fn present(&self) -> usize {
+        [
+            &self.grant_type,
+            &self.code,
+            &self.redirect_uri,
+            &self.client_id,
+            &self.client_secret,
+            &self.code_verifier,
+            &self.refresh_token,
+            &self.scope,
+            &self.device_code,
+        ]
+        .iter()
+        .filter(|value| value.is_some())
+        .count()
+            + usize::from(self.basic.is_some())
+    }
 }
 
 /// Parses the parameters of a token request with head `parts` and the
