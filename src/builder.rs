@@ -21,6 +21,9 @@ pub const DEFAULT_TOKEN_PATH: &str = "/login/oauth/access_token";
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 /// The default read timeout for a token request body.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a forwarded request may hold its code or refresh token before
+/// the claim lapses: 30 s (see [`Builder::two_phase_redemption`]).
+pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(30);
 /// The default code lifetime: 10 minutes (RFC 6749 §4.1.2).
 pub const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -76,6 +79,7 @@ struct Options {
     code_lifetime: Duration,
     clock: Arc<dyn Clock>,
     allow_plain_pkce: bool,
+    reservation_ttl: Option<Duration>,
     on_code_replay: Option<ReplayHook>,
     refresh_enabled: bool,
     refresh_lifetime: Duration,
@@ -107,6 +111,7 @@ impl Builder {
                 code_lifetime: DEFAULT_CODE_LIFETIME,
                 clock: Arc::new(SystemClock),
                 allow_plain_pkce: false,
+                reservation_ttl: Some(DEFAULT_RESERVATION_TTL),
                 on_code_replay: None,
                 refresh_enabled: false,
                 refresh_lifetime: DEFAULT_REFRESH_LIFETIME,
@@ -251,6 +256,28 @@ impl<C, K, R, D> Builder<C, K, R, D> {
         self
     }
 
+    /// Two-phase redemption (on by default): a code or refresh token that
+    /// passed every check is only claimed while the inner service runs, and
+    /// used up when it answers; a 5xx, an error, a panic or a dropped
+    /// request hands it back, so the client's retry works instead of
+    /// sending the user through the login again. A claim lapses by itself
+    /// after `ttl` (default [`DEFAULT_RESERVATION_TTL`]) if the process
+    /// dies holding it; a 2xx answered after the claim was lost (and the
+    /// code taken by another request) becomes `500 server_error`, so one
+    /// code never yields two tokens.
+    ///
+    /// Meanwhile a second request with the same code is refused like a used
+    /// code, without firing the replay hook. A failed check (a wrong
+    /// verifier, another client) still uses the code up at once.
+    ///
+    /// `None` turns it off: values are used up on first read, before the
+    /// inner service runs.
+    #[must_use]
+    pub fn two_phase_redemption(mut self, ttl: Option<Duration>) -> Self {
+        self.options.reservation_ttl = ttl;
+        self
+    }
+
     /// Accepts PKCE `plain` challenges (default no: RFC 7636 §7.2 keeps it
     /// for clients that cannot hash, and GitHub refuses it).
     #[must_use]
@@ -368,6 +395,14 @@ where
         if options.refresh_lifetime.is_zero() {
             return Err(ConfigError("the refresh token lifetime must be positive"));
         }
+        if options
+            .reservation_ttl
+            .is_some_and(|ttl| ttl.is_zero() || ttl > MAX_LIFETIME)
+        {
+            return Err(ConfigError(
+                "the two-phase redemption claim must last between 1 ms and ten years",
+            ));
+        }
         if options.code_lifetime.is_zero() {
             return Err(ConfigError("the code lifetime must be positive"));
         }
@@ -422,6 +457,7 @@ where
             code_lifetime: options.code_lifetime,
             clock: options.clock,
             allow_plain_pkce: options.allow_plain_pkce,
+            reservation_ttl: options.reservation_ttl,
             on_code_replay: options.on_code_replay,
             refresh_lifetime: options.refresh_lifetime,
             refresh_enabled: options.refresh_enabled,

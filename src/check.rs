@@ -21,6 +21,7 @@ use crate::{
     parse::TokenRequest,
     policy::DynPolicy,
     refresh::RefreshRecord,
+    reservation::{Held, Reservation, Settle},
     scope,
     secret::{CodeKey, random_code},
     store::{CodeStore, CredentialStore, DeviceStore, RefreshStore, StoreError},
@@ -46,6 +47,9 @@ pub(crate) struct Settings {
     pub(crate) code_lifetime: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) allow_plain_pkce: bool,
+    /// How long a forwarded request may hold its code or refresh token
+    /// (two-phase redemption); `None` uses them up on first read.
+    pub(crate) reservation_ttl: Option<Duration>,
     pub(crate) on_code_replay: Option<ReplayHook>,
     /// `None` when the layer has no refresh store.
     pub(crate) refresh_lifetime: Duration,
@@ -89,6 +93,7 @@ impl fmt::Debug for Settings {
             .field("www_authenticate", &self.www_authenticate)
             .field("code_lifetime", &self.code_lifetime)
             .field("allow_plain_pkce", &self.allow_plain_pkce)
+            .field("reservation_ttl", &self.reservation_ttl)
             .field("refresh_enabled", &self.refresh_enabled)
             .field("refresh_lifetime", &self.refresh_lifetime)
             .field("device_path", &self.device_path)
@@ -112,17 +117,28 @@ pub(crate) struct DeviceAuthorization {
     pub(crate) interval: u64,
 }
 
+/// A request that passed the checks: its grant, and the claim on its code
+/// or refresh token when redemption is two-phase.
+pub(crate) type Checked = (ValidatedGrant, Option<Reservation>);
+
 /// The gate's checks and store access, with the store types erased.
 pub(crate) trait Checks: Send + Sync + 'static {
     fn settings(&self) -> &Settings;
 
     /// Runs checks 2 to 5 on a parsed token request.
-    fn check(self: Arc<Self>, request: TokenRequest) -> BoxFuture<Result<ValidatedGrant, Refusal>>;
+    fn check(self: Arc<Self>, request: TokenRequest) -> BoxFuture<Result<Checked, Refusal>>;
 
     /// The last step of a grant that passed every check and policy: rotates
-    /// a refresh token. Other grants have nothing left to do.
-    fn commit(self: Arc<Self>, grant: ValidatedGrant)
-    -> BoxFuture<Result<ValidatedGrant, Refusal>>;
+    /// (or claims) a refresh token. Other grants have nothing left to do.
+    fn commit(self: Arc<Self>, grant: ValidatedGrant) -> BoxFuture<Result<Checked, Refusal>>;
+
+    /// Ends a claim: confirms or releases it. Answers whether a
+    /// confirmation still held the claim.
+    fn settle(
+        self: Arc<Self>,
+        reservation: Reservation,
+        how: Settle,
+    ) -> BoxFuture<Result<bool, StoreError>>;
 
     /// Serves the device authorization endpoint. `host` is the request's
     /// `Host`, for the default verification URI.
@@ -189,7 +205,7 @@ where
     R: RefreshStore,
     D: DeviceStore,
 {
-    async fn run(&self, request: &TokenRequest) -> Result<ValidatedGrant, Failure> {
+    async fn run(&self, request: &TokenRequest) -> Result<Checked, Failure> {
         let settings = &self.settings;
         let grant = match request.grant_type.as_deref() {
             Some(name) => GrantType::from_param(name)
@@ -209,23 +225,26 @@ where
         }
         match grant {
             GrantType::AuthorizationCode => {
-                let record =
+                let (record, claim) =
                     authorization_code::redeem(&self.codes, settings, &client, request).await?;
-                Ok(ValidatedGrant::authorization_code(client, record))
+                Ok((ValidatedGrant::authorization_code(client, record), claim))
             }
             GrantType::RefreshToken => {
                 let (key, previous, scopes) =
                     refresh_token::check(&self.refresh, settings, &client, request).await?;
-                Ok(ValidatedGrant::refresh_token(client, key, previous, scopes))
+                Ok((
+                    ValidatedGrant::refresh_token(client, key, previous, scopes),
+                    None,
+                ))
             }
             GrantType::DeviceCode => {
                 let (record, subject) =
                     device_code::poll(&self.devices, settings, &client, request).await?;
-                Ok(ValidatedGrant::device_code(client, record, subject))
+                Ok((ValidatedGrant::device_code(client, record, subject), None))
             }
             GrantType::ClientCredentials => {
                 let scopes = client_credentials::scopes(settings, &client, request)?;
-                Ok(ValidatedGrant::client_credentials(client, scopes))
+                Ok((ValidatedGrant::client_credentials(client, scopes), None))
             }
         }
     }
@@ -314,7 +333,7 @@ where
         &self.settings
     }
 
-    fn check(self: Arc<Self>, request: TokenRequest) -> BoxFuture<Result<ValidatedGrant, Refusal>> {
+    fn check(self: Arc<Self>, request: TokenRequest) -> BoxFuture<Result<Checked, Refusal>> {
         Box::pin(async move {
             let verdict = self.run(&request).await;
             // The claimed id is copied for the log only when refusing.
@@ -325,20 +344,41 @@ where
         })
     }
 
-    fn commit(
-        self: Arc<Self>,
-        grant: ValidatedGrant,
-    ) -> BoxFuture<Result<ValidatedGrant, Refusal>> {
+    fn commit(self: Arc<Self>, grant: ValidatedGrant) -> BoxFuture<Result<Checked, Refusal>> {
         Box::pin(async move {
             let Some(key) = grant.uncommitted_refresh() else {
-                return Ok(grant);
+                return Ok((grant, None));
             };
             match refresh_token::commit(&self.refresh, &self.settings, grant.client(), key).await {
-                Ok(()) => Ok(grant),
+                Ok(claim) => Ok((grant, claim)),
                 Err(failure) => Err(Refusal {
                     failure,
                     client_id: Some(grant.client().client_id().to_owned()),
                 }),
+            }
+        })
+    }
+
+    fn settle(
+        self: Arc<Self>,
+        reservation: Reservation,
+        how: Settle,
+    ) -> BoxFuture<Result<bool, StoreError>> {
+        Box::pin(async move {
+            let Reservation { what, key, hold } = reservation;
+            match (what, how) {
+                (Held::Code, Settle::Confirm) => self.codes.confirm(&key, &hold).await,
+                (Held::Code, Settle::Release) => {
+                    self.codes.release(&key, &hold).await.map(|()| true)
+                }
+                (Held::RefreshToken, Settle::Confirm) => {
+                    self.refresh.confirm_refresh_token(&key, &hold).await
+                }
+                (Held::RefreshToken, Settle::Release) => self
+                    .refresh
+                    .release_refresh_token(&key, &hold)
+                    .await
+                    .map(|()| true),
             }
         })
     }

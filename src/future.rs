@@ -22,13 +22,15 @@ use tower_service::Service;
 use crate::{
     answer::{refuse, refuse_by_policy},
     body::{RequestBody, ResponseBody},
-    check::{BoxFuture, Checks, DeviceAuthorization, Refusal},
+    check::{BoxFuture, Checked, Checks, DeviceAuthorization, Refusal},
     deadline::Deadline,
     error::Failure,
     format::{FieldValue, ResponseFormat},
     grant::ValidatedGrant,
     parse::parse,
     policy::{self, PolicyError, PolicyRequest},
+    reservation::{Claim, Reservation, Settle},
+    store::StoreError,
     telemetry::{self, Outcome},
 };
 
@@ -57,6 +59,9 @@ pin_project! {
             #[pin]
             future: S::Future,
             token_path: bool,
+            // The claim on the request's code or refresh token, settled by
+            // the inner service's answer (two-phase redemption).
+            claim: Option<Box<Claim>>,
         },
         Reading {
             #[pin]
@@ -67,7 +72,7 @@ pin_project! {
             pending: Option<Box<Pending<S>>>,
         },
         Checking {
-            check: BoxFuture<Result<ValidatedGrant, Refusal>>,
+            check: BoxFuture<Result<Checked, Refusal>>,
             body: Bytes,
             pending: Option<Box<Pending<S>>>,
         },
@@ -77,15 +82,25 @@ pin_project! {
             parts: Option<Arc<Parts>>,
             body: Bytes,
             pending: Option<Box<Pending<S>>>,
+            claim: Option<Box<Claim>>,
         },
         Committing {
-            commit: BoxFuture<Result<ValidatedGrant, Refusal>>,
+            commit: BoxFuture<Result<Checked, Refusal>>,
             body: Bytes,
             pending: Option<Box<Pending<S>>>,
         },
         AuthorizingDevice {
             authorize: BoxFuture<Result<DeviceAuthorization, Refusal>>,
             pending: Option<Box<Pending<S>>>,
+        },
+        // A claim being confirmed or released, with the answer to give once
+        // it is: the inner service's, or the gate's own refusal. `claim` is
+        // kept when a 2xx may only pass if the claim still held.
+        Settling {
+            settle: BoxFuture<Result<bool, StoreError>>,
+            answer: Option<Result<S::Response, S::Error>>,
+            refusal: Option<Box<Response<Bytes>>>,
+            claim: Option<Box<Claim>>,
         },
         // The gate's own answer: a refusal, or the device endpoint's reply.
         Answered {
@@ -122,6 +137,7 @@ where
             state: State::Forwarded {
                 future,
                 token_path: false,
+                claim: None,
             },
         }
     }
@@ -160,15 +176,59 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let next = match self.as_mut().project().state.project() {
-                StateProj::Forwarded { future, token_path } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    // RFC 6749 §5.1: token responses must not be cached.
-                    if *token_path && !response.headers().contains_key(CACHE_CONTROL) {
-                        let headers = response.headers_mut();
-                        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+                StateProj::Forwarded {
+                    future,
+                    token_path,
+                    claim,
+                } => {
+                    let answer = ready!(future.poll(cx));
+                    match claim.take() {
+                        None => return Poll::Ready(deliver(answer, *token_path)),
+                        Some(claim) => settle_by(answer, claim),
                     }
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Settling {
+                    settle,
+                    answer,
+                    refusal,
+                    claim,
+                } => {
+                    let settled = ready!(settle.as_mut().poll(cx));
+                    if let Some(refusal) = refusal.take() {
+                        if let Err(error) = settled {
+                            tracing::error!(%error, "store failed while using up a refused request's code");
+                        }
+                        return Poll::Ready(Ok((*refusal).map(ResponseBody::gate)));
+                    }
+                    let answer = answer.take().expect(POLLED_AFTER_COMPLETION);
+                    match (claim.take(), settled) {
+                        (_, Ok(true)) => return Poll::Ready(deliver(answer, true)),
+                        (None, Ok(false)) => return Poll::Ready(deliver(answer, true)),
+                        (None, Err(error)) => {
+                            tracing::error!(%error, "store failed while releasing a claim; it lapses by itself");
+                            return Poll::Ready(deliver(answer, true));
+                        }
+                        (Some(claim), lost) => {
+                            // The token the inner service minted must not
+                            // leave: the code may be another request's now.
+                            match lost {
+                                Err(error) => {
+                                    tracing::error!(%error, "store failed while confirming a claim; withholding the token")
+                                }
+                                Ok(_) => {
+                                    tracing::error!(client_id = ?claim.grant.client().client_id(), "claim lost before the inner service answered; withholding the token")
+                                }
+                            }
+                            let settings = claim.gate().settings();
+                            let response = refuse(
+                                settings,
+                                Failure::Store,
+                                claim.format,
+                                Some(claim.grant.client().client_id()),
+                            );
+                            return Poll::Ready(Ok(response.map(ResponseBody::gate)));
+                        }
+                    }
                 }
                 StateProj::Answered { response } => {
                     let response = response.take().expect(POLLED_AFTER_COMPLETION);
@@ -197,7 +257,10 @@ where
                     let verdict = ready!(check.as_mut().poll(cx));
                     let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
                     match verdict {
-                        Ok(grant) => police(pending, std::mem::take(body), grant),
+                        Ok((grant, reservation)) => {
+                            let claim = claim(&pending, &grant, reservation);
+                            police(pending, std::mem::take(body), grant, claim)
+                        }
                         Err(Refusal { failure, client_id }) => {
                             refused(&pending, failure, client_id.as_deref())
                         }
@@ -209,6 +272,7 @@ where
                     parts,
                     body,
                     pending,
+                    claim,
                 } => {
                     let verdict = ready!(policies.as_mut().poll(cx));
                     let mut pending = pending.take().expect(POLLED_AFTER_COMPLETION);
@@ -220,17 +284,32 @@ where
                             // that kept a clone costs a copy.
                             pending.parts =
                                 Arc::try_unwrap(parts).unwrap_or_else(|shared| (*shared).clone());
-                            commit(pending, std::mem::take(body), grant)
+                            commit(pending, std::mem::take(body), grant, claim.take())
                         }
-                        Err(error) => answered(
-                            &pending,
-                            refuse_by_policy(
-                                pending.gate.settings(),
-                                error,
-                                pending.format,
-                                grant.client().client_id(),
-                            ),
-                        ),
+                        Err(error) => {
+                            let refused = answered(
+                                &pending,
+                                refuse_by_policy(
+                                    pending.gate.settings(),
+                                    error,
+                                    pending.format,
+                                    grant.client().client_id(),
+                                ),
+                            );
+                            match (claim.take(), refused) {
+                                // A refused code is used up, as a failed
+                                // check would have.
+                                (Some(mut claim), State::Answered { response }) => {
+                                    State::Settling {
+                                        settle: claim.settle(Settle::Confirm),
+                                        answer: None,
+                                        refusal: response,
+                                        claim: None,
+                                    }
+                                }
+                                (_, refused) => refused,
+                            }
+                        }
                     }
                 }
                 StateProj::Committing {
@@ -241,7 +320,10 @@ where
                     let verdict = ready!(commit.as_mut().poll(cx));
                     let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
                     match verdict {
-                        Ok(grant) => forward(*pending, std::mem::take(body), grant),
+                        Ok((grant, reservation)) => {
+                            let claim = claim(&pending, &grant, reservation);
+                            forward(*pending, std::mem::take(body), grant, claim)
+                        }
                         Err(Refusal { failure, client_id }) => {
                             refused(&pending, failure, client_id.as_deref())
                         }
@@ -328,15 +410,77 @@ where
     }
 }
 
+/// The response future's own hold on a claim the checks took.
+fn claim<S>(
+    pending: &Pending<S>,
+    grant: &ValidatedGrant,
+    reservation: Option<Reservation>,
+) -> Option<Box<Claim>> {
+    reservation.map(|reservation| {
+        Box::new(Claim::new(
+            Arc::clone(&pending.gate),
+            reservation,
+            pending.format,
+            grant.clone(),
+        ))
+    })
+}
+
+/// The inner service answered a request that holds a claim: a 2xx uses the
+/// value up (and passes only if the claim still held), a 5xx or an error
+/// hands it back for the client's retry, any other answer is final and
+/// uses it up.
+fn settle_by<S, B, ResBody>(
+    answer: Result<S::Response, S::Error>,
+    mut claim: Box<Claim>,
+) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    B: Body,
+{
+    let status = answer.as_ref().map(Response::status).ok();
+    let (how, must_hold) = match status {
+        Some(status) if status.is_success() => (Settle::Confirm, true),
+        Some(status) if !status.is_server_error() => (Settle::Confirm, false),
+        _ => (Settle::Release, false),
+    };
+    State::Settling {
+        settle: claim.settle(how),
+        answer: Some(answer),
+        refusal: None,
+        claim: must_hold.then_some(claim),
+    }
+}
+
+/// Hands the inner service's answer on. RFC 6749 §5.1: token responses must
+/// not be cached, so one without `Cache-Control` gets `no-store`.
+fn deliver<ResBody, E>(
+    answer: Result<Response<ResBody>, E>,
+    token_path: bool,
+) -> Result<Response<ResponseBody<ResBody>>, E> {
+    let mut response = answer?;
+    if token_path && !response.headers().contains_key(CACHE_CONTROL) {
+        let headers = response.headers_mut();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    Ok(response.map(ResponseBody::inner))
+}
+
 /// The built-in checks passed: run the application's policies, if any.
-fn police<S, B>(mut pending: Box<Pending<S>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn police<S, B>(
+    mut pending: Box<Pending<S>>,
+    body: Bytes,
+    grant: ValidatedGrant,
+    claim: Option<Box<Claim>>,
+) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
     let settings = pending.gate.settings();
     if settings.policies.is_empty() {
-        return commit(pending, body, grant);
+        return commit(pending, body, grant, claim);
     }
     let parts = Arc::new(std::mem::replace(&mut pending.parts, empty_parts()));
     let request = PolicyRequest::new(grant.clone(), Arc::clone(&parts), settings.dialect());
@@ -346,18 +490,24 @@ where
         parts: Some(parts),
         body,
         pending: Some(pending),
+        claim,
     }
 }
 
 /// Every check and policy passed: use up what the grant consumes (a
 /// refresh token), then forward.
-fn commit<S, B>(pending: Box<Pending<S>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn commit<S, B>(
+    pending: Box<Pending<S>>,
+    body: Bytes,
+    grant: ValidatedGrant,
+    claim: Option<Box<Claim>>,
+) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
     if grant.uncommitted_refresh().is_none() {
-        return forward(*pending, body, grant);
+        return forward(*pending, body, grant, claim);
     }
     State::Committing {
         commit: Arc::clone(&pending.gate).commit(grant),
@@ -372,7 +522,12 @@ fn empty_parts() -> Parts {
 
 /// Every check passed: hand the request, its body unchanged and the
 /// validated grant to the inner service.
-fn forward<S, B>(pending: Pending<S>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn forward<S, B>(
+    pending: Pending<S>,
+    body: Bytes,
+    grant: ValidatedGrant,
+    claim: Option<Box<Claim>>,
+) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -395,9 +550,12 @@ where
     parts.extensions.insert(grant);
     parts.extensions.insert(format);
     let request = Request::from_parts(parts, RequestBody::buffered(body));
+    // Should `call` panic, dropping `claim` hands the value back.
+    let future = service.call(request);
     State::Forwarded {
-        future: service.call(request),
+        future,
         token_path: true,
+        claim,
     }
 }
 

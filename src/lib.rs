@@ -77,6 +77,7 @@ mod pkce;
 mod policy;
 mod redirect;
 mod refresh;
+mod reservation;
 mod scope;
 mod secret;
 mod service;
@@ -94,7 +95,8 @@ pub use self::{
     body::{RequestBody, ResponseBody},
     builder::{
         Builder, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_CODE_LIFETIME, DEFAULT_DEVICE_PATH,
-        DEFAULT_READ_TIMEOUT, DEFAULT_REFRESH_LIFETIME, DEFAULT_TOKEN_PATH,
+        DEFAULT_READ_TIMEOUT, DEFAULT_REFRESH_LIFETIME, DEFAULT_RESERVATION_TTL,
+        DEFAULT_TOKEN_PATH,
     },
     client::{Client, GrantType},
     clock::{Clock, ManualClock, SystemClock},
@@ -120,7 +122,7 @@ pub use self::{
     secret::{CodeKey, SecretDigest},
     service::TokenGate,
     store::{
-        ClientsFileError, CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Lookup,
-        MemoryStore, Redemption, RefreshStore, StoreError, parse_clients,
+        ClientsFileError, CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Hold,
+        Lookup, MemoryStore, Redemption, RefreshStore, StoreError, parse_clients,
     },
 };

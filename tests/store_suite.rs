@@ -15,7 +15,7 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -68,9 +68,16 @@ struct Fixture {
     app: String,
     other: String,
     tv: String,
+    /// How many times the code replay hook fired.
+    replays: Arc<AtomicUsize>,
 }
 
 async fn fixture<S: Backend>(store: S, clock: ManualClock) -> Fixture {
+    fixture_with(store, clock, tokengate::DEFAULT_RESERVATION_TTL).await
+}
+
+/// A fixture whose claims last `ttl`.
+async fn fixture_with<S: Backend>(store: S, clock: ManualClock, ttl: Duration) -> Fixture {
     let app = unique("app");
     let other = unique("other");
     let tv = unique("tv");
@@ -97,10 +104,16 @@ async fn fixture<S: Backend>(store: S, clock: ManualClock) -> Fixture {
                 .with_redirect_policy(RedirectPolicy::Loopback),
         )
         .await;
+    let replays = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&replays);
     let layer = TokenGateLayer::builder()
         .store(store)
         .clock(clock.clone())
         .realm("tokengate-test")
+        .two_phase_redemption(Some(ttl))
+        .on_code_replay(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
         .build();
     let base = Harness::new(Dialect::Rfc6749);
     Fixture {
@@ -112,6 +125,7 @@ async fn fixture<S: Backend>(store: S, clock: ManualClock) -> Fixture {
         app,
         other,
         tv,
+        replays,
     }
 }
 
@@ -398,9 +412,267 @@ async fn outage_and_recovery<S: Backend>(
     }
 }
 
-/// Sends a valid exchange of `code`; the status and body, whether or not it
-/// was forwarded.
-async fn try_forward(f: &Fixture, code: &str) -> (u16, String) {
+/// How the inner service fails the first time a claimed code reaches it.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// It answers 503.
+    Unavailable,
+    /// Its future fails.
+    Error,
+    /// It panics.
+    Panic,
+    /// It never answers, and the caller gives up (the future is dropped).
+    Hang,
+}
+
+const FAULTS: [Fault; 4] = [Fault::Unavailable, Fault::Error, Fault::Panic, Fault::Hang];
+
+/// Sends `body` through the gate to an inner service that fails with
+/// `fault`; answers the status the client saw, if it saw one.
+async fn send_faulty(f: &Fixture, body: &str, fault: Fault) -> Option<u16> {
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let inside = Arc::clone(&entered);
+    let service = ServiceBuilder::new()
+        .layer(f.h.layer.clone())
+        .service(service_fn(
+            move |_: http::Request<tokengate::RequestBody<String>>| {
+                let inside = Arc::clone(&inside);
+                async move {
+                    inside.notify_one();
+                    match fault {
+                        Fault::Unavailable => {
+                            let mut response = http::Response::new("busy".to_owned());
+                            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                            Ok(response)
+                        }
+                        Fault::Error => Err(std::io::Error::other("the token minter failed")),
+                        Fault::Panic => panic!("the token minter panicked"),
+                        Fault::Hang => std::future::pending().await,
+                    }
+                }
+            },
+        ));
+    let request = post(body);
+    let task = tokio::spawn(service.oneshot(request));
+    if let Fault::Hang = fault {
+        // The client gives up while the inner service works: the gate's
+        // future is dropped holding the claim.
+        entered.notified().await;
+        task.abort();
+    }
+    match task.await {
+        Ok(Ok(response)) => Some(response.status().as_u16()),
+        Ok(Err(_)) => None,                       // the inner error
+        Err(join) if join.is_cancelled() => None, // dropped
+        Err(join) if join.is_panic() => None,     // the panic
+        Err(join) => panic!("the task failed: {join}"),
+    }
+}
+
+/// Sends `body` to a working inner service until it stops answering 400
+/// (a release still in flight) or `tries` run out; the last answer.
+async fn retry(f: &Fixture, body: &str) -> (u16, String) {
+    let mut last = (0, String::new());
+    for _ in 0..40 {
+        last = try_forward_body(f, body).await;
+        if last.0 != 400 {
+            break;
+        }
+        // A release after a drop may still be on its way to the server.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    last
+}
+
+/// Two-phase redemption: whatever way the inner service fails, the code
+/// (and a refresh token) goes back, the retry gets a token, and only once.
+async fn claims_survive_every_failure<S: Backend>(store: S, clock: ManualClock) {
+    let f = fixture(store, clock).await;
+    for fault in FAULTS {
+        let code = f.code().await;
+        let body = f.exchange(&code);
+        let seen = send_faulty(&f, &body, fault).await;
+        match fault {
+            Fault::Unavailable => assert_eq!(seen, Some(503)),
+            _ => assert_eq!(seen, None, "{fault:?}"),
+        }
+        let (status, text) = retry(&f, &body).await;
+        assert_eq!(status, 200, "{fault:?}: the retry after a failure: {text}");
+        let (status, _) = try_forward_body(&f, &body).await;
+        assert_eq!(status, 400, "{fault:?}: the code is used once it succeeded");
+    }
+    assert_eq!(
+        f.replays.load(Ordering::SeqCst),
+        4,
+        "each final replay is a replay"
+    );
+
+    // The same for a refresh token: the failed rotation is undone.
+    let code = f.code().await;
+    let (_, seen) = f.h.forwarded(post(&f.exchange(&code))).await;
+    let tokens = f.h.layer.refresh_tokens();
+    let token = tokens.issue(&seen.grant.unwrap()).await.unwrap();
+    let body = format!(
+        "grant_type=refresh_token&refresh_token={token}&client_id={}&client_secret=s3cret",
+        f.app
+    );
+    for fault in FAULTS {
+        send_faulty(&f, &body, fault).await;
+        // Let a release in flight land before the next fault claims again.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, text) = retry(&f, &body).await;
+    assert_eq!(
+        status, 200,
+        "the refresh token survived four failures: {text}"
+    );
+    let (status, _) = try_forward_body(&f, &body).await;
+    assert_eq!(status, 400, "rotated once it succeeded");
+}
+
+/// A claim whose holder died lapses: until then the code is refused
+/// (without the replay hook: nobody replayed it), after it the code is
+/// redeemable exactly once, and the dead holder's late confirmation fails.
+async fn a_lapsed_claim_frees_the_code<S: Backend>(store: S, clock: ManualClock) {
+    let ttl = Duration::from_millis(300);
+    let f = fixture_with(store.clone(), clock, ttl).await;
+    let code = f.code().await;
+    let key = tokengate::CodeKey::of(&code);
+    let dead = tokengate::Hold::new(ttl).unwrap();
+    assert!(matches!(
+        store.reserve(&key, &dead).await.unwrap(),
+        tokengate::Redemption::Redeemed(_)
+    ));
+    let (status, text) = try_forward(&f, &code).await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(f.replays.load(Ordering::SeqCst), 0);
+    // Past the claim's life, by the gate's clock and the server's.
+    f.h.clock.advance(Duration::from_millis(400));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, text) = try_forward(&f, &code).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        !store.confirm(&key, &dead).await.unwrap(),
+        "the dead claim was lost"
+    );
+    store.release(&key, &dead).await.unwrap();
+    assert_eq!(
+        try_forward(&f, &code).await.0,
+        400,
+        "still used after the stale release"
+    );
+    assert_eq!(f.replays.load(Ordering::SeqCst), 1);
+}
+
+/// An inner service slower than the claim: another request takes the code
+/// over meanwhile and gets the token; the slow one's 2xx becomes a 500, so
+/// one code never hands out two tokens.
+async fn a_lost_claim_withholds_the_token<S: Backend>(store: S, clock: ManualClock) {
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    let ttl = Duration::from_millis(300);
+    let f = Arc::new(fixture_with(store, clock, ttl).await);
+    let code = f.code().await;
+    let body = f.exchange(&code);
+    let (entered, inside) = tokio::sync::oneshot::channel::<()>();
+    let (leave, go) = tokio::sync::oneshot::channel::<()>();
+    let slow = ServiceBuilder::new()
+        .layer(f.h.layer.clone())
+        .service(service_fn({
+            let cell = Arc::new(std::sync::Mutex::new(Some((entered, go))));
+            move |_: http::Request<tokengate::RequestBody<String>>| {
+                let (entered, go) = cell.lock().unwrap().take().unwrap();
+                async move {
+                    entered.send(()).unwrap();
+                    go.await.unwrap();
+                    Ok::<_, std::convert::Infallible>(http::Response::new("slow token".to_owned()))
+                }
+            }
+        }));
+    let slow = tokio::spawn(slow.oneshot(post(&body)));
+    inside.await.unwrap();
+    f.h.clock.advance(Duration::from_millis(400));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, text) = try_forward_body(&f, &body).await;
+    assert_eq!(status, 200, "the code was free again: {text}");
+    leave.send(()).unwrap();
+    let answer = Answer::read(slow.await.unwrap().unwrap()).await;
+    answer.assert_rfc(500, "server_error");
+    assert_eq!(try_forward_body(&f, &body).await.0, 400);
+}
+
+/// The store contract of claims, straight on the store.
+async fn claim_contract<S: Backend>(store: S, clock: ManualClock) {
+    use tokengate::{Hold, Redemption};
+    let f = fixture(store.clone(), clock).await;
+    let key = tokengate::CodeKey::of(&f.code().await);
+    let (a, b) = (
+        Hold::new(Duration::from_secs(30)).unwrap(),
+        Hold::new(Duration::from_secs(30)).unwrap(),
+    );
+    assert!(matches!(
+        store.reserve(&key, &a).await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
+    assert_eq!(store.reserve(&key, &b).await.unwrap(), Redemption::Held);
+    assert_eq!(
+        store.redeem(&key).await.unwrap(),
+        Redemption::Held,
+        "consume-on-read waits too"
+    );
+    assert!(!store.confirm(&key, &b).await.unwrap(), "not b's claim");
+    store.release(&key, &b).await.unwrap();
+    assert_eq!(
+        store.reserve(&key, &b).await.unwrap(),
+        Redemption::Held,
+        "b's release did nothing"
+    );
+    store.release(&key, &a).await.unwrap();
+    assert!(matches!(
+        store.reserve(&key, &b).await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
+    assert!(!store.confirm(&key, &a).await.unwrap(), "a's claim is gone");
+    assert!(store.confirm(&key, &b).await.unwrap());
+    assert!(matches!(
+        store.reserve(&key, &a).await.unwrap(),
+        Redemption::Replayed(_)
+    ));
+    assert!(matches!(
+        store.redeem(&key).await.unwrap(),
+        Redemption::Replayed(_)
+    ));
+    let unknown = tokengate::CodeKey::of("never-issued");
+    assert_eq!(
+        store.reserve(&unknown, &a).await.unwrap(),
+        Redemption::Unknown
+    );
+    assert!(!store.confirm(&unknown, &a).await.unwrap());
+
+    // Many claims at once: exactly one wins.
+    let key = tokengate::CodeKey::of(&f.code().await);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let hold = Hold::new(Duration::from_secs(30)).unwrap();
+                store.reserve(&key, &hold).await.unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Redemption::Redeemed(_) => won += 1,
+            Redemption::Held => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+/// Sends `body` to a working inner service; the status and body.
+async fn try_forward_body(f: &Fixture, body: &str) -> (u16, String) {
     use tower::{ServiceBuilder, ServiceExt, service_fn};
     let service = ServiceBuilder::new()
         .layer(f.h.layer.clone())
@@ -409,8 +681,14 @@ async fn try_forward(f: &Fixture, code: &str) -> (u16, String) {
                 Ok::<_, std::convert::Infallible>(http::Response::new("token".to_owned()))
             },
         ));
-    let answer = Answer::read(service.oneshot(post(&f.exchange(code))).await.unwrap()).await;
+    let answer = Answer::read(service.oneshot(post(body)).await.unwrap()).await;
     (answer.status.as_u16(), answer.text().to_owned())
+}
+
+/// Sends a valid exchange of `code`; the status and body, whether or not it
+/// was forwarded.
+async fn try_forward(f: &Fixture, code: &str) -> (u16, String) {
+    try_forward_body(f, &f.exchange(code)).await
 }
 
 macro_rules! store_suite {
@@ -440,6 +718,30 @@ macro_rules! store_suite {
             async fn refresh_rotation_and_family_revocation() {
                 let (store, clock) = $make.await;
                 super::refresh_rotation_and_family_revocation(store, clock).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn claims_survive_every_failure() {
+                let (store, clock) = $make.await;
+                super::claims_survive_every_failure(store, clock).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_lapsed_claim_frees_the_code() {
+                let (store, clock) = $make.await;
+                super::a_lapsed_claim_frees_the_code(store, clock).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_lost_claim_withholds_the_token() {
+                let (store, clock) = $make.await;
+                super::a_lost_claim_withholds_the_token(store, clock).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn claim_contract() {
+                let (store, clock) = $make.await;
+                super::claim_contract(store, clock).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,21 +11,24 @@ use crate::{
     error::Failure,
     parse::TokenRequest,
     pkce::{self, VerifierError},
+    reservation::{Held, Reservation},
     secret::CodeKey,
-    store::{CodeStore, Redemption},
+    store::{CodeStore, Hold, Redemption, StoreError},
 };
 
 /// Redeems the request's code for `client` and checks everything bound to it.
 ///
 /// The code is taken out of service before the redirect URI and the verifier
 /// are compared, so a failed attempt burns the code: nobody gets a second
-/// guess at a verifier (SPEC.md, Codes).
+/// guess at a verifier (SPEC.md, Codes). With two-phase redemption the code
+/// is only claimed here; a request that passes every check carries the
+/// claim to the inner service, one that fails a check uses the code up.
 pub(crate) async fn redeem<K: CodeStore>(
     codes: &K,
     settings: &Settings,
     client: &Client,
     request: &TokenRequest,
-) -> Result<Arc<CodeRecord>, Failure> {
+) -> Result<(Arc<CodeRecord>, Option<Reservation>), Failure> {
     let code = request.code.as_deref().ok_or(Failure::CodeMissing)?;
     // A redirect URI the client never registered fails without touching the
     // code: it is a static check on the request.
@@ -34,19 +37,59 @@ pub(crate) async fn redeem<K: CodeStore>(
     {
         return Err(Failure::RedirectNotRegistered);
     }
-    let redemption = codes.redeem(&CodeKey::of(code)).await.map_err(|error| {
-        tracing::error!(%error, "code store failed");
-        Failure::Store
-    })?;
+    let key = CodeKey::of(code);
+    let hold = match settings.reservation_ttl {
+        Some(ttl) => Some(Hold::new(ttl).map_err(store_failed)?),
+        None => None,
+    };
+    let redemption = match &hold {
+        Some(hold) => codes.reserve(&key, hold).await,
+        None => codes.redeem(&key).await,
+    }
+    .map_err(store_failed)?;
     let (record, replayed) = match redemption {
         Redemption::Redeemed(record) => (record, false),
         Redemption::Replayed(record) => (record, true),
+        Redemption::Held => {
+            // Another request with this code is in the inner service right
+            // now; whatever it gets, this one gets nothing.
+            tracing::warn!(client_id = ?client.client_id(), "authorization code presented while claimed");
+            return Err(Failure::CodeInvalid);
+        }
         Redemption::Unknown => return Err(Failure::CodeInvalid),
     };
+    let verdict = verify(&record, replayed, settings, client, request);
+    match (hold, replayed) {
+        (Some(hold), false) => {
+            if let Err(failure) = verdict {
+                // Burn it, as consume-on-read would have.
+                codes.confirm(&key, &hold).await.map_err(store_failed)?;
+                return Err(failure);
+            }
+            let what = Held::Code;
+            Ok((record, Some(Reservation { what, key, hold })))
+        }
+        _ => verdict.map(|()| (record, None)),
+    }
+}
+
+fn store_failed(error: StoreError) -> Failure {
+    tracing::error!(%error, "code store failed");
+    Failure::Store
+}
+
+/// Every check on a redeemed (or replayed) code's record.
+fn verify(
+    record: &CodeRecord,
+    replayed: bool,
+    settings: &Settings,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<(), Failure> {
     if record.client_id != client.client_id() || record.is_expired(settings.clock.now()) {
         return Err(Failure::CodeInvalid);
     }
-    let bound = verify_bindings(&record, settings, client, request);
+    let bound = verify_bindings(record, settings, client, request);
     if replayed && bound.is_err() {
         // A replay answers like an unknown code whatever else is wrong, so
         // it reveals nothing about what the code was bound to.
@@ -60,11 +103,11 @@ pub(crate) async fn redeem<K: CodeStore>(
         // stranger cannot trigger it with a leaked code alone.
         tracing::warn!(client_id = ?client.client_id(), "authorization code replayed");
         if let Some(hook) = &settings.on_code_replay {
-            hook(&record);
+            hook(record);
         }
         return Err(Failure::CodeInvalid);
     }
-    Ok(record)
+    Ok(())
 }
 
 fn verify_bindings(

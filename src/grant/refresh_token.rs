@@ -13,9 +13,10 @@ use crate::{
     error::Failure,
     parse::TokenRequest,
     refresh::RefreshRecord,
+    reservation::{Held, Reservation},
     scope,
     secret::CodeKey,
-    store::{Lookup, Redemption, RefreshStore, StoreError},
+    store::{Hold, Lookup, Redemption, RefreshStore, StoreError},
 };
 
 fn store_failed(error: StoreError) -> Failure {
@@ -68,21 +69,37 @@ pub(crate) async fn check<R: RefreshStore>(
     Ok((key, record, scopes))
 }
 
-/// Rotates the token [`check`] accepted, in one atomic step. Losing the race
-/// to another request with the same token makes this one the replay.
+/// Rotates the token [`check`] accepted, in one atomic step, or, with
+/// two-phase redemption, claims it for the inner service's call. Losing the
+/// race to another request with the same token makes this one the replay;
+/// finding it claimed by a request still in flight refuses this one
+/// without revoking anything.
 pub(crate) async fn commit<R: RefreshStore>(
     store: &R,
     settings: &Settings,
     client: &Client,
     key: &CodeKey,
-) -> Result<(), Failure> {
-    match store
-        .rotate_refresh_token(key)
-        .await
-        .map_err(store_failed)?
-    {
-        Redemption::Redeemed(_) => Ok(()),
+) -> Result<Option<Reservation>, Failure> {
+    let hold = match settings.reservation_ttl {
+        Some(ttl) => Some(Hold::new(ttl).map_err(store_failed)?),
+        None => None,
+    };
+    let outcome = match &hold {
+        Some(hold) => store.reserve_refresh_token(key, hold).await,
+        None => store.rotate_refresh_token(key).await,
+    }
+    .map_err(store_failed)?;
+    match outcome {
+        Redemption::Redeemed(_) => Ok(hold.map(|hold| Reservation {
+            what: Held::RefreshToken,
+            key: *key,
+            hold,
+        })),
         Redemption::Replayed(record) => Err(replayed(store, settings, client, &record).await),
+        Redemption::Held => {
+            tracing::warn!(client_id = ?client.client_id(), "refresh token presented while claimed");
+            Err(Failure::RefreshTokenInvalid)
+        }
         Redemption::Unknown => Err(Failure::RefreshTokenInvalid),
     }
 }

@@ -10,8 +10,8 @@ use std::{
 };
 
 use super::{
-    ClientsFileError, CodeStore, CredentialStore, DeviceStore, Lookup, Redemption, RefreshStore,
-    StoreError, clients_file, expiry::ExpiryQueue,
+    ClientsFileError, CodeStore, CredentialStore, DeviceStore, Hold, Lookup, Redemption,
+    RefreshStore, StoreError, clients_file, expiry::ExpiryQueue,
 };
 use crate::{
     client::Client,
@@ -83,6 +83,65 @@ struct Codes {
 struct Entry<T> {
     record: T,
     used: bool,
+    /// The two-phase claim on it: the holder's id and when the claim lapses.
+    hold: Option<([u8; 16], SystemTime)>,
+}
+
+impl<T: Clone> Entry<T> {
+    fn new(record: T) -> Self {
+        Self {
+            record,
+            used: false,
+            hold: None,
+        }
+    }
+
+    fn is_held(&self, now: SystemTime) -> bool {
+        self.hold.is_some_and(|(_, until)| now < until)
+    }
+
+    /// Uses the value up on first read, unless a live claim holds it.
+    fn redeem(&mut self, now: SystemTime) -> Redemption<T> {
+        if self.used {
+            return Redemption::Replayed(self.record.clone());
+        }
+        if self.is_held(now) {
+            return Redemption::Held;
+        }
+        self.used = true;
+        self.hold = None;
+        Redemption::Redeemed(self.record.clone())
+    }
+
+    fn reserve(&mut self, hold: &Hold, now: SystemTime) -> Redemption<T> {
+        if self.used {
+            return Redemption::Replayed(self.record.clone());
+        }
+        if self.is_held(now) {
+            return Redemption::Held;
+        }
+        self.hold = Some((*hold.id(), now + hold.ttl()));
+        Redemption::Redeemed(self.record.clone())
+    }
+
+    fn holds(&self, hold: &Hold) -> bool {
+        self.hold.is_some_and(|(id, _)| id == *hold.id())
+    }
+
+    fn confirm(&mut self, hold: &Hold) -> bool {
+        if !self.holds(hold) {
+            return false;
+        }
+        self.used = true;
+        self.hold = None;
+        true
+    }
+
+    fn release(&mut self, hold: &Hold) {
+        if self.holds(hold) {
+            self.hold = None;
+        }
+    }
 }
 
 impl MemoryStore {
@@ -276,13 +335,7 @@ impl CodeStore for MemoryStore {
             return Err(StoreError::new("a code with this key already exists"));
         }
         codes.expiry.push(record.expires_at, key);
-        codes.entries.insert(
-            key,
-            Entry {
-                record: Arc::new(record),
-                used: false,
-            },
-        );
+        codes.entries.insert(key, Entry::new(Arc::new(record)));
         Ok(())
     }
 
@@ -297,11 +350,32 @@ impl CodeStore for MemoryStore {
             codes.entries.remove(key);
             return Ok(Redemption::Unknown);
         }
-        if entry.used {
-            return Ok(Redemption::Replayed(Arc::clone(&entry.record)));
+        Ok(entry.redeem(now))
+    }
+
+    async fn reserve(&self, key: &CodeKey, hold: &Hold) -> Result<Redemption, StoreError> {
+        let now = self.inner.clock.now();
+        let mut codes = self.codes();
+        codes.sweep(now);
+        Ok(match codes.entries.get_mut(key) {
+            Some(entry) if !entry.record.is_expired(now) => entry.reserve(hold, now),
+            _ => Redemption::Unknown,
+        })
+    }
+
+    async fn confirm(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
+        Ok(self
+            .codes()
+            .entries
+            .get_mut(key)
+            .is_some_and(|entry| entry.confirm(hold)))
+    }
+
+    async fn release(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
+        if let Some(entry) = self.codes().entries.get_mut(key) {
+            entry.release(hold);
         }
-        entry.used = true;
-        Ok(Redemption::Redeemed(Arc::clone(&entry.record)))
+        Ok(())
     }
 }
 
@@ -323,13 +397,7 @@ impl RefreshStore for MemoryStore {
             ));
         }
         refresh.expiry.push(record.expires_at, key);
-        refresh.tokens.insert(
-            key,
-            Entry {
-                record,
-                used: false,
-            },
-        );
+        refresh.tokens.insert(key, Entry::new(record));
         Ok(())
     }
 
@@ -358,11 +426,35 @@ impl RefreshStore for MemoryStore {
             refresh.tokens.remove(key);
             return Ok(Redemption::Unknown);
         }
-        if entry.used {
-            return Ok(Redemption::Replayed(entry.record.clone()));
+        Ok(entry.redeem(now))
+    }
+
+    async fn reserve_refresh_token(
+        &self,
+        key: &CodeKey,
+        hold: &Hold,
+    ) -> Result<Redemption<RefreshRecord>, StoreError> {
+        let now = self.inner.clock.now();
+        let mut refresh = lock(&self.inner.refresh);
+        refresh.sweep(now);
+        Ok(match refresh.tokens.get_mut(key) {
+            Some(entry) if !entry.record.is_expired(now) => entry.reserve(hold, now),
+            _ => Redemption::Unknown,
+        })
+    }
+
+    async fn confirm_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
+        Ok(lock(&self.inner.refresh)
+            .tokens
+            .get_mut(key)
+            .is_some_and(|entry| entry.confirm(hold)))
+    }
+
+    async fn release_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
+        if let Some(entry) = lock(&self.inner.refresh).tokens.get_mut(key) {
+            entry.release(hold);
         }
-        entry.used = true;
-        Ok(Redemption::Redeemed(entry.record.clone()))
+        Ok(())
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {

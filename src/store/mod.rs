@@ -24,6 +24,7 @@
 
 mod clients_file;
 mod expiry;
+mod hold;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -38,6 +39,7 @@ pub use self::postgres::PostgresStore;
 pub use self::redis::RedisStore;
 pub use self::{
     clients_file::{ClientsFileError, parse_clients},
+    hold::Hold,
     memory::MemoryStore,
 };
 
@@ -79,6 +81,51 @@ pub trait CodeStore: Send + Sync + 'static {
     /// have expired), then [`Redemption::Unknown`]. The record comes in an
     /// `Arc`, so a store that keeps it in memory hands it out without a copy.
     fn redeem(&self, key: &CodeKey) -> impl Future<Output = Result<Redemption, StoreError>> + Send;
+
+    /// Two-phase redemption, step one: claims the code for `hold` while the
+    /// inner service mints the token, in one atomic step.
+    ///
+    /// Answers [`Redemption::Redeemed`] when this call took the claim,
+    /// [`Redemption::Held`] while another live claim holds it (its `ttl` not
+    /// run out), [`Redemption::Replayed`] once the code is used, and
+    /// [`Redemption::Unknown`] for no such code. A claim whose `ttl` ran out
+    /// counts as none: the next call may take the code over.
+    ///
+    /// The default has no claims: it is [`redeem`](Self::redeem), so a
+    /// store that keeps it uses the code up on first read and a failed inner
+    /// service cannot give it back.
+    fn reserve(
+        &self,
+        key: &CodeKey,
+        hold: &Hold,
+    ) -> impl Future<Output = Result<Redemption, StoreError>> + Send {
+        let _ = hold;
+        self.redeem(key)
+    }
+
+    /// Step two after a successful answer: uses the code up, if `hold` is
+    /// still its claim (even past its `ttl`, when nobody took it over).
+    /// Answers `false` when the claim was lost: another request took the
+    /// code over, so this request's token must not be handed out.
+    fn confirm(
+        &self,
+        key: &CodeKey,
+        hold: &Hold,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (key, hold);
+        async { Ok(true) }
+    }
+
+    /// Step two after a failed answer: gives the code back, unused, if
+    /// `hold` is still its claim; otherwise does nothing.
+    fn release(
+        &self,
+        key: &CodeKey,
+        hold: &Hold,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (key, hold);
+        async { Ok(()) }
+    }
 }
 
 /// The outcome of taking a code or refresh token out of service.
@@ -89,6 +136,9 @@ pub enum Redemption<T = Arc<CodeRecord>> {
     /// It had already been used: a replay (RFC 6749 §4.1.2, RFC 9700
     /// §4.14.2).
     Replayed(T),
+    /// Another request holds a live claim on it (two-phase redemption,
+    /// [`CodeStore::reserve`]); nothing changed.
+    Held,
     /// No such value (never issued, revoked, or forgotten after expiry).
     Unknown,
 }
@@ -120,6 +170,7 @@ impl<T> Redemption<T> {
         match self {
             Self::Redeemed(record) => Redemption::Redeemed(f(record)),
             Self::Replayed(record) => Redemption::Replayed(f(record)),
+            Self::Held => Redemption::Held,
             Self::Unknown => Redemption::Unknown,
         }
     }
@@ -167,6 +218,41 @@ pub trait RefreshStore: Send + Sync + 'static {
     /// Revokes every token of `family`, used or not, for at least as long as
     /// any of them would have lived.
     fn revoke_family(&self, family: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Two-phase rotation, step one: claims the token for `hold`, with the
+    /// rules of [`CodeStore::reserve`]. The default is
+    /// [`rotate_refresh_token`](Self::rotate_refresh_token): rotation on
+    /// first read, which a failed inner service cannot undo.
+    fn reserve_refresh_token(
+        &self,
+        key: &CodeKey,
+        hold: &Hold,
+    ) -> impl Future<Output = Result<Redemption<RefreshRecord>, StoreError>> + Send {
+        let _ = hold;
+        self.rotate_refresh_token(key)
+    }
+
+    /// Rotates the token away if `hold` is still its claim, as
+    /// [`CodeStore::confirm`] does for codes.
+    fn confirm_refresh_token(
+        &self,
+        key: &CodeKey,
+        hold: &Hold,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (key, hold);
+        async { Ok(true) }
+    }
+
+    /// Hands the token back, unused, if `hold` is still its claim, as
+    /// [`CodeStore::release`] does for codes.
+    fn release_refresh_token(
+        &self,
+        key: &CodeKey,
+        hold: &Hold,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (key, hold);
+        async { Ok(()) }
+    }
 }
 
 /// Keeps device authorizations (RFC 8628), by the digest of the device code

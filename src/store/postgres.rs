@@ -20,7 +20,7 @@ use sqlx::{
 };
 
 use super::{
-    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Lookup, Redemption,
+    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Hold, Lookup, Redemption,
     RefreshStore, StoreError,
 };
 use crate::{
@@ -33,7 +33,10 @@ use crate::{
 };
 
 /// The migrations, in order; each runs once, in its own transaction.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_tokengate.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/0001_tokengate.sql")),
+    (2, include_str!("../../migrations/0002_claims.sql")),
+];
 
 /// How often expired rows are swept, at most, per process.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -298,6 +301,10 @@ fn redemption<T: serde::de::DeserializeOwned>(
         return Ok(Redemption::Unknown);
     };
     let (record, uses) = record_and_uses(&row)?;
+    if uses == 0 {
+        // REDEEM_UNLESS_HELD left it alone: a live claim holds it.
+        return Ok(Redemption::Held);
+    }
     Ok(Redemption::from_uses(record, uses))
 }
 
@@ -361,7 +368,7 @@ impl CodeStore for PostgresStore {
     async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
         let row = self
             .bounded("redeem code", async {
-                sqlx::query("UPDATE tokengate_codes SET uses = uses + 1 WHERE key = $1 AND expires_at_ms > $2 RETURNING record::text, uses")
+                sqlx::query(&format!("UPDATE tokengate_codes SET {REDEEM_UNLESS_HELD} WHERE key = $1 AND expires_at_ms > $2 RETURNING record::text, uses"))
                     .bind(&key.as_bytes()[..])
                     .bind(millis(self.inner.clock.now()))
                     .fetch_optional(&self.inner.pool)
@@ -369,6 +376,95 @@ impl CodeStore for PostgresStore {
             })
             .await?;
         redemption::<CodeRecord>(row).map(|redemption| redemption.map(Arc::new))
+    }
+
+    async fn reserve(&self, key: &CodeKey, hold: &Hold) -> Result<Redemption, StoreError> {
+        let row = self
+            .bounded("reserve code", async {
+                sqlx::query(&format!(
+                    "UPDATE tokengate_codes SET {CLAIM} WHERE key = $1 AND expires_at_ms > $2 {CLAIM_RETURNING}"
+                ))
+                .bind(&key.as_bytes()[..])
+                .bind(millis(self.inner.clock.now()))
+                .bind(&hold.id()[..])
+                .bind(millis_of(hold.ttl()))
+                .fetch_optional(&self.inner.pool)
+                .await
+            })
+            .await?;
+        claimed::<CodeRecord>(row).map(|redemption| redemption.map(Arc::new))
+    }
+
+    async fn confirm(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
+        self.settle("tokengate_codes", key, hold, true).await
+    }
+
+    async fn release(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
+        self.settle("tokengate_codes", key, hold, false)
+            .await
+            .map(drop)
+    }
+}
+
+/// Redeems a value on first read, unless a live claim holds it: then
+/// nothing changes and `uses` stays 0.
+const REDEEM_UNLESS_HELD: &str =
+    "uses = CASE WHEN uses = 0 AND held_until_ms > $2 THEN 0 ELSE uses + 1 END";
+
+/// Claims an unused value whose last claim, if any, lapsed: `$3` the
+/// holder's id, `$4` the claim's length in ms. A row lock orders
+/// concurrent claims; each sees the one before.
+const CLAIM: &str = "holder = CASE WHEN uses = 0 AND (held_until_ms IS NULL OR held_until_ms <= $2) THEN $3 ELSE holder END,
+     held_until_ms = CASE WHEN uses = 0 AND (held_until_ms IS NULL OR held_until_ms <= $2) THEN $2 + $4 ELSE held_until_ms END";
+
+/// What a claim found: the record, its uses, and whether the claim is ours.
+const CLAIM_RETURNING: &str = "RETURNING record::text, uses, holder IS NOT DISTINCT FROM $3";
+
+fn millis_of(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1)
+}
+
+/// What a `CLAIM .. CLAIM_RETURNING` update found.
+fn claimed<T: serde::de::DeserializeOwned>(
+    row: Option<PgRow>,
+) -> Result<Redemption<T>, StoreError> {
+    let Some(row) = row else {
+        return Ok(Redemption::Unknown);
+    };
+    let (record, uses) = record_and_uses::<T>(&row)?;
+    let ours: bool = row.try_get(2).map_err(failed("read claim"))?;
+    Ok(match (uses, ours) {
+        (0, true) => Redemption::Redeemed(record),
+        (0, false) => Redemption::Held,
+        _ => Redemption::Replayed(record),
+    })
+}
+
+impl PostgresStore {
+    /// Confirms (uses up) or releases a claim on a row of `table`; answers
+    /// whether the claim was still ours.
+    async fn settle(
+        &self,
+        table: &'static str,
+        key: &CodeKey,
+        hold: &Hold,
+        confirm: bool,
+    ) -> Result<bool, StoreError> {
+        let uses = if confirm { "uses + 1" } else { "uses" };
+        let done = self
+            .bounded(if confirm { "confirm claim" } else { "release claim" }, async {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET uses = {uses}, holder = NULL, held_until_ms = NULL WHERE key = $1 AND holder = $2"
+                ))
+                .bind(&key.as_bytes()[..])
+                .bind(&hold.id()[..])
+                .execute(&self.inner.pool)
+                .await
+            })
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 }
 
@@ -434,12 +530,12 @@ impl RefreshStore for PostgresStore {
         // race with the revocation.
         let row = self
             .bounded("rotate refresh token", async {
-                sqlx::query(
-                    "UPDATE tokengate_refresh_tokens t SET uses = uses + 1
+                sqlx::query(&format!(
+                    "UPDATE tokengate_refresh_tokens t SET {REDEEM_UNLESS_HELD}
                      WHERE key = $1 AND expires_at_ms > $2
                      AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)
                      RETURNING record::text, uses",
-                )
+                ))
                 .bind(&key.as_bytes()[..])
                 .bind(millis(self.inner.clock.now()))
                 .fetch_optional(&self.inner.pool)
@@ -447,6 +543,41 @@ impl RefreshStore for PostgresStore {
             })
             .await?;
         redemption(row)
+    }
+
+    async fn reserve_refresh_token(
+        &self,
+        key: &CodeKey,
+        hold: &Hold,
+    ) -> Result<Redemption<RefreshRecord>, StoreError> {
+        let row = self
+            .bounded("reserve refresh token", async {
+                sqlx::query(&format!(
+                    "UPDATE tokengate_refresh_tokens t SET {CLAIM}
+                     WHERE key = $1 AND expires_at_ms > $2
+                     AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)
+                     {CLAIM_RETURNING}"
+                ))
+                .bind(&key.as_bytes()[..])
+                .bind(millis(self.inner.clock.now()))
+                .bind(&hold.id()[..])
+                .bind(millis_of(hold.ttl()))
+                .fetch_optional(&self.inner.pool)
+                .await
+            })
+            .await?;
+        claimed(row)
+    }
+
+    async fn confirm_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
+        self.settle("tokengate_refresh_tokens", key, hold, true)
+            .await
+    }
+
+    async fn release_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
+        self.settle("tokengate_refresh_tokens", key, hold, false)
+            .await
+            .map(drop)
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {

@@ -20,7 +20,7 @@ use redis::{
 };
 
 use super::{
-    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Lookup, Redemption,
+    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Hold, Lookup, Redemption,
     RefreshStore, StoreError,
 };
 use crate::{
@@ -206,17 +206,52 @@ return 1
 ";
 
 /// Takes a code or refresh token: the record and how many times it has now
-/// been presented (1 = this call redeemed it; more = a replay). A refresh
-/// token of a revoked family (ARGV[1] the revoked-marker prefix) is gone.
+/// been presented (1 = this call redeemed it; more = a replay), or `held`
+/// while an unused one is claimed (two-phase redemption). A refresh token
+/// of a revoked family (ARGV[1] the revoked-marker prefix) is gone. Claims
+/// lapse by the server's clock.
 const REDEEM: &str = r"
-local rec = redis.call('HGET', KEYS[1], 'rec')
-if not rec then return false end
-if ARGV[1] ~= '' then
-  local family = redis.call('HGET', KEYS[1], 'family')
-  if family and redis.call('EXISTS', ARGV[1] .. family) == 1 then return false end
+local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family', 'held_until')
+if not f[1] then return false end
+if ARGV[1] ~= '' and f[3] and redis.call('EXISTS', ARGV[1] .. f[3]) == 1 then return false end
+if tonumber(f[2]) == 0 and f[4] then
+  local t = redis.call('TIME')
+  if tonumber(f[4]) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return 'held' end
 end
 local uses = redis.call('HINCRBY', KEYS[1], 'uses', 1)
-return {rec, uses}
+return {f[1], uses}
+";
+
+/// Claims an unused code or refresh token for ARGV[2] (the hold's id) for
+/// ARGV[3] ms: `reserved` and the record; `used` and the record; `held`
+/// while another live claim has it; nothing for no such value (or one of a
+/// revoked family, ARGV[1] as in REDEEM).
+const RESERVE: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family', 'held_until')
+if not f[1] then return false end
+if ARGV[1] ~= '' and f[3] and redis.call('EXISTS', ARGV[1] .. f[3]) == 1 then return false end
+if tonumber(f[2]) > 0 then return {'used', f[1]} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if f[4] and tonumber(f[4]) > now then return {'held'} end
+redis.call('HSET', KEYS[1], 'holder', ARGV[2], 'held_until', now + tonumber(ARGV[3]))
+return {'reserved', f[1]}
+";
+
+/// Uses up a value claimed by ARGV[1]: 1, or 0 if the claim was lost.
+const CONFIRM: &str = r"
+if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
+redis.call('HINCRBY', KEYS[1], 'uses', 1)
+redis.call('HDEL', KEYS[1], 'holder', 'held_until')
+return 1
+";
+
+/// Hands back a value claimed by ARGV[1], unused; a lost claim is left be.
+const RELEASE: &str = r"
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'holder', 'held_until')
+end
+return 1
 ";
 
 /// Reads a refresh token without using it: the record and its use count;
@@ -303,6 +338,9 @@ return 1
 struct Scripts {
     issue: Script,
     redeem: Script,
+    reserve: Script,
+    confirm: Script,
+    release: Script,
     issue_refresh: Script,
     peek_refresh: Script,
     revoke_family: Script,
@@ -314,6 +352,9 @@ struct Scripts {
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     issue: Script::new(ISSUE),
     redeem: Script::new(REDEEM),
+    reserve: Script::new(RESERVE),
+    confirm: Script::new(CONFIRM),
+    release: Script::new(RELEASE),
     issue_refresh: Script::new(ISSUE_REFRESH),
     peek_refresh: Script::new(PEEK_REFRESH),
     revoke_family: Script::new(REVOKE_FAMILY),
@@ -341,11 +382,68 @@ impl RedisStore {
             .await?;
         let (json, uses): (String, i64) = match value {
             Value::Nil => return Ok(Redemption::Unknown),
-            other => redis::from_redis_value(other)
+            Value::Array(_) => redis::from_redis_value(value)
                 .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?,
+            _ => return Ok(Redemption::Held),
         };
         Ok(Redemption::from_uses(decode(&json)?, uses))
     }
+
+    /// Claims a code or refresh token (two-phase redemption).
+    async fn reserve_value<T: serde::de::DeserializeOwned>(
+        &self,
+        key: String,
+        revoked_prefix: String,
+        hold: &Hold,
+    ) -> Result<Redemption<T>, StoreError> {
+        let (id, ttl) = (hold.id_hex(), millis_of(hold.ttl()));
+        let value: Value = self
+            .run("reserve", |mut c| async move {
+                SCRIPTS
+                    .reserve
+                    .key(key)
+                    .arg(revoked_prefix)
+                    .arg(id)
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if value == Value::Nil {
+            return Ok(Redemption::Unknown);
+        }
+        let mut reply: Vec<String> = redis::from_redis_value(value)
+            .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?;
+        let json = if reply.len() == 2 { reply.pop() } else { None };
+        Ok(match (reply.first().map(String::as_str), json) {
+            (Some("reserved"), Some(json)) => Redemption::Redeemed(decode(&json)?),
+            (Some("used"), Some(json)) => Redemption::Replayed(decode(&json)?),
+            (Some("held"), None) => Redemption::Held,
+            _ => return Err(StoreError::new("unexpected Redis reply to a reservation")),
+        })
+    }
+
+    /// Confirms (`confirm`) or releases a claim.
+    async fn settle(&self, key: String, hold: &Hold, confirm: bool) -> Result<bool, StoreError> {
+        let id = hold.id_hex();
+        let (script, what) = if confirm {
+            (&SCRIPTS.confirm, "confirm claim")
+        } else {
+            (&SCRIPTS.release, "release claim")
+        };
+        let settled: i64 = self
+            .run(what, |mut c| async move {
+                script.key(key).arg(id).invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(settled == 1)
+    }
+}
+
+fn millis_of(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1)
 }
 
 impl CredentialStore for RedisStore {
@@ -388,12 +486,30 @@ impl CodeStore for RedisStore {
     }
 
     async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
-        self.redeem_value(
+        self.redeem_value::<CodeRecord>(
             self.key("code", &key.to_hex()),
             String::new(),
             "redeem code",
         )
         .await
+        .map(|redemption| redemption.map(Arc::new))
+    }
+
+    async fn reserve(&self, key: &CodeKey, hold: &Hold) -> Result<Redemption, StoreError> {
+        self.reserve_value::<CodeRecord>(self.key("code", &key.to_hex()), String::new(), hold)
+            .await
+            .map(|redemption| redemption.map(Arc::new))
+    }
+
+    async fn confirm(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
+        self.settle(self.key("code", &key.to_hex()), hold, true)
+            .await
+    }
+
+    async fn release(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
+        self.settle(self.key("code", &key.to_hex()), hold, false)
+            .await
+            .map(drop)
     }
 }
 
@@ -466,6 +582,27 @@ impl RefreshStore for RedisStore {
             "rotate refresh token",
         )
         .await
+    }
+
+    async fn reserve_refresh_token(
+        &self,
+        key: &CodeKey,
+        hold: &Hold,
+    ) -> Result<Redemption<RefreshRecord>, StoreError> {
+        let revoked_prefix = self.key("revoked", "");
+        self.reserve_value(self.key("refresh", &key.to_hex()), revoked_prefix, hold)
+            .await
+    }
+
+    async fn confirm_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
+        self.settle(self.key("refresh", &key.to_hex()), hold, true)
+            .await
+    }
+
+    async fn release_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
+        self.settle(self.key("refresh", &key.to_hex()), hold, false)
+            .await
+            .map(drop)
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {

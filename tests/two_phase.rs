@@ -1,0 +1,162 @@
+//! Two-phase redemption at the gate: what a claimed code means to the
+//! requests around it. The failure injections, on every backend, are in
+//! `store_suite.rs`.
+
+mod common;
+
+use std::{convert::Infallible, time::Duration};
+
+use common::*;
+use http::{Request, Response, StatusCode};
+use tokengate::{Dialect, PolicyError, PolicyRequest, RequestBody};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+/// Sends `request` to an inner service that answers `status`.
+async fn answered_by(h: &Harness, status: StatusCode, request: Request<String>) -> Answer {
+    let service = ServiceBuilder::new()
+        .layer(h.layer.clone())
+        .service(service_fn(
+            move |_: Request<RequestBody<String>>| async move {
+                let mut response = Response::new("inner".to_owned());
+                *response.status_mut() = status;
+                Ok::<_, Infallible>(response)
+            },
+        ));
+    Answer::read(service.oneshot(request).await.unwrap()).await
+}
+
+#[tokio::test]
+async fn opting_out_uses_the_code_up_before_the_inner_service() {
+    let h = Harness::with(Dialect::Rfc6749, |b| b.two_phase_redemption(None));
+    let code = h.app_code().await;
+    let answer = answered_by(&h, StatusCode::SERVICE_UNAVAILABLE, post(&exchange(&code))).await;
+    assert_eq!(answer.status, 503);
+    h.refused(post(&exchange(&code)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    // The retry of a code used up on read is a replay.
+    assert_eq!(h.replays.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_final_answer_other_than_2xx_uses_the_code_up() {
+    let h = Harness::new(Dialect::Rfc6749);
+    for status in [StatusCode::BAD_REQUEST, StatusCode::FOUND] {
+        let code = h.app_code().await;
+        let answer = answered_by(&h, status, post(&exchange(&code))).await;
+        assert_eq!(answer.status, status);
+        h.refused(post(&exchange(&code)))
+            .await
+            .assert_rfc(400, "invalid_grant");
+    }
+}
+
+#[tokio::test]
+async fn a_5xx_hands_the_code_back_and_the_retry_succeeds_once() {
+    let h = Harness::new(Dialect::GitHub);
+    let code = h.app_code().await;
+    for _ in 0..3 {
+        let answer = answered_by(&h, StatusCode::BAD_GATEWAY, post(&exchange(&code))).await;
+        assert_eq!(answer.status, 502);
+    }
+    let (answer, seen) = h.forwarded(post(&exchange(&code))).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(seen.grant.unwrap().subject(), Some("user-1"));
+    h.refused(post(&exchange(&code)))
+        .await
+        .assert_github("bad_verification_code");
+    assert!(h.replays.lock().unwrap().len() == 1);
+}
+
+#[tokio::test]
+async fn a_policy_refusal_uses_the_code_up() {
+    let h = Harness::with(Dialect::Rfc6749, |b| {
+        b.policy(|_: PolicyRequest| async {
+            Err(PolicyError::new("access_denied", "Not today.").unwrap())
+        })
+    });
+    let code = h.app_code().await;
+    h.refused(post(&exchange(&code)))
+        .await
+        .assert_rfc(400, "access_denied");
+    let answer = h.refused(post(&exchange(&code))).await;
+    answer.assert_rfc(400, "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_wrong_verifier_uses_the_code_up_at_once() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let code = h.app_code().await;
+    let wrong = exchange(&code).replace(VERIFIER, &"x".repeat(43));
+    h.refused(post(&wrong))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    h.refused(post(&exchange(&code)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_request_racing_a_claimed_code_is_refused_without_the_replay_hook() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let code = h.app_code().await;
+    let (entered, inside) = tokio::sync::oneshot::channel::<()>();
+    let (leave, go) = tokio::sync::oneshot::channel::<()>();
+    let cell = std::sync::Arc::new(std::sync::Mutex::new(Some((entered, go))));
+    let slow = ServiceBuilder::new()
+        .layer(h.layer.clone())
+        .service(service_fn(move |_: Request<RequestBody<String>>| {
+            let (entered, go) = cell.lock().unwrap().take().unwrap();
+            async move {
+                entered.send(()).unwrap();
+                go.await.unwrap();
+                Ok::<_, Infallible>(Response::new("token".to_owned()))
+            }
+        }));
+    let first = tokio::spawn(slow.oneshot(post(&exchange(&code))));
+    inside.await.unwrap();
+    h.refused(post(&exchange(&code)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    assert!(
+        h.replays.lock().unwrap().is_empty(),
+        "a race is not a replay"
+    );
+    leave.send(()).unwrap();
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    // Now it is used: the same request is a replay.
+    h.refused(post(&exchange(&code)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    assert_eq!(h.replays.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_refresh_token_handed_back_after_a_5xx_rotates_once() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let token = h.app_refresh_token().await;
+    let body = format!(
+        "grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret"
+    );
+    let answer = answered_by(&h, StatusCode::INTERNAL_SERVER_ERROR, post(&body)).await;
+    assert_eq!(answer.status, 500);
+    let (answer, _) = h.forwarded(post(&body)).await;
+    assert_eq!(answer.status, 200);
+    h.refused(post(&body))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    assert_eq!(
+        h.refresh_replays.lock().unwrap().len(),
+        1,
+        "the second use is a replay"
+    );
+}
+
+#[test]
+fn a_claim_must_last_a_positive_time() {
+    let built = tokengate::TokenGateLayer::builder()
+        .store(tokengate::MemoryStore::new())
+        .two_phase_redemption(Some(Duration::ZERO))
+        .try_build();
+    assert!(built.is_err());
+}
