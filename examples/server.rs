@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --example server -- [--addr 127.0.0.1:8080] [--dialect github|rfc6749]
-//!                               [--clients FILE] [--no-gate]
+//!                               [--clients FILE] [--no-gate] [--lockout 10/60|off]
 //! ```
 //!
 //! - `GET /login/oauth/authorize?client_id&redirect_uri&state&scope&code_challenge&code_challenge_method`
@@ -28,12 +28,15 @@
 //!   refresh tokens and device codes live (default `memory`); with Redis or
 //!   PostgreSQL, several demo processes share them (build with
 //!   `--features redis` / `--features postgres`).
+//! - `--lockout FAILURES/SECONDS|off` sets the brute-force defence (default
+//!   `10/60`, the gate's default: ten failed authentications or redemptions
+//!   per client id per minute, then `429` with `Retry-After`).
 //!
 //! Without `--clients` one demo client is registered and printed; it may use
 //! every grant. The clients file:
 //! `{"clients":[{"client_id":"..","client_secret":"..","redirect_uris":[".."],"public":false,"redirect_policy":"exact|loopback|github","grant_types":[".."],"scopes":[".."],"device_flow":true}]}`
 
-use std::{collections::HashMap, net::SocketAddr, process::ExitCode};
+use std::{collections::HashMap, net::SocketAddr, process::ExitCode, time::Duration};
 
 use axum::{
     Form, Router,
@@ -44,13 +47,14 @@ use axum::{
     routing::{get, post},
 };
 use tokengate::{
-    Authorizer, Client, Devices, Dialect, FieldValue, GrantType, MemoryStore, RedirectPolicy,
-    RefreshTokens, ResponseFormat, TokenGateLayer, ValidatedGrant,
+    Authorizer, Client, Devices, Dialect, FieldValue, GrantType, Lockout, MemoryStore,
+    RedirectPolicy, RefreshTokens, ResponseFormat, TokenGateLayer, ValidatedGrant,
 };
 
 const USAGE: &str =
     "usage: server [--addr 127.0.0.1:8080] [--dialect github|rfc6749] [--clients FILE] [--no-gate]
-              [--store memory|redis://HOST:PORT|postgres://USER@HOST:PORT/DB]";
+              [--store memory|redis://HOST:PORT|postgres://USER@HOST:PORT/DB]
+              [--lockout FAILURES/SECONDS|off]";
 const DEMO_CLIENT_ID: &str = "demo-client";
 const DEMO_CLIENT_SECRET: &str = "demo-secret";
 const DEMO_REDIRECT_URI: &str = "http://127.0.0.1/callback";
@@ -65,6 +69,7 @@ struct Options {
     clients: Option<String>,
     gate: bool,
     store: String,
+    lockout: Option<Lockout>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -74,6 +79,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         clients: None,
         gate: true,
         store: "memory".to_owned(),
+        lockout: Some(Lockout::default()),
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -106,11 +112,27 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 }
                 options.store = store;
             }
+            "--lockout" => options.lockout = parse_lockout(&value()?)?,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(Some(options))
+}
+
+/// `FAILURES/SECONDS` or `off`.
+fn parse_lockout(value: &str) -> Result<Option<Lockout>, String> {
+    if value == "off" {
+        return Ok(None);
+    }
+    let bad = || format!("--lockout: {value:?} is not FAILURES/SECONDS (such as 10/60) or off");
+    let (failures, seconds) = value.split_once('/').ok_or_else(bad)?;
+    let failures: u32 = failures.parse().map_err(|_| bad())?;
+    let seconds: u64 = seconds.parse().map_err(|_| bad())?;
+    if failures == 0 || seconds == 0 {
+        return Err(bad());
+    }
+    Ok(Some(Lockout::new(failures, Duration::from_secs(seconds))))
 }
 
 #[tokio::main]
@@ -162,7 +184,7 @@ async fn main() -> ExitCode {
             ]
         }
     };
-    let layer = match open_store(&options.store, clients, options.dialect).await {
+    let layer = match open_store(&options, clients).await {
         Ok(layer) => layer,
         Err(Exit(code, error)) => {
             eprintln!("error: {error}");
@@ -229,17 +251,14 @@ async fn main() -> ExitCode {
 struct Exit(u8, String);
 
 /// The gate over the store `--store` names, with `clients` registered in it.
-async fn open_store(
-    store: &str,
-    clients: Vec<Client>,
-    dialect: Dialect,
-) -> Result<TokenGateLayer, Exit> {
+async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGateLayer, Exit> {
+    let store = options.store.as_str();
     if store == "memory" {
         let memory = MemoryStore::new();
         for client in clients {
             memory.insert_client(client);
         }
-        return Ok(gate(memory, dialect));
+        return Ok(gate(memory, options));
     }
     if store.starts_with("redis://") {
         #[cfg(feature = "redis")]
@@ -253,7 +272,7 @@ async fn open_store(
                     .await
                     .map_err(|e| Exit(1, format!("cannot register clients in Redis: {e}")))?;
             }
-            return Ok(gate(redis, dialect));
+            return Ok(gate(redis, options));
         }
         #[cfg(not(feature = "redis"))]
         return Err(Exit(
@@ -277,13 +296,13 @@ async fn open_store(
                 .await
                 .map_err(|e| Exit(1, format!("cannot register clients in PostgreSQL: {e}")))?;
         }
-        Ok(gate(postgres, dialect))
+        Ok(gate(postgres, options))
     }
     #[cfg(not(feature = "postgres"))]
     Err(Exit(2, "--store postgres://..: this build has no PostgreSQL support; run with `--features postgres`".to_owned()))
 }
 
-fn gate<S>(store: S, dialect: Dialect) -> TokenGateLayer
+fn gate<S>(store: S, options: &Options) -> TokenGateLayer
 where
     S: tokengate::CredentialStore
         + tokengate::CodeStore
@@ -293,7 +312,8 @@ where
 {
     TokenGateLayer::builder()
         .store(store)
-        .dialect(dialect)
+        .dialect(options.dialect)
+        .lockout(options.lockout.clone())
         // The demo serves client credentials to the clients that allow it,
         // in both dialects.
         .github_client_credentials(true)

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::{
     HeaderValue, Response, StatusCode,
-    header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE},
+    header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 
 use crate::{
@@ -107,6 +107,9 @@ fn render(
             headers.insert(ALLOW, HeaderValue::from_static("POST"));
         }
         _ => {}
+    }
+    if let Some(seconds) = rejection.retry_after() {
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     response.extensions_mut().insert(rejection);
     response

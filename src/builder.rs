@@ -10,6 +10,7 @@ use crate::{
     code::CodeRecord,
     dialect::{Dialect, Presentation},
     layer::TokenGateLayer,
+    lockout::{Lockout, Lockouts},
     policy::{DynPolicy, Policy},
     refresh::RefreshRecord,
     store::{CodeStore, CredentialStore, DeviceStore, RefreshStore},
@@ -91,6 +92,7 @@ struct Options {
     verification_uri: Option<String>,
     github_client_credentials: bool,
     policies: Vec<Arc<dyn DynPolicy>>,
+    lockout: Option<Lockout>,
 }
 
 impl Builder {
@@ -123,6 +125,7 @@ impl Builder {
                 verification_uri: None,
                 github_client_credentials: false,
                 policies: Vec::new(),
+                lockout: Some(Lockout::default()),
             },
         }
     }
@@ -253,6 +256,18 @@ impl<C, K, R, D> Builder<C, K, R, D> {
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.options.clock = Arc::new(clock);
+        self
+    }
+
+    /// The brute-force defence (on by default: [`Lockout::default`], 10
+    /// failures per client id per minute). `None` turns it off.
+    ///
+    /// A locked-out client id (or address) is refused before any store is
+    /// asked: `429`, `temporarily_unavailable`, `Retry-After`. See
+    /// [`Lockout`] for what counts as a failure.
+    #[must_use]
+    pub fn lockout(mut self, lockout: Option<Lockout>) -> Self {
+        self.options.lockout = lockout;
         self
     }
 
@@ -403,6 +418,15 @@ where
                 "the two-phase redemption claim must last between 1 ms and ten years",
             ));
         }
+        if options
+            .lockout
+            .as_ref()
+            .is_some_and(|lockout| !lockout.is_valid())
+        {
+            return Err(ConfigError(
+                "a lockout needs at least one failure, a window and a capacity",
+            ));
+        }
         if options.code_lifetime.is_zero() {
             return Err(ConfigError("the code lifetime must be positive"));
         }
@@ -468,6 +492,7 @@ where
             verification_uri: options.verification_uri,
             github_client_credentials: options.github_client_credentials,
             policies: options.policies,
+            lockouts: options.lockout.map(Lockouts::new),
         };
         Ok(TokenGateLayer::from_checks(Arc::new(Gate {
             settings,

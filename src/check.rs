@@ -18,6 +18,7 @@ use crate::{
     dialect::{Dialect, Presentation},
     error::Failure,
     grant::{ValidatedGrant, authorization_code, client_credentials, device_code, refresh_token},
+    lockout::Lockouts,
     parse::TokenRequest,
     policy::DynPolicy,
     refresh::RefreshRecord,
@@ -62,6 +63,8 @@ pub(crate) struct Settings {
     pub(crate) verification_uri: Option<String>,
     pub(crate) github_client_credentials: bool,
     pub(crate) policies: Vec<Arc<dyn DynPolicy>>,
+    /// The brute-force defence's counters; `None` when it is off.
+    pub(crate) lockouts: Option<Lockouts>,
 }
 
 impl Settings {
@@ -98,6 +101,7 @@ impl fmt::Debug for Settings {
             .field("refresh_lifetime", &self.refresh_lifetime)
             .field("device_path", &self.device_path)
             .field("policies", &self.policies.len())
+            .field("lockout", &self.lockouts)
             .finish_non_exhaustive()
     }
 }

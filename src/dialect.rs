@@ -68,7 +68,12 @@ impl Presentation {
                 .error_uri_base
                 .as_ref()
                 .map(|base| Cow::Owned(format!("{base}#{}", code.as_str())));
-            return Rejection::new(status, code, Cow::Borrowed(description), uri);
+            let retry_after = match failure {
+                Failure::LockedOut(seconds) => Some(seconds),
+                _ => None,
+            };
+            return Rejection::new(status, code, Cow::Borrowed(description), uri)
+                .with_retry_after(retry_after);
         }
         let (code, description, page) = match github_name(failure) {
             Some(named) => named,
@@ -102,6 +107,7 @@ fn is_framing(status: StatusCode) -> bool {
         StatusCode::METHOD_NOT_ALLOWED
             | StatusCode::PAYLOAD_TOO_LARGE
             | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::TOO_MANY_REQUESTS
     )
 }
 
@@ -270,6 +276,11 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             StatusCode::INTERNAL_SERVER_ERROR,
             ServerError,
             "the authorization server could not complete the request",
+        ),
+        F::LockedOut(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            TemporarilyUnavailable,
+            "too many failed attempts; retry after the time in Retry-After",
         ),
     }
 }

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     ExpiredToken,
     /// `server_error`: a store failed; nothing was forwarded.
     ServerError,
+    /// `temporarily_unavailable`: too many failed attempts; `Retry-After`
+    /// says when to try again.
+    TemporarilyUnavailable,
     /// GitHub: `incorrect_client_credentials`.
     IncorrectClientCredentials,
     /// GitHub: `redirect_uri_mismatch`.
@@ -67,6 +70,7 @@ impl ErrorCode {
             Self::AccessDenied => "access_denied",
             Self::ExpiredToken => "expired_token",
             Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::IncorrectClientCredentials => "incorrect_client_credentials",
             Self::RedirectUriMismatch => "redirect_uri_mismatch",
             Self::BadVerificationCode => "bad_verification_code",
@@ -81,7 +85,7 @@ impl ErrorCode {
 
     /// The standard code with this wire name, or [`ErrorCode::Other`].
     pub fn from_name(name: &str) -> Self {
-        const NAMED: [ErrorCode; 19] = [
+        const NAMED: [ErrorCode; 20] = [
             ErrorCode::InvalidRequest,
             ErrorCode::InvalidClient,
             ErrorCode::InvalidGrant,
@@ -93,6 +97,7 @@ impl ErrorCode {
             ErrorCode::AccessDenied,
             ErrorCode::ExpiredToken,
             ErrorCode::ServerError,
+            ErrorCode::TemporarilyUnavailable,
             ErrorCode::IncorrectClientCredentials,
             ErrorCode::RedirectUriMismatch,
             ErrorCode::BadVerificationCode,
@@ -136,6 +141,7 @@ pub struct Rejection {
     description: Cow<'static, str>,
     uri: Option<Cow<'static, str>>,
     interval: Option<u64>,
+    retry_after: Option<u64>,
 }
 
 impl Rejection {
@@ -153,6 +159,7 @@ impl Rejection {
             description,
             uri,
             interval: None,
+            retry_after: None,
         }
     }
 
@@ -171,7 +178,18 @@ impl Rejection {
             description,
             uri,
             interval: None,
+            retry_after: None,
         }
+    }
+
+    pub(crate) fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
+        self.retry_after = seconds;
+        self
+    }
+
+    /// The `Retry-After` seconds of a lockout (`429`).
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     pub(crate) fn with_interval(mut self, interval: Option<u64>) -> Self {
@@ -317,4 +335,25 @@ pub(crate) enum Failure {
     DeviceFlowDisabled,
     /// A store failed or timed out.
     Store,
+    /// Too many failures for the client id or address; the seconds until
+    /// the lockout ends.
+    LockedOut(u64),
+}
+
+impl Failure {
+    /// Whether this failure is a guess that the brute-force defence counts:
+    /// a wrong client credential, or a code, token, verifier or redirect
+    /// URI that does not match.
+    pub(crate) fn is_a_guess(self) -> bool {
+        matches!(
+            self,
+            Self::BadClientCredentials
+                | Self::CodeInvalid
+                | Self::RedirectNotBound
+                | Self::VerifierMalformed
+                | Self::VerifierWrong
+                | Self::RefreshTokenInvalid
+                | Self::DeviceCodeInvalid
+        )
+    }
 }

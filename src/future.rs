@@ -21,6 +21,7 @@ use tower_service::Service;
 
 use crate::{
     answer::{refuse, refuse_by_policy},
+    authenticate::claimed_id,
     body::{RequestBody, ResponseBody},
     check::{BoxFuture, Checked, Checks, DeviceAuthorization, Refusal},
     deadline::Deadline,
@@ -388,6 +389,15 @@ where
         Ok(request) => request,
         Err(failure) => return refused(&pending, failure, None),
     };
+    // A locked-out id or address is refused before any store is asked.
+    if let Some(lockouts) = &settings.lockouts {
+        let client_id = claimed_id(&request);
+        if let Some(wait) = lockouts.locked(client_id, &pending.parts, settings.clock.now()) {
+            // Whole seconds, rounded up: never invite a retry too early.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return refused(&pending, Failure::LockedOut(seconds.max(1)), client_id);
+        }
+    }
     match pending.endpoint {
         Endpoint::Token => State::Checking {
             check: Arc::clone(&pending.gate).check(request),
@@ -564,6 +574,12 @@ where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
+    let settings = pending.gate.settings();
+    if let Some(lockouts) = &settings.lockouts
+        && failure.is_a_guess()
+    {
+        lockouts.fail(client_id, &pending.parts, settings.clock.now());
+    }
     answered(
         pending,
         refuse(pending.gate.settings(), failure, pending.format, client_id),

@@ -71,6 +71,7 @@ pub mod fuzzing;
 mod grant;
 mod inspect;
 mod layer;
+mod lockout;
 mod metadata;
 mod parse;
 mod pkce;
@@ -112,6 +113,9 @@ pub use self::{
     grant::ValidatedGrant,
     inspect::Verdict,
     layer::TokenGateLayer,
+    lockout::{
+        DEFAULT_LOCKOUT_CAPACITY, DEFAULT_LOCKOUT_FAILURES, DEFAULT_LOCKOUT_WINDOW, Lockout,
+    },
     metadata::Metadata,
     pkce::{PkceChallenge, PkceMethod},
     policy::{

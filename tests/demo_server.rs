@@ -43,8 +43,10 @@ async fn prints_the_demo_client_and_a_full_exchange_works() {
 
 #[tokio::test]
 async fn answers_each_row_in_both_dialects() {
-    let github = start(&["--dialect", "github"]);
-    let rfc = start(&["--dialect", "rfc6749"]);
+    // Every row fails for demo-client, more than ten times a minute: the
+    // lockout (its own test below) would answer 429 to the later rows.
+    let github = start(&["--dialect", "github", "--lockout", "off"]);
+    let rfc = start(&["--dialect", "rfc6749", "--lockout", "off"]);
     // (body transform, rfc status, rfc error, github error)
     type Row = (
         &'static str,
@@ -207,11 +209,17 @@ async fn one_hundred_concurrent_redemptions_give_one_token() {
             tokio::spawn(async move { token(&addr, "Accept: application/json", &body).await })
         })
         .collect();
-    let mut tokens = 0;
+    let (mut tokens, mut locked) = (0, 0);
     for task in tasks {
         let reply = task.await.unwrap();
-        assert_eq!(reply.status, 200);
         let json = reply.json();
+        if reply.status == 429 {
+            // Ten replays lock the client out (the demo runs the defaults).
+            assert_eq!(json["error"], "temporarily_unavailable");
+            locked += 1;
+            continue;
+        }
+        assert_eq!(reply.status, 200);
         if json.get("access_token").is_some() {
             tokens += 1;
         } else {
@@ -219,6 +227,37 @@ async fn one_hundred_concurrent_redemptions_give_one_token() {
         }
     }
     assert_eq!(tokens, 1);
+    assert!(
+        locked <= 89,
+        "at least ten replays were counted before the lockout"
+    );
+}
+
+#[tokio::test]
+async fn locks_a_client_out_after_ten_failures_by_default() {
+    let server = start(&["--dialect", "rfc6749"]);
+    let wrong = |code: &str| exchange(code).replace("demo-secret", "guess");
+    for attempt in 1..=10 {
+        let code = authorize(&server.addr, "demo-client").await;
+        let reply = token(&server.addr, "", &wrong(&code)).await;
+        assert_eq!(reply.status, 401, "attempt {attempt}");
+    }
+    // Now even the right secret is refused until the minute is over.
+    let code = authorize(&server.addr, "demo-client").await;
+    let reply = token(&server.addr, "", &exchange(&code)).await;
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "temporarily_unavailable");
+    let wait: u64 = reply.headers["retry-after"].parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(reply.headers["cache-control"], "no-store");
+    // Another client id is not affected.
+    let reply = token(
+        &server.addr,
+        "",
+        &exchange(&code).replace("client_id=demo-client", "client_id=ghost"),
+    )
+    .await;
+    assert_eq!(reply.status, 401);
 }
 
 #[tokio::test]
@@ -345,6 +384,8 @@ fn bad_flags_and_bad_files_exit_2_with_a_message() {
         (vec!["--addr", "nowhere"], "--addr"),
         (vec!["--addr"], "needs a value"),
         (vec!["--frobnicate"], "unknown argument"),
+        (vec!["--lockout", "ten"], "--lockout"),
+        (vec!["--lockout", "0/60"], "--lockout"),
         (
             vec!["--clients", "/nonexistent/clients.json"],
             "cannot read clients file",

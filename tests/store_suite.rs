@@ -111,6 +111,9 @@ async fn fixture_with<S: Backend>(store: S, clock: ManualClock, ttl: Duration) -
         .clock(clock.clone())
         .realm("tokengate-test")
         .two_phase_redemption(Some(ttl))
+        // These cases hammer one client id on purpose; the brute-force
+        // defence has its own tests (lockout.rs).
+        .lockout(None)
         .on_code_replay(move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
         })

@@ -1,0 +1,237 @@
+//! The brute-force defence: failed authentications and redemptions per
+//! client id (and per address), 429 with `Retry-After` past the threshold,
+//! without touching a store.
+
+mod common;
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use common::*;
+use tokengate::{
+    Client, CredentialStore, Dialect, Lockout, MemoryStore, StoreError, TokenGateLayer,
+};
+
+fn wrong_secret(code: &str) -> String {
+    exchange(code).replace("client_secret=s3cret", "client_secret=guess")
+}
+
+#[tokio::test]
+async fn ten_wrong_secrets_lock_the_client_id_out_for_the_window() {
+    let h = Harness::new(Dialect::Rfc6749);
+    for _ in 0..10 {
+        let code = h.app_code().await;
+        h.refused(post(&wrong_secret(&code)))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    // The right secret now: refused all the same, at once.
+    let code = h.app_code().await;
+    let answer = h.refused(post(&exchange(&code))).await;
+    answer.assert_rfc(429, "temporarily_unavailable");
+    assert_eq!(answer.header("retry-after"), Some("60"));
+    assert_eq!(answer.rejection.as_ref().unwrap().retry_after(), Some(60));
+    // Another client is not affected.
+    let body = exchange("not-a-code").replace(
+        "client_id=app&client_secret=s3cret",
+        "client_id=other&client_secret=other-s3cret",
+    );
+    h.refused(post(&body))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    // The wait counts down with the clock, and ends with the window.
+    h.clock.advance(Duration::from_secs(45));
+    let answer = h.refused(post(&exchange(&code))).await;
+    assert_eq!(answer.header("retry-after"), Some("15"));
+    h.clock.advance(Duration::from_secs(15));
+    let (answer, _) = h.forwarded(post(&exchange(&code))).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "the code survived the lockout: {}",
+        answer.text()
+    );
+}
+
+#[tokio::test]
+async fn github_dialect_answers_429_in_the_negotiated_format() {
+    let h = Harness::new(Dialect::GitHub);
+    for _ in 0..10 {
+        h.refused(post(&wrong_secret("whatever")))
+            .await
+            .assert_github("incorrect_client_credentials");
+    }
+    let answer = h
+        .refused(with_accept(post(&exchange("whatever")), "application/json"))
+        .await;
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.json()["error"], "temporarily_unavailable");
+    assert_eq!(answer.header("retry-after"), Some("60"));
+    answer.assert_no_store();
+}
+
+#[tokio::test]
+async fn failed_redemptions_count_too() {
+    let h = Harness::new(Dialect::Rfc6749);
+    for i in 0..10 {
+        h.refused(post(&exchange(&format!("guessed-code-{i}"))))
+            .await
+            .assert_rfc(400, "invalid_grant");
+    }
+    h.refused(post(&exchange("one-more")))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+    let h = Harness::new(Dialect::Rfc6749);
+    for _ in 0..10 {
+        let code = h.app_code().await;
+        h.refused(post(&exchange(&code).replace(VERIFIER, &"v".repeat(43))))
+            .await
+            .assert_rfc(400, "invalid_grant");
+    }
+    h.refused(post(&exchange("x")))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+}
+
+#[tokio::test]
+async fn mistakes_that_guess_nothing_do_not_count() {
+    let h = Harness::new(Dialect::Rfc6749);
+    for _ in 0..30 {
+        let body = exchange("x").replace("grant_type=authorization_code&", "");
+        h.refused(post(&body))
+            .await
+            .assert_rfc(400, "invalid_request");
+        let body = exchange("x").replace("authorization_code", "password");
+        h.refused(post(&body))
+            .await
+            .assert_rfc(400, "unsupported_grant_type");
+    }
+    let code = h.app_code().await;
+    let (answer, _) = h.forwarded(post(&exchange(&code))).await;
+    assert_eq!(answer.status, 200);
+}
+
+/// Counts look-ups, to show a locked-out request asks no store.
+#[derive(Clone)]
+struct Counting {
+    inner: MemoryStore,
+    lookups: Arc<AtomicUsize>,
+}
+
+impl CredentialStore for Counting {
+    async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.client(client_id).await
+    }
+}
+
+#[tokio::test]
+async fn a_locked_out_request_touches_no_store() {
+    let store = MemoryStore::new();
+    store.insert_client(
+        Client::confidential("app")
+            .with_secret("s3cret")
+            .with_redirect_uri(CB),
+    );
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let layer = TokenGateLayer::builder()
+        .store(store.clone())
+        .realm("tokengate-test")
+        .credential_store(Counting {
+            inner: store,
+            lookups: Arc::clone(&lookups),
+        })
+        .build();
+    let h = Harness {
+        layer,
+        ..Harness::new(Dialect::Rfc6749)
+    };
+    for _ in 0..10 {
+        h.refused(post(&wrong_secret("x")))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    assert_eq!(lookups.load(Ordering::SeqCst), 10);
+    for _ in 0..100 {
+        h.refused(post(&exchange("x")))
+            .await
+            .assert_rfc(429, "temporarily_unavailable");
+    }
+    assert_eq!(
+        lookups.load(Ordering::SeqCst),
+        10,
+        "no look-up while locked out"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_extractor_locks_out_an_address_across_client_ids() {
+    let h = Harness::with(Dialect::Rfc6749, |b| {
+        b.lockout(Some(Lockout::new(5, Duration::from_secs(60)).peer(
+            |parts| {
+                parts
+                    .headers
+                    .get("x-peer")?
+                    .to_str()
+                    .ok()?
+                    .parse::<IpAddr>()
+                    .ok()
+            },
+        )))
+    });
+    let from = |body: &str, peer: &str| {
+        let mut request = post(body);
+        request
+            .headers_mut()
+            .insert("x-peer", peer.parse().unwrap());
+        request
+    };
+    for i in 0..5 {
+        // A different made-up client id each time: no id reaches five.
+        let body = wrong_secret("x").replace("client_id=app", &format!("client_id=ghost-{i}"));
+        h.refused(from(&body, "192.0.2.1"))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    h.refused(from(&exchange("x"), "192.0.2.1"))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+    // Another address, the same client: fine.
+    let code = h.app_code().await;
+    let (answer, _) = h.forwarded(from(&exchange(&code), "192.0.2.2")).await;
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test]
+async fn turned_off_it_never_answers_429() {
+    let h = Harness::with(Dialect::Rfc6749, |b| b.lockout(None));
+    for _ in 0..50 {
+        h.refused(post(&wrong_secret("x")))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    let code = h.app_code().await;
+    let (answer, _) = h.forwarded(post(&exchange(&code))).await;
+    assert_eq!(answer.status, 200);
+}
+
+#[test]
+fn a_lockout_needs_a_threshold_and_a_window() {
+    for lockout in [
+        Lockout::new(0, Duration::from_secs(60)),
+        Lockout::new(10, Duration::ZERO),
+        Lockout::default().capacity(0),
+    ] {
+        let built = TokenGateLayer::builder()
+            .store(MemoryStore::new())
+            .lockout(Some(lockout))
+            .try_build();
+        assert!(built.is_err());
+    }
+}
