@@ -31,6 +31,8 @@
 //! - `--lockout FAILURES/SECONDS|off` sets the brute-force defence (default
 //!   `10/60`, the gate's default: ten failed authentications or redemptions
 //!   per client id per minute, then `429` with `Retry-After`).
+//! - `--code-lifetime SECONDS` sets how long codes stay redeemable (default
+//!   600); used codes are remembered as replay markers that long.
 //!
 //! Without `--clients` one demo client is registered and printed; it may use
 //! every grant. The clients file:
@@ -54,7 +56,7 @@ use tokengate::{
 const USAGE: &str =
     "usage: server [--addr 127.0.0.1:8080] [--dialect github|rfc6749] [--clients FILE] [--no-gate]
               [--store memory|redis://HOST:PORT|postgres://USER@HOST:PORT/DB]
-              [--lockout FAILURES/SECONDS|off]";
+              [--lockout FAILURES/SECONDS|off] [--code-lifetime SECONDS]";
 const DEMO_CLIENT_ID: &str = "demo-client";
 const DEMO_CLIENT_SECRET: &str = "demo-secret";
 const DEMO_REDIRECT_URI: &str = "http://127.0.0.1/callback";
@@ -70,6 +72,7 @@ struct Options {
     gate: bool,
     store: String,
     lockout: Option<Lockout>,
+    code_lifetime: Duration,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -80,6 +83,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         gate: true,
         store: "memory".to_owned(),
         lockout: Some(Lockout::default()),
+        code_lifetime: tokengate::DEFAULT_CODE_LIFETIME,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -113,6 +117,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 options.store = store;
             }
             "--lockout" => options.lockout = parse_lockout(&value()?)?,
+            "--code-lifetime" => {
+                let seconds = value()?;
+                options.code_lifetime = match seconds.parse::<u64>() {
+                    Ok(seconds @ 1..=86_400) => Duration::from_secs(seconds),
+                    _ => {
+                        return Err(format!(
+                            "--code-lifetime: {seconds:?} is not a number of seconds from 1 to 86400"
+                        ));
+                    }
+                };
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -314,6 +329,7 @@ where
         .store(store)
         .dialect(options.dialect)
         .lockout(options.lockout.clone())
+        .code_lifetime(options.code_lifetime)
         // The demo serves client credentials to the clients that allow it,
         // in both dialects.
         .github_client_credentials(true)

@@ -386,6 +386,7 @@ fn bad_flags_and_bad_files_exit_2_with_a_message() {
         (vec!["--frobnicate"], "unknown argument"),
         (vec!["--lockout", "ten"], "--lockout"),
         (vec!["--lockout", "0/60"], "--lockout"),
+        (vec!["--code-lifetime", "0"], "--code-lifetime"),
         (
             vec!["--clients", "/nonexistent/clients.json"],
             "cannot read clients file",

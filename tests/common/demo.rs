@@ -23,7 +23,7 @@ pub fn binary() -> PathBuf {
     example("server")
 }
 
-/// The example binary `name` (the demo `server` or the `gateway`).
+/// The example binary `name` (the demo `server`, the `gateway`, `soak`).
 ///
 /// Both are built once per test binary, with the same store features as
 /// the tests: `cargo test --test ..` does not build examples, and a binary
@@ -39,7 +39,15 @@ pub fn example(name: &str) -> PathBuf {
             features.push("postgres");
         }
         let mut command = Command::new(env!("CARGO"));
-        command.args(["build", "--example", "server", "--example", "gateway"]);
+        command.args([
+            "build",
+            "--example",
+            "server",
+            "--example",
+            "gateway",
+            "--example",
+            "soak",
+        ]);
         if !features.is_empty() {
             command.args(["--features", &features.join(",")]);
         }
