@@ -25,7 +25,7 @@ use crate::{
     reservation::{Held, Reservation, Settle},
     scope,
     secret::{CodeKey, random_code},
-    store::{CodeStore, CredentialStore, DeviceStore, RefreshStore, StoreError},
+    store::{CodeStore, CredentialStore, DeviceStore, Hold, RefreshStore, StoreError},
 };
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -242,9 +242,17 @@ where
                 ))
             }
             GrantType::DeviceCode => {
-                let (record, subject) =
+                let (key, record, subject) =
                     device_code::poll(&self.devices, settings, &client, request).await?;
-                Ok((ValidatedGrant::device_code(client, record, subject), None))
+                let claim = match settings.reservation_ttl {
+                    Some(ttl) => Some(Reservation {
+                        what: Held::DeviceCode(Box::new(record.clone())),
+                        key,
+                        hold: Hold::new(ttl).map_err(store_failed)?,
+                    }),
+                    None => None,
+                };
+                Ok((ValidatedGrant::device_code(client, record, subject), claim))
             }
             GrantType::ClientCredentials => {
                 let scopes = client_credentials::scopes(settings, &client, request)?;
@@ -383,6 +391,16 @@ where
                     .release_refresh_token(&key, &hold)
                     .await
                     .map(|()| true),
+                // The poll already took the device code out of the store.
+                (Held::DeviceCode(_), Settle::Confirm) => Ok(true),
+                (Held::DeviceCode(record), Settle::Release) => {
+                    let restored = self.devices.issue_device_code(key, *record).await?;
+                    if !restored {
+                        // Its user code went to another device meanwhile.
+                        tracing::warn!("a failed device grant could not be put back");
+                    }
+                    Ok(true)
+                }
             }
         })
     }

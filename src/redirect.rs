@@ -104,6 +104,22 @@ fn parts(uri: &Uri) -> Option<Parts<'_>> {
     if authority.as_str().contains('@') {
         return None;
     }
+    // `http::Uri` takes any characters after the host (`[::1]:abc`) and
+    // then reports no port at all; a port that is not a number is not a URI
+    // a browser would follow, and must not count as "no port" (found by the
+    // redirect fuzz target).
+    let port_ok = match authority.as_str().strip_prefix(authority.host()) {
+        Some("") => true,
+        Some(port) => {
+            port.strip_prefix(':').is_some_and(|digits| {
+                !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+            }) && authority.port_u16().is_some()
+        }
+        None => false,
+    };
+    if !port_ok {
+        return None;
+    }
     Some(Parts {
         scheme: uri.scheme_str()?,
         host: authority.host(),
@@ -223,6 +239,17 @@ mod tests {
         ] {
             assert!(!Exact.allows(CB, other), "{other}");
         }
+    }
+
+    #[test]
+    fn a_port_that_is_not_a_number_is_refused() {
+        // Regression: cargo fuzz (redirect target) found
+        // `http://[::1]:aaaa?a/../e` allowed against `http://[::1]:60+cb`.
+        assert!(!GitHub.allows("http://[::1]:60+cb", "http://[::1]:aaaa?a/../e"));
+        assert!(!GitHub.allows("http://[::1]/cb", "http://[::1]:abc/cb"));
+        assert!(!Loopback.allows("http://127.0.0.1/cb", "http://127.0.0.1:abc/cb"));
+        assert!(!GitHub.allows("http://example.com/cb", "http://example.com:8o/cb"));
+        assert!(GitHub.allows("http://[::1]/cb", "http://[::1]:8080/cb"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::{
 
 use crate::{
     check::{BoxFuture, Checks},
+    device::DeviceRecord,
     format::ResponseFormat,
     grant::ValidatedGrant,
     secret::CodeKey,
@@ -26,10 +27,15 @@ use crate::{
 };
 
 /// What a claim is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Held {
     Code,
     RefreshToken,
+    /// A device code is redeemed by the poll itself (the store forgets it
+    /// in the same atomic step); its claim is the record, put back on
+    /// release. A process that dies holding it loses the device code: the
+    /// device starts over, and is never given two tokens.
+    DeviceCode(Box<DeviceRecord>),
 }
 
 /// A claim taken by [`CodeStore::reserve`](crate::CodeStore::reserve) or

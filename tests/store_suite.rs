@@ -461,7 +461,11 @@ async fn send_faulty(f: &Fixture, body: &str, fault: Fault) -> Option<u16> {
     if let Fault::Hang = fault {
         // The client gives up while the inner service works: the gate's
         // future is dropped holding the claim.
-        entered.notified().await;
+        let reached = tokio::time::timeout(Duration::from_secs(10), entered.notified()).await;
+        assert!(
+            reached.is_ok(),
+            "the request never reached the inner service"
+        );
         task.abort();
     }
     match task.await {
@@ -532,6 +536,40 @@ async fn claims_survive_every_failure<S: Backend>(store: S, clock: ManualClock) 
     );
     let (status, _) = try_forward_body(&f, &body).await;
     assert_eq!(status, 400, "rotated once it succeeded");
+
+    // And an approved device code: put back after each failure.
+    let answer =
+        f.h.refused(post_device(&format!("client_id={}", f.tv)))
+            .await;
+    let device = answer.json();
+    let device_code = device["device_code"].as_str().unwrap().to_owned();
+    let user_code = device["user_code"].as_str().unwrap().to_owned();
+    assert!(
+        f.h.layer
+            .devices()
+            .approve(&user_code, "user-1")
+            .await
+            .unwrap()
+    );
+    let body = format!(
+        "grant_type={DEVICE_GRANT}&client_id={}&device_code={device_code}",
+        f.tv
+    );
+    for fault in FAULTS {
+        f.h.clock.advance(Duration::from_secs(60));
+        send_faulty(&f, &body, fault).await;
+        // A release after a drop may still be on its way to the server.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f.h.clock.advance(Duration::from_secs(60));
+    let (status, text) = try_forward_body(&f, &body).await;
+    assert_eq!(
+        status, 200,
+        "the device code survived four failures: {text}"
+    );
+    f.h.clock.advance(Duration::from_secs(60));
+    let (status, text) = try_forward_body(&f, &body).await;
+    assert_eq!(status, 400, "redeemed once it succeeded: {text}");
 }
 
 /// A claim whose holder died lapses: until then the code is refused

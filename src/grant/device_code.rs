@@ -10,24 +10,22 @@ use crate::{
     store::DeviceStore,
 };
 
-/// Polls the request's device code for `client`; the approved record and
-/// its user when the user approved (redeemed by this poll, exactly once).
+/// Polls the request's device code for `client`; its key, the approved
+/// record and its user when the user approved (redeemed by this poll,
+/// exactly once).
 pub(crate) async fn poll<D: DeviceStore>(
     store: &D,
     settings: &Settings,
     client: &Client,
     request: &TokenRequest,
-) -> Result<(DeviceRecord, String), Failure> {
+) -> Result<(CodeKey, DeviceRecord, String), Failure> {
     let device_code = request
         .device_code
         .as_deref()
         .ok_or(Failure::DeviceCodeMissing)?;
+    let key = CodeKey::of(device_code);
     let outcome = store
-        .poll_device_code(
-            &CodeKey::of(device_code),
-            client.client_id(),
-            settings.clock.now(),
-        )
+        .poll_device_code(&key, client.client_id(), settings.clock.now())
         .await
         .map_err(|error| {
             tracing::error!(%error, "device store failed");
@@ -42,7 +40,7 @@ pub(crate) async fn poll<D: DeviceStore>(
         PollOutcome::Approved(record) => match record.subject() {
             Some(subject) => {
                 let subject = subject.to_owned();
-                Ok((record, subject))
+                Ok((key, record, subject))
             }
             // A store that answers Approved for an undecided record is
             // broken; refuse rather than issue a token for nobody.

@@ -287,11 +287,13 @@ return 1
 
 /// Stores a device authorization and its user code, unless either exists.
 /// The record outlives the code by ARGV[7] ms, so late polls still hear
-/// `expired_token`; the user code is freed at expiry.
+/// `expired_token`; the user code is freed at expiry. ARGV[8..10] are the
+/// status, subject and last poll: a new record is pending, one put back
+/// after a failed grant is approved.
 const ISSUE_DEVICE: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'client_id', ARGV[1], 'expires_at', ARGV[2], 'interval', ARGV[3],
-  'rec', ARGV[4], 'status', 'pending', 'subject', '', 'last_poll', '', 'user_key', KEYS[2])
+  'rec', ARGV[4], 'status', ARGV[8], 'subject', ARGV[9], 'last_poll', ARGV[10], 'user_key', KEYS[2])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]) + tonumber(ARGV[7]))
 redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[5])
 return 1
@@ -633,6 +635,14 @@ impl DeviceStore for RedisStore {
         let hex = key.to_hex();
         let device_key = self.key("device", &hex);
         let user_key = self.key("user", &record.user_code);
+        let (status, subject) = match &record.status {
+            DeviceStatus::Pending => ("pending", String::new()),
+            DeviceStatus::Approved { subject } => ("approved", subject.clone()),
+            DeviceStatus::Denied => ("denied", String::new()),
+        };
+        let last_poll = record
+            .last_poll
+            .map_or_else(String::new, |t| millis(t).to_string());
         let stored: i64 = self
             .run("issue device code", |mut c| async move {
                 SCRIPTS
@@ -646,6 +656,9 @@ impl DeviceStore for RedisStore {
                     .arg(ttl)
                     .arg(hex)
                     .arg(i64::try_from(DEVICE_TOMBSTONE.as_millis()).unwrap_or(0))
+                    .arg(status)
+                    .arg(subject)
+                    .arg(last_poll)
                     .invoke_async(&mut c)
                     .await
             })
