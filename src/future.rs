@@ -60,9 +60,10 @@ pin_project! {
             #[pin]
             future: S::Future,
             token_path: bool,
-            // The claim on the request's code or refresh token, settled by
-            // the inner service's answer (two-phase redemption).
-            claim: Option<Box<Claim>>,
+            // Kept while the request holds a claim on its code or refresh
+            // token, settled by the inner service's answer (two-phase
+            // redemption); dropping it releases the claim.
+            pending: Option<Box<Pending<S>>>,
         },
         Reading {
             #[pin]
@@ -83,7 +84,6 @@ pin_project! {
             parts: Option<Arc<Parts>>,
             body: Bytes,
             pending: Option<Box<Pending<S>>>,
-            claim: Option<Box<Claim>>,
         },
         Committing {
             commit: BoxFuture<Result<Checked, Refusal>>,
@@ -95,13 +95,14 @@ pin_project! {
             pending: Option<Box<Pending<S>>>,
         },
         // A claim being confirmed or released, with the answer to give once
-        // it is: the inner service's, or the gate's own refusal. `claim` is
-        // kept when a 2xx may only pass if the claim still held.
+        // it is: the inner service's, or the gate's own refusal. `pending`
+        // (with its claim) is kept when a 2xx may only pass if the claim
+        // still held.
         Settling {
             settle: BoxFuture<Result<bool, StoreError>>,
             answer: Option<Result<S::Response, S::Error>>,
             refusal: Option<Box<Response<Bytes>>>,
-            claim: Option<Box<Claim>>,
+            pending: Option<Box<Pending<S>>>,
         },
         // The gate's own answer: a refusal, or the device endpoint's reply.
         Answered {
@@ -126,6 +127,9 @@ pub(crate) struct Pending<S> {
     pub(crate) endpoint: Endpoint,
     /// When the gate received the request, for its latency histogram.
     pub(crate) started: Instant,
+    /// The claim on the request's code or refresh token, once the checks
+    /// took one (two-phase redemption).
+    pub(crate) claim: Option<Claim>,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -138,7 +142,7 @@ where
             state: State::Forwarded {
                 future,
                 token_path: false,
-                claim: None,
+                pending: None,
             },
         }
     }
@@ -180,19 +184,19 @@ where
                 StateProj::Forwarded {
                     future,
                     token_path,
-                    claim,
+                    pending,
                 } => {
                     let answer = ready!(future.poll(cx));
-                    match claim.take() {
+                    match pending.take() {
                         None => return Poll::Ready(deliver(answer, *token_path)),
-                        Some(claim) => settle_by(answer, claim),
+                        Some(pending) => settle_by(answer, pending),
                     }
                 }
                 StateProj::Settling {
                     settle,
                     answer,
                     refusal,
-                    claim,
+                    pending,
                 } => {
                     let settled = ready!(settle.as_mut().poll(cx));
                     if let Some(refusal) = refusal.take() {
@@ -202,7 +206,8 @@ where
                         return Poll::Ready(Ok((*refusal).map(ResponseBody::gate)));
                     }
                     let answer = answer.take().expect(POLLED_AFTER_COMPLETION);
-                    match (claim.take(), settled) {
+                    let claim = pending.take().and_then(|mut pending| pending.claim.take());
+                    match (claim, settled) {
                         (_, Ok(true)) => return Poll::Ready(deliver(answer, true)),
                         (None, Ok(false)) => return Poll::Ready(deliver(answer, true)),
                         (None, Err(error)) => {
@@ -259,8 +264,9 @@ where
                     let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
                     match verdict {
                         Ok((grant, reservation)) => {
-                            let claim = claim(&pending, &grant, reservation);
-                            police(pending, std::mem::take(body), grant, claim)
+                            let mut pending = pending;
+                            hold(&mut pending, &grant, reservation);
+                            police(pending, std::mem::take(body), grant)
                         }
                         Err(Refusal { failure, client_id }) => {
                             refused(&pending, failure, client_id.as_deref())
@@ -273,7 +279,6 @@ where
                     parts,
                     body,
                     pending,
-                    claim,
                 } => {
                     let verdict = ready!(policies.as_mut().poll(cx));
                     let mut pending = pending.take().expect(POLLED_AFTER_COMPLETION);
@@ -285,7 +290,7 @@ where
                             // that kept a clone costs a copy.
                             pending.parts =
                                 Arc::try_unwrap(parts).unwrap_or_else(|shared| (*shared).clone());
-                            commit(pending, std::mem::take(body), grant, claim.take())
+                            commit(pending, std::mem::take(body), grant)
                         }
                         Err(error) => {
                             let refused = answered(
@@ -297,7 +302,7 @@ where
                                     grant.client().client_id(),
                                 ),
                             );
-                            match (claim.take(), refused) {
+                            match (pending.claim.take(), refused) {
                                 // A refused code is used up, as a failed
                                 // check would have.
                                 (Some(mut claim), State::Answered { response }) => {
@@ -305,7 +310,7 @@ where
                                         settle: claim.settle(Settle::Confirm),
                                         answer: None,
                                         refusal: response,
-                                        claim: None,
+                                        pending: None,
                                     }
                                 }
                                 (_, refused) => refused,
@@ -322,8 +327,9 @@ where
                     let pending = pending.take().expect(POLLED_AFTER_COMPLETION);
                     match verdict {
                         Ok((grant, reservation)) => {
-                            let claim = claim(&pending, &grant, reservation);
-                            forward(*pending, std::mem::take(body), grant, claim)
+                            let mut pending = pending;
+                            hold(&mut pending, &grant, reservation);
+                            forward(pending, std::mem::take(body), grant)
                         }
                         Err(Refusal { failure, client_id }) => {
                             refused(&pending, failure, client_id.as_deref())
@@ -420,20 +426,16 @@ where
     }
 }
 
-/// The response future's own hold on a claim the checks took.
-fn claim<S>(
-    pending: &Pending<S>,
-    grant: &ValidatedGrant,
-    reservation: Option<Reservation>,
-) -> Option<Box<Claim>> {
-    reservation.map(|reservation| {
-        Box::new(Claim::new(
+/// The response future takes over a claim the checks took.
+fn hold<S>(pending: &mut Pending<S>, grant: &ValidatedGrant, reservation: Option<Reservation>) {
+    if let Some(reservation) = reservation {
+        pending.claim = Some(Claim::new(
             Arc::clone(&pending.gate),
             reservation,
             pending.format,
             grant.clone(),
-        ))
-    })
+        ));
+    }
 }
 
 /// The inner service answered a request that holds a claim: a 2xx uses the
@@ -442,7 +444,7 @@ fn claim<S>(
 /// uses it up.
 fn settle_by<S, B, ResBody>(
     answer: Result<S::Response, S::Error>,
-    mut claim: Box<Claim>,
+    mut pending: Box<Pending<S>>,
 ) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
@@ -454,11 +456,15 @@ where
         Some(status) if !status.is_server_error() => (Settle::Confirm, false),
         _ => (Settle::Release, false),
     };
+    let settle = match &mut pending.claim {
+        Some(claim) => claim.settle(how),
+        None => Box::pin(std::future::ready(Ok(true))),
+    };
     State::Settling {
-        settle: claim.settle(how),
+        settle,
         answer: Some(answer),
         refusal: None,
-        claim: must_hold.then_some(claim),
+        pending: must_hold.then_some(pending),
     }
 }
 
@@ -478,19 +484,14 @@ fn deliver<ResBody, E>(
 }
 
 /// The built-in checks passed: run the application's policies, if any.
-fn police<S, B>(
-    mut pending: Box<Pending<S>>,
-    body: Bytes,
-    grant: ValidatedGrant,
-    claim: Option<Box<Claim>>,
-) -> State<S, B>
+fn police<S, B>(mut pending: Box<Pending<S>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
     let settings = pending.gate.settings();
     if settings.policies.is_empty() {
-        return commit(pending, body, grant, claim);
+        return commit(pending, body, grant);
     }
     let parts = Arc::new(std::mem::replace(&mut pending.parts, empty_parts()));
     let request = PolicyRequest::new(grant.clone(), Arc::clone(&parts), settings.dialect());
@@ -500,24 +501,18 @@ where
         parts: Some(parts),
         body,
         pending: Some(pending),
-        claim,
     }
 }
 
 /// Every check and policy passed: use up what the grant consumes (a
 /// refresh token), then forward.
-fn commit<S, B>(
-    pending: Box<Pending<S>>,
-    body: Bytes,
-    grant: ValidatedGrant,
-    claim: Option<Box<Claim>>,
-) -> State<S, B>
+fn commit<S, B>(pending: Box<Pending<S>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
     if grant.uncommitted_refresh().is_none() {
-        return forward(*pending, body, grant, claim);
+        return forward(pending, body, grant);
     }
     State::Committing {
         commit: Arc::clone(&pending.gate).commit(grant),
@@ -532,12 +527,7 @@ fn empty_parts() -> Parts {
 
 /// Every check passed: hand the request, its body unchanged and the
 /// validated grant to the inner service.
-fn forward<S, B>(
-    pending: Pending<S>,
-    body: Bytes,
-    grant: ValidatedGrant,
-    claim: Option<Box<Claim>>,
-) -> State<S, B>
+fn forward<S, B>(mut pending: Box<Pending<S>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -550,22 +540,18 @@ where
             grant: grant.grant_type().as_str(),
         },
     );
-    let Pending {
-        mut parts,
-        mut service,
-        format,
-        ..
-    } = pending;
     tracing::debug!(client_id = ?grant.client().client_id(), "token request forwarded");
+    let mut parts = std::mem::replace(&mut pending.parts, empty_parts());
     parts.extensions.insert(grant);
-    parts.extensions.insert(format);
+    parts.extensions.insert(pending.format);
     let request = Request::from_parts(parts, RequestBody::buffered(body));
-    // Should `call` panic, dropping `claim` hands the value back.
-    let future = service.call(request);
+    // Should `call` panic, dropping `pending` hands a claim back.
+    let future = pending.service.call(request);
     State::Forwarded {
         future,
         token_path: true,
-        claim,
+        // The box lives on only to hold a claim until the answer settles it.
+        pending: pending.claim.is_some().then_some(pending),
     }
 }
 

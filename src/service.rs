@@ -135,6 +135,7 @@ where
                 format,
                 endpoint,
                 started,
+                claim: None,
             },
         )
     }
