@@ -218,6 +218,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The exporter keeps histogram samples until upkeep folds them in; with
+    // nobody scraping, that is memory growing with every request.
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let state = Demo {
         prometheus,
         metadata_layer: layer.clone(),

@@ -180,7 +180,7 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             "the client is not allowed to use this grant_type",
         ),
         F::CodeMissing => (bad, InvalidRequest, "the code parameter is missing"),
-        F::CodeInvalid => (
+        F::CodeInvalid | F::CodeHeld => (
             bad,
             InvalidGrant,
             "the code is invalid, expired, already used or issued to another client",
@@ -230,7 +230,7 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             InvalidRequest,
             "the refresh_token parameter is missing",
         ),
-        F::RefreshTokenInvalid => (
+        F::RefreshTokenInvalid | F::RefreshTokenHeld => (
             bad,
             InvalidGrant,
             "the refresh token is invalid, expired, revoked or issued to another client",
@@ -324,7 +324,10 @@ fn github_name(failure: Failure) -> Option<GitHubName> {
     let device = |code, text, anchor| (code, text, Some((DEVICE_ERRORS, anchor)));
     let device_anchor = "error-codes-for-the-device-flow";
     Some(match failure {
-        F::RefreshTokenMissing | F::RefreshTokenInvalid | F::RefreshScopeWider => refresh,
+        F::RefreshTokenMissing
+        | F::RefreshTokenInvalid
+        | F::RefreshTokenHeld
+        | F::RefreshScopeWider => refresh,
         F::DevicePending => device(
             ErrorCode::AuthorizationPending,
             github::AUTHORIZATION_PENDING,
@@ -352,7 +355,7 @@ fn github_name(failure: Failure) -> Option<GitHubName> {
             device_anchor,
         ),
         F::BadClientCredentials | F::MalformedAuthorization(_) => credentials,
-        F::CodeMissing | F::CodeInvalid | F::PkceRequired => code,
+        F::CodeMissing | F::CodeInvalid | F::CodeHeld | F::PkceRequired => code,
         F::RedirectNotRegistered | F::RedirectNotBound => redirect,
         F::VerifierMissing | F::VerifierUnexpected | F::VerifierMalformed | F::VerifierWrong => {
             verifier

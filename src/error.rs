@@ -294,6 +294,9 @@ pub(crate) enum Failure {
     CodeMissing,
     /// The code is unknown, expired, used, or issued to another client.
     CodeInvalid,
+    /// Another request holds a claim on the code (two-phase redemption):
+    /// answered as [`Failure::CodeInvalid`], but a race, not a guess.
+    CodeHeld,
     /// A public client redeemed a code that carries no PKCE challenge.
     PkceRequired,
     /// `redirect_uri` is not allowed by the client's registration.
@@ -315,6 +318,9 @@ pub(crate) enum Failure {
     /// The refresh token is unknown, expired, rotated away, revoked, or
     /// another client's.
     RefreshTokenInvalid,
+    /// Another request holds a claim on the refresh token: answered as
+    /// [`Failure::RefreshTokenInvalid`], but a race, not a guess.
+    RefreshTokenHeld,
     /// A refresh asked for a scope the token was not granted.
     RefreshScopeWider,
     /// A requested scope is malformed or not allowed to the client.

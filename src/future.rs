@@ -11,7 +11,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use http::{
-    HeaderValue, Request, Response,
+    HeaderValue, Request, Response, StatusCode,
     header::{CACHE_CONTROL, HOST, PRAGMA},
     request::Parts,
 };
@@ -439,9 +439,9 @@ fn hold<S>(pending: &mut Pending<S>, grant: &ValidatedGrant, reservation: Option
 }
 
 /// The inner service answered a request that holds a claim: a 2xx uses the
-/// value up (and passes only if the claim still held), a 5xx or an error
-/// hands it back for the client's retry, any other answer is final and
-/// uses it up.
+/// value up (and passes only if the claim still held); a 5xx, a 408 or 429
+/// (a timeout or rate limit inside the gate) or an error hands it back for
+/// the client's retry; any other answer is final and uses it up.
 fn settle_by<S, B, ResBody>(
     answer: Result<S::Response, S::Error>,
     mut pending: Box<Pending<S>>,
@@ -453,7 +453,13 @@ where
     let status = answer.as_ref().map(Response::status).ok();
     let (how, must_hold) = match status {
         Some(status) if status.is_success() => (Settle::Confirm, true),
-        Some(status) if !status.is_server_error() => (Settle::Confirm, false),
+        Some(status)
+            if !status.is_server_error()
+                && status != StatusCode::REQUEST_TIMEOUT
+                && status != StatusCode::TOO_MANY_REQUESTS =>
+        {
+            (Settle::Confirm, false)
+        }
         _ => (Settle::Release, false),
     };
     let settle = match &mut pending.claim {

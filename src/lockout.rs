@@ -93,8 +93,11 @@ impl Lockout {
         self
     }
 
+    /// At least one failure, a window of at most ten years (so window ends
+    /// stay representable), room for one id.
     pub(crate) fn is_valid(&self) -> bool {
-        self.failures > 0 && !self.window.is_zero() && self.capacity > 0
+        const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+        self.failures > 0 && !self.window.is_zero() && self.window <= TEN_YEARS && self.capacity > 0
     }
 }
 
@@ -239,8 +242,8 @@ impl Counters {
 }
 
 /// Frees at least a quarter of a full table: ended windows first, then the
-/// ids with the fewest failures. Linear, and run once per quarter of the
-/// capacity at most.
+/// ids with the fewest failures. One pass per failure level (at most the
+/// threshold's worth), and run once per quarter of the capacity at most.
 fn make_room(
     windows: &mut HashMap<u64, Window>,
     settings: &Lockout,

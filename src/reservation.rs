@@ -120,29 +120,46 @@ impl Drop for Claim {
 /// store is done at once), then, if it is still pending and this thread is
 /// in a tokio runtime, finished as a task. Otherwise the claim lapses by
 /// itself after its time-to-live.
+///
+/// A store's future may panic when polled outside a runtime (tokio's
+/// timers do). Dropped while this thread unwinds from a panic, a second
+/// panic would abort the process: then the release is only handed to the
+/// runtime, never polled here; otherwise a panic while polling is caught.
 fn release_detached(mut release: BoxFuture<Result<bool, StoreError>>) {
+    if std::thread::panicking() {
+        spawn(release);
+        return;
+    }
     let mut cx = Context::from_waker(Waker::noop());
-    match release.as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(_)) => {}
-        Poll::Ready(Err(error)) => {
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        release.as_mut().poll(&mut cx)
+    }));
+    match polled {
+        Ok(Poll::Ready(Ok(_))) => {}
+        Ok(Poll::Ready(Err(error))) => {
             tracing::warn!(%error, "releasing a dropped claim failed; it lapses by itself");
         }
-        Poll::Pending => spawn(release),
+        Ok(Poll::Pending) => spawn(release),
+        Err(_) => tracing::warn!("releasing a dropped claim panicked; it lapses by itself"),
     }
 }
 
 #[cfg(any(feature = "read-timeout", feature = "redis", feature = "postgres"))]
 fn spawn(release: BoxFuture<Result<bool, StoreError>>) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move {
-            if let Err(error) = release.await {
-                tracing::warn!(%error, "releasing a dropped claim failed; it lapses by itself");
-            }
-        });
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                if let Err(error) = release.await {
+                    tracing::warn!(%error, "releasing a dropped claim failed; it lapses by itself");
+                }
+            });
+        }
+        Err(_) => tracing::debug!("no runtime to release a dropped claim; it lapses by itself"),
     }
 }
 
 #[cfg(not(any(feature = "read-timeout", feature = "redis", feature = "postgres")))]
 fn spawn(release: BoxFuture<Result<bool, StoreError>>) {
+    tracing::debug!("no runtime to release a dropped claim; it lapses by itself");
     drop(release);
 }

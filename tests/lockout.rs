@@ -227,6 +227,7 @@ fn a_lockout_needs_a_threshold_and_a_window() {
         Lockout::new(0, Duration::from_secs(60)),
         Lockout::new(10, Duration::ZERO),
         Lockout::default().capacity(0),
+        Lockout::new(10, Duration::MAX),
     ] {
         let built = TokenGateLayer::builder()
             .store(MemoryStore::new())

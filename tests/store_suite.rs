@@ -690,6 +690,25 @@ async fn claim_contract<S: Backend>(store: S, clock: ManualClock) {
     );
     assert!(!store.confirm(&unknown, &a).await.unwrap());
 
+    // A claim that lapsed, then a consume-on-read redemption: the stale
+    // holder's confirmation must fail (one code, one token).
+    let key = tokengate::CodeKey::of(&f.code().await);
+    let short = Hold::new(Duration::from_millis(200)).unwrap();
+    assert!(matches!(
+        store.reserve(&key, &short).await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
+    f.h.clock.advance(Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(
+        store.redeem(&key).await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
+    assert!(
+        !store.confirm(&key, &short).await.unwrap(),
+        "a lapsed claim confirmed a code used meanwhile"
+    );
+
     // Many claims at once: exactly one wins.
     let key = tokengate::CodeKey::of(&f.code().await);
     let tasks: Vec<_> = (0..32)

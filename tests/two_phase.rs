@@ -39,6 +39,18 @@ async fn opting_out_uses_the_code_up_before_the_inner_service() {
 }
 
 #[tokio::test]
+async fn a_timeout_or_rate_limit_inside_the_gate_hands_the_code_back() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let code = h.app_code().await;
+    for status in [StatusCode::REQUEST_TIMEOUT, StatusCode::TOO_MANY_REQUESTS] {
+        let answer = answered_by(&h, status, post(&exchange(&code))).await;
+        assert_eq!(answer.status, status);
+    }
+    let (answer, _) = h.forwarded(post(&exchange(&code))).await;
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test]
 async fn a_final_answer_other_than_2xx_uses_the_code_up() {
     let h = Harness::new(Dialect::Rfc6749);
     for status in [StatusCode::BAD_REQUEST, StatusCode::FOUND] {
@@ -122,6 +134,12 @@ async fn a_request_racing_a_claimed_code_is_refused_without_the_replay_hook() {
         h.replays.lock().unwrap().is_empty(),
         "a race is not a replay"
     );
+    // Nor a guess: ten racing requests do not lock the client out.
+    for _ in 0..10 {
+        h.refused(post(&exchange(&code)))
+            .await
+            .assert_rfc(400, "invalid_grant");
+    }
     leave.send(()).unwrap();
     assert_eq!(first.await.unwrap().unwrap().status(), 200);
     // Now it is used: the same request is a replay.

@@ -14,7 +14,10 @@ fuzz_target!(|raw: &[u8]| {
     let Ok((id, secret)) = parse_basic(&value) else {
         return;
     };
-    let again = format!("Basic {}", encode(&format!("{}:{}", form(&id), form(&secret))));
+    let again = format!(
+        "Basic {}",
+        encode(&format!("{}:{}", form(&id), form(&secret)))
+    );
     let value = http::HeaderValue::from_str(&again).expect("base64 is a valid header");
     if again.len() > 4096 {
         // Percent-escaping can triple a header the decoder took.
@@ -43,7 +46,11 @@ fn encode(input: &str) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

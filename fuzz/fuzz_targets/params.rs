@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let Some(input) = common::parse(data) else {
         return;
     };
-    let dialect = if input.github { Dialect::GitHub } else { Dialect::Rfc6749 };
+    let dialect = if input.github {
+        Dialect::GitHub
+    } else {
+        Dialect::Rfc6749
+    };
     let (parts, body) = input.request.into_parts();
     if let Ok(present) = parse_token_request(&parts, &body, dialect) {
         assert!(present <= 10);

@@ -40,7 +40,11 @@ impl http_body::Body for Chunks {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|chunk| Ok(http_body::Frame::data(chunk))))
+        Poll::Ready(
+            self.0
+                .pop_front()
+                .map(|chunk| Ok(http_body::Frame::data(chunk))),
+        )
     }
 }
 
@@ -61,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
     let path = input.request.uri().path();
     let gated = path == "/login/oauth/access_token" || path == "/login/device/code";
     let (parts, body) = input.request.into_parts();
-    let chunks = body.chunks(input.chunk).map(Bytes::copy_from_slice).collect();
+    let chunks = body
+        .chunks(input.chunk)
+        .map(Bytes::copy_from_slice)
+        .collect();
     let request = http::Request::from_parts(parts, Chunks(chunks));
     runtime().block_on(async move {
         let store = MemoryStore::new();
@@ -93,35 +100,55 @@ fuzz_target!(|data: &[u8]| {
             )
             .await
             .expect("the memory store issues");
-        let dialect = if input.github { Dialect::GitHub } else { Dialect::Rfc6749 };
+        let dialect = if input.github {
+            Dialect::GitHub
+        } else {
+            Dialect::Rfc6749
+        };
         let layer = TokenGateLayer::builder()
             .store(store)
             .dialect(dialect)
             .body_limit(4096)
             .build();
-        let inner = service_fn(move |request: http::Request<tokengate::RequestBody<Chunks>>| async move {
-            let Some(grant) = request.extensions().get::<ValidatedGrant>() else {
-                // Only requests for other paths pass through ungated.
-                assert!(!gated, "a gated request forwarded without its grant");
-                let mut response = http::Response::new(String::new());
-                *response.status_mut() = http::StatusCode::NOT_FOUND;
-                return Ok::<_, Infallible>(response);
-            };
-            assert_eq!(grant.client().client_id(), "app");
-            Ok(http::Response::new(String::from("{\"access_token\":\"t\"}")))
-        });
+        let inner = service_fn(
+            move |request: http::Request<tokengate::RequestBody<Chunks>>| async move {
+                let Some(grant) = request.extensions().get::<ValidatedGrant>() else {
+                    // Only requests for other paths pass through ungated.
+                    assert!(!gated, "a gated request forwarded without its grant");
+                    let mut response = http::Response::new(String::new());
+                    *response.status_mut() = http::StatusCode::NOT_FOUND;
+                    return Ok::<_, Infallible>(response);
+                };
+                assert_eq!(grant.client().client_id(), "app");
+                Ok(http::Response::new(String::from(
+                    "{\"access_token\":\"t\"}",
+                )))
+            },
+        );
         let service = layer.layer(inner);
         let response = service.oneshot(request).await.expect("infallible");
         let status = response.status();
-        assert_ne!(status, http::StatusCode::INTERNAL_SERVER_ERROR, "a 500 without a store fault");
+        assert_ne!(
+            status,
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "a 500 without a store fault"
+        );
         if gated && status != http::StatusCode::NOT_FOUND {
             assert_eq!(
-                response.headers().get(http::header::CACHE_CONTROL).map(|v| v.as_bytes()),
+                response
+                    .headers()
+                    .get(http::header::CACHE_CONTROL)
+                    .map(|v| v.as_bytes()),
                 Some(&b"no-store"[..]),
                 "{status}"
             );
         }
-        let body = response.into_body().collect().await.expect("a gate body").to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a gate body")
+            .to_bytes();
         if dialect == Dialect::Rfc6749
             && (status == http::StatusCode::BAD_REQUEST || status == http::StatusCode::UNAUTHORIZED)
         {

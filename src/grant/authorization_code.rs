@@ -54,7 +54,7 @@ pub(crate) async fn redeem<K: CodeStore>(
             // Another request with this code is in the inner service right
             // now; whatever it gets, this one gets nothing.
             tracing::warn!(client_id = ?client.client_id(), "authorization code presented while claimed");
-            return Err(Failure::CodeInvalid);
+            return Err(Failure::CodeHeld);
         }
         Redemption::Unknown => return Err(Failure::CodeInvalid),
     };

@@ -98,7 +98,7 @@ pub(crate) async fn commit<R: RefreshStore>(
         Redemption::Replayed(record) => Err(replayed(store, settings, client, &record).await),
         Redemption::Held => {
             tracing::warn!(client_id = ?client.client_id(), "refresh token presented while claimed");
-            Err(Failure::RefreshTokenInvalid)
+            Err(Failure::RefreshTokenHeld)
         }
         Redemption::Unknown => Err(Failure::RefreshTokenInvalid),
     }

@@ -29,15 +29,28 @@ impl<K> Default for ExpiryQueue<K> {
     }
 }
 
+/// Milliseconds since the epoch, rounded down.
 fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Milliseconds since the epoch, rounded up: a key leaves the queue only
+/// once its record has surely expired. Rounded down, a key popped within
+/// its expiry's millisecond found its record still live, was skipped, and
+/// stayed in the store for good (the soak run found it: memory grew by
+/// every code issued).
+fn millis_up(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| {
+        let whole = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        whole.saturating_add(u64::from(d.subsec_nanos() % 1_000_000 != 0))
+    })
+}
+
 impl<K> ExpiryQueue<K> {
     /// Remembers that `key` expires at `expires_at`.
     pub(super) fn push(&mut self, expires_at: SystemTime, key: K) {
-        self.queue.push_back((millis(expires_at), key));
+        self.queue.push_back((millis_up(expires_at), key));
     }
 
     /// Hands `remove` up to [`SWEEP_BATCH`] keys whose time has passed.
@@ -69,6 +82,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn never_pops_a_key_within_its_expirys_millisecond() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
+        let mut queue = ExpiryQueue::default();
+        queue.push(t0 + Duration::from_micros(500), 1);
+        let mut removed = Vec::new();
+        queue.sweep(t0 + Duration::from_micros(700), |k| removed.push(k));
+        queue.sweep(t0 + Duration::from_micros(999), |k| removed.push(k));
+        assert!(removed.is_empty(), "popped before the record expired");
+        queue.sweep(t0 + Duration::from_millis(1), |k| removed.push(k));
+        assert_eq!(removed, [1]);
+    }
 
     #[test]
     fn pops_only_expired_keys_a_batch_at_a_time() {

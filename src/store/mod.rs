@@ -261,8 +261,11 @@ pub trait RefreshStore: Send + Sync + 'static {
 /// A layer without a device store neither serves the device authorization
 /// endpoint nor accepts the device grant.
 pub trait DeviceStore: Send + Sync + 'static {
-    /// Stores a new device authorization. Answers `Ok(false)` when the user
-    /// code is already in use, so the caller can draw another.
+    /// Stores a device authorization, as `record` says (status, interval and
+    /// last poll included): a new one, or, with two-phase redemption, an
+    /// approved one put back after its grant failed in the inner service.
+    /// Answers `Ok(false)` when the user code or the key is already in use,
+    /// so the caller can draw another.
     fn issue_device_code(
         &self,
         key: CodeKey,

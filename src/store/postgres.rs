@@ -452,11 +452,23 @@ impl PostgresStore {
         hold: &Hold,
         confirm: bool,
     ) -> Result<bool, StoreError> {
-        let uses = if confirm { "uses + 1" } else { "uses" };
+        // A confirmation needs the value still unused (not taken on read
+        // after the claim lapsed) and, for a refresh token, its family not
+        // revoked meanwhile.
+        let (uses, unused) = if confirm {
+            ("uses + 1", " AND uses = 0")
+        } else {
+            ("uses", "")
+        };
+        let family = if confirm && table == "tokengate_refresh_tokens" {
+            " AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)"
+        } else {
+            ""
+        };
         let done = self
             .bounded(if confirm { "confirm claim" } else { "release claim" }, async {
                 sqlx::query(&format!(
-                    "UPDATE {table} SET uses = {uses}, holder = NULL, held_until_ms = NULL WHERE key = $1 AND holder = $2"
+                    "UPDATE {table} t SET uses = {uses}, holder = NULL, held_until_ms = NULL WHERE key = $1 AND holder = $2{unused}{family}"
                 ))
                 .bind(&key.as_bytes()[..])
                 .bind(&hold.id()[..])

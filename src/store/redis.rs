@@ -238,9 +238,14 @@ redis.call('HSET', KEYS[1], 'holder', ARGV[2], 'held_until', now + tonumber(ARGV
 return {'reserved', f[1]}
 ";
 
-/// Uses up a value claimed by ARGV[1]: 1, or 0 if the claim was lost.
+/// Uses up a value claimed by ARGV[1]: 1, or 0 if the claim was lost (to
+/// another claim, to a consume-on-read redemption after it lapsed, or,
+/// for a refresh token, to its family's revocation; ARGV[2] the
+/// revoked-marker prefix or '').
 const CONFIRM: &str = r"
-if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
+local f = redis.call('HMGET', KEYS[1], 'holder', 'uses', 'family')
+if f[1] ~= ARGV[1] or tonumber(f[2]) ~= 0 then return 0 end
+if ARGV[2] ~= '' and f[3] and redis.call('EXISTS', ARGV[2] .. f[3]) == 1 then return 0 end
 redis.call('HINCRBY', KEYS[1], 'uses', 1)
 redis.call('HDEL', KEYS[1], 'holder', 'held_until')
 return 1
@@ -425,8 +430,15 @@ impl RedisStore {
         })
     }
 
-    /// Confirms (`confirm`) or releases a claim.
-    async fn settle(&self, key: String, hold: &Hold, confirm: bool) -> Result<bool, StoreError> {
+    /// Confirms (`confirm`) or releases a claim. `revoked_prefix` as in
+    /// [`Self::reserve_value`].
+    async fn settle(
+        &self,
+        key: String,
+        revoked_prefix: String,
+        hold: &Hold,
+        confirm: bool,
+    ) -> Result<bool, StoreError> {
         let id = hold.id_hex();
         let (script, what) = if confirm {
             (&SCRIPTS.confirm, "confirm claim")
@@ -435,7 +447,12 @@ impl RedisStore {
         };
         let settled: i64 = self
             .run(what, |mut c| async move {
-                script.key(key).arg(id).invoke_async(&mut c).await
+                script
+                    .key(key)
+                    .arg(id)
+                    .arg(revoked_prefix)
+                    .invoke_async(&mut c)
+                    .await
             })
             .await?;
         Ok(settled == 1)
@@ -504,12 +521,12 @@ impl CodeStore for RedisStore {
     }
 
     async fn confirm(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
-        self.settle(self.key("code", &key.to_hex()), hold, true)
+        self.settle(self.key("code", &key.to_hex()), String::new(), hold, true)
             .await
     }
 
     async fn release(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
-        self.settle(self.key("code", &key.to_hex()), hold, false)
+        self.settle(self.key("code", &key.to_hex()), String::new(), hold, false)
             .await
             .map(drop)
     }
@@ -597,14 +614,25 @@ impl RefreshStore for RedisStore {
     }
 
     async fn confirm_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
-        self.settle(self.key("refresh", &key.to_hex()), hold, true)
-            .await
+        let revoked_prefix = self.key("revoked", "");
+        self.settle(
+            self.key("refresh", &key.to_hex()),
+            revoked_prefix,
+            hold,
+            true,
+        )
+        .await
     }
 
     async fn release_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
-        self.settle(self.key("refresh", &key.to_hex()), hold, false)
-            .await
-            .map(drop)
+        self.settle(
+            self.key("refresh", &key.to_hex()),
+            String::new(),
+            hold,
+            false,
+        )
+        .await
+        .map(drop)
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
