@@ -63,7 +63,7 @@ pin_project! {
             // Kept while the request holds a claim on its code or refresh
             // token, settled by the inner service's answer (two-phase
             // redemption); dropping it releases the claim.
-            pending: Option<Box<Pending<S>>>,
+            pending: Option<Box<Pending<S, Answer<S, B>>>>,
         },
         Reading {
             #[pin]
@@ -71,38 +71,38 @@ pin_project! {
             received: BytesMut,
             limit: usize,
             deadline: Deadline,
-            pending: Option<Box<Pending<S>>>,
+            pending: Option<Box<Pending<S, Answer<S, B>>>>,
         },
         Checking {
             check: BoxFuture<Result<Checked, Refusal>>,
             body: Bytes,
-            pending: Option<Box<Pending<S>>>,
+            pending: Option<Box<Pending<S, Answer<S, B>>>>,
         },
         Policing {
             policies: BoxFuture<Result<(), PolicyError>>,
             grant: Option<ValidatedGrant>,
             parts: Option<Arc<Parts>>,
             body: Bytes,
-            pending: Option<Box<Pending<S>>>,
+            pending: Option<Box<Pending<S, Answer<S, B>>>>,
         },
         Committing {
             commit: BoxFuture<Result<Checked, Refusal>>,
             body: Bytes,
-            pending: Option<Box<Pending<S>>>,
+            pending: Option<Box<Pending<S, Answer<S, B>>>>,
         },
         AuthorizingDevice {
             authorize: BoxFuture<Result<DeviceAuthorization, Refusal>>,
-            pending: Option<Box<Pending<S>>>,
+            pending: Option<Box<Pending<S, Answer<S, B>>>>,
         },
         // A claim being confirmed or released, with the answer to give once
-        // it is: the inner service's, or the gate's own refusal. `pending`
-        // (with its claim) is kept when a 2xx may only pass if the claim
-        // still held.
+        // it is: the gate's own refusal, or the inner service's, kept in
+        // `pending` with the claim (`must_hold`: a 2xx, which may only pass
+        // if the claim still held).
         Settling {
             settle: BoxFuture<Result<bool, StoreError>>,
-            answer: Option<Result<S::Response, S::Error>>,
             refusal: Option<Box<Response<Bytes>>>,
-            pending: Option<Box<Pending<S>>>,
+            pending: Option<Box<Pending<S, Answer<S, B>>>>,
+            must_hold: bool,
         },
         // The gate's own answer: a refusal, or the device endpoint's reply.
         Answered {
@@ -118,8 +118,16 @@ pub(crate) enum Endpoint {
     DeviceAuthorization,
 }
 
-/// What a gated request carries from one state to the next.
-pub(crate) struct Pending<S> {
+/// The inner service's answer to a forwarded request.
+type Answer<S, B> = Result<
+    <S as Service<Request<RequestBody<B>>>>::Response,
+    <S as Service<Request<RequestBody<B>>>>::Error,
+>;
+
+/// What a gated request carries from one state to the next. `A` is the
+/// inner service's answer, kept here while a claim settles (in the box the
+/// request already has, so the response future stays small).
+pub(crate) struct Pending<S, A> {
     pub(crate) parts: Parts,
     pub(crate) service: S,
     pub(crate) gate: Arc<dyn Checks>,
@@ -130,6 +138,8 @@ pub(crate) struct Pending<S> {
     /// The claim on the request's code or refresh token, once the checks
     /// took one (two-phase redemption).
     pub(crate) claim: Option<Claim>,
+    /// The inner service's answer, while its claim settles.
+    pub(crate) answer: Option<A>,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -155,7 +165,7 @@ where
         }
     }
 
-    pub(crate) fn read(body: B, limit: usize, pending: Pending<S>) -> Self {
+    pub(crate) fn read(body: B, limit: usize, pending: Pending<S, Answer<S, B>>) -> Self {
         let deadline = Deadline::after(pending.gate.settings().read_timeout);
         Self {
             state: State::Reading {
@@ -194,9 +204,9 @@ where
                 }
                 StateProj::Settling {
                     settle,
-                    answer,
                     refusal,
                     pending,
+                    must_hold,
                 } => {
                     let settled = ready!(settle.as_mut().poll(cx));
                     if let Some(refusal) = refusal.take() {
@@ -205,8 +215,9 @@ where
                         }
                         return Poll::Ready(Ok((*refusal).map(ResponseBody::gate)));
                     }
-                    let answer = answer.take().expect(POLLED_AFTER_COMPLETION);
-                    let claim = pending.take().and_then(|mut pending| pending.claim.take());
+                    let mut pending = pending.take().expect(POLLED_AFTER_COMPLETION);
+                    let answer = pending.answer.take().expect(POLLED_AFTER_COMPLETION);
+                    let claim = pending.claim.take().filter(|_| *must_hold);
                     match (claim, settled) {
                         (_, Ok(true)) => return Poll::Ready(deliver(answer, true)),
                         (None, Ok(false)) => return Poll::Ready(deliver(answer, true)),
@@ -308,9 +319,9 @@ where
                                 (Some(mut claim), State::Answered { response }) => {
                                     State::Settling {
                                         settle: claim.settle(Settle::Confirm),
-                                        answer: None,
                                         refusal: response,
                                         pending: None,
+                                        must_hold: false,
                                     }
                                 }
                                 (_, refused) => refused,
@@ -381,7 +392,7 @@ fn poll_read<B: Body<Data = Bytes>>(
 }
 
 /// The body is in (or could not be): parse it and start the checks.
-fn read_done<S, B>(read: Result<Bytes, Failure>, pending: Box<Pending<S>>) -> State<S, B>
+fn read_done<S, B>(read: Result<Bytes, Failure>, pending: Box<Pending<S, Answer<S, B>>>) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -427,7 +438,7 @@ where
 }
 
 /// The response future takes over a claim the checks took.
-fn hold<S>(pending: &mut Pending<S>, grant: &ValidatedGrant, reservation: Option<Reservation>) {
+fn hold<S, A>(pending: &mut Pending<S, A>, grant: &ValidatedGrant, reservation: Option<Reservation>) {
     if let Some(reservation) = reservation {
         pending.claim = Some(Claim::new(
             Arc::clone(&pending.gate),
@@ -444,7 +455,7 @@ fn hold<S>(pending: &mut Pending<S>, grant: &ValidatedGrant, reservation: Option
 /// the client's retry; any other answer is final and uses it up.
 fn settle_by<S, B, ResBody>(
     answer: Result<S::Response, S::Error>,
-    mut pending: Box<Pending<S>>,
+    mut pending: Box<Pending<S, Answer<S, B>>>,
 ) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
@@ -466,11 +477,12 @@ where
         Some(claim) => claim.settle(how),
         None => Box::pin(std::future::ready(Ok(true))),
     };
+    pending.answer = Some(answer);
     State::Settling {
         settle,
-        answer: Some(answer),
         refusal: None,
-        pending: must_hold.then_some(pending),
+        pending: Some(pending),
+        must_hold,
     }
 }
 
@@ -490,7 +502,7 @@ fn deliver<ResBody, E>(
 }
 
 /// The built-in checks passed: run the application's policies, if any.
-fn police<S, B>(mut pending: Box<Pending<S>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn police<S, B>(mut pending: Box<Pending<S, Answer<S, B>>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -512,7 +524,7 @@ where
 
 /// Every check and policy passed: use up what the grant consumes (a
 /// refresh token), then forward.
-fn commit<S, B>(pending: Box<Pending<S>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn commit<S, B>(pending: Box<Pending<S, Answer<S, B>>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -533,7 +545,7 @@ fn empty_parts() -> Parts {
 
 /// Every check passed: hand the request, its body unchanged and the
 /// validated grant to the inner service.
-fn forward<S, B>(mut pending: Box<Pending<S>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn forward<S, B>(mut pending: Box<Pending<S, Answer<S, B>>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -561,7 +573,7 @@ where
     }
 }
 
-fn refused<S, B>(pending: &Pending<S>, failure: Failure, client_id: Option<&str>) -> State<S, B>
+fn refused<S, B>(pending: &Pending<S, Answer<S, B>>, failure: Failure, client_id: Option<&str>) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -579,7 +591,7 @@ where
 }
 
 /// The gate answers `response` itself; counted as a rejection when it is one.
-fn answered<S, B>(pending: &Pending<S>, response: Response<Bytes>) -> State<S, B>
+fn answered<S, B>(pending: &Pending<S, Answer<S, B>>, response: Response<Bytes>) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,

@@ -136,6 +136,7 @@ where
                 endpoint,
                 started,
                 claim: None,
+                answer: None,
             },
         )
     }
