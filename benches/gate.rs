@@ -20,6 +20,8 @@
 //! Then:
 //! - `rejections`: every row of SPEC.md's failure table the gate answers
 //!   itself, each timed alone (target: at most 2 µs each).
+//! - `lockout`: an exchange with the brute-force lockout on (the rest of the
+//!   file turns it off) and a locked-out request's 429.
 //! - `grants`: a successful refresh (read, rotate, forward) and a device poll.
 //! - allocations: a counting allocator (`stats_alloc`) reports the heap
 //!   allocations of a pass-through, a rejection and a successful exchange,
@@ -279,6 +281,57 @@ fn rejection(c: &mut Criterion) {
         }
         println!();
     }
+}
+
+/// The defaults this file otherwise turns off: two-phase redemption's cost
+/// is in `exchange` already; here the lockout's, on an exchange (one look-up
+/// per request) and on a locked-out request (refused before any store).
+fn lockout(c: &mut Criterion) {
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_clock(clock.clone());
+    store.insert_client(
+        Client::confidential(CLIENT_ID)
+            .with_secret(SECRET)
+            .with_redirect_uri(REDIRECT_URI),
+    );
+    store.insert_client(Client::confidential("locked").with_secret(SECRET));
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .clock(clock.clone())
+        .build();
+    let minter = Minter::new(&layer, clock);
+    let mut gated = layer.layer(service_fn(handler::<RequestBody<String>>));
+    let locked_body = "grant_type=authorization_code&code=c&client_id=locked&client_secret=guess";
+    for _ in 0..10 {
+        let answer = call(&mut gated, token_request(locked_body.to_owned()));
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    let locked = || token_request(locked_body.to_owned());
+    assert_eq!(
+        call(&mut gated, locked()).status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        call(&mut gated, minter.exchange_request()).status(),
+        StatusCode::OK
+    );
+
+    let mut group = c.benchmark_group("lockout");
+    group.bench_function("exchange_with_lockout", |bencher| {
+        bencher.iter_batched(
+            || minter.exchange_request(),
+            |request| call(&mut gated, request),
+            BatchSize::NumIterations(EXCHANGE_BATCH),
+        );
+    });
+    group.bench_function("locked_out", |bencher| {
+        bencher.iter_batched(
+            locked,
+            |request| call(&mut gated, request),
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
 }
 
 fn exchange(c: &mut Criterion) {
@@ -609,6 +662,7 @@ fn benches() {
     pass_through(&mut criterion);
     rejection(&mut criterion);
     exchange(&mut criterion);
+    lockout(&mut criterion);
     rejections(&mut criterion);
     grants(&mut criterion);
     if comparing(&[true]) || std::env::args().any(|arg| arg == "allocations") {

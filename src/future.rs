@@ -392,7 +392,10 @@ fn poll_read<B: Body<Data = Bytes>>(
 }
 
 /// The body is in (or could not be): parse it and start the checks.
-fn read_done<S, B>(read: Result<Bytes, Failure>, pending: Box<Pending<S, Answer<S, B>>>) -> State<S, B>
+fn read_done<S, B>(
+    read: Result<Bytes, Failure>,
+    pending: Box<Pending<S, Answer<S, B>>>,
+) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -438,7 +441,11 @@ where
 }
 
 /// The response future takes over a claim the checks took.
-fn hold<S, A>(pending: &mut Pending<S, A>, grant: &ValidatedGrant, reservation: Option<Reservation>) {
+fn hold<S, A>(
+    pending: &mut Pending<S, A>,
+    grant: &ValidatedGrant,
+    reservation: Option<Reservation>,
+) {
     if let Some(reservation) = reservation {
         pending.claim = Some(Claim::new(
             Arc::clone(&pending.gate),
@@ -502,7 +509,11 @@ fn deliver<ResBody, E>(
 }
 
 /// The built-in checks passed: run the application's policies, if any.
-fn police<S, B>(mut pending: Box<Pending<S, Answer<S, B>>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn police<S, B>(
+    mut pending: Box<Pending<S, Answer<S, B>>>,
+    body: Bytes,
+    grant: ValidatedGrant,
+) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -524,7 +535,11 @@ where
 
 /// Every check and policy passed: use up what the grant consumes (a
 /// refresh token), then forward.
-fn commit<S, B>(pending: Box<Pending<S, Answer<S, B>>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn commit<S, B>(
+    pending: Box<Pending<S, Answer<S, B>>>,
+    body: Bytes,
+    grant: ValidatedGrant,
+) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -545,7 +560,11 @@ fn empty_parts() -> Parts {
 
 /// Every check passed: hand the request, its body unchanged and the
 /// validated grant to the inner service.
-fn forward<S, B>(mut pending: Box<Pending<S, Answer<S, B>>>, body: Bytes, grant: ValidatedGrant) -> State<S, B>
+fn forward<S, B>(
+    mut pending: Box<Pending<S, Answer<S, B>>>,
+    body: Bytes,
+    grant: ValidatedGrant,
+) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
@@ -573,7 +592,11 @@ where
     }
 }
 
-fn refused<S, B>(pending: &Pending<S, Answer<S, B>>, failure: Failure, client_id: Option<&str>) -> State<S, B>
+fn refused<S, B>(
+    pending: &Pending<S, Answer<S, B>>,
+    failure: Failure,
+    client_id: Option<&str>,
+) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
