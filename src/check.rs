@@ -72,6 +72,12 @@ impl Settings {
         self.presentation.dialect
     }
 
+    /// A new claim for a request that passed its checks, when redemption is
+    /// two-phase.
+    pub(crate) fn hold(&self) -> Result<Option<Hold>, StoreError> {
+        self.reservation_ttl.map(Hold::new).transpose()
+    }
+
     /// Whether the layer serves `grant` at all (before asking which client).
     fn serves(&self, grant: GrantType) -> bool {
         match grant {
@@ -244,14 +250,14 @@ where
             GrantType::DeviceCode => {
                 let (key, record, subject) =
                     device_code::poll(&self.devices, settings, &client, request).await?;
-                let claim = match settings.reservation_ttl {
-                    Some(ttl) => Some(Reservation {
+                let claim = settings
+                    .hold()
+                    .map_err(store_failed)?
+                    .map(|hold| Reservation {
                         what: Held::DeviceCode(Box::new(record.clone())),
                         key,
-                        hold: Hold::new(ttl).map_err(store_failed)?,
-                    }),
-                    None => None,
-                };
+                        hold,
+                    });
                 Ok((ValidatedGrant::device_code(client, record, subject), claim))
             }
             GrantType::ClientCredentials => {

@@ -13,7 +13,7 @@ use crate::{
     pkce::{self, VerifierError},
     reservation::{Held, Reservation},
     secret::CodeKey,
-    store::{CodeStore, Hold, Redemption, StoreError},
+    store::{CodeStore, Redemption, StoreError},
 };
 
 /// Redeems the request's code for `client` and checks everything bound to it.
@@ -38,10 +38,7 @@ pub(crate) async fn redeem<K: CodeStore>(
         return Err(Failure::RedirectNotRegistered);
     }
     let key = CodeKey::of(code);
-    let hold = match settings.reservation_ttl {
-        Some(ttl) => Some(Hold::new(ttl).map_err(store_failed)?),
-        None => None,
-    };
+    let hold = settings.hold().map_err(store_failed)?;
     let redemption = match &hold {
         Some(hold) => codes.reserve(&key, hold).await,
         None => codes.redeem(&key).await,

@@ -16,7 +16,7 @@ use crate::{
     reservation::{Held, Reservation},
     scope,
     secret::CodeKey,
-    store::{Hold, Lookup, Redemption, RefreshStore, StoreError},
+    store::{Lookup, Redemption, RefreshStore, StoreError},
 };
 
 fn store_failed(error: StoreError) -> Failure {
@@ -80,10 +80,7 @@ pub(crate) async fn commit<R: RefreshStore>(
     client: &Client,
     key: &CodeKey,
 ) -> Result<Option<Reservation>, Failure> {
-    let hold = match settings.reservation_ttl {
-        Some(ttl) => Some(Hold::new(ttl).map_err(store_failed)?),
-        None => None,
-    };
+    let hold = settings.hold().map_err(store_failed)?;
     let outcome = match &hold {
         Some(hold) => store.reserve_refresh_token(key, hold).await,
         None => store.rotate_refresh_token(key).await,

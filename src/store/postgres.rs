@@ -379,20 +379,9 @@ impl CodeStore for PostgresStore {
     }
 
     async fn reserve(&self, key: &CodeKey, hold: &Hold) -> Result<Redemption, StoreError> {
-        let row = self
-            .bounded("reserve code", async {
-                sqlx::query(&format!(
-                    "UPDATE tokengate_codes SET {CLAIM} WHERE key = $1 AND expires_at_ms > $2 {CLAIM_RETURNING}"
-                ))
-                .bind(&key.as_bytes()[..])
-                .bind(millis(self.inner.clock.now()))
-                .bind(&hold.id()[..])
-                .bind(millis_of(hold.ttl()))
-                .fetch_optional(&self.inner.pool)
-                .await
-            })
-            .await?;
-        claimed::<CodeRecord>(row).map(|redemption| redemption.map(Arc::new))
+        self.claim::<CodeRecord>("tokengate_codes", key, hold)
+            .await
+            .map(|redemption| redemption.map(Arc::new))
     }
 
     async fn confirm(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
@@ -442,7 +431,40 @@ fn claimed<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// A refresh token row `t` whose family was not revoked.
+const NOT_REVOKED: &str =
+    "NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)";
+
 impl PostgresStore {
+    /// Claims a live row of `table` for `hold` (a refresh token only while
+    /// its family stands).
+    async fn claim<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+        key: &CodeKey,
+        hold: &Hold,
+    ) -> Result<Redemption<T>, StoreError> {
+        let family = if table == "tokengate_refresh_tokens" {
+            format!(" AND {NOT_REVOKED}")
+        } else {
+            String::new()
+        };
+        let row = self
+            .bounded("reserve", async {
+                sqlx::query(&format!(
+                    "UPDATE {table} t SET {CLAIM} WHERE key = $1 AND expires_at_ms > $2{family} {CLAIM_RETURNING}"
+                ))
+                .bind(&key.as_bytes()[..])
+                .bind(millis(self.inner.clock.now()))
+                .bind(&hold.id()[..])
+                .bind(millis_of(hold.ttl()))
+                .fetch_optional(&self.inner.pool)
+                .await
+            })
+            .await?;
+        claimed(row)
+    }
+
     /// Confirms (uses up) or releases a claim on a row of `table`; answers
     /// whether the claim was still ours.
     async fn settle(
@@ -461,9 +483,9 @@ impl PostgresStore {
             ("uses", "")
         };
         let family = if confirm && table == "tokengate_refresh_tokens" {
-            " AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)"
+            format!(" AND {NOT_REVOKED}")
         } else {
-            ""
+            String::new()
         };
         let done = self
             .bounded(if confirm { "confirm claim" } else { "release claim" }, async {
@@ -544,8 +566,7 @@ impl RefreshStore for PostgresStore {
             .bounded("rotate refresh token", async {
                 sqlx::query(&format!(
                     "UPDATE tokengate_refresh_tokens t SET {REDEEM_UNLESS_HELD}
-                     WHERE key = $1 AND expires_at_ms > $2
-                     AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)
+                     WHERE key = $1 AND expires_at_ms > $2 AND {NOT_REVOKED}
                      RETURNING record::text, uses",
                 ))
                 .bind(&key.as_bytes()[..])
@@ -562,23 +583,7 @@ impl RefreshStore for PostgresStore {
         key: &CodeKey,
         hold: &Hold,
     ) -> Result<Redemption<RefreshRecord>, StoreError> {
-        let row = self
-            .bounded("reserve refresh token", async {
-                sqlx::query(&format!(
-                    "UPDATE tokengate_refresh_tokens t SET {CLAIM}
-                     WHERE key = $1 AND expires_at_ms > $2
-                     AND NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)
-                     {CLAIM_RETURNING}"
-                ))
-                .bind(&key.as_bytes()[..])
-                .bind(millis(self.inner.clock.now()))
-                .bind(&hold.id()[..])
-                .bind(millis_of(hold.ttl()))
-                .fetch_optional(&self.inner.pool)
-                .await
-            })
-            .await?;
-        claimed(row)
+        self.claim("tokengate_refresh_tokens", key, hold).await
     }
 
     async fn confirm_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
