@@ -10,19 +10,17 @@
 mod common;
 
 use std::{
-    convert::Infallible,
     io::Write,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use common::*;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use tokengate::{
-    Client, CodeStore, CredentialStore, Dialect, Hold, PolicyError, PolicyRequest, RequestBody,
-    StoreError, TokenGateLayer,
+    Client, CodeStore, CredentialStore, Dialect, Hold, PolicyError, PolicyRequest, StoreError,
+    TokenGateLayer,
 };
-use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -63,20 +61,6 @@ impl Seen {
     fn secret(&mut self, value: &str) {
         self.secrets.push(value.to_owned());
     }
-}
-
-/// Sends `request` to an inner service answering `status`.
-async fn through(h: &Harness, status: StatusCode, request: Request<String>) -> Answer {
-    let service = ServiceBuilder::new()
-        .layer(h.layer.clone())
-        .service(service_fn(
-            move |_: Request<RequestBody<String>>| async move {
-                let mut response = Response::new("inner".to_owned());
-                *response.status_mut() = status;
-                Ok::<_, Infallible>(response)
-            },
-        ));
-    Answer::read(service.oneshot(request).await.unwrap()).await
 }
 
 async fn code_scenarios(h: &Harness, seen: &mut Seen) {
@@ -140,8 +124,11 @@ async fn code_scenarios(h: &Harness, seen: &mut Seen) {
     // Two-phase: the inner service fails, the retry succeeds.
     let code = h.app_code().await;
     seen.secret(&code);
-    seen.answer(&through(h, StatusCode::SERVICE_UNAVAILABLE, post(&exchange(&code))).await);
-    seen.answer(&through(h, StatusCode::OK, post(&exchange(&code))).await);
+    seen.answer(
+        &h.answered_by(StatusCode::SERVICE_UNAVAILABLE, post(&exchange(&code)))
+            .await,
+    );
+    seen.answer(&h.answered_by(StatusCode::OK, post(&exchange(&code))).await);
 }
 
 async fn refresh_and_device_scenarios(h: &Harness, seen: &mut Seen) {

@@ -733,15 +733,7 @@ async fn claim_contract<S: Backend>(store: S, clock: ManualClock) {
 
 /// Sends `body` to a working inner service; the status and body.
 async fn try_forward_body(f: &Fixture, body: &str) -> (u16, String) {
-    use tower::{ServiceBuilder, ServiceExt, service_fn};
-    let service = ServiceBuilder::new()
-        .layer(f.h.layer.clone())
-        .service(service_fn(
-            |_: http::Request<tokengate::RequestBody<String>>| async {
-                Ok::<_, std::convert::Infallible>(http::Response::new("token".to_owned()))
-            },
-        ));
-    let answer = Answer::read(service.oneshot(post(body)).await.unwrap()).await;
+    let answer = f.h.answered_by(http::StatusCode::OK, post(body)).await;
     (answer.status.as_u16(), answer.text().to_owned())
 }
 

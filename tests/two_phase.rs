@@ -11,25 +11,13 @@ use http::{Request, Response, StatusCode};
 use tokengate::{Dialect, PolicyError, PolicyRequest, RequestBody};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
-/// Sends `request` to an inner service that answers `status`.
-async fn answered_by(h: &Harness, status: StatusCode, request: Request<String>) -> Answer {
-    let service = ServiceBuilder::new()
-        .layer(h.layer.clone())
-        .service(service_fn(
-            move |_: Request<RequestBody<String>>| async move {
-                let mut response = Response::new("inner".to_owned());
-                *response.status_mut() = status;
-                Ok::<_, Infallible>(response)
-            },
-        ));
-    Answer::read(service.oneshot(request).await.unwrap()).await
-}
-
 #[tokio::test]
 async fn opting_out_uses_the_code_up_before_the_inner_service() {
     let h = Harness::with(Dialect::Rfc6749, |b| b.two_phase_redemption(None));
     let code = h.app_code().await;
-    let answer = answered_by(&h, StatusCode::SERVICE_UNAVAILABLE, post(&exchange(&code))).await;
+    let answer = h
+        .answered_by(StatusCode::SERVICE_UNAVAILABLE, post(&exchange(&code)))
+        .await;
     assert_eq!(answer.status, 503);
     h.refused(post(&exchange(&code)))
         .await
@@ -43,7 +31,7 @@ async fn a_timeout_or_rate_limit_inside_the_gate_hands_the_code_back() {
     let h = Harness::new(Dialect::Rfc6749);
     let code = h.app_code().await;
     for status in [StatusCode::REQUEST_TIMEOUT, StatusCode::TOO_MANY_REQUESTS] {
-        let answer = answered_by(&h, status, post(&exchange(&code))).await;
+        let answer = h.answered_by(status, post(&exchange(&code))).await;
         assert_eq!(answer.status, status);
     }
     let (answer, _) = h.forwarded(post(&exchange(&code))).await;
@@ -55,7 +43,7 @@ async fn a_final_answer_other_than_2xx_uses_the_code_up() {
     let h = Harness::new(Dialect::Rfc6749);
     for status in [StatusCode::BAD_REQUEST, StatusCode::FOUND] {
         let code = h.app_code().await;
-        let answer = answered_by(&h, status, post(&exchange(&code))).await;
+        let answer = h.answered_by(status, post(&exchange(&code))).await;
         assert_eq!(answer.status, status);
         h.refused(post(&exchange(&code)))
             .await
@@ -68,7 +56,9 @@ async fn a_5xx_hands_the_code_back_and_the_retry_succeeds_once() {
     let h = Harness::new(Dialect::GitHub);
     let code = h.app_code().await;
     for _ in 0..3 {
-        let answer = answered_by(&h, StatusCode::BAD_GATEWAY, post(&exchange(&code))).await;
+        let answer = h
+            .answered_by(StatusCode::BAD_GATEWAY, post(&exchange(&code)))
+            .await;
         assert_eq!(answer.status, 502);
     }
     let (answer, seen) = h.forwarded(post(&exchange(&code))).await;
@@ -156,7 +146,9 @@ async fn a_refresh_token_handed_back_after_a_5xx_rotates_once() {
     let body = format!(
         "grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret"
     );
-    let answer = answered_by(&h, StatusCode::INTERNAL_SERVER_ERROR, post(&body)).await;
+    let answer = h
+        .answered_by(StatusCode::INTERNAL_SERVER_ERROR, post(&body))
+        .await;
     assert_eq!(answer.status, 500);
     let (answer, _) = h.forwarded(post(&body)).await;
     assert_eq!(answer.status, 200);

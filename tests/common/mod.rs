@@ -198,15 +198,25 @@ impl Harness {
     /// Sends `request` through the gate to an inner service that answers
     /// `inner`; the body of whatever came back.
     pub async fn refused_or_forwarded(&self, request: Request<String>) -> String {
-        let service = ServiceBuilder::new()
-            .layer(self.layer.clone())
-            .service(service_fn(|_: Request<RequestBody<String>>| async {
-                Ok::<_, Infallible>(Response::new("inner".to_owned()))
-            }));
-        Answer::read(service.oneshot(request).await.unwrap())
+        self.answered_by(StatusCode::OK, request)
             .await
             .text()
             .to_owned()
+    }
+
+    /// Sends `request` through the gate to an inner service that answers
+    /// `status` with the body `inner`; whatever came back.
+    pub async fn answered_by(&self, status: StatusCode, request: Request<String>) -> Answer {
+        let service = ServiceBuilder::new()
+            .layer(self.layer.clone())
+            .service(service_fn(
+                move |_: Request<RequestBody<String>>| async move {
+                    let mut response = Response::new("inner".to_owned());
+                    *response.status_mut() = status;
+                    Ok::<_, Infallible>(response)
+                },
+            ));
+        Answer::read(service.oneshot(request).await.unwrap()).await
     }
 
     /// Sends `request` through the gate to an inner service that records
