@@ -34,8 +34,9 @@ use http::{Request, Response, StatusCode, header::CONTENT_TYPE};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use support::{Side, call, compare, comparing, config, now_or_never};
 use tokengate::{
-    AuthorizationRequest, Authorizer, Client, DEFAULT_TOKEN_PATH, ManualClock, MemoryStore,
-    PkceChallenge, RequestBody, TokenGateLayer, ValidatedGrant,
+    Client, MemoryStore, RequestBody, TokenGateLayer, ValidatedGrant,
+    authorize::AuthorizationRequest, authorize::Authorizer, builder::DEFAULT_TOKEN_PATH,
+    clock::ManualClock, pkce::PkceChallenge,
 };
 use tower::{Layer, Service, service_fn};
 
@@ -574,7 +575,7 @@ fn grants(c: &mut Criterion) {
     let mut authorize_device = layer.layer(service_fn(handler::<RequestBody<String>>));
     let mut device = || {
         clock.advance(CLOCK_STEP);
-        let request = Request::post(tokengate::DEFAULT_DEVICE_PATH)
+        let request = Request::post(tokengate::builder::DEFAULT_DEVICE_PATH)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header("host", "auth.example")
             .body(format!("client_id={CLIENT_ID}&client_secret={SECRET}"))

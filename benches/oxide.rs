@@ -82,8 +82,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use support::{Side, call, compare, comparing, config, now_or_never};
 use tokengate::{
-    AuthorizationRequest, Authorizer, Client, DEFAULT_TOKEN_PATH, FieldValue, ManualClock,
-    MemoryStore, RequestBody, ResponseBody, ResponseFormat, TokenGateLayer, ValidatedGrant,
+    Client, FieldValue, MemoryStore, RequestBody, ResponseBody, ResponseFormat, TokenGateLayer,
+    ValidatedGrant, authorize::AuthorizationRequest, authorize::Authorizer,
+    builder::DEFAULT_TOKEN_PATH, clock::ManualClock,
 };
 use tower::{Layer, Service, service_fn};
 

@@ -19,7 +19,8 @@ use criterion::{BatchSize, Criterion, criterion_main};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use support::now_or_never;
 use tokengate::{
-    Clock, CodeKey, CodeRecord, CodeStore, ManualClock, MemoryStore, PkceChallenge, Redemption,
+    MemoryStore, authorize::CodeRecord, clock::Clock, clock::ManualClock, pkce::PkceChallenge,
+    store::Claim, store::CodeKey, store::CodeStore, store::Redemption,
 };
 
 /// Counts the heap, for bytes per code.
@@ -54,7 +55,7 @@ fn filled(count: u64) -> (MemoryStore, ManualClock) {
     let store = MemoryStore::with_clock(clock.clone());
     let template = record(&clock);
     for i in 0..count {
-        now_or_never(store.issue(key(i), template.clone())).expect("issued");
+        now_or_never(CodeStore::issue(&store, key(i), template.clone())).expect("issued");
     }
     (store, clock)
 }
@@ -64,6 +65,7 @@ fn redeem(c: &mut Criterion) {
     for (name, live) in [("1k", 1_000u64), ("1m", 1_000_000)] {
         let (store, clock) = filled(live);
         let template = record(&clock);
+        let claim = Claim::new(Duration::from_secs(30)).expect("randomness");
         let mut next = live;
         group.bench_function(name, |bencher| {
             bencher.iter_batched(
@@ -72,12 +74,17 @@ fn redeem(c: &mut Criterion) {
                     // the store keeps `live` codes plus the used ones.
                     next += 1;
                     let k = key(next);
-                    now_or_never(store.issue(k, template.clone())).expect("issued");
+                    now_or_never(CodeStore::issue(&store, k, template.clone())).expect("issued");
                     k
                 },
                 |k| {
-                    let outcome = now_or_never(store.redeem(&k)).expect("redeemed");
-                    assert!(matches!(outcome, Redemption::Redeemed(_)));
+                    // A whole redemption: the claim, then its confirmation.
+                    let outcome =
+                        now_or_never(CodeStore::claim(&store, &k, &claim)).expect("claimed");
+                    assert!(matches!(outcome, Redemption::Claimed(_)));
+                    let used =
+                        now_or_never(CodeStore::confirm(&store, &k, &claim)).expect("confirmed");
+                    assert!(used);
                     black_box(outcome)
                 },
                 BatchSize::SmallInput,
@@ -96,7 +103,7 @@ fn bytes_per_code() {
     let keys: Vec<CodeKey> = (0..100_000).map(key).collect();
     let region = Region::new(GLOBAL);
     for k in &keys {
-        now_or_never(store.issue(*k, template.clone())).expect("issued");
+        now_or_never(CodeStore::issue(&store, *k, template.clone())).expect("issued");
     }
     let change = region.change();
     let live = change.bytes_allocated as f64 - change.bytes_deallocated as f64;
@@ -113,9 +120,11 @@ fn sweep_stall() {
     let mut times = Vec::new();
     let started = Instant::now();
     let mut calls = 0u64;
+    let claim = Claim::new(Duration::from_secs(30)).expect("randomness");
     while store.code_count() > 0 && started.elapsed() < Duration::from_secs(30) {
         let t = Instant::now();
-        let outcome = now_or_never(store.redeem(&key(calls))).expect("answered");
+        let outcome =
+            now_or_never(CodeStore::claim(&store, &key(calls), &claim)).expect("answered");
         let elapsed = t.elapsed();
         assert!(matches!(outcome, Redemption::Unknown));
         worst = worst.max(elapsed);

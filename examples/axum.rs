@@ -38,7 +38,8 @@ use axum::{
     routing::{get, post},
 };
 use tokengate::{
-    Authorizer, Client, FieldValue, MemoryStore, ResponseFormat, TokenGateLayer, ValidatedGrant,
+    Client, FieldValue, MemoryStore, ResponseFormat, TokenGateLayer, ValidatedGrant,
+    authorize::Authorizer,
 };
 
 #[tokio::main]

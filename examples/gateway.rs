@@ -91,8 +91,8 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
 };
 use tokengate::{
-    Authorizer, Client, Dialect, FieldValue, GrantType, MemoryStore, RedirectPolicy, RequestBody,
-    ResponseFormat, TokenGateLayer, ValidatedGrant,
+    Client, Dialect, FieldValue, GrantType, MemoryStore, RequestBody, ResponseFormat,
+    TokenGateLayer, ValidatedGrant, authorize::Authorizer, client::RedirectPolicy,
 };
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -212,7 +212,7 @@ async fn main() -> ExitCode {
         store.insert_client(client);
     }
     let layer = match TokenGateLayer::builder()
-        .credential_store(store.clone())
+        .client_store(store.clone())
         .code_store(store)
         .dialect(options.dialect)
         // Like the demo: client credentials in both dialects, for the
@@ -298,7 +298,7 @@ fn load_clients(path: Option<&str>) -> Result<Vec<Client>, String> {
     };
     let json = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read clients file {path}: {e}"))?;
-    let clients = tokengate::parse_clients(&json).map_err(|e| format!("{path}: {e}"))?;
+    let clients = tokengate::store::parse_clients(&json).map_err(|e| format!("{path}: {e}"))?;
     println!("loaded {} client(s) from {path}", clients.len());
     Ok(clients)
 }

@@ -26,8 +26,8 @@
 //!   benchmarks only, it hands a token to anyone.
 //! - `--store memory|redis://..|postgres://..` picks where clients, codes,
 //!   refresh tokens and device codes live (default `memory`); with Redis or
-//!   PostgreSQL, several demo processes share them (build with
-//!   `--features redis` / `--features postgres`).
+//!   PostgreSQL (the `tokengate-redis` and `tokengate-postgres` crates),
+//!   several demo processes share them.
 //! - `--lockout FAILURES/SECONDS|off` sets the brute-force defence (default
 //!   `10/60`, the gate's default: ten failed authentications or redemptions
 //!   per client id per minute, then `429` with `Retry-After`).
@@ -49,8 +49,9 @@ use axum::{
     routing::{get, post},
 };
 use tokengate::{
-    Authorizer, Client, Devices, Dialect, FieldValue, GrantType, Lockout, MemoryStore,
-    RedirectPolicy, RefreshTokens, ResponseFormat, TokenGateLayer, ValidatedGrant,
+    Client, Dialect, FieldValue, GrantType, MemoryStore, ResponseFormat, TokenGateLayer,
+    ValidatedGrant, authorize::Authorizer, client::RedirectPolicy, device::Devices,
+    lockout::Lockout, refresh::RefreshTokens,
 };
 
 const USAGE: &str =
@@ -83,7 +84,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         gate: true,
         store: "memory".to_owned(),
         lockout: Some(Lockout::default()),
-        code_lifetime: tokengate::DEFAULT_CODE_LIFETIME,
+        code_lifetime: tokengate::builder::DEFAULT_CODE_LIFETIME,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -174,7 +175,7 @@ async fn main() -> ExitCode {
         Some(path) => {
             let loaded = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read clients file {path}: {e}"))
-                .and_then(|json| tokengate::parse_clients(&json).map_err(|e| e.to_string()));
+                .and_then(|json| tokengate::store::parse_clients(&json).map_err(|e| e.to_string()));
             match loaded {
                 Ok(clients) => {
                     println!("loaded {} client(s) from {path}", clients.len());
@@ -286,53 +287,39 @@ async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGate
         return Ok(gate(memory, options));
     }
     if store.starts_with("redis://") {
-        #[cfg(feature = "redis")]
-        {
-            let redis = tokengate::RedisStore::connect(store)
-                .await
-                .map_err(|e| Exit(2, format!("--store: {e}")))?;
-            for client in &clients {
-                redis
-                    .insert_client(client)
-                    .await
-                    .map_err(|e| Exit(1, format!("cannot register clients in Redis: {e}")))?;
-            }
-            return Ok(gate(redis, options));
-        }
-        #[cfg(not(feature = "redis"))]
-        return Err(Exit(
-            2,
-            "--store redis://..: this build has no Redis support; run with `--features redis`"
-                .to_owned(),
-        ));
-    }
-    #[cfg(feature = "postgres")]
-    {
-        let postgres = tokengate::PostgresStore::connect(store)
+        let redis = tokengate_redis::RedisStore::connect(store)
             .await
             .map_err(|e| Exit(2, format!("--store: {e}")))?;
-        postgres
-            .migrate()
-            .await
-            .map_err(|e| Exit(1, format!("cannot migrate the PostgreSQL schema: {e}")))?;
         for client in &clients {
-            postgres
+            redis
                 .insert_client(client)
                 .await
-                .map_err(|e| Exit(1, format!("cannot register clients in PostgreSQL: {e}")))?;
+                .map_err(|e| Exit(1, format!("cannot register clients in Redis: {e}")))?;
         }
-        Ok(gate(postgres, options))
+        return Ok(gate(redis, options));
     }
-    #[cfg(not(feature = "postgres"))]
-    Err(Exit(2, "--store postgres://..: this build has no PostgreSQL support; run with `--features postgres`".to_owned()))
+    let postgres = tokengate_postgres::PostgresStore::connect(store)
+        .await
+        .map_err(|e| Exit(2, format!("--store: {e}")))?;
+    postgres
+        .migrate()
+        .await
+        .map_err(|e| Exit(1, format!("cannot migrate the PostgreSQL schema: {e}")))?;
+    for client in &clients {
+        postgres
+            .insert_client(client)
+            .await
+            .map_err(|e| Exit(1, format!("cannot register clients in PostgreSQL: {e}")))?;
+    }
+    Ok(gate(postgres, options))
 }
 
 fn gate<S>(store: S, options: &Options) -> TokenGateLayer
 where
-    S: tokengate::CredentialStore
-        + tokengate::CodeStore
-        + tokengate::RefreshStore
-        + tokengate::DeviceStore
+    S: tokengate::store::ClientStore
+        + tokengate::store::CodeStore
+        + tokengate::store::RefreshStore
+        + tokengate::store::DeviceStore
         + Clone,
 {
     TokenGateLayer::builder()

@@ -62,8 +62,8 @@ use axum::{
     routing::{get, post},
 };
 use tokengate::{
-    Authorizer, Client, DEFAULT_TOKEN_PATH, FieldValue, MemoryStore, Rejection, ResponseFormat,
-    TokenGateLayer, ValidatedGrant,
+    Client, FieldValue, MemoryStore, Rejection, ResponseFormat, TokenGateLayer, ValidatedGrant,
+    authorize::Authorizer, builder::DEFAULT_TOKEN_PATH,
 };
 use tower_http::{cors::CorsLayer, timeout::TimeoutLayer, trace::TraceLayer};
 

@@ -10,10 +10,10 @@ use http::{
 };
 
 use crate::{
-    check::Settings,
     error::{Failure, Rejection},
     format::{FieldValue, ResponseFormat},
     policy::PolicyError,
+    settings::Settings,
 };
 
 /// The response for `failure`, and a log event naming it. `client_id` is

@@ -10,7 +10,7 @@ use crate::{
     error::Failure,
     parse::{BasicCredentials, TokenRequest},
     secret::SecretDigest,
-    store::CredentialStore,
+    store::ClientStore,
 };
 
 /// Who the request says it is, and how it proves it (borrowed from the
@@ -73,7 +73,7 @@ pub(crate) fn claimed_id(request: &TokenRequest) -> Option<&str> {
 /// `id_suffices` accepts a confidential client that sends no secret at all:
 /// GitHub's device flow identifies the client by `client_id` alone. A secret
 /// that is sent must still be right.
-pub(crate) async fn authenticate<C: CredentialStore>(
+pub(crate) async fn authenticate<C: ClientStore>(
     store: &C,
     request: &TokenRequest,
     id_suffices: bool,

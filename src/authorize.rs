@@ -14,11 +14,11 @@ use http::{
     header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION},
 };
 
+pub use crate::record::code::CodeRecord;
 use crate::{
-    check::Checks,
     client::{Client, GrantType},
-    code::CodeRecord,
     dialect::{Dialect, github},
+    issuing::Issuing,
     parse::form,
     pkce::PkceChallenge,
     scope,
@@ -53,7 +53,7 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct Authorizer {
-    gate: Arc<dyn Checks>,
+    issuing: Arc<Issuing>,
 }
 
 /// A validated authorization request, waiting for the user's decision.
@@ -141,12 +141,12 @@ impl Params {
 }
 
 impl Authorizer {
-    pub(crate) fn new(gate: Arc<dyn Checks>) -> Self {
-        Self { gate }
+    pub(crate) fn new(issuing: Arc<Issuing>) -> Self {
+        Self { issuing }
     }
 
     fn dialect(&self) -> Dialect {
-        self.gate.settings().dialect()
+        self.issuing.settings.dialect()
     }
 
     /// Validates the query string of an authorization request
@@ -165,8 +165,10 @@ impl Authorizer {
             "invalid_request",
             "the client_id parameter is missing",
         ))?;
-        let client = Arc::clone(&self.gate)
-            .client(client_id)
+        let client = self
+            .issuing
+            .clients
+            .client(&client_id)
             .await
             .map_err(|error| {
                 tracing::error!(%error, "credential store failed");
@@ -229,7 +231,7 @@ impl Authorizer {
                 PkceChallenge::parse(
                     challenge,
                     method.as_deref(),
-                    self.gate.settings().allow_plain_pkce,
+                    self.issuing.settings.allow_plain_pkce,
                 )
                 .map_err(|why| fail("invalid_request", why))?,
             ),
@@ -278,8 +280,8 @@ impl Authorizer {
                 (Dialect::GitHub, Some(callback)) => {
                     let error_uri = format!(
                         "{}/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/#redirect-uri-mismatch",
-                        self.gate
-                            .settings()
+                        self.issuing
+                            .settings
                             .presentation
                             .error_uri_base
                             .as_deref()
@@ -326,7 +328,7 @@ impl Authorizer {
         request: &AuthorizationRequest,
         subject: &str,
     ) -> Result<Approval, AuthorizationError> {
-        let settings = self.gate.settings();
+        let settings = &self.issuing.settings;
         let code = random_code()
             .map_err(|e| StoreError::with_source("no randomness for a code", e))
             .inspect_err(|error| tracing::error!(%error, "cannot mint a code"))?;
@@ -340,7 +342,8 @@ impl Authorizer {
             issued_at: now,
             expires_at: now + settings.code_lifetime,
         };
-        Arc::clone(&self.gate)
+        self.issuing
+            .codes
             .issue(CodeKey::of(&code), record)
             .await
             .inspect_err(|error| tracing::error!(%error, "code store failed"))?;

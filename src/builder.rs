@@ -1,19 +1,31 @@
 //! Configuring the gate.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use http::{HeaderValue, StatusCode};
 
 use crate::{
-    check::{Gate, RefreshReplayHook, ReplayHook, Settings},
     clock::{Clock, SystemClock},
-    code::CodeRecord,
+    decide::{Decide, Gate},
     dialect::{Dialect, Presentation},
+    issuing::Issuing,
     layer::TokenGateLayer,
     lockout::{Lockout, Lockouts},
     policy::{DynPolicy, Policy},
-    refresh::RefreshRecord,
-    store::{CodeStore, CredentialStore, DeviceStore, RefreshStore},
+    record::{
+        code::CodeRecord,
+        device::{DeviceDecision, DeviceRecord, PollOutcome},
+        refresh::RefreshRecord,
+    },
+    settings::{RefreshReplayHook, ReplayHook, Settings},
+    store::{
+        Claim, ClientStore, CodeKey, CodeStore, DeviceStore, Lookup, Redemption, RefreshStore,
+        StoreError,
+    },
 };
 
 /// The default token path, GitHub's.
@@ -24,7 +36,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a forwarded request may hold its code or refresh token before
 /// the claim lapses: 30 s (see [`Builder::two_phase_redemption`]).
-pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(30);
+pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(30);
 /// The default code lifetime: 10 minutes (RFC 6749 §4.1.2).
 pub const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -37,14 +49,14 @@ pub const DEFAULT_DEVICE_PATH: &str = "/login/device/code";
 /// The default refresh token lifetime: 30 days.
 pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// Builds a [`TokenGateLayer`]. `C`, `K`, `R` and `D` are the credential,
-/// code, refresh and device stores. The first two are required; without a
-/// refresh store the refresh grant is unsupported, and without a device
-/// store so is the device flow. [`store`](Builder::store) sets all four.
+/// Builds a [`TokenGateLayer`]. `C`, `K`, `R` and `D` are the client, code,
+/// refresh and device stores. The first two are required; without a refresh
+/// store the refresh grant is unsupported, and without a device store so is
+/// the device flow. [`store`](Builder::store) sets all four.
 ///
 /// ```
 /// use std::time::Duration;
-/// use tokengate::{Dialect, ManualClock, MemoryStore, TokenGateLayer};
+/// use tokengate::{Dialect, clock::ManualClock, MemoryStore, TokenGateLayer};
 ///
 /// let clock = ManualClock::new();
 /// let store = MemoryStore::with_clock(clock.clone());
@@ -60,12 +72,61 @@ pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(30 * 24 * 360
 ///     .expect("valid configuration");
 /// # let _ = layer;
 /// ```
-pub struct Builder<C = (), K = (), R = (), D = ()> {
-    credentials: C,
+pub struct Builder<C = (), K = (), R = NoStore, D = NoStore> {
+    clients: C,
     codes: K,
-    refresh: R,
-    devices: D,
+    refresh: Option<R>,
+    devices: Option<D>,
     options: Options,
+}
+
+/// The type of a refresh or device store that is not set: there is no
+/// value of it, so the [`Builder`]'s `Option` of it is always `None`.
+#[derive(Debug, Clone, Copy)]
+pub enum NoStore {}
+
+impl RefreshStore for NoStore {
+    async fn issue(&self, _: CodeKey, _: RefreshRecord) -> Result<(), StoreError> {
+        match *self {}
+    }
+
+    async fn find(&self, _: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
+        match *self {}
+    }
+
+    async fn claim(&self, _: &CodeKey, _: &Claim) -> Result<Redemption<RefreshRecord>, StoreError> {
+        match *self {}
+    }
+
+    async fn confirm(&self, _: &CodeKey, _: &Claim) -> Result<bool, StoreError> {
+        match *self {}
+    }
+
+    async fn release(&self, _: &CodeKey, _: &Claim) -> Result<(), StoreError> {
+        match *self {}
+    }
+
+    async fn revoke_family(&self, _: &str) -> Result<(), StoreError> {
+        match *self {}
+    }
+}
+
+impl DeviceStore for NoStore {
+    async fn issue(&self, _: CodeKey, _: DeviceRecord) -> Result<bool, StoreError> {
+        match *self {}
+    }
+
+    async fn poll(&self, _: &CodeKey, _: &str, _: SystemTime) -> Result<PollOutcome, StoreError> {
+        match *self {}
+    }
+
+    async fn find(&self, _: &str, _: SystemTime) -> Result<Option<DeviceRecord>, StoreError> {
+        match *self {}
+    }
+
+    async fn decide(&self, _: &str, _: DeviceDecision, _: SystemTime) -> Result<bool, StoreError> {
+        match *self {}
+    }
 }
 
 /// Everything but the stores.
@@ -80,12 +141,10 @@ struct Options {
     code_lifetime: Duration,
     clock: Arc<dyn Clock>,
     allow_plain_pkce: bool,
-    reservation_ttl: Option<Duration>,
+    claim_ttl: Option<Duration>,
     on_code_replay: Option<ReplayHook>,
-    refresh_enabled: bool,
     refresh_lifetime: Duration,
     on_refresh_replay: Option<RefreshReplayHook>,
-    device_enabled: bool,
     device_path: String,
     device_lifetime: Duration,
     device_interval: u64,
@@ -98,10 +157,10 @@ struct Options {
 impl Builder {
     pub(crate) fn new() -> Self {
         Self {
-            credentials: (),
+            clients: (),
             codes: (),
-            refresh: (),
-            devices: (),
+            refresh: None,
+            devices: None,
             options: Options {
                 token_path: DEFAULT_TOKEN_PATH.to_owned(),
                 dialect: Dialect::default(),
@@ -113,12 +172,10 @@ impl Builder {
                 code_lifetime: DEFAULT_CODE_LIFETIME,
                 clock: Arc::new(SystemClock),
                 allow_plain_pkce: false,
-                reservation_ttl: Some(DEFAULT_RESERVATION_TTL),
+                claim_ttl: Some(DEFAULT_CLAIM_TTL),
                 on_code_replay: None,
-                refresh_enabled: false,
                 refresh_lifetime: DEFAULT_REFRESH_LIFETIME,
                 on_refresh_replay: None,
-                device_enabled: false,
                 device_path: DEFAULT_DEVICE_PATH.to_owned(),
                 device_lifetime: Duration::from_secs(900),
                 device_interval: 5,
@@ -135,58 +192,84 @@ impl<C, K, R, D> Builder<C, K, R, D> {
     /// One store for clients, codes, refresh tokens and device codes.
     pub fn store<St>(self, store: St) -> Builder<St, St, St, St>
     where
-        St: CredentialStore + CodeStore + RefreshStore + DeviceStore + Clone,
+        St: ClientStore + CodeStore + RefreshStore + DeviceStore + Clone,
     {
-        self.credential_store(store.clone())
+        self.client_store(store.clone())
             .code_store(store.clone())
             .refresh_store(store.clone())
             .device_store(store)
     }
 
     /// Where clients are looked up.
-    pub fn credential_store<C2: CredentialStore>(self, credentials: C2) -> Builder<C2, K, R, D> {
+    pub fn client_store<C2: ClientStore>(self, clients: C2) -> Builder<C2, K, R, D> {
+        let Self {
+            codes,
+            refresh,
+            devices,
+            options,
+            ..
+        } = self;
         Builder {
-            credentials,
-            codes: self.codes,
-            refresh: self.refresh,
-            devices: self.devices,
-            options: self.options,
+            clients,
+            codes,
+            refresh,
+            devices,
+            options,
         }
     }
 
     /// Where codes are kept.
     pub fn code_store<K2: CodeStore>(self, codes: K2) -> Builder<C, K2, R, D> {
+        let Self {
+            clients,
+            refresh,
+            devices,
+            options,
+            ..
+        } = self;
         Builder {
-            credentials: self.credentials,
+            clients,
             codes,
-            refresh: self.refresh,
-            devices: self.devices,
-            options: self.options,
+            refresh,
+            devices,
+            options,
         }
     }
 
     /// Where refresh tokens are kept; enables the refresh grant.
-    pub fn refresh_store<R2: RefreshStore>(mut self, refresh: R2) -> Builder<C, K, R2, D> {
-        self.options.refresh_enabled = true;
+    pub fn refresh_store<R2: RefreshStore>(self, refresh: R2) -> Builder<C, K, R2, D> {
+        let Self {
+            clients,
+            codes,
+            devices,
+            options,
+            ..
+        } = self;
         Builder {
-            credentials: self.credentials,
-            codes: self.codes,
-            refresh,
-            devices: self.devices,
-            options: self.options,
+            clients,
+            codes,
+            refresh: Some(refresh),
+            devices,
+            options,
         }
     }
 
     /// Where device authorizations are kept; enables the device flow and
     /// its authorization endpoint.
-    pub fn device_store<D2: DeviceStore>(mut self, devices: D2) -> Builder<C, K, R, D2> {
-        self.options.device_enabled = true;
+    pub fn device_store<D2: DeviceStore>(self, devices: D2) -> Builder<C, K, R, D2> {
+        let Self {
+            clients,
+            codes,
+            refresh,
+            options,
+            ..
+        } = self;
         Builder {
-            credentials: self.credentials,
-            codes: self.codes,
-            refresh: self.refresh,
-            devices,
-            options: self.options,
+            clients,
+            codes,
+            refresh,
+            devices: Some(devices),
+            options,
         }
     }
 
@@ -276,7 +359,7 @@ impl<C, K, R, D> Builder<C, K, R, D> {
     /// used up when it answers; a 5xx, an error, a panic or a dropped
     /// request hands it back, so the client's retry works instead of
     /// sending the user through the login again. A claim lapses by itself
-    /// after `ttl` (default [`DEFAULT_RESERVATION_TTL`]) if the process
+    /// after `ttl` (default [`DEFAULT_CLAIM_TTL`]) if the process
     /// dies holding it; a 2xx answered after the claim was lost (and the
     /// code taken by another request) becomes `500 server_error`, so one
     /// code never yields two tokens.
@@ -289,7 +372,7 @@ impl<C, K, R, D> Builder<C, K, R, D> {
     /// inner service runs.
     #[must_use]
     pub fn two_phase_redemption(mut self, ttl: Option<Duration>) -> Self {
-        self.options.reservation_ttl = ttl;
+        self.options.claim_ttl = ttl;
         self
     }
 
@@ -374,7 +457,7 @@ impl<C, K, R, D> Builder<C, K, R, D> {
 
 impl<C, K, R, D> Builder<C, K, R, D>
 where
-    C: CredentialStore,
+    C: ClientStore,
     K: CodeStore,
     R: RefreshStore,
     D: DeviceStore,
@@ -382,7 +465,7 @@ where
     /// The layer, or what is wrong with the configuration.
     pub fn try_build(self) -> Result<TokenGateLayer, ConfigError> {
         let Self {
-            credentials,
+            clients,
             codes,
             refresh,
             devices,
@@ -394,7 +477,7 @@ where
         if options.body_limit == 0 {
             return Err(ConfigError("the body limit must be at least one byte"));
         }
-        if options.device_enabled {
+        if devices.is_some() {
             if !options.device_path.starts_with('/') {
                 return Err(ConfigError("the device path must start with `/`"));
             }
@@ -411,7 +494,7 @@ where
             return Err(ConfigError("the refresh token lifetime must be positive"));
         }
         if options
-            .reservation_ttl
+            .claim_ttl
             .is_some_and(|ttl| ttl.is_zero() || ttl > MAX_LIFETIME)
         {
             return Err(ConfigError(
@@ -468,7 +551,7 @@ where
             .ok_or(ConfigError(
                 "the realm must be printable ASCII without `\"` or `\\`",
             ))?;
-        let settings = Settings {
+        let settings = Arc::new(Settings {
             token_path: options.token_path,
             presentation: Presentation {
                 dialect: options.dialect,
@@ -481,26 +564,37 @@ where
             code_lifetime: options.code_lifetime,
             clock: options.clock,
             allow_plain_pkce: options.allow_plain_pkce,
-            reservation_ttl: options.reservation_ttl,
+            claim_ttl: options.claim_ttl,
             on_code_replay: options.on_code_replay,
             refresh_lifetime: options.refresh_lifetime,
-            refresh_enabled: options.refresh_enabled,
+            refresh_enabled: refresh.is_some(),
             on_refresh_replay: options.on_refresh_replay,
-            device_path: options.device_enabled.then_some(options.device_path),
+            device_path: devices.is_some().then_some(options.device_path),
             device_lifetime: options.device_lifetime,
             device_interval: options.device_interval,
             verification_uri: options.verification_uri,
             github_client_credentials: options.github_client_credentials,
-            policies: options.policies,
             lockouts: options.lockout.map(Lockouts::new),
+        });
+        // The gate and the issuing side share each store.
+        let (clients, codes) = (Arc::new(clients), Arc::new(codes));
+        let (refresh, devices) = (refresh.map(Arc::new), devices.map(Arc::new));
+        let issuing = Issuing {
+            settings: Arc::clone(&settings),
+            clients: clients.clone(),
+            codes: codes.clone(),
+            refresh: refresh.clone().map(|store| store as _),
+            devices: devices.clone().map(|store| store as _),
         };
-        Ok(TokenGateLayer::from_checks(Arc::new(Gate {
+        let gate: Arc<dyn Decide> = Arc::new(Gate {
             settings,
-            credentials,
+            policies: options.policies,
+            clients,
             codes,
             refresh,
             devices,
-        })))
+        });
+        Ok(TokenGateLayer::from_parts(gate, Arc::new(issuing)))
     }
 
     /// The layer.

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{redirect::RedirectPolicy, secret::SecretDigest};
+pub use crate::{redirect::RedirectPolicy, secret::SecretDigest};
 
 /// A grant type the gate knows how to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,7 +50,7 @@ impl GrantType {
 /// client can rotate its secret without downtime.
 ///
 /// ```
-/// use tokengate::{Client, RedirectPolicy};
+/// use tokengate::{Client, client::RedirectPolicy};
 ///
 /// let client = Client::confidential("s6BhdRkqt3")
 ///     .with_secret("7Fjfp0ZBr1KtDRbnfVdmIw")
@@ -61,7 +61,11 @@ impl GrantType {
 /// assert!(client.allows_redirect_uri("https://client.example.com/cb"));
 /// assert!(!client.allows_redirect_uri("https://client.example.com/cb/"));
 /// ```
-#[derive(Clone)]
+///
+/// A client serializes (serde) to the form a backend stores: its secrets as
+/// SHA-256 digests in hex, never the secrets themselves.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(into = "StoredClient", try_from = "StoredClient")]
 pub struct Client {
     client_id: String,
     secrets: Vec<SecretDigest>,
@@ -193,9 +197,8 @@ impl Client {
         self.scopes.as_deref()
     }
 
-    /// The stored form of this client, for backends that serialize it.
-    #[cfg(any(feature = "redis", feature = "postgres"))]
-    pub(crate) fn to_stored(&self) -> StoredClient {
+    /// The stored form of this client.
+    fn to_stored(&self) -> StoredClient {
         StoredClient {
             client_id: self.client_id.clone(),
             public: self.public,
@@ -245,24 +248,38 @@ impl Client {
     }
 }
 
-/// A client as a backend stores it: digests in hex, names as strings.
-#[cfg(any(feature = "redis", feature = "postgres"))]
+/// A client as a backend stores it: digests in hex, names as strings. The
+/// serde form of [`Client`].
 #[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct StoredClient {
-    pub(crate) client_id: String,
-    pub(crate) public: bool,
-    pub(crate) secret_digests: Vec<String>,
-    pub(crate) redirect_uris: Vec<String>,
-    pub(crate) redirect_policy: String,
-    pub(crate) grant_types: Vec<String>,
-    pub(crate) scopes: Option<Vec<String>>,
+#[serde(deny_unknown_fields)]
+struct StoredClient {
+    client_id: String,
+    public: bool,
+    secret_digests: Vec<String>,
+    redirect_uris: Vec<String>,
+    redirect_policy: String,
+    grant_types: Vec<String>,
+    scopes: Option<Vec<String>>,
 }
 
-#[cfg(any(feature = "redis", feature = "postgres"))]
-impl StoredClient {
+impl From<Client> for StoredClient {
+    fn from(client: Client) -> Self {
+        client.to_stored()
+    }
+}
+
+impl TryFrom<StoredClient> for Client {
+    type Error = &'static str;
+
     /// The client, or which field a backend holds in a form this version
     /// cannot read.
-    pub(crate) fn into_client(self) -> Result<Client, &'static str> {
+    fn try_from(stored: StoredClient) -> Result<Self, Self::Error> {
+        stored.into_client()
+    }
+}
+
+impl StoredClient {
+    fn into_client(self) -> Result<Client, &'static str> {
         let mut client = if self.public {
             Client::public(self.client_id)
         } else {

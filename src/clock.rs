@@ -33,7 +33,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tokengate::{Clock, ManualClock};
+/// use tokengate::{clock::Clock, clock::ManualClock};
 ///
 /// let clock = ManualClock::new();
 /// let start = clock.now();

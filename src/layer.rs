@@ -7,12 +7,13 @@ use tower_layer::Layer;
 use crate::{
     authorize::Authorizer,
     builder::Builder,
-    check::Checks,
+    decide::Decide,
     device::Devices,
+    issuing::Issuing,
     metadata::Metadata,
     refresh::RefreshTokens,
     service::TokenGate,
-    store::{CodeStore, CredentialStore, DeviceStore, RefreshStore},
+    store::{ClientStore, CodeStore, DeviceStore, RefreshStore},
 };
 
 /// Applies [`TokenGate`] to a service.
@@ -28,7 +29,8 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct TokenGateLayer {
-    gate: Arc<dyn Checks>,
+    gate: Arc<dyn Decide>,
+    issuing: Arc<Issuing>,
 }
 
 impl TokenGateLayer {
@@ -38,7 +40,7 @@ impl TokenGateLayer {
     /// codes.
     pub fn new<St>(store: St) -> Self
     where
-        St: CredentialStore + CodeStore + RefreshStore + DeviceStore + Clone,
+        St: ClientStore + CodeStore + RefreshStore + DeviceStore + Clone,
     {
         Self::builder().store(store).build()
     }
@@ -48,31 +50,31 @@ impl TokenGateLayer {
         Builder::new()
     }
 
-    pub(crate) fn from_checks(gate: Arc<dyn Checks>) -> Self {
-        Self { gate }
+    pub(crate) fn from_parts(gate: Arc<dyn Decide>, issuing: Arc<Issuing>) -> Self {
+        Self { gate, issuing }
     }
 
     /// The issuing side that shares this layer's stores, clock and code
     /// lifetime: validates authorization requests and mints codes.
     pub fn authorizer(&self) -> Authorizer {
-        Authorizer::new(Arc::clone(&self.gate))
+        Authorizer::new(Arc::clone(&self.issuing))
     }
 
     /// The helper the inner service uses to hand out refresh tokens.
     pub fn refresh_tokens(&self) -> RefreshTokens {
-        RefreshTokens::new(Arc::clone(&self.gate))
+        RefreshTokens::new(Arc::clone(&self.issuing))
     }
 
     /// The RFC 8414 metadata for this layer's configuration, with endpoint
     /// URLs under `issuer` (e.g. `https://auth.example.com`).
     pub fn metadata(&self, issuer: &str) -> Metadata {
-        Metadata::new(self.gate.settings(), issuer)
+        Metadata::new(&self.issuing.settings, issuer)
     }
 
     /// The verification side of the device flow: the page where a user
     /// types a user code and approves or denies it.
     pub fn devices(&self) -> Devices {
-        Devices::new(Arc::clone(&self.gate))
+        Devices::new(Arc::clone(&self.issuing))
     }
 }
 

@@ -45,22 +45,45 @@
 //! # }
 //! ```
 //!
-//! The path of a request through the crate, file by file: `layer` ->
-//! `service` -> `future` (read the body) -> `parse` -> `check` ->
-//! `authenticate` -> `grant` -> `answer`. The issuing side, which mints the
-//! codes the gate redeems, is [`Authorizer`].
+//! # Where things are
+//!
+//! The crate root holds what a first-time user needs: the layer, its
+//! [`Builder`], the [`Dialect`], what a forwarded request carries
+//! ([`ValidatedGrant`], [`ResponseFormat`]), the [`MemoryStore`] and the
+//! errors. The rest is grouped by concern:
+//!
+//! - [`store`]: the store contract (one trait per kind of value) and the
+//!   memory store; Redis and PostgreSQL backends are the `tokengate-redis`
+//!   and `tokengate-postgres` crates.
+//! - [`authorize`], [`refresh`], [`device`]: the issuing side, which mints
+//!   what the gate later redeems.
+//! - [`policy`]: the application's own rules, run after the built-in checks.
+//! - [`client`], [`pkce`], [`clock`], [`lockout`], [`metadata`], [`builder`]:
+//!   registrations, PKCE, time, the brute-force defence, RFC 8414 metadata,
+//!   and the defaults of every setting.
+//! - `testing` (feature `testing`): a test kit and the store conformance
+//!   suite.
+//!
+//! The behaviour contract (the order of checks, the failure table of both
+//! dialects, the redirect rules) is `docs/contract.md` in the repository.
+//!
+//! A request's path through the source, file by file: `layer` -> `service`
+//! -> `future` (read the body) -> `decide` (parse, lockout, `authenticate`,
+//! `grant`, `policy`, claim) -> `store` -> the pure leaves (`parse`, `pkce`,
+//! `redirect`, `secret`, `dialect`, `error`, `record`).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod answer;
 mod authenticate;
-mod authorize;
+pub mod authorize;
 mod body;
-mod builder;
-mod check;
-mod client;
-mod clock;
-mod code;
+pub mod builder;
+pub mod client;
+pub mod clock;
 mod deadline;
-mod device;
+mod decide;
+pub mod device;
 mod dialect;
 mod error;
 mod format;
@@ -70,42 +93,30 @@ mod future;
 pub mod fuzzing;
 mod grant;
 mod inspect;
+mod issuing;
 mod layer;
-mod lockout;
-mod metadata;
+pub mod lockout;
+pub mod metadata;
 mod parse;
-mod pkce;
-mod policy;
+pub mod pkce;
+pub mod policy;
+mod record;
 mod redirect;
-mod refresh;
-mod reservation;
+pub mod refresh;
 mod scope;
 mod secret;
 mod service;
-mod store;
+mod settings;
+pub mod store;
 mod telemetry;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
-#[cfg(feature = "postgres")]
-pub use self::store::PostgresStore;
-#[cfg(feature = "redis")]
-pub use self::store::RedisStore;
 pub use self::{
-    authorize::{Approval, AuthorizationError, AuthorizationRequest, Authorizer},
     body::{RequestBody, ResponseBody},
-    builder::{
-        Builder, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_CODE_LIFETIME, DEFAULT_DEVICE_PATH,
-        DEFAULT_READ_TIMEOUT, DEFAULT_REFRESH_LIFETIME, DEFAULT_RESERVATION_TTL,
-        DEFAULT_TOKEN_PATH,
-    },
+    builder::{Builder, ConfigError},
     client::{Client, GrantType},
-    clock::{Clock, ManualClock, SystemClock},
-    code::CodeRecord,
-    device::{
-        DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, Devices, PollOutcome,
-        normalize_user_code,
-    },
     dialect::Dialect,
     error::{ErrorCode, Rejection},
     format::{FieldValue, ResponseFormat},
@@ -113,20 +124,6 @@ pub use self::{
     grant::ValidatedGrant,
     inspect::Verdict,
     layer::TokenGateLayer,
-    lockout::{
-        DEFAULT_LOCKOUT_CAPACITY, DEFAULT_LOCKOUT_FAILURES, DEFAULT_LOCKOUT_WINDOW, Lockout,
-    },
-    metadata::Metadata,
-    pkce::{PkceChallenge, PkceMethod},
-    policy::{
-        ClientSwitch, InvalidPolicyError, Policy, PolicyError, PolicyRequest, UnverifiedUserEmail,
-    },
-    redirect::RedirectPolicy,
-    refresh::{RefreshRecord, RefreshTokens},
-    secret::{CodeKey, SecretDigest},
     service::TokenGate,
-    store::{
-        ClientsFileError, CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Hold,
-        Lookup, MemoryStore, Redemption, RefreshStore, StoreError, parse_clients,
-    },
+    store::{MemoryStore, StoreError},
 };

@@ -51,7 +51,7 @@ pub const DEFAULT_LOCKOUT_CAPACITY: usize = 65_536;
 ///
 /// ```
 /// use std::{net::IpAddr, time::Duration};
-/// use tokengate::Lockout;
+/// use tokengate::lockout::Lockout;
 ///
 /// let lockout = Lockout::new(5, Duration::from_secs(300)).peer(|parts| {
 ///     parts.extensions.get::<std::net::SocketAddr>().map(|addr| addr.ip())

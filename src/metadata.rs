@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{check::Settings, client::GrantType, dialect::Dialect};
+use crate::{client::GrantType, dialect::Dialect, settings::Settings};
 
 /// The metadata document of `/.well-known/oauth-authorization-server`.
 ///

@@ -73,7 +73,7 @@ impl PkceChallenge {
     /// The S256 challenge of `verifier`.
     ///
     /// ```
-    /// use tokengate::PkceChallenge;
+    /// use tokengate::pkce::PkceChallenge;
     /// // RFC 7636 Appendix B.
     /// let c = PkceChallenge::s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
     /// assert_eq!(c.challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");

@@ -1,4 +1,4 @@
-//! Policy hooks (SPEC.md, check 6): the application's own rules, run after
+//! Policy hooks ([check 6](../docs/contract.md#order-of-checks)): the application's own rules, run after
 //! every built-in check passed and before the request is forwarded.
 
 use std::{
@@ -12,12 +12,11 @@ use std::{
 use http::{HeaderMap, StatusCode, Uri, request::Parts};
 
 use crate::{
-    check::BoxFuture,
     client::Client,
     dialect::{Dialect, TOKEN_ERRORS_PAGE, github},
     error::{ErrorCode, is_valid_description, is_valid_error, is_valid_uri},
     grant::ValidatedGrant,
-    store::StoreError,
+    store::{BoxFuture, StoreError},
 };
 
 /// What a policy sees: the validated grant (client, subject, scopes, the
@@ -90,7 +89,7 @@ impl fmt::Debug for PolicyRequest {
 ///
 /// ```
 /// use http::StatusCode;
-/// use tokengate::{ErrorCode, PolicyError};
+/// use tokengate::{ErrorCode, policy::PolicyError};
 ///
 /// let blocked = PolicyError::new("client_blocked", "This client is blocked.")
 ///     .unwrap()
@@ -208,7 +207,7 @@ impl PolicyError {
 /// An application rule run after the built-in checks. A closure is enough:
 ///
 /// ```
-/// use tokengate::{ErrorCode, PolicyError, PolicyRequest, TokenGateLayer, MemoryStore};
+/// use tokengate::{ErrorCode, policy::PolicyError, policy::PolicyRequest, TokenGateLayer, MemoryStore};
 ///
 /// let layer = TokenGateLayer::builder()
 ///     .store(MemoryStore::new())
@@ -242,22 +241,28 @@ where
 
 /// A [`Policy`] with its future boxed, so a layer can hold several kinds.
 pub(crate) trait DynPolicy: Send + Sync + 'static {
-    fn check(self: Arc<Self>, request: PolicyRequest) -> BoxFuture<Result<(), PolicyError>>;
+    fn check(
+        self: Arc<Self>,
+        request: PolicyRequest,
+    ) -> BoxFuture<'static, Result<(), PolicyError>>;
 }
 
 impl<P: Policy> DynPolicy for P {
-    fn check(self: Arc<Self>, request: PolicyRequest) -> BoxFuture<Result<(), PolicyError>> {
+    fn check(
+        self: Arc<Self>,
+        request: PolicyRequest,
+    ) -> BoxFuture<'static, Result<(), PolicyError>> {
         Box::pin(async move { Policy::check(&*self, request).await })
     }
 }
 
 /// Runs `policies` in order; the first refusal wins.
 pub(crate) async fn run(
-    policies: Vec<Arc<dyn DynPolicy>>,
+    policies: &[Arc<dyn DynPolicy>],
     request: PolicyRequest,
 ) -> Result<(), PolicyError> {
     for policy in policies {
-        policy.check(request.clone()).await?;
+        Arc::clone(policy).check(request.clone()).await?;
     }
     Ok(())
 }
@@ -268,7 +273,7 @@ pub(crate) async fn run(
 /// failure answers `500 server_error`.
 ///
 /// ```
-/// use tokengate::{MemoryStore, TokenGateLayer, UnverifiedUserEmail};
+/// use tokengate::{MemoryStore, TokenGateLayer, policy::UnverifiedUserEmail};
 ///
 /// let layer = TokenGateLayer::builder()
 ///     .store(MemoryStore::new())
@@ -338,7 +343,7 @@ impl<F> fmt::Debug for UnverifiedUserEmail<F> {
 /// `application_suspended`). Clones share one switch board.
 ///
 /// ```
-/// use tokengate::{ClientSwitch, MemoryStore, TokenGateLayer};
+/// use tokengate::{policy::ClientSwitch, MemoryStore, TokenGateLayer};
 ///
 /// let switch = ClientSwitch::new();
 /// let layer = TokenGateLayer::builder().store(MemoryStore::new()).policy(switch.clone()).build();

@@ -12,7 +12,7 @@ pub enum RedirectPolicy {
     /// policy that cannot be fooled by a parser's opinion of a URI.
     ///
     /// ```
-    /// use tokengate::RedirectPolicy::Exact;
+    /// use tokengate::client::RedirectPolicy::Exact;
     /// let cb = "https://client.example.com/cb";
     /// assert!(Exact.allows(cb, cb));
     /// for other in ["https://client.example.com/cb/", "https://client.example.com/CB",
@@ -27,7 +27,7 @@ pub enum RedirectPolicy {
     /// whatever port is free; anything else is compared exactly.
     ///
     /// ```
-    /// use tokengate::RedirectPolicy::Loopback;
+    /// use tokengate::client::RedirectPolicy::Loopback;
     /// assert!(Loopback.allows("http://127.0.0.1/cb", "http://127.0.0.1:51004/cb"));
     /// assert!(Loopback.allows("http://[::1]/cb", "http://[::1]:8080/cb"));
     /// assert!(!Loopback.allows("http://127.0.0.1/cb", "http://127.0.0.1:51004/other"));
@@ -40,7 +40,7 @@ pub enum RedirectPolicy {
     /// may use any port.
     ///
     /// ```
-    /// use tokengate::RedirectPolicy::GitHub;
+    /// use tokengate::client::RedirectPolicy::GitHub;
     /// let cb = "http://example.com/path";
     /// for good in ["http://example.com/path", "http://example.com/path/subdir/other",
     ///              "http://oauth.example.com/path"] {

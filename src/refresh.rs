@@ -1,47 +1,17 @@
 //! Refresh tokens (RFC 6749 §6) with rotation (RFC 9700 §4.14.2): what a
-//! token is bound to, and the helper the application calls to hand out the
-//! next one.
+//! token is bound to, and [`RefreshTokens`], which the application calls to
+//! hand out the next one.
 
-use std::{
-    fmt,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{fmt, sync::Arc, time::Duration};
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::record::refresh::RefreshRecord;
 use crate::{
-    check::Checks,
+    client::GrantType,
     grant::ValidatedGrant,
+    issuing::Issuing,
     secret::{CodeKey, random_code},
     store::StoreError,
 };
-
-/// Everything a refresh token was issued for. Stores keep it under the
-/// digest of the token ([`CodeKey::of`]); the token itself is never stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefreshRecord {
-    /// The client the token was issued to.
-    pub client_id: String,
-    /// The user the token acts for.
-    pub subject: String,
-    /// The scopes granted; a refresh may ask for fewer, never more.
-    pub scopes: Vec<String>,
-    /// The rotation family: every token descended from one authorization
-    /// shares it, and a replay of any used member revokes them all.
-    pub family: String,
-    /// When the token was issued.
-    pub issued_at: SystemTime,
-    /// When it stops being accepted.
-    pub expires_at: SystemTime,
-}
-
-impl RefreshRecord {
-    /// Whether the token has expired at `now`.
-    pub fn is_expired(&self, now: SystemTime) -> bool {
-        now >= self.expires_at
-    }
-}
 
 /// Hands out refresh tokens, sharing the layer's refresh store, clock and
 /// lifetime. Get it from
@@ -53,12 +23,12 @@ impl RefreshRecord {
 /// rotated-away token and its successor stay linked.
 #[derive(Clone)]
 pub struct RefreshTokens {
-    gate: Arc<dyn Checks>,
+    issuing: Arc<Issuing>,
 }
 
 impl RefreshTokens {
-    pub(crate) fn new(gate: Arc<dyn Checks>) -> Self {
-        Self { gate }
+    pub(crate) fn new(issuing: Arc<Issuing>) -> Self {
+        Self { issuing }
     }
 
     /// Mints, stores and returns a refresh token for `grant`.
@@ -67,13 +37,16 @@ impl RefreshTokens {
     /// token), when the layer has no refresh store, when the client may not
     /// use the refresh grant, or when the family was revoked meanwhile.
     pub async fn issue(&self, grant: &ValidatedGrant) -> Result<String, StoreError> {
-        let settings = self.gate.settings();
+        let settings = &self.issuing.settings;
+        let Some(store) = &self.issuing.refresh else {
+            return Err(StoreError::new("the layer has no refresh store"));
+        };
         let Some(subject) = grant.subject() else {
             return Err(StoreError::new(
                 "a grant without a user gets no refresh token",
             ));
         };
-        if !grant.client().allows_grant(crate::GrantType::RefreshToken) {
+        if !grant.client().allows_grant(GrantType::RefreshToken) {
             return Err(StoreError::new("the client may not use refresh tokens"));
         }
         let family = match grant.refresh() {
@@ -96,15 +69,13 @@ impl RefreshTokens {
             issued_at: now,
             expires_at: now + settings.refresh_lifetime,
         };
-        Arc::clone(&self.gate)
-            .issue_refresh(CodeKey::of(&token), record)
-            .await?;
+        store.issue(CodeKey::of(&token), record).await?;
         Ok(token)
     }
 
     /// How long a new refresh token is accepted.
     pub fn lifetime(&self) -> Duration {
-        self.gate.settings().refresh_lifetime
+        self.issuing.settings.refresh_lifetime
     }
 }
 

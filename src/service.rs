@@ -15,12 +15,13 @@ use tower_service::Service;
 use crate::{
     answer::refuse,
     body::{RequestBody, ResponseBody},
-    check::Checks,
+    decide::Decide,
     error::Failure,
     format::ResponseFormat,
-    future::{Endpoint, Pending, ResponseFuture},
+    future::{Pending, ResponseFuture},
     layer::TokenGateLayer,
-    telemetry,
+    store::{ClientStore, CodeStore, DeviceStore, RefreshStore},
+    telemetry::{self, Endpoint},
 };
 
 /// Guards the token endpoint of the inner service `S`.
@@ -33,11 +34,11 @@ use crate::{
 #[derive(Clone)]
 pub struct TokenGate<S> {
     inner: S,
-    gate: Arc<dyn Checks>,
+    gate: Arc<dyn Decide>,
 }
 
 impl<S> TokenGate<S> {
-    pub(crate) fn new(inner: S, gate: Arc<dyn Checks>) -> Self {
+    pub(crate) fn new(inner: S, gate: Arc<dyn Decide>) -> Self {
         Self { inner, gate }
     }
 
@@ -45,11 +46,7 @@ impl<S> TokenGate<S> {
     /// settings; see [`TokenGateLayer::builder`] for the rest.
     pub fn layer<St>(store: St) -> TokenGateLayer
     where
-        St: crate::CredentialStore
-            + crate::CodeStore
-            + crate::RefreshStore
-            + crate::DeviceStore
-            + Clone,
+        St: ClientStore + CodeStore + RefreshStore + DeviceStore + Clone,
     {
         TokenGateLayer::new(store)
     }
@@ -123,22 +120,16 @@ where
         // next poll_ready (see tower-service's docs on `call`).
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
-        let limit = settings.body_limit;
         let (parts, body) = request.into_parts();
-        ResponseFuture::read(
-            body,
-            limit,
-            Pending {
-                parts,
-                service,
-                gate: Arc::clone(&self.gate),
-                format,
-                endpoint,
-                started,
-                claim: None,
-                answer: None,
-            },
-        )
+        let pending = Pending {
+            parts: Some(parts),
+            service,
+            gate: Arc::clone(&self.gate),
+            format,
+            endpoint,
+            started,
+        };
+        ResponseFuture::read(body, pending)
     }
 }
 

@@ -16,7 +16,14 @@ use std::{borrow::Cow, time::Instant};
 use bytes::Bytes;
 use http::Response;
 
-use crate::{dialect::Dialect, error::Rejection, future::Endpoint};
+use crate::{dialect::Dialect, error::Rejection};
+
+/// Which endpoint of the gate a request is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Token,
+    DeviceAuthorization,
+}
 
 /// How a gated request ended.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]

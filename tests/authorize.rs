@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use tokengate::{AuthorizationError, Dialect};
+use tokengate::{Dialect, authorize::AuthorizationError};
 
 fn query_of(location: &str) -> HashMap<String, String> {
     let query = location.split_once('?').expect("a query").1;

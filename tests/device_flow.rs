@@ -294,7 +294,7 @@ async fn the_device_grant_needs_the_flow_enabled() {
 async fn without_a_device_store_there_is_no_device_flow() {
     let store = MemoryStore::new();
     let layer = TokenGateLayer::builder()
-        .credential_store(store.clone())
+        .client_store(store.clone())
         .code_store(store)
         .build();
     let h = Harness {

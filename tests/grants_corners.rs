@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tokengate::{Client, ClientSwitch, Dialect, GrantType, PolicyError, PolicyRequest};
+use tokengate::{
+    Client, Dialect, GrantType, policy::ClientSwitch, policy::PolicyError, policy::PolicyRequest,
+};
 
 fn device_poll(client_id: &str, device_code: &str) -> String {
     format!("grant_type={DEVICE_GRANT}&client_id={client_id}&device_code={device_code}")

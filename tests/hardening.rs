@@ -7,8 +7,9 @@ use std::{convert::Infallible, time::Duration};
 use common::*;
 use http::{Request, Response};
 use tokengate::{
-    Client, Clock, CodeKey, CodeRecord, CodeStore, Dialect, ManualClock, MemoryStore, Redemption,
-    RedirectPolicy, RequestBody, TokenGateLayer,
+    Client, Dialect, MemoryStore, RequestBody, TokenGateLayer, authorize::CodeRecord,
+    client::RedirectPolicy, clock::Clock, clock::ManualClock, store::Claim, store::CodeKey,
+    store::CodeStore, store::Redemption,
 };
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -62,10 +63,15 @@ async fn memory_store_answers_unknown_for_an_expired_code() {
     let clock = ManualClock::new();
     let store = MemoryStore::with_clock(clock.clone());
     let record = bare_record("c", &clock, Duration::from_secs(60));
-    store.issue(CodeKey::of("x"), record).await.unwrap();
+    CodeStore::issue(&store, CodeKey::of("x"), record)
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(60));
+    let claim = Claim::new(Duration::from_secs(30)).unwrap();
     assert_eq!(
-        store.redeem(&CodeKey::of("x")).await.unwrap(),
+        CodeStore::claim(&store, &CodeKey::of("x"), &claim)
+            .await
+            .unwrap(),
         Redemption::Unknown
     );
     assert_eq!(store.code_count(), 0);
@@ -78,18 +84,20 @@ async fn used_codes_are_swept_after_expiry() {
     let store = MemoryStore::with_clock(clock.clone());
     let record = bare_record("c", &clock, Duration::from_secs(600));
     for i in 0..10 {
-        store
-            .issue(CodeKey::of(&format!("c{i}")), record.clone())
-            .await
-            .unwrap();
+        let key = CodeKey::of(&format!("c{i}"));
+        CodeStore::issue(&store, key, record.clone()).await.unwrap();
+        let claim = Claim::new(Duration::from_secs(30)).unwrap();
         assert!(matches!(
-            store.redeem(&CodeKey::of(&format!("c{i}"))).await.unwrap(),
-            Redemption::Redeemed(_)
+            CodeStore::claim(&store, &key, &claim).await.unwrap(),
+            Redemption::Claimed(_)
         ));
+        assert!(CodeStore::confirm(&store, &key, &claim).await.unwrap());
     }
     clock.advance(Duration::from_secs(601));
     let fresh = bare_record("c", &clock, Duration::from_secs(600));
-    store.issue(CodeKey::of("fresh"), fresh).await.unwrap();
+    CodeStore::issue(&store, CodeKey::of("fresh"), fresh)
+        .await
+        .unwrap();
     assert_eq!(store.code_count(), 1);
 }
 
@@ -100,8 +108,7 @@ async fn a_public_client_cannot_redeem_a_code_without_pkce() {
     for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
         let h = Harness::new(dialect);
         let record = bare_record("native", &h.clock, Duration::from_secs(600));
-        h.store
-            .issue(CodeKey::of("no-pkce-code"), record)
+        CodeStore::issue(&h.store, CodeKey::of("no-pkce-code"), record)
             .await
             .unwrap();
         let answer = h

@@ -15,7 +15,7 @@ use std::{
 
 use common::*;
 use tokengate::{
-    Client, CredentialStore, Dialect, Lockout, MemoryStore, StoreError, TokenGateLayer,
+    Client, Dialect, MemoryStore, StoreError, TokenGateLayer, lockout::Lockout, store::ClientStore,
 };
 
 fn wrong_secret(code: &str) -> String {
@@ -124,7 +124,7 @@ struct Counting {
     lookups: Arc<AtomicUsize>,
 }
 
-impl CredentialStore for Counting {
+impl ClientStore for Counting {
     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.client(client_id).await
@@ -143,7 +143,7 @@ async fn a_locked_out_request_touches_no_store() {
     let layer = TokenGateLayer::builder()
         .store(store.clone())
         .realm("tokengate-test")
-        .credential_store(Counting {
+        .client_store(Counting {
             inner: store,
             lookups: Arc::clone(&lookups),
         })

@@ -18,8 +18,8 @@ use std::{
 use common::*;
 use http::{Request, StatusCode};
 use tokengate::{
-    Client, CodeStore, CredentialStore, Dialect, Hold, PolicyError, PolicyRequest, StoreError,
-    TokenGateLayer,
+    Client, Dialect, StoreError, TokenGateLayer, policy::PolicyError, policy::PolicyRequest,
+    store::Claim, store::ClientStore, store::CodeStore,
 };
 
 #[derive(Clone, Default)]
@@ -189,7 +189,7 @@ async fn refresh_and_device_scenarios(h: &Harness, seen: &mut Seen) {
 #[derive(Clone)]
 struct Broken;
 
-impl CredentialStore for Broken {
+impl ClientStore for Broken {
     async fn client(&self, _: &str) -> Result<Option<Arc<Client>>, StoreError> {
         Err(StoreError::new("connection refused"))
     }
@@ -198,12 +198,31 @@ impl CredentialStore for Broken {
 impl CodeStore for Broken {
     async fn issue(
         &self,
-        _: tokengate::CodeKey,
-        _: tokengate::CodeRecord,
+        _: tokengate::store::CodeKey,
+        _: tokengate::authorize::CodeRecord,
     ) -> Result<(), StoreError> {
         Err(StoreError::new("connection refused"))
     }
-    async fn redeem(&self, _: &tokengate::CodeKey) -> Result<tokengate::Redemption, StoreError> {
+    async fn claim(
+        &self,
+        _: &tokengate::store::CodeKey,
+        _: &tokengate::store::Claim,
+    ) -> Result<tokengate::store::Redemption<Arc<tokengate::authorize::CodeRecord>>, StoreError>
+    {
+        Err(StoreError::new("connection refused"))
+    }
+    async fn confirm(
+        &self,
+        _: &tokengate::store::CodeKey,
+        _: &tokengate::store::Claim,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    async fn release(
+        &self,
+        _: &tokengate::store::CodeKey,
+        _: &tokengate::store::Claim,
+    ) -> Result<(), StoreError> {
         Err(StoreError::new("connection refused"))
     }
 }
@@ -211,7 +230,7 @@ impl CodeStore for Broken {
 async fn failure_scenarios(seen: &mut Seen) {
     // A failing store: 500, and the log names the failure, not the values.
     let broken = TokenGateLayer::builder()
-        .credential_store(Broken)
+        .client_store(Broken)
         .code_store(Broken)
         .build();
     let h = Harness {
@@ -247,7 +266,7 @@ async fn failure_scenarios(seen: &mut Seen) {
     }
     seen.debug(&h.layer);
     seen.debug(&h.store);
-    seen.debug(&Hold::new(Duration::from_secs(1)).unwrap());
+    seen.debug(&Claim::new(Duration::from_secs(1)).unwrap());
     let authorizer = h.layer.authorizer();
     let request = authorizer
         .validate(&format!("response_type=code&client_id=app&redirect_uri={CB_ENC}&code_challenge={CHALLENGE}&code_challenge_method=S256"))

@@ -80,7 +80,7 @@ async fn the_metadata_matches_each_configuration() {
     let store = MemoryStore::new();
     let base = Harness::new(Dialect::Rfc6749);
     let minimal = TokenGateLayer::builder()
-        .credential_store(base.store.clone())
+        .client_store(base.store.clone())
         .code_store(store)
         .build();
     let h = Harness {

@@ -11,7 +11,8 @@ use std::sync::{
 use common::*;
 use http::StatusCode;
 use tokengate::{
-    ClientSwitch, Dialect, ErrorCode, PolicyError, PolicyRequest, StoreError, UnverifiedUserEmail,
+    Dialect, ErrorCode, StoreError, policy::ClientSwitch, policy::PolicyError,
+    policy::PolicyRequest, policy::UnverifiedUserEmail,
 };
 
 #[tokio::test]

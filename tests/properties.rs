@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use common::*;
 use proptest::prelude::*;
-use tokengate::{Dialect, RedirectPolicy};
+use tokengate::{Dialect, client::RedirectPolicy};
 
 /// One runtime for every generated case (the gate's futures are short).
 fn runtime() -> &'static tokio::runtime::Runtime {

@@ -207,7 +207,7 @@ async fn public_clients_refresh_only_when_registered_for_it() {
 async fn without_a_refresh_store_the_grant_is_unsupported() {
     let store = MemoryStore::new();
     let layer = TokenGateLayer::builder()
-        .credential_store(store.clone())
+        .client_store(store.clone())
         .code_store(store)
         .build();
     let h = Harness {

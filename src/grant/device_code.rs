@@ -1,12 +1,13 @@
 //! The device grant (RFC 8628 §3.4-3.5): one poll of a device code.
 
+use super::store_failed;
 use crate::{
-    check::Settings,
     client::Client,
-    device::{DeviceRecord, PollOutcome},
     error::Failure,
     parse::TokenRequest,
+    record::device::{DeviceRecord, PollOutcome},
     secret::CodeKey,
+    settings::Settings,
     store::DeviceStore,
 };
 
@@ -25,12 +26,9 @@ pub(crate) async fn poll<D: DeviceStore>(
         .ok_or(Failure::DeviceCodeMissing)?;
     let key = CodeKey::of(device_code);
     let outcome = store
-        .poll_device_code(&key, client.client_id(), settings.clock.now())
+        .poll(&key, client.client_id(), settings.clock.now())
         .await
-        .map_err(|error| {
-            tracing::error!(%error, "device store failed");
-            Failure::Store
-        })?;
+        .map_err(store_failed)?;
     match outcome {
         PollOutcome::Unknown => Err(Failure::DeviceCodeInvalid),
         PollOutcome::Pending => Err(Failure::DevicePending),

@@ -1,5 +1,6 @@
-//! Grant checks (SPEC.md, check 5), one file per grant type, and the
-//! [`ValidatedGrant`] a forwarded request carries.
+//! The grants' own checks ([check 5](../../docs/contract.md#order-of-checks)),
+//! one file per grant type over the store traits, the [`ValidatedGrant`] a
+//! forwarded request carries, and the [`GrantClaim`] it may hold.
 
 pub(crate) mod authorization_code;
 pub(crate) mod client_credentials;
@@ -10,11 +11,48 @@ use std::sync::Arc;
 
 use crate::{
     client::{Client, GrantType},
-    code::CodeRecord,
-    device::DeviceRecord,
-    refresh::RefreshRecord,
+    error::Failure,
+    record::{code::CodeRecord, device::DeviceRecord, refresh::RefreshRecord},
     secret::CodeKey,
+    store::{Claim, StoreError},
 };
+
+/// A claim a grant holds on what it redeems (two-phase redemption), for the
+/// response future to confirm or release by the inner service's answer.
+pub(crate) struct GrantClaim {
+    pub(crate) on: ClaimOn,
+    pub(crate) key: CodeKey,
+    pub(crate) claim: Claim,
+}
+
+/// What a [`GrantClaim`] is on.
+#[derive(Debug)]
+pub(crate) enum ClaimOn {
+    Code,
+    RefreshToken,
+    /// A device code is redeemed by the poll itself (the store forgets it
+    /// in the same atomic step); its claim is the record, put back on
+    /// release. A process that dies holding it loses the device code: the
+    /// device starts over, and is never given two tokens.
+    DeviceCode(Box<DeviceRecord>),
+}
+
+impl std::fmt::Debug for GrantClaim {
+    // The key is a digest, not the code, but it names a live code: keep it
+    // out of logs all the same.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantClaim")
+            .field("on", &self.on)
+            .field("claim", &self.claim)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A store failed: logged here, answered `500 server_error`.
+pub(crate) fn store_failed(error: StoreError) -> Failure {
+    tracing::error!(%error, "store failed");
+    Failure::Store
+}
 
 /// What the gate established about a forwarded request, in its extensions.
 ///

@@ -7,22 +7,17 @@
 //! replay. [`commit`] rotates it atomically once every check and policy
 //! passed, just before the request is forwarded.
 
+use super::{ClaimOn, GrantClaim, store_failed};
 use crate::{
-    check::Settings,
     client::Client,
     error::Failure,
     parse::TokenRequest,
-    refresh::RefreshRecord,
-    reservation::{Held, Reservation},
+    record::refresh::RefreshRecord,
     scope,
     secret::CodeKey,
-    store::{Lookup, Redemption, RefreshStore, StoreError},
+    settings::Settings,
+    store::{Lookup, Redemption, RefreshStore},
 };
-
-fn store_failed(error: StoreError) -> Failure {
-    tracing::error!(%error, "refresh store failed");
-    Failure::Store
-}
 
 /// Checks the request's refresh token for `client` without using it up:
 /// the token's key, its record and the scopes to grant.
@@ -41,7 +36,7 @@ pub(crate) async fn check<R: RefreshStore>(
         .as_deref()
         .ok_or(Failure::RefreshTokenMissing)?;
     let key = CodeKey::of(token);
-    let (record, used) = match store.find_refresh_token(&key).await.map_err(store_failed)? {
+    let (record, used) = match store.find(&key).await.map_err(store_failed)? {
         Lookup::Unused(record) => (record, false),
         Lookup::Used(record) => (record, true),
         Lookup::Unknown => return Err(Failure::RefreshTokenInvalid),
@@ -69,31 +64,33 @@ pub(crate) async fn check<R: RefreshStore>(
     Ok((key, record, scopes))
 }
 
-/// Rotates the token [`check`] accepted, in one atomic step, or, with
-/// two-phase redemption, claims it for the inner service's call. Losing the
-/// race to another request with the same token makes this one the replay;
-/// finding it claimed by a request still in flight refuses this one
-/// without revoking anything.
+/// Rotates the token [`check`] accepted: claims it for the inner service's
+/// call (two-phase redemption), or uses it up at once. Losing the race to
+/// another request with the same token makes this one the replay; finding
+/// it claimed by a request still in flight refuses this one without
+/// revoking anything.
 pub(crate) async fn commit<R: RefreshStore>(
     store: &R,
     settings: &Settings,
     client: &Client,
-    key: &CodeKey,
-) -> Result<Option<Reservation>, Failure> {
-    let hold = settings.hold().map_err(store_failed)?;
-    let outcome = match &hold {
-        Some(hold) => store.reserve_refresh_token(key, hold).await,
-        None => store.rotate_refresh_token(key).await,
-    }
-    .map_err(store_failed)?;
-    match outcome {
-        Redemption::Redeemed(_) => Ok(hold.map(|hold| Reservation {
-            what: Held::RefreshToken,
-            key: *key,
-            hold,
+    key: CodeKey,
+) -> Result<Option<GrantClaim>, Failure> {
+    let (claim, at_once) = settings.claim().map_err(store_failed)?;
+    match store.claim(&key, &claim).await.map_err(store_failed)? {
+        Redemption::Claimed(_) if at_once => {
+            if store.confirm(&key, &claim).await.map_err(store_failed)? {
+                Ok(None)
+            } else {
+                Err(Failure::RefreshTokenInvalid)
+            }
+        }
+        Redemption::Claimed(_) => Ok(Some(GrantClaim {
+            on: ClaimOn::RefreshToken,
+            key,
+            claim,
         })),
-        Redemption::Replayed(record) => Err(replayed(store, settings, client, &record).await),
-        Redemption::Held => {
+        Redemption::Used(record) => Err(replayed(store, settings, client, &record).await),
+        Redemption::Busy => {
             tracing::warn!(client_id = ?client.client_id(), "refresh token presented while claimed");
             Err(Failure::RefreshTokenHeld)
         }

@@ -81,7 +81,7 @@ impl std::error::Error for ClientsFileError {}
 /// for its format), to register in any store.
 ///
 /// ```
-/// let clients = tokengate::parse_clients(r#"{"clients":[{"client_id":"cli","public":true}]}"#).unwrap();
+/// let clients = tokengate::store::parse_clients(r#"{"clients":[{"client_id":"cli","public":true}]}"#).unwrap();
 /// assert_eq!(clients[0].client_id(), "cli");
 /// ```
 pub fn parse_clients(json: &str) -> Result<Vec<Client>, ClientsFileError> {

@@ -10,15 +10,17 @@ use std::{
 };
 
 use super::{
-    ClientsFileError, CodeStore, CredentialStore, DeviceStore, Hold, Lookup, Redemption,
-    RefreshStore, StoreError, clients_file, expiry::ExpiryQueue,
+    Claim, ClientStore, ClientsFileError, CodeStore, DeviceStore, Lookup, Redemption, RefreshStore,
+    StoreError, clients_file, expiry::ExpiryQueue,
 };
 use crate::{
     client::Client,
     clock::{Clock, SystemClock},
-    code::CodeRecord,
-    device::{DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome},
-    refresh::RefreshRecord,
+    record::{
+        code::CodeRecord,
+        device::{DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome},
+        refresh::RefreshRecord,
+    },
     secret::CodeKey,
 };
 
@@ -83,8 +85,8 @@ struct Codes {
 struct Entry<T> {
     record: T,
     used: bool,
-    /// The two-phase claim on it: the holder's id and when the claim lapses.
-    hold: Option<([u8; 16], SystemTime)>,
+    /// The two-phase claim on it: the claim's id and when it lapses.
+    claim: Option<([u8; 16], SystemTime)>,
 }
 
 impl<T: Clone> Entry<T> {
@@ -92,54 +94,37 @@ impl<T: Clone> Entry<T> {
         Self {
             record,
             used: false,
-            hold: None,
+            claim: None,
         }
     }
 
-    fn is_held(&self, now: SystemTime) -> bool {
-        self.hold.is_some_and(|(_, until)| now < until)
-    }
-
-    /// Uses the value up on first read, unless a live claim holds it.
-    fn redeem(&mut self, now: SystemTime) -> Redemption<T> {
+    fn claim(&mut self, claim: &Claim, now: SystemTime) -> Redemption<T> {
         if self.used {
-            return Redemption::Replayed(self.record.clone());
+            return Redemption::Used(self.record.clone());
         }
-        if self.is_held(now) {
-            return Redemption::Held;
+        if self.claim.is_some_and(|(_, until)| now < until) {
+            return Redemption::Busy;
         }
-        self.used = true;
-        self.hold = None;
-        Redemption::Redeemed(self.record.clone())
+        self.claim = Some((*claim.id(), now + claim.ttl()));
+        Redemption::Claimed(self.record.clone())
     }
 
-    fn reserve(&mut self, hold: &Hold, now: SystemTime) -> Redemption<T> {
-        if self.used {
-            return Redemption::Replayed(self.record.clone());
-        }
-        if self.is_held(now) {
-            return Redemption::Held;
-        }
-        self.hold = Some((*hold.id(), now + hold.ttl()));
-        Redemption::Redeemed(self.record.clone())
+    fn holds(&self, claim: &Claim) -> bool {
+        !self.used && self.claim.is_some_and(|(id, _)| id == *claim.id())
     }
 
-    fn holds(&self, hold: &Hold) -> bool {
-        self.hold.is_some_and(|(id, _)| id == *hold.id())
-    }
-
-    fn confirm(&mut self, hold: &Hold) -> bool {
-        if !self.holds(hold) {
+    fn confirm(&mut self, claim: &Claim) -> bool {
+        if !self.holds(claim) {
             return false;
         }
         self.used = true;
-        self.hold = None;
+        self.claim = None;
         true
     }
 
-    fn release(&mut self, hold: &Hold) {
-        if self.holds(hold) {
-            self.hold = None;
+    fn release(&mut self, claim: &Claim) {
+        if self.holds(claim) {
+            self.claim = None;
         }
     }
 }
@@ -313,7 +298,7 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
-impl CredentialStore for MemoryStore {
+impl ClientStore for MemoryStore {
     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
         let clients = self
             .inner
@@ -339,7 +324,11 @@ impl CodeStore for MemoryStore {
         Ok(())
     }
 
-    async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
+    async fn claim(
+        &self,
+        key: &CodeKey,
+        claim: &Claim,
+    ) -> Result<Redemption<Arc<CodeRecord>>, StoreError> {
         let now = self.inner.clock.now();
         let mut codes = self.codes();
         codes.sweep(now);
@@ -347,44 +336,31 @@ impl CodeStore for MemoryStore {
             return Ok(Redemption::Unknown);
         };
         if entry.record.is_expired(now) {
+            // Forgotten now rather than at its turn in the sweep.
             codes.entries.remove(key);
             return Ok(Redemption::Unknown);
         }
-        Ok(entry.redeem(now))
+        Ok(entry.claim(claim, now))
     }
 
-    async fn reserve(&self, key: &CodeKey, hold: &Hold) -> Result<Redemption, StoreError> {
-        let now = self.inner.clock.now();
-        let mut codes = self.codes();
-        codes.sweep(now);
-        Ok(match codes.entries.get_mut(key) {
-            Some(entry) if !entry.record.is_expired(now) => entry.reserve(hold, now),
-            _ => Redemption::Unknown,
-        })
-    }
-
-    async fn confirm(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
+    async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
         Ok(self
             .codes()
             .entries
             .get_mut(key)
-            .is_some_and(|entry| entry.confirm(hold)))
+            .is_some_and(|entry| entry.confirm(claim)))
     }
 
-    async fn release(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
+    async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
         if let Some(entry) = self.codes().entries.get_mut(key) {
-            entry.release(hold);
+            entry.release(claim);
         }
         Ok(())
     }
 }
 
 impl RefreshStore for MemoryStore {
-    async fn issue_refresh_token(
-        &self,
-        key: CodeKey,
-        record: RefreshRecord,
-    ) -> Result<(), StoreError> {
+    async fn issue(&self, key: CodeKey, record: RefreshRecord) -> Result<(), StoreError> {
         let now = self.inner.clock.now();
         let mut refresh = lock(&self.inner.refresh);
         refresh.sweep(now);
@@ -401,7 +377,7 @@ impl RefreshStore for MemoryStore {
         Ok(())
     }
 
-    async fn find_refresh_token(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
+    async fn find(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
         let now = self.inner.clock.now();
         let refresh = lock(&self.inner.refresh);
         Ok(match refresh.tokens.get(key) {
@@ -412,9 +388,10 @@ impl RefreshStore for MemoryStore {
         })
     }
 
-    async fn rotate_refresh_token(
+    async fn claim(
         &self,
         key: &CodeKey,
+        claim: &Claim,
     ) -> Result<Redemption<RefreshRecord>, StoreError> {
         let now = self.inner.clock.now();
         let mut refresh = lock(&self.inner.refresh);
@@ -426,33 +403,21 @@ impl RefreshStore for MemoryStore {
             refresh.tokens.remove(key);
             return Ok(Redemption::Unknown);
         }
-        Ok(entry.redeem(now))
+        Ok(entry.claim(claim, now))
     }
 
-    async fn reserve_refresh_token(
-        &self,
-        key: &CodeKey,
-        hold: &Hold,
-    ) -> Result<Redemption<RefreshRecord>, StoreError> {
-        let now = self.inner.clock.now();
-        let mut refresh = lock(&self.inner.refresh);
-        refresh.sweep(now);
-        Ok(match refresh.tokens.get_mut(key) {
-            Some(entry) if !entry.record.is_expired(now) => entry.reserve(hold, now),
-            _ => Redemption::Unknown,
-        })
-    }
-
-    async fn confirm_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
+    // A revoked family's tokens are removed by `revoke_family`, so a claim
+    // on one finds nothing to confirm.
+    async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
         Ok(lock(&self.inner.refresh)
             .tokens
             .get_mut(key)
-            .is_some_and(|entry| entry.confirm(hold)))
+            .is_some_and(|entry| entry.confirm(claim)))
     }
 
-    async fn release_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
+    async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
         if let Some(entry) = lock(&self.inner.refresh).tokens.get_mut(key) {
-            entry.release(hold);
+            entry.release(claim);
         }
         Ok(())
     }
@@ -477,11 +442,7 @@ impl RefreshStore for MemoryStore {
 }
 
 impl DeviceStore for MemoryStore {
-    async fn issue_device_code(
-        &self,
-        key: CodeKey,
-        record: DeviceRecord,
-    ) -> Result<bool, StoreError> {
+    async fn issue(&self, key: CodeKey, record: DeviceRecord) -> Result<bool, StoreError> {
         let now = self.inner.clock.now();
         let mut devices = lock(&self.inner.devices);
         devices.sweep(now);
@@ -501,7 +462,7 @@ impl DeviceStore for MemoryStore {
         Ok(true)
     }
 
-    async fn poll_device_code(
+    async fn poll(
         &self,
         key: &CodeKey,
         client_id: &str,
@@ -520,7 +481,7 @@ impl DeviceStore for MemoryStore {
         Ok(outcome)
     }
 
-    async fn find_user_code(
+    async fn find(
         &self,
         user_code: &str,
         now: SystemTime,
@@ -534,7 +495,7 @@ impl DeviceStore for MemoryStore {
             .cloned())
     }
 
-    async fn decide_user_code(
+    async fn decide(
         &self,
         user_code: &str,
         decision: DeviceDecision,
@@ -574,23 +535,25 @@ mod tests {
         let store = MemoryStore::with_clock(clock.clone());
         for i in 0..100 {
             let key = CodeKey::of(&format!("code-{i}"));
-            store
-                .issue(key, record(&clock, Duration::from_secs(600)))
+            CodeStore::issue(&store, key, record(&clock, Duration::from_secs(600)))
                 .await
                 .unwrap();
         }
         assert_eq!(store.code_count(), 100);
         clock.advance(Duration::from_secs(601));
         // Each call sweeps a bounded batch: two calls clear 100 codes.
-        store
-            .issue(
-                CodeKey::of("fresh"),
-                record(&clock, Duration::from_secs(600)),
-            )
+        CodeStore::issue(
+            &store,
+            CodeKey::of("fresh"),
+            record(&clock, Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.code_count(), 100 - SWEEP_BATCH + 1);
+        let claim = Claim::new(Duration::from_secs(1)).unwrap();
+        let _ = CodeStore::claim(&store, &CodeKey::of("nothing"), &claim)
             .await
             .unwrap();
-        assert_eq!(store.code_count(), 100 - SWEEP_BATCH + 1);
-        let _ = store.redeem(&CodeKey::of("nothing")).await.unwrap();
         assert_eq!(store.code_count(), 1);
     }
 
@@ -599,13 +562,11 @@ mod tests {
         let clock = ManualClock::new();
         let store = MemoryStore::with_clock(clock.clone());
         let key = CodeKey::of("x");
-        store
-            .issue(key, record(&clock, Duration::from_secs(60)))
+        CodeStore::issue(&store, key, record(&clock, Duration::from_secs(60)))
             .await
             .unwrap();
         assert!(
-            store
-                .issue(key, record(&clock, Duration::from_secs(60)))
+            CodeStore::issue(&store, key, record(&clock, Duration::from_secs(60)))
                 .await
                 .is_err()
         );

@@ -1,61 +1,67 @@
-//! Where clients and codes live: two small async traits, and the embedded
-//! [`MemoryStore`].
+//! Where clients, codes, refresh tokens and device authorizations live: the
+//! store contract, and the embedded [`MemoryStore`].
 //!
-//! A store answers `Ok(None)` (or [`Redemption::Unknown`]) for something
-//! absent and keeps [`StoreError`] for a store that could not answer; the gate
-//! turns every store error into a `500 server_error` and never forwards the
-//! request (fail closed).
+//! Four traits, one per kind of value, with the same verbs on each:
+//! `issue` a new value, `find` one without using it, `claim` it while the
+//! inner service mints a token, then `confirm` (use it up) or `release`
+//! (hand it back). A layer needs a [`ClientStore`] and a [`CodeStore`]; a
+//! [`RefreshStore`] enables the refresh grant and a [`DeviceStore`] the
+//! device flow. The trait docs say everything a backend must guarantee; the
+//! conformance suite (`tokengate::testing::conformance`, feature `testing`)
+//! checks it in one call.
+//!
+//! A store answers `Ok(None)` (or [`Redemption::Unknown`], [`Lookup::Unknown`])
+//! for something absent and keeps [`StoreError`] for a store that could not
+//! answer; the gate turns every store error into a `500 server_error` and
+//! never forwards the request (fail closed).
+//!
+//! Values are keyed by [`CodeKey`], the SHA-256 of the code or token: a store
+//! never sees a live secret, and a dump of it reveals none.
 //!
 //! # Plugging in your own store
 //!
 //! ```
 //! use std::{collections::HashMap, sync::Arc};
-//! use tokengate::{Client, CredentialStore, StoreError};
+//! use tokengate::{Client, store::{ClientStore, StoreError}};
 //!
 //! /// Clients fixed at start-up.
 //! struct StaticClients(HashMap<String, Arc<Client>>);
 //!
-//! impl CredentialStore for StaticClients {
+//! impl ClientStore for StaticClients {
 //!     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
 //!         Ok(self.0.get(client_id).cloned())
 //!     }
 //! }
 //! ```
 
+mod claim;
 mod clients_file;
 mod expiry;
-mod hold;
 mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "redis")]
-mod redis;
 
-use std::{error::Error as StdError, fmt, future::Future, sync::Arc, time::SystemTime};
+use std::{error::Error as StdError, fmt, future::Future, pin::Pin, sync::Arc, time::SystemTime};
 
-#[cfg(feature = "postgres")]
-pub use self::postgres::PostgresStore;
-#[cfg(feature = "redis")]
-pub use self::redis::RedisStore;
+/// A boxed future, where a trait object must return one.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 pub use self::{
+    claim::Claim,
     clients_file::{ClientsFileError, parse_clients},
-    hold::Hold,
     memory::MemoryStore,
 };
+pub use crate::secret::CodeKey;
 
-/// The default bound on every call to a networked store (Redis,
-/// PostgreSQL); past it the gate answers `500 server_error`.
-pub const DEFAULT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::{
     client::Client,
-    code::CodeRecord,
-    device::{DeviceDecision, DeviceRecord, PollOutcome},
-    refresh::RefreshRecord,
-    secret::CodeKey,
+    record::{
+        code::CodeRecord,
+        device::{DeviceDecision, DeviceRecord, PollOutcome},
+        refresh::RefreshRecord,
+    },
 };
 
 /// Looks up registered clients.
-pub trait CredentialStore: Send + Sync + 'static {
+pub trait ClientStore: Send + Sync + 'static {
     /// The client registered as `client_id`, or `Ok(None)`.
     fn client(
         &self,
@@ -64,120 +70,111 @@ pub trait CredentialStore: Send + Sync + 'static {
 }
 
 /// Keeps authorization codes, each under the digest of its value.
+///
+/// A code is redeemed in two steps (two-phase redemption): [`claim`] takes
+/// it for one request while the inner service mints the token, then
+/// [`confirm`] uses it up (the token went out) or [`release`] hands it back
+/// (the inner service failed; the client's retry works). What every backend
+/// must guarantee:
+///
+/// - **Single use.** Of any number of concurrent [`claim`]s of one code, at
+///   most one answers [`Redemption::Claimed`] while its claim is live, and
+///   once a claim is confirmed no later call ever answers `Claimed` again.
+/// - **Claims lapse.** A claim whose [`Claim::ttl`] ran out counts as none:
+///   the next `claim` may take the code over (a process that died holding
+///   it does not lose the code for good).
+/// - **Stale holders change nothing.** `confirm` and `release` act only if
+///   the given claim is still the code's claim (same [`Claim::id`]), even
+///   past its ttl when nobody took it over.
+/// - **Replays are told.** After a confirmed use, `claim` answers
+///   [`Redemption::Used`] with the record for as long as the store
+///   remembers the code (at least until it expires), then
+///   [`Redemption::Unknown`].
+/// - **Expiry.** A code past its record's `expires_at` is `Unknown`.
+///
+/// [`claim`]: CodeStore::claim
+/// [`confirm`]: CodeStore::confirm
+/// [`release`]: CodeStore::release
 pub trait CodeStore: Send + Sync + 'static {
     /// Stores a freshly minted code. The record's `expires_at` says how long
-    /// it must stay redeemable.
+    /// it must stay redeemable. Fails if the key is already in use: reusing
+    /// a key would revive a used code.
     fn issue(
         &self,
         key: CodeKey,
         record: CodeRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Takes the code out of service in one atomic step and says what it was.
-    ///
-    /// Of any number of concurrent calls for one key, exactly one may answer
-    /// [`Redemption::Redeemed`]; later ones answer [`Redemption::Replayed`]
-    /// for as long as the store remembers the code (at least until it would
-    /// have expired), then [`Redemption::Unknown`]. The record comes in an
+    /// Claims the code for `claim`, in one atomic step: [`Redemption::Claimed`]
+    /// when this call took it, [`Redemption::Busy`] while another live claim
+    /// holds it, [`Redemption::Used`] once it is used, and
+    /// [`Redemption::Unknown`] for no such live code. The record comes in an
     /// `Arc`, so a store that keeps it in memory hands it out without a copy.
-    fn redeem(&self, key: &CodeKey) -> impl Future<Output = Result<Redemption, StoreError>> + Send;
-
-    /// Two-phase redemption, step one: claims the code for `hold` while the
-    /// inner service mints the token, in one atomic step.
-    ///
-    /// Answers [`Redemption::Redeemed`] when this call took the claim,
-    /// [`Redemption::Held`] while another live claim holds it (its `ttl` not
-    /// run out), [`Redemption::Replayed`] once the code is used, and
-    /// [`Redemption::Unknown`] for no such code. A claim whose `ttl` ran out
-    /// counts as none: the next call may take the code over.
-    ///
-    /// The default has no claims: it is [`redeem`](Self::redeem), so a
-    /// store that keeps it uses the code up on first read and a failed inner
-    /// service cannot give it back.
-    fn reserve(
+    fn claim(
         &self,
         key: &CodeKey,
-        hold: &Hold,
-    ) -> impl Future<Output = Result<Redemption, StoreError>> + Send {
-        let _ = hold;
-        self.redeem(key)
-    }
+        claim: &Claim,
+    ) -> impl Future<Output = Result<Redemption<Arc<CodeRecord>>, StoreError>> + Send;
 
-    /// Step two after a successful answer: uses the code up, if `hold` is
-    /// still its claim (even past its `ttl`, when nobody took it over).
-    /// Answers `false` when the claim was lost: another request took the
-    /// code over, so this request's token must not be handed out.
+    /// Uses the code up if `claim` is still its claim. Answers `false` when
+    /// the claim was lost (another request took the code over after it
+    /// lapsed): the token minted meanwhile must not be handed out.
     fn confirm(
         &self,
         key: &CodeKey,
-        hold: &Hold,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        let _ = (key, hold);
-        async { Ok(true) }
-    }
+        claim: &Claim,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Step two after a failed answer: gives the code back, unused, if
-    /// `hold` is still its claim; otherwise does nothing.
+    /// Hands the code back, unused, if `claim` is still its claim; otherwise
+    /// does nothing.
     fn release(
         &self,
         key: &CodeKey,
-        hold: &Hold,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let _ = (key, hold);
-        async { Ok(()) }
-    }
+        claim: &Claim,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The outcome of taking a code or refresh token out of service.
+/// What [`CodeStore::claim`] or [`RefreshStore::claim`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Redemption<T = Arc<CodeRecord>> {
-    /// This call took it; it is now used.
-    Redeemed(T),
+#[non_exhaustive]
+pub enum Redemption<T> {
+    /// This call claimed it.
+    Claimed(T),
     /// It had already been used: a replay (RFC 6749 §4.1.2, RFC 9700
     /// §4.14.2).
-    Replayed(T),
-    /// Another request holds a live claim on it (two-phase redemption,
-    /// [`CodeStore::reserve`]); nothing changed.
-    Held,
-    /// No such value (never issued, revoked, or forgotten after expiry).
-    Unknown,
-}
-
-/// What a store knows of a value, read without using it up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup<T> {
-    /// Live and not used yet.
-    Unused(T),
-    /// Already used: presenting it again is a replay.
     Used(T),
-    /// No such value (never issued, revoked, or forgotten after expiry).
+    /// Another request holds a live claim on it; nothing changed.
+    Busy,
+    /// No such live value (never issued, expired, revoked, or forgotten).
     Unknown,
 }
 
 impl<T> Redemption<T> {
-    /// What a redemption found, from how many times the value has now been
-    /// presented (a store's use counter after this call): 1 is this call's.
-    pub fn from_uses(record: T, uses: i64) -> Self {
-        if uses == 1 {
-            Self::Redeemed(record)
-        } else {
-            Self::Replayed(record)
-        }
-    }
-
     /// The same outcome with the record transformed (`Arc::new`, say).
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Redemption<U> {
         match self {
-            Self::Redeemed(record) => Redemption::Redeemed(f(record)),
-            Self::Replayed(record) => Redemption::Replayed(f(record)),
-            Self::Held => Redemption::Held,
+            Self::Claimed(record) => Redemption::Claimed(f(record)),
+            Self::Used(record) => Redemption::Used(f(record)),
+            Self::Busy => Redemption::Busy,
             Self::Unknown => Redemption::Unknown,
         }
     }
 }
 
+/// What [`RefreshStore::find`] found, without using anything up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lookup<T> {
+    /// Live and not used yet.
+    Unused(T),
+    /// Already used: presenting it again is a replay.
+    Used(T),
+    /// No such live value (never issued, expired, revoked, or forgotten).
+    Unknown,
+}
+
 impl<T> Lookup<T> {
-    /// What a read found, from the value's use counter.
+    /// What a read found, from the value's use counter (0: unused).
     pub fn from_uses(record: T, uses: i64) -> Self {
         if uses == 0 {
             Self::Unused(record)
@@ -187,95 +184,103 @@ impl<T> Lookup<T> {
     }
 }
 
-/// Keeps refresh tokens, each under the digest of its value, with rotation.
+/// Keeps refresh tokens, each under the digest of its value, with rotation
+/// and family revocation (RFC 9700 §4.14.2).
 ///
-/// A layer without a refresh store answers `unsupported_grant_type` to
-/// `grant_type=refresh_token`.
+/// A token is rotated with the same two steps as a code ([`claim`], then
+/// [`confirm`] or [`release`]), with every guarantee of [`CodeStore`], plus:
+///
+/// - **Read before use.** [`find`] reads a token without using it, so every
+///   check can run before it is claimed.
+/// - **Revocation wins.** Once [`revoke_family`] returned, every token of
+///   that family is [`Lookup::Unknown`] / [`Redemption::Unknown`], a
+///   `confirm` of a claim on one answers `false`, and `issue` into that
+///   family fails, so a successor minted in a race with a replay never
+///   becomes valid. The revocation lasts as long as any member would have.
+///
+/// A layer without a refresh store answers `unsupported_grant_type` to the
+/// refresh grant.
+///
+/// [`find`]: RefreshStore::find
+/// [`claim`]: RefreshStore::claim
+/// [`confirm`]: RefreshStore::confirm
+/// [`release`]: RefreshStore::release
+/// [`revoke_family`]: RefreshStore::revoke_family
 pub trait RefreshStore: Send + Sync + 'static {
-    /// Stores a new refresh token. Fails if its family was revoked, so a
-    /// successor minted in a race with a replay never becomes valid.
-    fn issue_refresh_token(
+    /// Stores a new refresh token. Fails if its family was revoked or the
+    /// key is already in use.
+    fn issue(
         &self,
         key: CodeKey,
         record: RefreshRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Reads a token without using it up, so every check can run before it
-    /// is rotated. A token whose family was revoked is [`Lookup::Unknown`].
-    fn find_refresh_token(
+    /// Reads a token without using it up.
+    fn find(
         &self,
         key: &CodeKey,
     ) -> impl Future<Output = Result<Lookup<RefreshRecord>, StoreError>> + Send;
 
-    /// Takes the token out of service in one atomic step (rotation), as
-    /// [`CodeStore::redeem`] does for codes. A token whose family was revoked
-    /// is [`Redemption::Unknown`].
-    fn rotate_refresh_token(
+    /// Claims the token for `claim`, with the rules of [`CodeStore::claim`].
+    fn claim(
         &self,
         key: &CodeKey,
+        claim: &Claim,
     ) -> impl Future<Output = Result<Redemption<RefreshRecord>, StoreError>> + Send;
 
-    /// Revokes every token of `family`, used or not, for at least as long as
-    /// any of them would have lived.
+    /// Rotates the token away if `claim` is still its claim and its family
+    /// was not revoked, as [`CodeStore::confirm`] does for codes.
+    fn confirm(
+        &self,
+        key: &CodeKey,
+        claim: &Claim,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Hands the token back, unused, if `claim` is still its claim.
+    fn release(
+        &self,
+        key: &CodeKey,
+        claim: &Claim,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Revokes every token of `family`, used or not.
     fn revoke_family(&self, family: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Two-phase rotation, step one: claims the token for `hold`, with the
-    /// rules of [`CodeStore::reserve`]. The default is
-    /// [`rotate_refresh_token`](Self::rotate_refresh_token): rotation on
-    /// first read, which a failed inner service cannot undo.
-    fn reserve_refresh_token(
-        &self,
-        key: &CodeKey,
-        hold: &Hold,
-    ) -> impl Future<Output = Result<Redemption<RefreshRecord>, StoreError>> + Send {
-        let _ = hold;
-        self.rotate_refresh_token(key)
-    }
-
-    /// Rotates the token away if `hold` is still its claim, as
-    /// [`CodeStore::confirm`] does for codes.
-    fn confirm_refresh_token(
-        &self,
-        key: &CodeKey,
-        hold: &Hold,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        let _ = (key, hold);
-        async { Ok(true) }
-    }
-
-    /// Hands the token back, unused, if `hold` is still its claim, as
-    /// [`CodeStore::release`] does for codes.
-    fn release_refresh_token(
-        &self,
-        key: &CodeKey,
-        hold: &Hold,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let _ = (key, hold);
-        async { Ok(()) }
-    }
 }
 
 /// Keeps device authorizations (RFC 8628), by the digest of the device code
 /// and by user code.
 ///
+/// The polling rules are [`DeviceRecord::poll`] and [`DeviceRecord::decide`]:
+/// a backend applies them to the stored record under its own atomicity (a
+/// lock, a transaction, a compare-and-set) and saves the result, so every
+/// store follows one definition. What every backend must guarantee:
+///
+/// - **One poll at a time.** A poll's interval bookkeeping (`last_poll`,
+///   `slow_down`) never races with another poll of the same code.
+/// - **Single redemption.** A poll that answers [`PollOutcome::Approved`]
+///   removes the authorization (and frees its user code) in the same atomic
+///   step: of concurrent polls, at most one is approved.
+/// - **Expired codes keep answering.** An expired authorization answers
+///   [`PollOutcome::Expired`] for at least
+///   [`DEVICE_TOMBSTONE`](crate::device::DEVICE_TOMBSTONE) after expiry.
+///
 /// A layer without a device store neither serves the device authorization
 /// endpoint nor accepts the device grant.
 pub trait DeviceStore: Send + Sync + 'static {
-    /// Stores a device authorization, as `record` says (status, interval and
-    /// last poll included): a new one, or, with two-phase redemption, an
-    /// approved one put back after its grant failed in the inner service.
-    /// Answers `Ok(false)` when the user code or the key is already in use,
-    /// so the caller can draw another.
-    fn issue_device_code(
+    /// Stores a device authorization as `record` says (status, interval and
+    /// last poll included): a new one, or an approved one put back after
+    /// its grant failed in the inner service. Answers `Ok(false)` when the
+    /// user code (of a live authorization) or the key is already in use, so
+    /// the caller can draw another.
+    fn issue(
         &self,
         key: CodeKey,
         record: DeviceRecord,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// One token poll, applied atomically with [`DeviceRecord::poll`]: the
-    /// interval bookkeeping and the single redemption of an approved code
-    /// must not race with another poll.
-    fn poll_device_code(
+    /// One token poll by `client_id` at `now`, applied atomically with
+    /// [`DeviceRecord::poll`]; [`PollOutcome::Unknown`] for no such code.
+    fn poll(
         &self,
         key: &CodeKey,
         client_id: &str,
@@ -283,15 +288,15 @@ pub trait DeviceStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<PollOutcome, StoreError>> + Send;
 
     /// The live, undecided authorization with this (normalized) user code.
-    fn find_user_code(
+    fn find(
         &self,
         user_code: &str,
         now: SystemTime,
     ) -> impl Future<Output = Result<Option<DeviceRecord>, StoreError>> + Send;
 
-    /// Records the user's decision, with [`DeviceRecord::decide`]. Answers
-    /// whether an undecided, live authorization took it.
-    fn decide_user_code(
+    /// Records the user's decision with [`DeviceRecord::decide`]. Answers
+    /// whether a live, undecided authorization took it.
+    fn decide(
         &self,
         user_code: &str,
         decision: DeviceDecision,
@@ -340,63 +345,5 @@ impl StdError for StoreError {
         self.source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static))
-    }
-}
-
-/// No refresh store: the layer answers `unsupported_grant_type` to the
-/// refresh grant and [`RefreshTokens::issue`](crate::RefreshTokens::issue)
-/// fails.
-impl RefreshStore for () {
-    async fn issue_refresh_token(&self, _: CodeKey, _: RefreshRecord) -> Result<(), StoreError> {
-        Err(StoreError::new("the layer has no refresh store"))
-    }
-
-    async fn find_refresh_token(&self, _: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
-        Ok(Lookup::Unknown)
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        _: &CodeKey,
-    ) -> Result<Redemption<RefreshRecord>, StoreError> {
-        Ok(Redemption::Unknown)
-    }
-
-    async fn revoke_family(&self, _: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-/// No device store: the layer neither serves the device authorization
-/// endpoint nor accepts the device grant.
-impl DeviceStore for () {
-    async fn issue_device_code(&self, _: CodeKey, _: DeviceRecord) -> Result<bool, StoreError> {
-        Err(StoreError::new("the layer has no device store"))
-    }
-
-    async fn poll_device_code(
-        &self,
-        _: &CodeKey,
-        _: &str,
-        _: SystemTime,
-    ) -> Result<PollOutcome, StoreError> {
-        Ok(PollOutcome::Unknown)
-    }
-
-    async fn find_user_code(
-        &self,
-        _: &str,
-        _: SystemTime,
-    ) -> Result<Option<DeviceRecord>, StoreError> {
-        Ok(None)
-    }
-
-    async fn decide_user_code(
-        &self,
-        _: &str,
-        _: DeviceDecision,
-        _: SystemTime,
-    ) -> Result<bool, StoreError> {
-        Ok(false)
     }
 }

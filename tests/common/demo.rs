@@ -25,19 +25,11 @@ pub fn binary() -> PathBuf {
 
 /// The example binary `name` (the demo `server`, the `gateway`, `soak`).
 ///
-/// Both are built once per test binary, with the same store features as
-/// the tests: `cargo test --test ..` does not build examples, and a binary
-/// left by another run may be stale or built with other features.
+/// They are built once per test binary: `cargo test --test ..` does not
+/// build examples, and a binary left by another run may be stale.
 pub fn example(name: &str) -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
-        let mut features = Vec::new();
-        if cfg!(feature = "redis") {
-            features.push("redis");
-        }
-        if cfg!(feature = "postgres") {
-            features.push("postgres");
-        }
         let mut command = Command::new(env!("CARGO"));
         command.args([
             "build",
@@ -48,9 +40,6 @@ pub fn example(name: &str) -> PathBuf {
             "--example",
             "soak",
         ]);
-        if !features.is_empty() {
-            command.args(["--features", &features.join(",")]);
-        }
         let status = command.status().unwrap();
         assert!(status.success(), "cannot build the examples");
     });

@@ -17,8 +17,9 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokengate::{
-    Builder, Client, CodeRecord, Dialect, GrantType, ManualClock, MemoryStore, RedirectPolicy,
-    RefreshRecord, Rejection, RequestBody, ResponseFormat, TokenGateLayer, ValidatedGrant,
+    Builder, Client, Dialect, GrantType, MemoryStore, Rejection, RequestBody, ResponseFormat,
+    TokenGateLayer, ValidatedGrant, authorize::CodeRecord, client::RedirectPolicy,
+    clock::ManualClock, refresh::RefreshRecord,
 };
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 

@@ -6,10 +6,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! use tokengate::{
-//!     Client, ErrorCode, PolicyError, PolicyRequest, TokenGateLayer, Verdict,
-//!     testing::{TokenRequest, fixture, mint_code, pkce_pair},
-//! };
+//! use tokengate::{//!     Client, ErrorCode, policy::PolicyError, policy::PolicyRequest, TokenGateLayer, Verdict, //!     testing::{TokenRequest, fixture, mint_code, pkce_pair}, //!};
 //!
 //! // A policy of your own: some clients are blocked.
 //! let blocked = |request: PolicyRequest| async move {
@@ -43,6 +40,7 @@
 //! }
 //! # }
 //! ```
+
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use http::{Request, Response};

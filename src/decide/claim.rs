@@ -12,107 +12,74 @@
 //! redeemed twice.
 
 use std::{
-    fmt,
     sync::Arc,
     task::{Context, Poll, Waker},
 };
 
+use super::Decide;
 use crate::{
-    check::{BoxFuture, Checks},
-    device::DeviceRecord,
     format::ResponseFormat,
-    grant::ValidatedGrant,
-    secret::CodeKey,
-    store::{Hold, StoreError},
+    grant::{GrantClaim, ValidatedGrant},
+    settings::Settings,
+    store::{BoxFuture, StoreError},
 };
-
-/// What a claim is on.
-#[derive(Debug)]
-pub(crate) enum Held {
-    Code,
-    RefreshToken,
-    /// A device code is redeemed by the poll itself (the store forgets it
-    /// in the same atomic step); its claim is the record, put back on
-    /// release. A process that dies holding it loses the device code: the
-    /// device starts over, and is never given two tokens.
-    DeviceCode(Box<DeviceRecord>),
-}
-
-/// A claim taken by [`CodeStore::reserve`](crate::CodeStore::reserve) or
-/// [`RefreshStore::reserve_refresh_token`](crate::RefreshStore::reserve_refresh_token).
-pub(crate) struct Reservation {
-    pub(crate) what: Held,
-    pub(crate) key: CodeKey,
-    pub(crate) hold: Hold,
-}
-
-impl fmt::Debug for Reservation {
-    // The key is a digest, not the code, but it names a live code: keep it
-    // out of logs all the same.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reservation")
-            .field("what", &self.what)
-            .field("hold", &self.hold)
-            .finish_non_exhaustive()
-    }
-}
 
 /// How a claim ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Settle {
+pub(crate) enum End {
     /// Use the value up.
     Confirm,
     /// Give it back, unused.
     Release,
 }
 
-/// A claim the response future owns: settled at most once, released when
-/// dropped unsettled.
-pub(crate) struct Claim {
-    gate: Arc<dyn Checks>,
-    reservation: Option<Reservation>,
+/// A claim the request owns: ended at most once, released when dropped
+/// unended.
+pub(crate) struct ClaimGuard {
+    gate: Arc<dyn Decide>,
+    claim: Option<GrantClaim>,
     /// The request's format and grant, should a lost claim turn a 2xx into
     /// the gate's own `server_error`.
     pub(crate) format: ResponseFormat,
     pub(crate) grant: ValidatedGrant,
 }
 
-impl Claim {
+impl ClaimGuard {
     pub(crate) fn new(
-        gate: Arc<dyn Checks>,
-        reservation: Reservation,
+        gate: Arc<dyn Decide>,
+        claim: GrantClaim,
         format: ResponseFormat,
         grant: ValidatedGrant,
     ) -> Self {
         Self {
             gate,
-            reservation: Some(reservation),
+            claim: Some(claim),
             format,
             grant,
         }
     }
 
-    pub(crate) fn gate(&self) -> &Arc<dyn Checks> {
-        &self.gate
+    pub(crate) fn settings(&self) -> &Settings {
+        self.gate.settings()
     }
 
-    /// Settles the claim. The future answers whether a confirmation still
-    /// held the claim (a release answers `true`).
-    pub(crate) fn settle(&mut self, how: Settle) -> BoxFuture<Result<bool, StoreError>> {
-        match self.reservation.take() {
-            Some(reservation) => Arc::clone(&self.gate).settle(reservation, how),
+    /// Ends the claim. The future answers whether a confirmation still held
+    /// the claim (a release answers `true`).
+    pub(crate) fn end(&mut self, how: End) -> BoxFuture<'static, Result<bool, StoreError>> {
+        match self.claim.take() {
+            Some(claim) => Arc::clone(&self.gate).end(claim, how),
             None => Box::pin(std::future::ready(Ok(true))),
         }
     }
 }
 
-impl Drop for Claim {
+impl Drop for ClaimGuard {
     fn drop(&mut self) {
-        let Some(reservation) = self.reservation.take() else {
+        let Some(claim) = self.claim.take() else {
             return;
         };
-        tracing::debug!(what = ?reservation.what, "request dropped while holding a claim; releasing it");
-        release_detached(Arc::clone(&self.gate).settle(reservation, Settle::Release));
+        tracing::debug!(on = ?claim.on, "request dropped while holding a claim; releasing it");
+        release_detached(Arc::clone(&self.gate).end(claim, End::Release));
     }
 }
 
@@ -125,7 +92,7 @@ impl Drop for Claim {
 /// timers do). Dropped while this thread unwinds from a panic, a second
 /// panic would abort the process: then the release is only handed to the
 /// runtime, never polled here; otherwise a panic while polling is caught.
-fn release_detached(mut release: BoxFuture<Result<bool, StoreError>>) {
+fn release_detached(mut release: BoxFuture<'static, Result<bool, StoreError>>) {
     if std::thread::panicking() {
         spawn(release);
         return;
@@ -144,8 +111,8 @@ fn release_detached(mut release: BoxFuture<Result<bool, StoreError>>) {
     }
 }
 
-#[cfg(any(feature = "read-timeout", feature = "redis", feature = "postgres"))]
-fn spawn(release: BoxFuture<Result<bool, StoreError>>) {
+#[cfg(feature = "tokio")]
+fn spawn(release: BoxFuture<'static, Result<bool, StoreError>>) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn(async move {
@@ -158,8 +125,8 @@ fn spawn(release: BoxFuture<Result<bool, StoreError>>) {
     }
 }
 
-#[cfg(not(any(feature = "read-timeout", feature = "redis", feature = "postgres")))]
-fn spawn(release: BoxFuture<Result<bool, StoreError>>) {
+#[cfg(not(feature = "tokio"))]
+fn spawn(release: BoxFuture<'static, Result<bool, StoreError>>) {
     tracing::debug!("no runtime to release a dropped claim; it lapses by itself");
     drop(release);
 }

@@ -1,6 +1,6 @@
-//! Two-phase redemption: a code or refresh token is held while the inner
-//! service mints the token, then used up (confirmed) or handed back
-//! (released).
+//! The claim of two-phase redemption: a code or refresh token is claimed
+//! while the inner service mints the token, then used up (confirmed) or
+//! handed back (released).
 
 use std::{
     fmt,
@@ -16,21 +16,19 @@ use super::StoreError;
 /// A claim on one code or refresh token while the request that presented
 /// it is in the inner service.
 ///
-/// Its `id` tells this claim from any other, so a late [`confirm`] or
-/// [`release`] of a claim that expired and was taken over by another
-/// request changes nothing. A store keeps the claim for `ttl` at most: a
-/// process that dies holding it loses the claim by itself, and the code
-/// can be redeemed again (once).
-///
-/// [`confirm`]: crate::CodeStore::confirm
-/// [`release`]: crate::CodeStore::release
+/// Its `id` tells this claim from any other, so a late
+/// [`confirm`](super::CodeStore::confirm) or
+/// [`release`](super::CodeStore::release) of a claim that lapsed and was
+/// taken over by another request changes nothing. A store keeps the claim
+/// for `ttl` at most: a process that dies holding it loses the claim by
+/// itself, and the code can be redeemed again (once).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Hold {
+pub struct Claim {
     id: [u8; 16],
     ttl: Duration,
 }
 
-impl Hold {
+impl Claim {
     /// A new claim with an id no other claim has, lasting `ttl`.
     ///
     /// The id is this process's random 64-bit prefix and a counter: unique
@@ -44,7 +42,7 @@ impl Hold {
             None => {
                 let mut prefix = [0u8; 8];
                 getrandom::fill(&mut prefix)
-                    .map_err(|e| StoreError::with_source("no randomness for a hold", e))?;
+                    .map_err(|e| StoreError::with_source("no randomness for a claim", e))?;
                 *PREFIX.get_or_init(|| prefix)
             }
         };
@@ -70,9 +68,9 @@ impl Hold {
     }
 }
 
-impl fmt::Debug for Hold {
+impl fmt::Debug for Claim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hold")
+        f.debug_struct("Claim")
             .field("id", &self.id_hex())
             .field("ttl", &self.ttl)
             .finish()
@@ -86,7 +84,7 @@ mod tests {
     #[test]
     fn ids_are_distinct() {
         let ids: std::collections::HashSet<[u8; 16]> = (0..10_000)
-            .map(|_| *Hold::new(Duration::from_secs(1)).unwrap().id())
+            .map(|_| *Claim::new(Duration::from_secs(1)).unwrap().id())
             .collect();
         assert_eq!(ids.len(), 10_000);
     }

@@ -1,17 +1,30 @@
-//! The Redis store (feature `redis`): clients, codes, refresh tokens and
-//! device authorizations on a Redis server shared by every gate process.
+//! A Redis store for [`tokengate`]: clients, codes, refresh tokens and device
+//! authorizations on a Redis server shared by every gate process.
 //!
-//! Every value is keyed by the SHA-256 of the secret it stands for, so a
-//! dump of Redis reveals no live code or token. Lifetimes are Redis
-//! expirations. Each redemption, rotation and poll is one Lua script: one
-//! round trip, atomic on the server, leaving the replay marker in the same
-//! step.
+//! Built on `tokengate`'s public store contract ([`tokengate::store`])
+//! alone. Every value is keyed by the SHA-256 of the secret it stands for,
+//! so a dump of Redis reveals no live code or token. Lifetimes are Redis
+//! expirations. Each claim, confirmation and release is one Lua script: one
+//! round trip, atomic on the server. A device poll reads the record, applies
+//! the core's own rules ([`DeviceRecord::poll`]) and writes the result back
+//! with a compare-and-set script, retried when another poll got there first:
+//! the rules live in one place, the core.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tokengate::StoreError> {
+//! use tokengate::TokenGateLayer;
+//! use tokengate_redis::RedisStore;
+//!
+//! let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+//! let layer = TokenGateLayer::new(store);
+//! # Ok(()) }
+//! ```
 
 use std::{
     fmt,
     future::Future,
     sync::{Arc, LazyLock, PoisonError, RwLock},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use redis::{
@@ -19,30 +32,26 @@ use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 
-use super::{
-    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Hold, Lookup, Redemption,
-    RefreshStore, StoreError,
-};
-use crate::{
-    client::{Client, StoredClient},
-    code::CodeRecord,
-    device::{
-        DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome, SLOW_DOWN_STEP,
-    },
+use tokengate::{
+    Client,
+    authorize::CodeRecord,
+    device::{DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome},
     refresh::RefreshRecord,
-    secret::CodeKey,
+    store::{
+        Claim, ClientStore, CodeKey, CodeStore, DeviceStore, Lookup, Redemption, RefreshStore,
+        StoreError,
+    },
 };
 
+/// The default bound on every call; past it the gate answers
+/// `500 server_error`.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many times a device poll or decision is tried again when another
+/// one changed the record between its read and its write.
+const CAS_TRIES: usize = 8;
+
 /// Clients, codes, refresh tokens and device codes on Redis.
-///
-/// ```no_run
-/// # async fn run() -> Result<(), tokengate::StoreError> {
-/// use tokengate::{RedisStore, TokenGateLayer};
-///
-/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
-/// let layer = TokenGateLayer::new(store);
-/// # Ok(()) }
-/// ```
 ///
 /// The connection is made lazily and re-made by itself after an outage; each
 /// call is bounded by a timeout ([`DEFAULT_STORE_TIMEOUT`]), after which the
@@ -143,7 +152,7 @@ impl RedisStore {
 
     /// Registers `client`, replacing one with the same id.
     pub async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
-        let json = serde_json::to_string(&client.to_stored())
+        let json = serde_json::to_string(client)
             .map_err(|e| StoreError::with_source("cannot encode a client", e))?;
         let key = self.key("client", client.client_id());
         self.run("insert client", |mut c| async move {
@@ -172,15 +181,6 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn from_millis(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
 /// Milliseconds from `now` until `until`, at least 1 (Redis refuses 0).
 fn ttl(now: SystemTime, until: SystemTime) -> i64 {
     until.duration_since(now).map_or(1, |d| {
@@ -205,43 +205,26 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
-/// Takes a code or refresh token: the record and how many times it has now
-/// been presented (1 = this call redeemed it; more = a replay), or `held`
-/// while an unused one is claimed (two-phase redemption). A refresh token
-/// of a revoked family (ARGV[1] the revoked-marker prefix) is gone. Claims
-/// lapse by the server's clock.
-const REDEEM: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family', 'held_until')
-if not f[1] then return false end
-if ARGV[1] ~= '' and f[3] and redis.call('EXISTS', ARGV[1] .. f[3]) == 1 then return false end
-if tonumber(f[2]) == 0 and f[4] then
-  local t = redis.call('TIME')
-  if tonumber(f[4]) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return 'held' end
-end
-local uses = redis.call('HINCRBY', KEYS[1], 'uses', 1)
-return {f[1], uses}
-";
-
-/// Claims an unused code or refresh token for ARGV[2] (the hold's id) for
-/// ARGV[3] ms: `reserved` and the record; `used` and the record; `held`
-/// while another live claim has it; nothing for no such value (or one of a
-/// revoked family, ARGV[1] as in REDEEM).
-const RESERVE: &str = r"
+/// Claims an unused code or refresh token for ARGV[2] (the claim's id) for
+/// ARGV[3] ms: `claimed` and the record; `used` and the record; `busy`
+/// while another live claim has it; nothing for no such value, or one of a
+/// revoked family (ARGV[1] the revoked-marker prefix, or ''). Claims lapse
+/// by the server's clock.
+const CLAIM: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family', 'held_until')
 if not f[1] then return false end
 if ARGV[1] ~= '' and f[3] and redis.call('EXISTS', ARGV[1] .. f[3]) == 1 then return false end
 if tonumber(f[2]) > 0 then return {'used', f[1]} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if f[4] and tonumber(f[4]) > now then return {'held'} end
+if f[4] and tonumber(f[4]) > now then return {'busy'} end
 redis.call('HSET', KEYS[1], 'holder', ARGV[2], 'held_until', now + tonumber(ARGV[3]))
-return {'reserved', f[1]}
+return {'claimed', f[1]}
 ";
 
 /// Uses up a value claimed by ARGV[1]: 1, or 0 if the claim was lost (to
-/// another claim, to a consume-on-read redemption after it lapsed, or,
-/// for a refresh token, to its family's revocation; ARGV[2] the
-/// revoked-marker prefix or '').
+/// another claim after it lapsed, or, for a refresh token, to its family's
+/// revocation; ARGV[2] the revoked-marker prefix or '').
 const CONFIRM: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'holder', 'uses', 'family')
 if f[1] ~= ARGV[1] or tonumber(f[2]) ~= 0 then return 0 end
@@ -290,53 +273,30 @@ redis.call('SET', KEYS[2], '1', 'PX', ttl)
 return 1
 ";
 
-/// Stores a device authorization and its user code, unless either exists.
-/// The record outlives the code by ARGV[7] ms, so late polls still hear
-/// `expired_token`; the user code is freed at expiry. ARGV[8..10] are the
-/// status, subject and last poll: a new record is pending, one put back
-/// after a failed grant is approved.
+/// Stores a device authorization (ARGV[1], its JSON) and its user code,
+/// unless either exists. The record outlives the code by ARGV[3] ms, so late
+/// polls still hear `expired_token`; the user code (mapped to ARGV[4], the
+/// device key) is freed at expiry, after ARGV[2] ms.
 const ISSUE_DEVICE: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'client_id', ARGV[1], 'expires_at', ARGV[2], 'interval', ARGV[3],
-  'rec', ARGV[4], 'status', ARGV[8], 'subject', ARGV[9], 'last_poll', ARGV[10], 'user_key', KEYS[2])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]) + tonumber(ARGV[7]))
-redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[5])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]) + tonumber(ARGV[3]))
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])
 return 1
 ";
 
-/// One poll, the same rules as `DeviceRecord::poll`: another client's poll
-/// changes nothing; expiry; polling before the interval passed slows the
-/// device down by ARGV[3] seconds; an approved code is redeemed once.
-const POLL_DEVICE: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'client_id', 'expires_at', 'last_poll', 'interval', 'status', 'subject', 'rec', 'user_key')
-if not f[1] or f[1] ~= ARGV[1] then return {'unknown'} end
-local now = tonumber(ARGV[2])
-if now >= tonumber(f[2]) then return {'expired'} end
-local interval = tonumber(f[4])
-local too_soon = f[3] ~= '' and now < tonumber(f[3]) + interval * 1000
-redis.call('HSET', KEYS[1], 'last_poll', ARGV[2])
-if too_soon then
-  interval = interval + tonumber(ARGV[3])
-  redis.call('HSET', KEYS[1], 'interval', interval)
-  return {'slow_down', tostring(interval)}
+/// Compare-and-set of a device record: if KEYS[1] still holds ARGV[1] (the
+/// JSON read before the core's rules ran), writes ARGV[2] keeping its
+/// expiry, or, when ARGV[2] is empty, deletes it (redeemed) and frees its
+/// user code KEYS[2] if that still names this device (ARGV[3]). 1 when
+/// written, 0 when another poll or decision changed it first.
+const SWAP_DEVICE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+  if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 end
-if f[5] == 'pending' then return {'pending'} end
-if f[5] == 'denied' then return {'denied'} end
-redis.call('DEL', KEYS[1])
--- The user code may have expired by Redis's clock and been reused by
--- another device: free it only if it is still this one's.
-if redis.call('GET', f[8]) == ARGV[4] then redis.call('DEL', f[8]) end
-return {'approved', f[7], f[6], tostring(interval)}
-";
-
-/// Records a decision on a live, undecided authorization.
-const DECIDE: &str = r"
-local device = redis.call('GET', KEYS[1])
-if not device then return 0 end
-local key = ARGV[1] .. device
-local f = redis.call('HMGET', key, 'status', 'expires_at')
-if f[1] ~= 'pending' or tonumber(ARGV[2]) >= tonumber(f[2]) then return 0 end
-redis.call('HSET', key, 'status', ARGV[3], 'subject', ARGV[4])
 return 1
 ";
 
@@ -344,70 +304,41 @@ return 1
 /// EVAL when the server has not seen a script yet.
 struct Scripts {
     issue: Script,
-    redeem: Script,
-    reserve: Script,
+    claim: Script,
     confirm: Script,
     release: Script,
     issue_refresh: Script,
     peek_refresh: Script,
     revoke_family: Script,
     issue_device: Script,
-    poll_device: Script,
-    decide: Script,
+    swap_device: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     issue: Script::new(ISSUE),
-    redeem: Script::new(REDEEM),
-    reserve: Script::new(RESERVE),
+    claim: Script::new(CLAIM),
     confirm: Script::new(CONFIRM),
     release: Script::new(RELEASE),
     issue_refresh: Script::new(ISSUE_REFRESH),
     peek_refresh: Script::new(PEEK_REFRESH),
     revoke_family: Script::new(REVOKE_FAMILY),
     issue_device: Script::new(ISSUE_DEVICE),
-    poll_device: Script::new(POLL_DEVICE),
-    decide: Script::new(DECIDE),
+    swap_device: Script::new(SWAP_DEVICE),
 });
 
 impl RedisStore {
-    async fn redeem_value<T: serde::de::DeserializeOwned>(
-        &self,
-        key: String,
-        revoked_prefix: String,
-        what: &'static str,
-    ) -> Result<Redemption<T>, StoreError> {
-        let value: Value = self
-            .run(what, |mut c| async move {
-                SCRIPTS
-                    .redeem
-                    .key(key)
-                    .arg(revoked_prefix)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        let (json, uses): (String, i64) = match value {
-            Value::Nil => return Ok(Redemption::Unknown),
-            Value::Array(_) => redis::from_redis_value(value)
-                .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?,
-            _ => return Ok(Redemption::Held),
-        };
-        Ok(Redemption::from_uses(decode(&json)?, uses))
-    }
-
     /// Claims a code or refresh token (two-phase redemption).
-    async fn reserve_value<T: serde::de::DeserializeOwned>(
+    async fn claim_value<T: serde::de::DeserializeOwned>(
         &self,
         key: String,
         revoked_prefix: String,
-        hold: &Hold,
+        claim: &Claim,
     ) -> Result<Redemption<T>, StoreError> {
-        let (id, ttl) = (hold.id_hex(), millis_of(hold.ttl()));
+        let (id, ttl) = (claim.id_hex(), millis_of(claim.ttl()));
         let value: Value = self
-            .run("reserve", |mut c| async move {
+            .run("claim", |mut c| async move {
                 SCRIPTS
-                    .reserve
+                    .claim
                     .key(key)
                     .arg(revoked_prefix)
                     .arg(id)
@@ -423,23 +354,23 @@ impl RedisStore {
             .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?;
         let json = if reply.len() == 2 { reply.pop() } else { None };
         Ok(match (reply.first().map(String::as_str), json) {
-            (Some("reserved"), Some(json)) => Redemption::Redeemed(decode(&json)?),
-            (Some("used"), Some(json)) => Redemption::Replayed(decode(&json)?),
-            (Some("held"), None) => Redemption::Held,
-            _ => return Err(StoreError::new("unexpected Redis reply to a reservation")),
+            (Some("claimed"), Some(json)) => Redemption::Claimed(decode(&json)?),
+            (Some("used"), Some(json)) => Redemption::Used(decode(&json)?),
+            (Some("busy"), None) => Redemption::Busy,
+            _ => return Err(StoreError::new("unexpected Redis reply to a claim")),
         })
     }
 
     /// Confirms (`confirm`) or releases a claim. `revoked_prefix` as in
-    /// [`Self::reserve_value`].
-    async fn settle(
+    /// [`Self::claim_value`].
+    async fn end_claim(
         &self,
         key: String,
         revoked_prefix: String,
-        hold: &Hold,
+        claim: &Claim,
         confirm: bool,
     ) -> Result<bool, StoreError> {
-        let id = hold.id_hex();
+        let id = claim.id_hex();
         let (script, what) = if confirm {
             (&SCRIPTS.confirm, "confirm claim")
         } else {
@@ -465,19 +396,14 @@ fn millis_of(duration: Duration) -> i64 {
         .max(1)
 }
 
-impl CredentialStore for RedisStore {
+impl ClientStore for RedisStore {
     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
         let key = self.key("client", client_id);
         let json: Option<String> = self
             .run("client look-up", |mut c| async move { c.get(key).await })
             .await?;
-        json.map(|json| {
-            decode::<StoredClient>(&json)?
-                .into_client()
-                .map(Arc::new)
-                .map_err(StoreError::new)
-        })
-        .transpose()
+        json.map(|json| decode::<Client>(&json).map(Arc::new))
+            .transpose()
     }
 }
 
@@ -504,40 +430,30 @@ impl CodeStore for RedisStore {
         }
     }
 
-    async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
-        self.redeem_value::<CodeRecord>(
-            self.key("code", &key.to_hex()),
-            String::new(),
-            "redeem code",
-        )
-        .await
-        .map(|redemption| redemption.map(Arc::new))
-    }
-
-    async fn reserve(&self, key: &CodeKey, hold: &Hold) -> Result<Redemption, StoreError> {
-        self.reserve_value::<CodeRecord>(self.key("code", &key.to_hex()), String::new(), hold)
+    async fn claim(
+        &self,
+        key: &CodeKey,
+        claim: &Claim,
+    ) -> Result<Redemption<Arc<CodeRecord>>, StoreError> {
+        self.claim_value::<CodeRecord>(self.key("code", &key.to_hex()), String::new(), claim)
             .await
             .map(|redemption| redemption.map(Arc::new))
     }
 
-    async fn confirm(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
-        self.settle(self.key("code", &key.to_hex()), String::new(), hold, true)
+    async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
+        self.end_claim(self.key("code", &key.to_hex()), String::new(), claim, true)
             .await
     }
 
-    async fn release(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
-        self.settle(self.key("code", &key.to_hex()), String::new(), hold, false)
+    async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
+        self.end_claim(self.key("code", &key.to_hex()), String::new(), claim, false)
             .await
             .map(drop)
     }
 }
 
 impl RefreshStore for RedisStore {
-    async fn issue_refresh_token(
-        &self,
-        key: CodeKey,
-        record: RefreshRecord,
-    ) -> Result<(), StoreError> {
+    async fn issue(&self, key: CodeKey, record: RefreshRecord) -> Result<(), StoreError> {
         let json = encode(&record)?;
         let ttl = ttl(record.issued_at, record.expires_at);
         let hex = key.to_hex();
@@ -569,7 +485,7 @@ impl RefreshStore for RedisStore {
         }
     }
 
-    async fn find_refresh_token(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
+    async fn find(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
         let token_key = self.key("refresh", &key.to_hex());
         let revoked_prefix = self.key("revoked", "");
         let value: Value = self
@@ -590,49 +506,27 @@ impl RefreshStore for RedisStore {
         Ok(Lookup::from_uses(decode(&json)?, uses))
     }
 
-    async fn rotate_refresh_token(
+    async fn claim(
         &self,
         key: &CodeKey,
+        claim: &Claim,
     ) -> Result<Redemption<RefreshRecord>, StoreError> {
         let revoked_prefix = self.key("revoked", "");
-        self.redeem_value(
-            self.key("refresh", &key.to_hex()),
-            revoked_prefix,
-            "rotate refresh token",
-        )
-        .await
-    }
-
-    async fn reserve_refresh_token(
-        &self,
-        key: &CodeKey,
-        hold: &Hold,
-    ) -> Result<Redemption<RefreshRecord>, StoreError> {
-        let revoked_prefix = self.key("revoked", "");
-        self.reserve_value(self.key("refresh", &key.to_hex()), revoked_prefix, hold)
+        self.claim_value(self.key("refresh", &key.to_hex()), revoked_prefix, claim)
             .await
     }
 
-    async fn confirm_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
+    async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
         let revoked_prefix = self.key("revoked", "");
-        self.settle(
-            self.key("refresh", &key.to_hex()),
-            revoked_prefix,
-            hold,
-            true,
-        )
-        .await
+        let key = self.key("refresh", &key.to_hex());
+        self.end_claim(key, revoked_prefix, claim, true).await
     }
 
-    async fn release_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
-        self.settle(
-            self.key("refresh", &key.to_hex()),
-            String::new(),
-            hold,
-            false,
-        )
-        .await
-        .map(drop)
+    async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
+        let key = self.key("refresh", &key.to_hex());
+        self.end_claim(key, String::new(), claim, false)
+            .await
+            .map(drop)
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
@@ -652,41 +546,64 @@ impl RefreshStore for RedisStore {
     }
 }
 
-impl DeviceStore for RedisStore {
-    async fn issue_device_code(
+impl RedisStore {
+    /// The device key's JSON record, if any.
+    async fn device_record(&self, device_key: &str) -> Result<Option<String>, StoreError> {
+        let device_key = device_key.to_owned();
+        self.run("read device code", |mut c| async move {
+            c.get(device_key).await
+        })
+        .await
+    }
+
+    /// Writes `next` over `read` (or deletes the record and frees its user
+    /// code when `next` is `None`), if nobody changed it meanwhile.
+    async fn swap_device(
         &self,
-        key: CodeKey,
-        record: DeviceRecord,
+        device_key: &str,
+        record: &DeviceRecord,
+        read: String,
+        next: Option<&DeviceRecord>,
     ) -> Result<bool, StoreError> {
+        let next = next.map(encode).transpose()?.unwrap_or_default();
+        let device_key = device_key.to_owned();
+        let user_key = self.key("user", &record.user_code);
+        let hex = device_key.rsplit(':').next().unwrap_or_default().to_owned();
+        let swapped: i64 = self
+            .run("write device code", |mut c| async move {
+                SCRIPTS
+                    .swap_device
+                    .key(device_key)
+                    .key(user_key)
+                    .arg(read)
+                    .arg(next)
+                    .arg(hex)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(swapped == 1)
+    }
+}
+
+impl DeviceStore for RedisStore {
+    async fn issue(&self, key: CodeKey, record: DeviceRecord) -> Result<bool, StoreError> {
         let json = encode(&record)?;
         let ttl = ttl(record.issued_at, record.expires_at);
         let hex = key.to_hex();
         let device_key = self.key("device", &hex);
         let user_key = self.key("user", &record.user_code);
-        let (status, subject) = match &record.status {
-            DeviceStatus::Pending => ("pending", String::new()),
-            DeviceStatus::Approved { subject } => ("approved", subject.clone()),
-            DeviceStatus::Denied => ("denied", String::new()),
-        };
-        let last_poll = record
-            .last_poll
-            .map_or_else(String::new, |t| millis(t).to_string());
+        let tombstone = i64::try_from(DEVICE_TOMBSTONE.as_millis()).unwrap_or(0);
         let stored: i64 = self
             .run("issue device code", |mut c| async move {
                 SCRIPTS
                     .issue_device
                     .key(device_key)
                     .key(user_key)
-                    .arg(record.client_id)
-                    .arg(millis(record.expires_at))
-                    .arg(record.interval)
                     .arg(json)
                     .arg(ttl)
+                    .arg(tombstone)
                     .arg(hex)
-                    .arg(i64::try_from(DEVICE_TOMBSTONE.as_millis()).unwrap_or(0))
-                    .arg(status)
-                    .arg(subject)
-                    .arg(last_poll)
                     .invoke_async(&mut c)
                     .await
             })
@@ -694,120 +611,95 @@ impl DeviceStore for RedisStore {
         Ok(stored == 1)
     }
 
-    async fn poll_device_code(
+    async fn poll(
         &self,
         key: &CodeKey,
         client_id: &str,
         now: SystemTime,
     ) -> Result<PollOutcome, StoreError> {
-        let hex = key.to_hex();
-        let device_key = self.key("device", &hex);
-        let client_id = client_id.to_owned();
-        let reply: Vec<String> = self
-            .run("poll device code", |mut c| async move {
-                SCRIPTS
-                    .poll_device
-                    .key(device_key)
-                    .arg(client_id)
-                    .arg(millis(now))
-                    .arg(SLOW_DOWN_STEP)
-                    .arg(hex)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        let unexpected = || StoreError::new("unexpected Redis reply to a device poll");
-        Ok(match reply.first().map(String::as_str) {
-            Some("unknown") => PollOutcome::Unknown,
-            Some("expired") => PollOutcome::Expired,
-            Some("pending") => PollOutcome::Pending,
-            Some("denied") => PollOutcome::Denied,
-            Some("slow_down") => PollOutcome::SlowDown {
-                interval: reply
-                    .get(1)
-                    .and_then(|i| i.parse().ok())
-                    .ok_or_else(unexpected)?,
-            },
-            Some("approved") => {
-                let [_, json, subject, interval] = reply.as_slice() else {
-                    return Err(unexpected());
-                };
-                let mut record: DeviceRecord = decode(json)?;
-                record.status = DeviceStatus::Approved {
-                    subject: subject.clone(),
-                };
-                record.interval = interval.parse().map_err(|_| unexpected())?;
-                record.last_poll = Some(now);
-                PollOutcome::Approved(record)
+        let device_key = self.key("device", &key.to_hex());
+        for _ in 0..CAS_TRIES {
+            let Some(read) = self.device_record(&device_key).await? else {
+                return Ok(PollOutcome::Unknown);
+            };
+            let mut record: DeviceRecord = decode(&read)?;
+            let before = record.clone();
+            let outcome = record.poll(client_id, now);
+            let next = match &outcome {
+                // Nothing changed (another client, or expired: the record
+                // stays for its tombstone).
+                _ if record == before => return Ok(outcome),
+                PollOutcome::Approved(_) => None,
+                _ => Some(&record),
+            };
+            if self.swap_device(&device_key, &before, read, next).await? {
+                return Ok(outcome);
             }
-            _ => return Err(unexpected()),
-        })
+        }
+        Err(StoreError::new(
+            "redis: a device code kept changing under its poll",
+        ))
     }
 
-    async fn find_user_code(
+    async fn find(
         &self,
         user_code: &str,
         now: SystemTime,
     ) -> Result<Option<DeviceRecord>, StoreError> {
         let user_key = self.key("user", user_code);
-        let device_prefix = self.key("device", "");
-        let fields: Option<(String, String, String, String, String)> = self
-            .run("find user code", |mut c| async move {
-                let Some(device): Option<String> = c.get(user_key).await? else {
-                    return Ok(None);
-                };
-                let key = format!("{device_prefix}{device}");
-                let fields: Vec<Option<String>> = redis::cmd("HMGET")
-                    .arg(key)
-                    .arg(&["rec", "status", "expires_at", "interval", "last_poll"])
-                    .query_async(&mut c)
-                    .await?;
-                Ok(match <[Option<String>; 5]>::try_from(fields) {
-                    Ok([Some(a), Some(b), Some(d), Some(e), Some(f)]) => Some((a, b, d, e, f)),
-                    _ => None,
-                })
-            })
+        let device: Option<String> = self
+            .run(
+                "find user code",
+                |mut c| async move { c.get(user_key).await },
+            )
             .await?;
-        let Some((json, status, expires_at, interval, last_poll)) = fields else {
+        let Some(device) = device else {
             return Ok(None);
         };
-        let expires_at: i64 = expires_at
-            .parse()
-            .map_err(|_| StoreError::new("corrupt device record"))?;
-        if status != "pending" || millis(now) >= expires_at {
+        let Some(json) = self.device_record(&self.key("device", &device)).await? else {
             return Ok(None);
-        }
-        let mut record: DeviceRecord = decode(&json)?;
-        record.interval = interval.parse().unwrap_or(record.interval);
-        record.last_poll = last_poll.parse().ok().map(from_millis);
-        Ok(Some(record))
+        };
+        let record: DeviceRecord = decode(&json)?;
+        let live = record.status == DeviceStatus::Pending && now < record.expires_at;
+        Ok(live.then_some(record))
     }
 
-    async fn decide_user_code(
+    async fn decide(
         &self,
         user_code: &str,
         decision: DeviceDecision,
         now: SystemTime,
     ) -> Result<bool, StoreError> {
         let user_key = self.key("user", user_code);
-        let device_prefix = self.key("device", "");
-        let (status, subject) = match decision {
-            DeviceDecision::Approve { subject } => ("approved", subject),
-            DeviceDecision::Deny => ("denied", String::new()),
-        };
-        let decided: i64 = self
-            .run("decide user code", |mut c| async move {
-                SCRIPTS
-                    .decide
-                    .key(user_key)
-                    .arg(device_prefix)
-                    .arg(millis(now))
-                    .arg(status)
-                    .arg(subject)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(decided == 1)
+        for _ in 0..CAS_TRIES {
+            let user_key = user_key.clone();
+            let device: Option<String> = self
+                .run(
+                    "find user code",
+                    |mut c| async move { c.get(user_key).await },
+                )
+                .await?;
+            let Some(device) = device else {
+                return Ok(false);
+            };
+            let device_key = self.key("device", &device);
+            let Some(read) = self.device_record(&device_key).await? else {
+                return Ok(false);
+            };
+            let mut record: DeviceRecord = decode(&read)?;
+            let before = record.clone();
+            if !record.decide(decision.clone(), now) {
+                return Ok(false);
+            }
+            if self
+                .swap_device(&device_key, &before, read, Some(&record))
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::new(
+            "redis: a device code kept changing under its decision",
+        ))
     }
 }

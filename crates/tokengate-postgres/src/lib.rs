@@ -1,10 +1,23 @@
-//! The PostgreSQL store (feature `postgres`): clients, codes, refresh tokens
-//! and device authorizations in tables shared by every gate process.
+//! A PostgreSQL store for [`tokengate`]: clients, codes, refresh tokens and
+//! device authorizations in tables shared by every gate process.
 //!
-//! Redemption and rotation are one `UPDATE .. RETURNING` each: the row lock
-//! orders concurrent redemptions, and the use counter they bump is the replay
-//! marker. Device polls run the crate's own state machine
-//! ([`DeviceRecord::poll`]) inside a transaction holding the row lock.
+//! Built on `tokengate`'s public store contract
+//! ([`tokengate::store`]) alone. Each claim, confirmation and release is one
+//! `UPDATE .. RETURNING`: the row lock orders concurrent claims, and the use
+//! counter a confirmation bumps is the replay marker. Device polls run the
+//! core's own rules ([`DeviceRecord::poll`]) inside a transaction holding
+//! the row lock.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tokengate::StoreError> {
+//! use tokengate::TokenGateLayer;
+//! use tokengate_postgres::PostgresStore;
+//!
+//! let store = PostgresStore::connect("postgres://127.0.0.1/test").await?;
+//! store.migrate().await?; // creates or upgrades the tokengate_* tables
+//! let layer = TokenGateLayer::new(store);
+//! # Ok(()) }
+//! ```
 
 use std::{
     fmt,
@@ -19,23 +32,26 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions, PgRow},
 };
 
-use super::{
-    CodeStore, CredentialStore, DEFAULT_STORE_TIMEOUT, DeviceStore, Hold, Lookup, Redemption,
-    RefreshStore, StoreError,
-};
-use crate::{
-    client::{Client, StoredClient},
+use tokengate::{
+    Client,
+    authorize::CodeRecord,
     clock::{Clock, SystemClock},
-    code::CodeRecord,
-    device::{DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, PollOutcome},
+    device::{DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome},
     refresh::RefreshRecord,
-    secret::CodeKey,
+    store::{
+        Claim, ClientStore, CodeKey, CodeStore, DeviceStore, Lookup, Redemption, RefreshStore,
+        StoreError,
+    },
 };
+
+/// The default bound on every call; past it the gate answers
+/// `500 server_error`.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The migrations, in order; each runs once, in its own transaction.
 const MIGRATIONS: &[(i32, &str)] = &[
-    (1, include_str!("../../migrations/0001_tokengate.sql")),
-    (2, include_str!("../../migrations/0002_claims.sql")),
+    (1, include_str!("../migrations/0001_tokengate.sql")),
+    (2, include_str!("../migrations/0002_claims.sql")),
 ];
 
 /// How often expired rows are swept, at most, per process.
@@ -46,16 +62,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const MIGRATION_LOCK: i64 = 0x746f_6b65_6e67_6174; // "tokengat"
 
 /// Clients, codes, refresh tokens and device codes on PostgreSQL.
-///
-/// ```no_run
-/// # async fn run() -> Result<(), tokengate::StoreError> {
-/// use tokengate::{PostgresStore, TokenGateLayer};
-///
-/// let store = PostgresStore::connect("postgres://127.0.0.1/test").await?;
-/// store.migrate().await?; // creates or upgrades the tokengate_* tables
-/// let layer = TokenGateLayer::new(store);
-/// # Ok(()) }
-/// ```
 ///
 /// Connections come from a pool that re-connects by itself after an outage;
 /// every call is bounded by a timeout ([`DEFAULT_STORE_TIMEOUT`]), after which
@@ -150,7 +156,7 @@ impl PostgresStore {
 
     /// Registers `client`, replacing one with the same id.
     pub async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
-        let stored = client.to_stored();
+        let stored = StoredClient::of(client)?;
         self.bounded("insert client", async {
             sqlx::query(
                 "INSERT INTO tokengate_clients (client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes)
@@ -293,22 +299,34 @@ fn record_and_uses<T: serde::de::DeserializeOwned>(row: &PgRow) -> Result<(T, i6
     Ok((decode(&json)?, i64::from(uses)))
 }
 
-/// What an `UPDATE .. RETURNING record::text, uses` found.
-fn redemption<T: serde::de::DeserializeOwned>(
-    row: Option<PgRow>,
-) -> Result<Redemption<T>, StoreError> {
-    let Some(row) = row else {
-        return Ok(Redemption::Unknown);
-    };
-    let (record, uses) = record_and_uses(&row)?;
-    if uses == 0 {
-        // REDEEM_UNLESS_HELD left it alone: a live claim holds it.
-        return Ok(Redemption::Held);
-    }
-    Ok(Redemption::from_uses(record, uses))
+/// A client's columns: the serde form of [`Client`] (secrets as digests),
+/// one field a column.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredClient {
+    client_id: String,
+    public: bool,
+    secret_digests: Vec<String>,
+    redirect_uris: Vec<String>,
+    redirect_policy: String,
+    grant_types: Vec<String>,
+    scopes: Option<Vec<String>>,
 }
 
-impl CredentialStore for PostgresStore {
+impl StoredClient {
+    fn of(client: &Client) -> Result<Self, StoreError> {
+        serde_json::to_value(client)
+            .and_then(serde_json::from_value)
+            .map_err(|e| StoreError::with_source("cannot encode a client", e))
+    }
+
+    fn into_client(self) -> Result<Client, StoreError> {
+        serde_json::to_value(self)
+            .and_then(serde_json::from_value)
+            .map_err(|e| StoreError::with_source("a stored client cannot be read", e))
+    }
+}
+
+impl ClientStore for PostgresStore {
     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
         let row = self
             .bounded("client look-up", async {
@@ -334,10 +352,7 @@ impl CredentialStore for PostgresStore {
             grant_types: row.try_get(5).map_err(&read)?,
             scopes: row.try_get(6).map_err(&read)?,
         };
-        stored
-            .into_client()
-            .map(|c| Some(Arc::new(c)))
-            .map_err(StoreError::new)
+        stored.into_client().map(|client| Some(Arc::new(client)))
     }
 }
 
@@ -365,40 +380,26 @@ impl CodeStore for PostgresStore {
         }
     }
 
-    async fn redeem(&self, key: &CodeKey) -> Result<Redemption, StoreError> {
-        let row = self
-            .bounded("redeem code", async {
-                sqlx::query(&format!("UPDATE tokengate_codes SET {REDEEM_UNLESS_HELD} WHERE key = $1 AND expires_at_ms > $2 RETURNING record::text, uses"))
-                    .bind(&key.as_bytes()[..])
-                    .bind(millis(self.inner.clock.now()))
-                    .fetch_optional(&self.inner.pool)
-                    .await
-            })
-            .await?;
-        redemption::<CodeRecord>(row).map(|redemption| redemption.map(Arc::new))
-    }
-
-    async fn reserve(&self, key: &CodeKey, hold: &Hold) -> Result<Redemption, StoreError> {
-        self.claim::<CodeRecord>("tokengate_codes", key, hold)
+    async fn claim(
+        &self,
+        key: &CodeKey,
+        claim: &Claim,
+    ) -> Result<Redemption<Arc<CodeRecord>>, StoreError> {
+        self.claim_row::<CodeRecord>("tokengate_codes", key, claim)
             .await
             .map(|redemption| redemption.map(Arc::new))
     }
 
-    async fn confirm(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
-        self.settle("tokengate_codes", key, hold, true).await
+    async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
+        self.end_claim("tokengate_codes", key, claim, true).await
     }
 
-    async fn release(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
-        self.settle("tokengate_codes", key, hold, false)
+    async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
+        self.end_claim("tokengate_codes", key, claim, false)
             .await
             .map(drop)
     }
 }
-
-/// Redeems a value on first read, unless a live claim holds it: then
-/// nothing changes and `uses` stays 0.
-const REDEEM_UNLESS_HELD: &str =
-    "uses = CASE WHEN uses = 0 AND held_until_ms > $2 THEN 0 ELSE uses + 1 END";
 
 /// Claims an unused value whose last claim, if any, lapsed: `$3` the
 /// holder's id, `$4` the claim's length in ms. A row lock orders
@@ -425,9 +426,9 @@ fn claimed<T: serde::de::DeserializeOwned>(
     let (record, uses) = record_and_uses::<T>(&row)?;
     let ours: bool = row.try_get(2).map_err(failed("read claim"))?;
     Ok(match (uses, ours) {
-        (0, true) => Redemption::Redeemed(record),
-        (0, false) => Redemption::Held,
-        _ => Redemption::Replayed(record),
+        (0, true) => Redemption::Claimed(record),
+        (0, false) => Redemption::Busy,
+        _ => Redemption::Used(record),
     })
 }
 
@@ -436,13 +437,13 @@ const NOT_REVOKED: &str =
     "NOT EXISTS (SELECT 1 FROM tokengate_revoked_families r WHERE r.family = t.family)";
 
 impl PostgresStore {
-    /// Claims a live row of `table` for `hold` (a refresh token only while
-    /// its family stands).
-    async fn claim<T: serde::de::DeserializeOwned>(
+    /// Claims a live row of `table` (a refresh token only while its family
+    /// stands).
+    async fn claim_row<T: serde::de::DeserializeOwned>(
         &self,
         table: &'static str,
         key: &CodeKey,
-        hold: &Hold,
+        claim: &Claim,
     ) -> Result<Redemption<T>, StoreError> {
         let family = if table == "tokengate_refresh_tokens" {
             format!(" AND {NOT_REVOKED}")
@@ -450,14 +451,14 @@ impl PostgresStore {
             String::new()
         };
         let row = self
-            .bounded("reserve", async {
+            .bounded("claim", async {
                 sqlx::query(&format!(
                     "UPDATE {table} t SET {CLAIM} WHERE key = $1 AND expires_at_ms > $2{family} {CLAIM_RETURNING}"
                 ))
                 .bind(&key.as_bytes()[..])
                 .bind(millis(self.inner.clock.now()))
-                .bind(&hold.id()[..])
-                .bind(millis_of(hold.ttl()))
+                .bind(&claim.id()[..])
+                .bind(millis_of(claim.ttl()))
                 .fetch_optional(&self.inner.pool)
                 .await
             })
@@ -467,11 +468,11 @@ impl PostgresStore {
 
     /// Confirms (uses up) or releases a claim on a row of `table`; answers
     /// whether the claim was still ours.
-    async fn settle(
+    async fn end_claim(
         &self,
         table: &'static str,
         key: &CodeKey,
-        hold: &Hold,
+        claim: &Claim,
         confirm: bool,
     ) -> Result<bool, StoreError> {
         // A confirmation needs the value still unused (not taken on read
@@ -493,7 +494,7 @@ impl PostgresStore {
                     "UPDATE {table} t SET uses = {uses}, holder = NULL, held_until_ms = NULL WHERE key = $1 AND holder = $2{unused}{family}"
                 ))
                 .bind(&key.as_bytes()[..])
-                .bind(&hold.id()[..])
+                .bind(&claim.id()[..])
                 .execute(&self.inner.pool)
                 .await
             })
@@ -503,11 +504,7 @@ impl PostgresStore {
 }
 
 impl RefreshStore for PostgresStore {
-    async fn issue_refresh_token(
-        &self,
-        key: CodeKey,
-        record: RefreshRecord,
-    ) -> Result<(), StoreError> {
+    async fn issue(&self, key: CodeKey, record: RefreshRecord) -> Result<(), StoreError> {
         self.sweep_if_due().await?;
         let json = encode(&record)?;
         let inserted = self
@@ -535,7 +532,7 @@ impl RefreshStore for PostgresStore {
         }
     }
 
-    async fn find_refresh_token(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
+    async fn find(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
         let row = self
             .bounded("find refresh token", async {
                 sqlx::query(
@@ -556,43 +553,21 @@ impl RefreshStore for PostgresStore {
         Ok(Lookup::from_uses(record, uses))
     }
 
-    async fn rotate_refresh_token(
+    async fn claim(
         &self,
         key: &CodeKey,
+        claim: &Claim,
     ) -> Result<Redemption<RefreshRecord>, StoreError> {
-        // A token of a revoked family is gone even if it was inserted in a
-        // race with the revocation.
-        let row = self
-            .bounded("rotate refresh token", async {
-                sqlx::query(&format!(
-                    "UPDATE tokengate_refresh_tokens t SET {REDEEM_UNLESS_HELD}
-                     WHERE key = $1 AND expires_at_ms > $2 AND {NOT_REVOKED}
-                     RETURNING record::text, uses",
-                ))
-                .bind(&key.as_bytes()[..])
-                .bind(millis(self.inner.clock.now()))
-                .fetch_optional(&self.inner.pool)
-                .await
-            })
-            .await?;
-        redemption(row)
+        self.claim_row("tokengate_refresh_tokens", key, claim).await
     }
 
-    async fn reserve_refresh_token(
-        &self,
-        key: &CodeKey,
-        hold: &Hold,
-    ) -> Result<Redemption<RefreshRecord>, StoreError> {
-        self.claim("tokengate_refresh_tokens", key, hold).await
-    }
-
-    async fn confirm_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<bool, StoreError> {
-        self.settle("tokengate_refresh_tokens", key, hold, true)
+    async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
+        self.end_claim("tokengate_refresh_tokens", key, claim, true)
             .await
     }
 
-    async fn release_refresh_token(&self, key: &CodeKey, hold: &Hold) -> Result<(), StoreError> {
-        self.settle("tokengate_refresh_tokens", key, hold, false)
+    async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
+        self.end_claim("tokengate_refresh_tokens", key, claim, false)
             .await
             .map(drop)
     }
@@ -622,11 +597,7 @@ impl RefreshStore for PostgresStore {
 }
 
 impl DeviceStore for PostgresStore {
-    async fn issue_device_code(
-        &self,
-        key: CodeKey,
-        record: DeviceRecord,
-    ) -> Result<bool, StoreError> {
+    async fn issue(&self, key: CodeKey, record: DeviceRecord) -> Result<bool, StoreError> {
         self.sweep_if_due().await?;
         let json = encode(&record)?;
         let inserted = self
@@ -646,7 +617,7 @@ impl DeviceStore for PostgresStore {
         Ok(inserted.rows_affected() == 1)
     }
 
-    async fn poll_device_code(
+    async fn poll(
         &self,
         key: &CodeKey,
         client_id: &str,
@@ -697,7 +668,7 @@ impl DeviceStore for PostgresStore {
         .await?
     }
 
-    async fn find_user_code(
+    async fn find(
         &self,
         user_code: &str,
         now: SystemTime,
@@ -715,10 +686,10 @@ impl DeviceStore for PostgresStore {
             return Ok(None);
         };
         let record: DeviceRecord = decode(&json)?;
-        Ok((record.status == crate::device::DeviceStatus::Pending).then_some(record))
+        Ok((record.status == DeviceStatus::Pending).then_some(record))
     }
 
-    async fn decide_user_code(
+    async fn decide(
         &self,
         user_code: &str,
         decision: DeviceDecision,

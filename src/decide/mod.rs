@@ -1,0 +1,374 @@
+//! The decide step: everything between the body's arrival and the verdict,
+//! in the order of [docs/contract.md](../../docs/contract.md#order-of-checks).
+//!
+//! parse -> lockout -> grant_type -> authenticate the client -> grant
+//! allowed for it -> the grant's own checks -> policies -> claim. The
+//! answer is a [`Decision`]: forward the request (with its grant in the
+//! extensions and, with two-phase redemption, a claim on what it redeems),
+//! or answer it with a rejection. The store types are erased once, behind
+//! [`Decide`], so the tower plumbing above never names them.
+
+mod claim;
+mod device_authorization;
+
+use std::{sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use http::{Response, request::Parts};
+
+pub(crate) use self::claim::{ClaimGuard, End};
+use crate::{
+    answer::{refuse, refuse_by_policy},
+    authenticate::{authenticate, claimed_id},
+    client::GrantType,
+    dialect::Dialect,
+    error::Failure,
+    format::ResponseFormat,
+    grant::{
+        ClaimOn, GrantClaim, ValidatedGrant, authorization_code, client_credentials, device_code,
+        refresh_token, store_failed,
+    },
+    parse::{TokenRequest, parse},
+    policy::{self, DynPolicy, PolicyRequest},
+    settings::Settings,
+    store::{BoxFuture, ClientStore, CodeStore, DeviceStore, RefreshStore, StoreError},
+    telemetry::{self, Endpoint, Outcome},
+};
+
+/// A gated request whose body is in (or could not be read).
+pub(crate) struct Arrived {
+    pub(crate) parts: Parts,
+    pub(crate) body: Result<Bytes, Failure>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) format: ResponseFormat,
+    /// When the gate received the request, for its latency histogram.
+    pub(crate) started: Instant,
+}
+
+/// The verdict on a gated request.
+pub(crate) enum Decision {
+    /// Every check passed: hand the request on, its body unchanged, the
+    /// [`ValidatedGrant`] and [`ResponseFormat`] in its extensions.
+    Forward {
+        parts: Parts,
+        body: Bytes,
+        /// The claim to confirm or release by the inner service's answer.
+        claim: Option<ClaimGuard>,
+    },
+    /// The gate answers itself: a rejection, or the device endpoint's reply.
+    Answer(Response<Bytes>),
+}
+
+/// The decide step with the store types erased.
+pub(crate) trait Decide: Send + Sync + 'static {
+    fn settings(&self) -> &Settings;
+
+    fn decide(self: Arc<Self>, arrived: Arrived) -> BoxFuture<'static, Decision>;
+
+    /// Confirms or releases a claim a forwarded request held. Answers
+    /// whether a confirmation still held the claim (a release: `true`).
+    fn end(
+        self: Arc<Self>,
+        claim: GrantClaim,
+        how: End,
+    ) -> BoxFuture<'static, Result<bool, StoreError>>;
+}
+
+/// The decide step over concrete stores. The refresh and device stores are
+/// optional: without one, its grant is not served.
+pub(crate) struct Gate<C, K, R, D> {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) policies: Vec<Arc<dyn DynPolicy>>,
+    pub(crate) clients: Arc<C>,
+    pub(crate) codes: Arc<K>,
+    pub(crate) refresh: Option<Arc<R>>,
+    pub(crate) devices: Option<Arc<D>>,
+}
+
+/// A refused request: why, and which client it claimed to be (for logs and
+/// the lockout).
+struct Refusal {
+    failure: Failure,
+    client_id: Option<String>,
+}
+
+impl From<Failure> for Refusal {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
+            client_id: None,
+        }
+    }
+}
+
+impl<C, K, R, D> Gate<C, K, R, D>
+where
+    C: ClientStore,
+    K: CodeStore,
+    R: RefreshStore,
+    D: DeviceStore,
+{
+    async fn run(self: Arc<Self>, arrived: Arrived) -> Decision {
+        let Arrived {
+            parts,
+            body,
+            endpoint,
+            format,
+            started,
+        } = arrived;
+        let settings = &*self.settings;
+        let verdict = match body {
+            Ok(body) => Arc::clone(&self).judge(parts, body, endpoint, format).await,
+            Err(failure) => Err((parts, failure.into())),
+        };
+        let response = match verdict {
+            Ok(Decision::Forward { parts, body, claim }) => {
+                let grant = parts.extensions.get::<ValidatedGrant>();
+                let grant = grant.map_or("", |grant| grant.grant_type().as_str());
+                let outcome = Outcome::Forwarded { grant };
+                telemetry::record(settings.dialect(), endpoint, started, outcome);
+                return Decision::Forward { parts, body, claim };
+            }
+            Ok(Decision::Answer(response)) => response,
+            Err((parts, Refusal { failure, client_id })) => {
+                let client_id = client_id.as_deref();
+                if let Some(lockouts) = &settings.lockouts
+                    && failure.is_a_guess()
+                {
+                    lockouts.fail(client_id, &parts, settings.clock.now());
+                }
+                refuse(settings, failure, format, client_id)
+            }
+        };
+        telemetry::record_answer(settings.dialect(), endpoint, started, &response);
+        Decision::Answer(response)
+    }
+
+    /// Every check on a request whose body arrived; a refusal comes back
+    /// with the request's head, which the lockout reads.
+    async fn judge(
+        self: Arc<Self>,
+        parts: Parts,
+        body: Bytes,
+        endpoint: Endpoint,
+        format: ResponseFormat,
+    ) -> Result<Decision, (Parts, Refusal)> {
+        let settings = &*self.settings;
+        let request = match parse(&parts, &body, settings.dialect()) {
+            Ok(request) => request,
+            Err(failure) => return Err((parts, failure.into())),
+        };
+        let client_id = || claimed_id(&request).map(str::to_owned);
+        // A locked-out id or address is refused before any store is asked.
+        if let Some(lockouts) = &settings.lockouts
+            && let Some(wait) = lockouts.locked(claimed_id(&request), &parts, settings.clock.now())
+        {
+            // Whole seconds, rounded up: never invite a retry too early.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let failure = Failure::LockedOut(seconds.max(1));
+            // Not counted again: a locked-out request is not a guess.
+            return Ok(Decision::Answer(refuse(
+                settings,
+                failure,
+                format,
+                claimed_id(&request),
+            )));
+        }
+        if endpoint == Endpoint::DeviceAuthorization {
+            return match self.authorize_device(&parts, &request).await {
+                Ok(authorization) => Ok(Decision::Answer(authorization.response(format))),
+                Err(failure) => {
+                    let client_id = client_id();
+                    Err((parts, Refusal { failure, client_id }))
+                }
+            };
+        }
+        let (grant, claim) = match self.check(&request).await {
+            Ok(checked) => checked,
+            Err(failure) => {
+                let client_id = client_id();
+                return Err((parts, Refusal { failure, client_id }));
+            }
+        };
+        let claim = claim.map(|claim| self.guard(claim, format, &grant));
+        match self.police(parts, &grant, claim, format).await {
+            Ok((parts, claim)) => self.commit(parts, body, grant, claim, format).await,
+            Err(refused) => Ok(Decision::Answer(refused)),
+        }
+    }
+
+    /// Checks 2 to 5: the grant type, the client, the grant's own checks.
+    async fn check(
+        &self,
+        request: &TokenRequest,
+    ) -> Result<(ValidatedGrant, Option<GrantClaim>), Failure> {
+        let settings = &*self.settings;
+        let grant = match request.grant_type.as_deref() {
+            Some(name) => GrantType::from_param(name)
+                .filter(|grant| settings.serves(*grant))
+                .ok_or(Failure::GrantTypeUnsupported)?,
+            None if settings.dialect() == Dialect::GitHub => GrantType::AuthorizationCode,
+            None => return Err(Failure::GrantTypeMissing),
+        };
+        // GitHub's device flow identifies the client by its id alone.
+        let id_suffices = grant == GrantType::DeviceCode && settings.dialect() == Dialect::GitHub;
+        let client = authenticate(&*self.clients, request, id_suffices).await?;
+        if !client.allows_grant(grant) {
+            return Err(match grant {
+                GrantType::DeviceCode => Failure::DeviceFlowDisabled,
+                _ => Failure::GrantNotAllowed,
+            });
+        }
+        match (grant, &self.refresh, &self.devices) {
+            (GrantType::AuthorizationCode, _, _) => {
+                let (record, claim) =
+                    authorization_code::redeem(&*self.codes, settings, &client, request).await?;
+                Ok((ValidatedGrant::authorization_code(client, record), claim))
+            }
+            (GrantType::RefreshToken, Some(store), _) => {
+                let (key, previous, scopes) =
+                    refresh_token::check(&**store, settings, &client, request).await?;
+                let grant = ValidatedGrant::refresh_token(client, key, previous, scopes);
+                Ok((grant, None))
+            }
+            (GrantType::DeviceCode, _, Some(store)) => {
+                let (key, record, subject) =
+                    device_code::poll(&**store, settings, &client, request).await?;
+                let (claim, at_once) = settings.claim().map_err(store_failed)?;
+                let on = ClaimOn::DeviceCode(Box::new(record.clone()));
+                let claim = (!at_once).then_some(GrantClaim { on, key, claim });
+                Ok((ValidatedGrant::device_code(client, record, subject), claim))
+            }
+            (GrantType::ClientCredentials, _, _) => {
+                let scopes = client_credentials::scopes(settings, &client, request)?;
+                Ok((ValidatedGrant::client_credentials(client, scopes), None))
+            }
+            // `serves` refused these already; a grant without its store is
+            // not one this gate serves.
+            (GrantType::RefreshToken | GrantType::DeviceCode, _, _) => {
+                Err(Failure::GrantTypeUnsupported)
+            }
+        }
+    }
+
+    fn guard(
+        self: &Arc<Self>,
+        claim: GrantClaim,
+        format: ResponseFormat,
+        grant: &ValidatedGrant,
+    ) -> ClaimGuard {
+        let gate: Arc<dyn Decide> = Arc::clone(self) as Arc<dyn Decide>;
+        ClaimGuard::new(gate, claim, format, grant.clone())
+    }
+
+    /// Check 6: the application's policies. A refusal uses the claimed
+    /// value up, as a failed check would have.
+    async fn police(
+        &self,
+        parts: Parts,
+        grant: &ValidatedGrant,
+        claim: Option<ClaimGuard>,
+        format: ResponseFormat,
+    ) -> Result<(Parts, Option<ClaimGuard>), Response<Bytes>> {
+        if self.policies.is_empty() {
+            return Ok((parts, claim));
+        }
+        let settings = &*self.settings;
+        let shared = Arc::new(parts);
+        let request = PolicyRequest::new(grant.clone(), Arc::clone(&shared), settings.dialect());
+        let verdict = policy::run(&self.policies, request).await;
+        // The policies are done with the head; one that kept a clone costs
+        // a copy.
+        let parts = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
+        let Err(error) = verdict else {
+            return Ok((parts, claim));
+        };
+        if let Some(mut claim) = claim
+            && let Err(error) = claim.end(End::Confirm).await
+        {
+            tracing::error!(%error, "store failed while using up a refused request's code");
+        }
+        let client_id = grant.client().client_id();
+        Err(refuse_by_policy(settings, error, format, client_id))
+    }
+
+    /// The last step: rotate (claim) a refresh token, now that every check
+    /// and policy passed, then hand the grant on.
+    async fn commit(
+        self: &Arc<Self>,
+        mut parts: Parts,
+        body: Bytes,
+        grant: ValidatedGrant,
+        claim: Option<ClaimGuard>,
+        format: ResponseFormat,
+    ) -> Result<Decision, (Parts, Refusal)> {
+        let claim = match (grant.uncommitted_refresh(), &self.refresh) {
+            (Some(key), Some(store)) => {
+                let client = grant.client();
+                match refresh_token::commit(&**store, &self.settings, client, *key).await {
+                    Ok(claim) => claim.map(|claim| self.guard(claim, format, &grant)),
+                    Err(failure) => {
+                        let client_id = Some(client.client_id().to_owned());
+                        return Err((parts, Refusal { failure, client_id }));
+                    }
+                }
+            }
+            _ => claim,
+        };
+        tracing::debug!(client_id = ?grant.client().client_id(), "token request forwarded");
+        parts.extensions.insert(grant);
+        parts.extensions.insert(format);
+        Ok(Decision::Forward { parts, body, claim })
+    }
+}
+
+impl<C, K, R, D> Decide for Gate<C, K, R, D>
+where
+    C: ClientStore,
+    K: CodeStore,
+    R: RefreshStore,
+    D: DeviceStore,
+{
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn decide(self: Arc<Self>, arrived: Arrived) -> BoxFuture<'static, Decision> {
+        Box::pin(self.run(arrived))
+    }
+
+    fn end(
+        self: Arc<Self>,
+        claim: GrantClaim,
+        how: End,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let GrantClaim { on, key, claim } = claim;
+            match (on, how, &self.refresh, &self.devices) {
+                (ClaimOn::Code, End::Confirm, _, _) => self.codes.confirm(&key, &claim).await,
+                (ClaimOn::Code, End::Release, _, _) => {
+                    self.codes.release(&key, &claim).await.map(|()| true)
+                }
+                (ClaimOn::RefreshToken, End::Confirm, Some(store), _) => {
+                    store.confirm(&key, &claim).await
+                }
+                (ClaimOn::RefreshToken, End::Release, Some(store), _) => {
+                    store.release(&key, &claim).await.map(|()| true)
+                }
+                // The poll already took the device code out of the store.
+                (ClaimOn::DeviceCode(_), End::Confirm, _, _) => Ok(true),
+                (ClaimOn::DeviceCode(record), End::Release, _, Some(store)) => {
+                    if !store.issue(key, *record).await? {
+                        // Its user code went to another device meanwhile.
+                        tracing::warn!("a failed device grant could not be put back");
+                    }
+                    Ok(true)
+                }
+                // A claim is only taken on a store the gate has.
+                (ClaimOn::RefreshToken | ClaimOn::DeviceCode(_), _, _, _) => Err(StoreError::new(
+                    "a claim on a store this gate does not have",
+                )),
+            }
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! The layer's configuration as the request path reads it: built once by
+//! the [`Builder`](crate::Builder), shared by every clone of the service and
+//! by the issuing side.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use http::HeaderValue;
+
+use crate::{
+    client::GrantType,
+    clock::Clock,
+    dialect::{Dialect, Presentation},
+    lockout::Lockouts,
+    record::{code::CodeRecord, refresh::RefreshRecord},
+    store::{Claim, StoreError},
+};
+
+/// Called with the record of a code presented again after its redemption.
+pub(crate) type ReplayHook = Arc<dyn Fn(&CodeRecord) + Send + Sync>;
+
+/// Called with the record of a refresh token presented again after its
+/// rotation (its family is revoked already).
+pub(crate) type RefreshReplayHook = Arc<dyn Fn(&RefreshRecord) + Send + Sync>;
+
+pub(crate) struct Settings {
+    pub(crate) token_path: String,
+    pub(crate) presentation: Presentation,
+    pub(crate) body_limit: usize,
+    /// How long a token request body may take to arrive.
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) www_authenticate: HeaderValue,
+    pub(crate) code_lifetime: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) allow_plain_pkce: bool,
+    /// How long a forwarded request may hold its code or refresh token
+    /// (two-phase redemption); `None` uses them up on first read.
+    pub(crate) claim_ttl: Option<Duration>,
+    pub(crate) on_code_replay: Option<ReplayHook>,
+    pub(crate) refresh_lifetime: Duration,
+    /// Whether a refresh store is set (the refresh grant is served).
+    pub(crate) refresh_enabled: bool,
+    pub(crate) on_refresh_replay: Option<RefreshReplayHook>,
+    /// The device authorization endpoint; `None` without a device store.
+    pub(crate) device_path: Option<String>,
+    pub(crate) device_lifetime: Duration,
+    pub(crate) device_interval: u64,
+    pub(crate) verification_uri: Option<String>,
+    pub(crate) github_client_credentials: bool,
+    /// The brute-force defence's counters; `None` when it is off.
+    pub(crate) lockouts: Option<Lockouts>,
+}
+
+/// How long a claim taken in consume-on-read mode lives: it is confirmed
+/// at once, so this only bounds a process that dies in between.
+const CONSUME_ON_READ_TTL: Duration = Duration::from_secs(30);
+
+impl Settings {
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.presentation.dialect
+    }
+
+    /// A new claim for a request that passed its checks, and whether it is
+    /// to be confirmed at once (two-phase redemption off).
+    pub(crate) fn claim(&self) -> Result<(Claim, bool), StoreError> {
+        let ttl = self.claim_ttl.unwrap_or(CONSUME_ON_READ_TTL);
+        Ok((Claim::new(ttl)?, self.claim_ttl.is_none()))
+    }
+
+    /// Whether the layer serves `grant` at all (before asking which client).
+    pub(crate) fn serves(&self, grant: GrantType) -> bool {
+        match grant {
+            GrantType::AuthorizationCode => true,
+            GrantType::RefreshToken => self.refresh_enabled,
+            GrantType::DeviceCode => self.device_path.is_some(),
+            GrantType::ClientCredentials => {
+                self.dialect() == Dialect::Rfc6749 || self.github_client_credentials
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("token_path", &self.token_path)
+            .field("dialect", &self.presentation.dialect)
+            .field("error_uri_base", &self.presentation.error_uri_base)
+            .field("github_status", &self.presentation.github_status)
+            .field("body_limit", &self.body_limit)
+            .field("www_authenticate", &self.www_authenticate)
+            .field("code_lifetime", &self.code_lifetime)
+            .field("allow_plain_pkce", &self.allow_plain_pkce)
+            .field("claim_ttl", &self.claim_ttl)
+            .field("refresh_enabled", &self.refresh_enabled)
+            .field("refresh_lifetime", &self.refresh_lifetime)
+            .field("device_path", &self.device_path)
+            .field("lockout", &self.lockouts)
+            .finish_non_exhaustive()
+    }
+}
