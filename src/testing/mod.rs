@@ -6,7 +6,11 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! use tokengate::{//!     Client, ErrorCode, policy::PolicyError, policy::PolicyRequest, TokenGateLayer, Verdict, //!     testing::{TokenRequest, fixture, mint_code, pkce_pair}, //!};
+//! use tokengate::{
+//!     Client, ErrorCode, TokenGateLayer, Verdict,
+//!     policy::{PolicyError, PolicyRequest},
+//!     testing::{TokenRequest, fixture, mint_code, pkce_pair},
+//! };
 //!
 //! // A policy of your own: some clients are blocked.
 //! let blocked = |request: PolicyRequest| async move {
@@ -41,6 +45,7 @@
 //! # }
 //! ```
 
+pub mod conformance;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use http::{Request, Response};

@@ -47,10 +47,6 @@ use tokengate::{
 /// `500 server_error`.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How many times a device poll or decision is tried again when another
-/// one changed the record between its read and its write.
-const CAS_TRIES: usize = 8;
-
 /// Clients, codes, refresh tokens and device codes on Redis.
 ///
 /// The connection is made lazily and re-made by itself after an outage; each
@@ -618,7 +614,11 @@ impl DeviceStore for RedisStore {
         now: SystemTime,
     ) -> Result<PollOutcome, StoreError> {
         let device_key = self.key("device", &key.to_hex());
-        for _ in 0..CAS_TRIES {
+        // Polls of one code race only when a device polls too fast (each
+        // loser reads the winner's record and hears slow_down): try again
+        // until one write lands, within the store's bound on a call.
+        let started = std::time::Instant::now();
+        while started.elapsed() < self.inner.timeout {
             let Some(read) = self.device_record(&device_key).await? else {
                 return Ok(PollOutcome::Unknown);
             };
@@ -635,6 +635,7 @@ impl DeviceStore for RedisStore {
             if self.swap_device(&device_key, &before, read, next).await? {
                 return Ok(outcome);
             }
+            tokio::task::yield_now().await;
         }
         Err(StoreError::new(
             "redis: a device code kept changing under its poll",
@@ -671,7 +672,8 @@ impl DeviceStore for RedisStore {
         now: SystemTime,
     ) -> Result<bool, StoreError> {
         let user_key = self.key("user", user_code);
-        for _ in 0..CAS_TRIES {
+        let started = std::time::Instant::now();
+        while started.elapsed() < self.inner.timeout {
             let user_key = user_key.clone();
             let device: Option<String> = self
                 .run(
@@ -697,6 +699,7 @@ impl DeviceStore for RedisStore {
             {
                 return Ok(true);
             }
+            tokio::task::yield_now().await;
         }
         Err(StoreError::new(
             "redis: a device code kept changing under its decision",
