@@ -245,3 +245,63 @@ async fn a_client_not_allowed_the_grant_is_refused() {
         .await
         .assert_github("unsupported_grant_type");
 }
+
+#[tokio::test]
+async fn github_refuses_a_client_id_that_differs_from_basic() {
+    // With a base, to show invalid_request still carries no error_uri there.
+    let g = Harness::with(Dialect::GitHub, |b| {
+        b.error_uri_base("https://docs.github.com")
+    });
+    let h = Harness::new(Dialect::Rfc6749);
+    let rfc = h
+        .refused(post_basic(
+            "app",
+            "s3cret",
+            "grant_type=authorization_code&code=x&client_id=other",
+        ))
+        .await;
+    rfc.assert_rfc(400, "invalid_request");
+    for (id, secret, body) in [
+        ("app", "s3cret", "code=x&client_id=other"),
+        (
+            "app",
+            "s3cret",
+            "grant_type=authorization_code&code=x&client_id=other",
+        ),
+        ("other", "other-s3cret", "code=x&client_id=app"),
+        ("app", "s3cret", "code=x&client_id=nobody"),
+        // The conflict is found before the secret is checked.
+        ("app", "wrong", "code=x&client_id=other"),
+    ] {
+        let answer = g.refused(post_basic(id, secret, body)).await;
+        answer.assert_github("invalid_request");
+        let form = answer.form();
+        // GitHub has no name for it: the RFC 6749 name and text, no URI.
+        assert_eq!(
+            form["error_description"],
+            rfc.json()["error_description"].as_str().unwrap()
+        );
+        assert!(!form.contains_key("error_uri"), "{form:?}");
+        assert_eq!(answer.header("www-authenticate"), None);
+    }
+    // The other places GitHub reads parameters from: the query string and a
+    // JSON body.
+    let mut query = post_basic("app", "s3cret", "code=x");
+    *query.uri_mut() = format!("{TOKEN}?client_id=other").parse().unwrap();
+    g.refused(query).await.assert_github("invalid_request");
+    let mut json = post_basic("app", "s3cret", "");
+    *json.body_mut() = r#"{"code":"x","client_id":"other"}"#.to_owned();
+    json.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    let answer = g.refused(with_accept(json, "application/json")).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.json()["error"], "invalid_request");
+    assert_eq!(answer.json().get("error_uri"), None);
+    answer.assert_no_store();
+    // Repeating the Basic id is fine at GitHub too.
+    let code = g.app_code().await;
+    let same = format!("code={code}&code_verifier={VERIFIER}&client_id=app");
+    let (answer, _) = g.forwarded(post_basic("app", "s3cret", &same)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}

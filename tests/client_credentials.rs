@@ -102,3 +102,82 @@ async fn authorization_requests_respect_allowed_scopes() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn github_keeps_invalid_scope_for_scopes_not_allowed() {
+    // With a base, to show invalid_scope carries no error_uri at GitHub
+    // either way.
+    let g = Harness::with(Dialect::GitHub, |b| {
+        b.github_client_credentials(true)
+            .error_uri_base("https://docs.github.com")
+    });
+    let h = Harness::new(Dialect::Rfc6749);
+    let rfc = h.refused(post(&format!("{SVC}&scope=admin"))).await;
+    rfc.assert_rfc(400, "invalid_scope");
+    let rfc_description = rfc.json()["error_description"].as_str().unwrap().to_owned();
+    let check = |answer: Answer| {
+        answer.assert_github("invalid_scope");
+        let form = answer.form();
+        // GitHub has no name for it: the RFC 6749 name and text, no URI.
+        assert_eq!(form["error_description"], rfc_description);
+        assert!(!form.contains_key("error_uri"), "{form:?}");
+    };
+    // Client credentials: outside the allowed set (commas count at GitHub),
+    // or malformed.
+    for scope in ["admin", "read,admin", "read+admin", "re%22ad"] {
+        check(g.refused(post(&format!("{SVC}&scope={scope}"))).await);
+    }
+    let answer = g
+        .refused(with_accept(
+            post(&format!("{SVC}&scope=admin")),
+            "application/json",
+        ))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.json()["error"], "invalid_scope");
+    assert_eq!(answer.json().get("error_uri"), None);
+    answer.assert_no_store();
+    // The device endpoint.
+    check(
+        g.refused(post_device("client_id=tv&scope=repo,admin"))
+            .await,
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_after_the_clients_scopes_were_narrowed_is_invalid_scope() {
+    let app = |scopes: &[&str]| {
+        tokengate::Client::confidential("app")
+            .with_secret("s3cret")
+            .with_redirect_uri(CB)
+            .with_scopes(scopes.iter().copied())
+    };
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::new(dialect);
+        // Granted `read`; then `app` may only have `write`.
+        let token = h.app_refresh_token().await;
+        h.store.insert_client(app(&["write"]));
+        let refresh = format!(
+            "grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret"
+        );
+        // Omitted (the token's own scope) or named: not the client's now.
+        for body in [refresh.clone(), format!("{refresh}&scope=read")] {
+            let answer = h.refused(post(&body)).await;
+            if dialect == Dialect::GitHub {
+                // Not bad_refresh_token: the token is fine, the client's
+                // allowed set is not.
+                answer.assert_github("invalid_scope");
+            } else {
+                answer.assert_rfc(400, "invalid_scope");
+            }
+        }
+        // The refusal left the token valid: allowed again, it refreshes,
+        // and nothing was taken for a replay.
+        h.store.insert_client(app(&["read", "write"]));
+        let (answer, seen) = h.forwarded(post(&refresh)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(seen.grant.unwrap().scopes(), ["read"]);
+        assert!(h.refresh_replays.lock().unwrap().is_empty());
+    }
+}

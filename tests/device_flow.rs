@@ -121,7 +121,7 @@ async fn the_spec_interval_vector() {
                         interval
                     );
                 }
-                Dialect::Rfc6749 => assert_eq!(answer.status, 400),
+                _ => assert_eq!(answer.status, 400),
             }
         };
         let request = || with_accept(post(&poll("tv", &device_code)), "application/json");
@@ -172,7 +172,7 @@ async fn an_approved_code_is_redeemed_exactly_once() {
         let answer = h.refused(post(&body)).await;
         match dialect {
             Dialect::Rfc6749 => answer.assert_rfc(400, "invalid_grant"),
-            Dialect::GitHub => answer.assert_github("incorrect_device_code"),
+            _ => answer.assert_github("incorrect_device_code"),
         }
     }
 }
@@ -222,7 +222,7 @@ async fn denied_expired_unknown_and_missing() {
         let h = Harness::new(dialect);
         let check = |answer: Answer, rfc: &str, github: &str| match dialect {
             Dialect::Rfc6749 => answer.assert_rfc(400, rfc),
-            Dialect::GitHub => answer.assert_github(github),
+            _ => answer.assert_github(github),
         };
         let (device_code, user_code) = start(&h, "tv", "").await;
         assert!(h.layer.devices().deny(&user_code).await.unwrap());
@@ -321,4 +321,84 @@ async fn the_verification_uri_and_timing_are_configurable() {
     assert_eq!(body["verification_uri"], "https://example.com/activate");
     assert_eq!(body["expires_in"], 60);
     assert_eq!(body["interval"], 2);
+}
+
+#[tokio::test]
+async fn slow_down_carries_the_interval_only_at_github() {
+    // RFC 8628 §3.5: the client adds 5 s itself; no field says so.
+    let h = Harness::new(Dialect::Rfc6749);
+    let (device_code, _) = start(&h, "tv", "").await;
+    h.refused(post(&poll("tv", &device_code)))
+        .await
+        .assert_rfc(400, "authorization_pending");
+    let answer = h.refused(post(&poll("tv", &device_code))).await;
+    answer.assert_rfc(400, "slow_down");
+    let body = answer.json();
+    let fields: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(fields, ["error", "error_description"], "{body}");
+    assert_eq!(answer.rejection.unwrap().interval(), None);
+
+    // GitHub: the new interval, last, in every format; each early poll adds
+    // 5 s to it.
+    let g = Harness::new(Dialect::GitHub);
+    let (device_code, _) = start(&g, "tv", "").await;
+    g.refused(post(&poll("tv", &device_code)))
+        .await
+        .assert_github("authorization_pending");
+    let uri = "/apps/building-oauth-apps/authorizing-oauth-apps#error-codes-for-the-device-flow";
+    let text = "Too many requests have been made in the same timeframe.";
+    let form = g.refused(post(&poll("tv", &device_code))).await;
+    form.assert_github("slow_down");
+    assert_eq!(
+        form.text(),
+        format!(
+            "error=slow_down&error_description={}&error_uri={}&interval=10",
+            form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>(),
+            form_urlencoded::byte_serialize(uri.as_bytes()).collect::<String>()
+        )
+    );
+    assert_eq!(form.rejection.unwrap().interval(), Some(10));
+    let json = g
+        .refused(with_accept(
+            post(&poll("tv", &device_code)),
+            "application/json",
+        ))
+        .await;
+    assert_eq!(json.status, 200);
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    json.assert_no_store();
+    assert_eq!(
+        json.text(),
+        format!(
+            r#"{{"error":"slow_down","error_description":"{text}","error_uri":"{uri}","interval":15}}"#
+        )
+    );
+    let xml = g
+        .refused(with_accept(
+            post(&poll("tv", &device_code)),
+            "application/xml",
+        ))
+        .await;
+    assert_eq!(xml.status, 200);
+    assert_eq!(
+        xml.header("content-type"),
+        Some("application/xml; charset=utf-8")
+    );
+    xml.assert_no_store();
+    assert_eq!(
+        xml.text(),
+        format!(
+            "<OAuth><error>slow_down</error><error_description>{text}</error_description><error_uri>{uri}</error_uri><interval>20</interval></OAuth>"
+        )
+    );
+    // Only slow_down carries it: a poll on time is pending, without one.
+    g.clock.advance(Duration::from_secs(20));
+    let pending = g.refused(post(&poll("tv", &device_code))).await;
+    pending.assert_github("authorization_pending");
+    assert!(!pending.form().contains_key("interval"));
 }

@@ -402,3 +402,69 @@ async fn a_trickling_body_is_cut_by_the_read_timeout() {
         assert_eq!(answer.rejection.unwrap().error(), "invalid_request");
     }
 }
+
+/// A body that sends `before` (if anything), then fails.
+struct Broken {
+    before: Option<&'static [u8]>,
+}
+
+impl Body for Broken {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(Some(match self.before.take() {
+            Some(data) => Ok(Frame::data(Bytes::from_static(data))),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset mid-body",
+            )),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_body_stream_that_fails_is_invalid_request() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let g = Harness::new(Dialect::GitHub);
+    let valid = "grant_type=client_credentials&client_id=svc&client_secret=svc-s3cret";
+    // Whole, it would be forwarded: only the stream's failure refuses it.
+    assert_eq!(h.forwarded(post(valid)).await.0.status, 200);
+    // Failing at once, or after all of that valid request.
+    for before in [None, Some(valid.as_bytes())] {
+        let request = || {
+            Request::post(TOKEN)
+                .header("content-type", FORM)
+                .body(Broken { before })
+                .unwrap()
+        };
+        let answer = h.refused(request()).await;
+        answer.assert_rfc(400, "invalid_request");
+        assert_eq!(answer.json().get("error_uri"), None);
+        // GitHub: its error status (200), its default format, the RFC 6749
+        // name and text.
+        let github = g.refused(request()).await;
+        github.assert_github("invalid_request");
+        assert_eq!(
+            github.form()["error_description"],
+            answer.json()["error_description"].as_str().unwrap()
+        );
+        assert!(!github.form().contains_key("error_uri"));
+        let json = g
+            .refused(with_accept_body(request(), "application/json"))
+            .await;
+        assert_eq!(json.status, 200);
+        assert_eq!(json.header("content-type"), Some("application/json"));
+        assert_eq!(json.json()["error"], "invalid_request");
+        json.assert_no_store();
+    }
+}
+
+fn with_accept_body<B>(mut request: Request<B>, accept: &str) -> Request<B> {
+    request
+        .headers_mut()
+        .insert("accept", accept.parse().unwrap());
+    request
+}

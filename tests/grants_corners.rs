@@ -42,7 +42,7 @@ async fn a_public_client_registered_for_client_credentials_is_still_refused() {
             .await;
         match dialect {
             Dialect::Rfc6749 => answer.assert_rfc(400, "unauthorized_client"),
-            Dialect::GitHub => answer.assert_github("unsupported_grant_type"),
+            _ => answer.assert_github("unsupported_grant_type"),
         }
     }
 }
@@ -117,7 +117,7 @@ async fn a_poll_exactly_one_interval_later_is_on_time() {
             let answer = h.refused(post(&device_poll("tv", &device_code))).await;
             match dialect {
                 Dialect::Rfc6749 => answer.assert_rfc(400, "authorization_pending"),
-                Dialect::GitHub => answer.assert_github("authorization_pending"),
+                _ => answer.assert_github("authorization_pending"),
             }
             h.clock.advance(Duration::from_secs(5));
         }

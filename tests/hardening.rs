@@ -118,7 +118,7 @@ async fn a_public_client_cannot_redeem_a_code_without_pkce() {
             .await;
         match dialect {
             Dialect::Rfc6749 => answer.assert_rfc(400, "invalid_grant"),
-            Dialect::GitHub => answer.assert_github("bad_verification_code"),
+            _ => answer.assert_github("bad_verification_code"),
         }
     }
 }
@@ -138,7 +138,7 @@ async fn a_sub_path_of_the_bound_redirect_uri_is_a_mismatch() {
         let answer = h.refused(post(&body)).await;
         match dialect {
             Dialect::Rfc6749 => answer.assert_rfc(400, "invalid_grant"),
-            Dialect::GitHub => answer.assert_github("redirect_uri_mismatch"),
+            _ => answer.assert_github("redirect_uri_mismatch"),
         }
     }
 }

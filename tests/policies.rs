@@ -181,7 +181,7 @@ async fn the_client_switch() {
         let answer = h.refused(post(&exchange(&code))).await;
         match dialect {
             Dialect::Rfc6749 => answer.assert_rfc(400, "unauthorized_client"),
-            Dialect::GitHub => answer.assert_github("application_suspended"),
+            _ => answer.assert_github("application_suspended"),
         }
         // Other clients are untouched; re-enabling restores the client.
         let code = h

@@ -263,7 +263,7 @@ async fn failing_refresh_and_device_stores_are_500s_and_recover() {
         let device = h.refused(post_device("client_id=tv")).await;
         let device_code = match dialect {
             Dialect::Rfc6749 => device.json()["device_code"].as_str().unwrap().to_owned(),
-            Dialect::GitHub => device.form()["device_code"].clone(),
+            _ => device.form()["device_code"].clone(),
         };
         store.tokens_down.store(true, Ordering::SeqCst);
         let refresh_body = format!(

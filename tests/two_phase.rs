@@ -162,6 +162,68 @@ async fn a_refresh_token_handed_back_after_a_5xx_rotates_once() {
     );
 }
 
+#[tokio::test]
+async fn a_request_racing_a_claimed_refresh_token_is_refused_without_revoking() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::new(dialect);
+        let token = h.app_refresh_token().await;
+        let body = format!(
+            "grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret"
+        );
+        let (entered, inside) = tokio::sync::oneshot::channel::<()>();
+        let (leave, go) = tokio::sync::oneshot::channel::<()>();
+        let cell = std::sync::Arc::new(std::sync::Mutex::new(Some((entered, go))));
+        // Holds the claim until told to go, then fails: the token goes back.
+        let slow = ServiceBuilder::new()
+            .layer(h.layer.clone())
+            .service(service_fn(move |_: Request<RequestBody<String>>| {
+                let (entered, go) = cell.lock().unwrap().take().unwrap();
+                async move {
+                    entered.send(()).unwrap();
+                    go.await.unwrap();
+                    let mut response = Response::new("try again".to_owned());
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    Ok::<_, Infallible>(response)
+                }
+            }));
+        let first = tokio::spawn(slow.oneshot(post(&body)));
+        inside.await.unwrap();
+        // Ten racing requests: refused like a used token, but not a guess
+        // (the lockout, 10 a minute by default, does not close on them).
+        for _ in 0..10 {
+            let answer = h.refused(post(&body)).await;
+            if dialect == Dialect::GitHub {
+                answer.assert_github("bad_refresh_token");
+                let form = answer.form();
+                assert_eq!(
+                    form["error_description"],
+                    "The refresh token passed is incorrect or expired."
+                );
+                assert!(!form.contains_key("error_uri"), "{form:?}");
+            } else {
+                answer.assert_rfc(400, "invalid_grant");
+            }
+        }
+        assert!(
+            h.refresh_replays.lock().unwrap().is_empty(),
+            "a race is not a replay"
+        );
+        leave.send(()).unwrap();
+        let first = first.await.unwrap().unwrap();
+        assert_eq!(first.status(), 503);
+        // Nothing was revoked: the retry gets the token, and its successor
+        // can join the family.
+        let (answer, seen) = h.forwarded(post(&body)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let grant = seen.grant.unwrap();
+        assert_eq!(grant.subject(), Some("user-1"));
+        let successor = h.layer.refresh_tokens().issue(&grant).await.unwrap();
+        let next = body.replace(&token, &successor);
+        assert_eq!(h.forwarded(post(&next)).await.0.status, 200);
+        assert!(h.refresh_replays.lock().unwrap().is_empty());
+    }
+}
+
 #[test]
 fn a_claim_must_last_a_positive_time() {
     let built = tokengate::TokenGateLayer::builder()
