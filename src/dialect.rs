@@ -8,6 +8,7 @@ use crate::error::{ErrorCode, Failure, Rejection};
 
 /// Which error vocabulary, statuses and body formats the gate speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Dialect {
     /// RFC 6749 with the OAuth 2.1 profile: JSON bodies, `400` / `401`.
     #[default]

@@ -29,6 +29,7 @@ use crate::dialect::Dialect;
 /// assert_eq!(format.content_type(), "application/x-www-form-urlencoded; charset=utf-8");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResponseFormat {
     /// `application/json`.
     Json,
@@ -40,6 +41,7 @@ pub enum ResponseFormat {
 
 /// A value in an answer: text, or a number (JSON writes it unquoted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FieldValue<'a> {
     /// A string.
     Text(&'a str),

@@ -187,34 +187,19 @@ where
                         Poll::Pending if deadline.poll_expired(cx) => Err(Failure::ReadTimeout),
                         Poll::Pending => return Poll::Pending,
                     };
-                    let mut pending = pending.take().expect(POLLED_AFTER_COMPLETION);
-                    let arrived = Arrived {
-                        parts: pending.parts.take().expect(POLLED_AFTER_COMPLETION),
-                        body: read.map(|()| std::mem::take(received).freeze()),
-                        endpoint: pending.endpoint,
-                        format: pending.format,
-                        started: pending.started,
-                    };
-                    let decision = Arc::clone(&pending.gate).decide(arrived);
-                    let pending = Some(pending);
-                    State::Deciding { decision, pending }
+                    let body = read.map(|()| std::mem::take(received).freeze());
+                    decide(pending.take().expect(POLLED_AFTER_COMPLETION), body)
                 }
                 StateProj::Deciding { decision, pending } => {
-                    let (parts, body, claim) = match ready!(decision.as_mut().poll(cx)) {
-                        Decision::Forward { parts, body, claim } => (parts, body, claim),
+                    match ready!(decision.as_mut().poll(cx)) {
+                        Decision::Forward { parts, body, claim } => {
+                            let mut pending = pending.take().expect(POLLED_AFTER_COMPLETION);
+                            let request = Request::from_parts(parts, body);
+                            forward(&mut pending.service, request, claim)
+                        }
                         Decision::Answer(response) => {
                             return Poll::Ready(Ok(response.map(ResponseBody::gate)));
                         }
-                    };
-                    let mut pending = pending.take().expect(POLLED_AFTER_COMPLETION);
-                    let request = Request::from_parts(parts, RequestBody::buffered(body));
-                    // Should `call` panic, dropping the guard hands the claim back.
-                    let future = pending.service.call(request);
-                    let claim = claim.map(Ending::new);
-                    State::Forwarded {
-                        future,
-                        gated: true,
-                        claim,
                     }
                 }
             };
@@ -223,7 +208,42 @@ where
     }
 }
 
-impl<ResBody, E> Ending<Result<Response<ResBody>, E>> {
+/// The body is in (or could not be read): start the decide step.
+fn decide<S, B>(mut pending: Box<Pending<S>>, body: Result<Bytes, Failure>) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    let arrived = Arrived {
+        parts: pending.parts.take().expect(POLLED_AFTER_COMPLETION),
+        body,
+        endpoint: pending.endpoint,
+        format: pending.format,
+        started: pending.started,
+    };
+    let decision = Arc::clone(&pending.gate).decide(arrived);
+    let pending = Some(pending);
+    State::Deciding { decision, pending }
+}
+
+/// Every check passed: the request goes to the inner service with its body
+/// as received, holding its claim until the answer ends it.
+fn forward<S, B>(service: &mut S, request: Request<Bytes>, claim: Option<ClaimGuard>) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    // Should `call` panic, dropping the guard hands the claim back.
+    let future = service.call(request.map(RequestBody::buffered));
+    let claim = claim.map(Ending::new);
+    State::Forwarded {
+        future,
+        gated: true,
+        claim,
+    }
+}
+
+impl<A> Ending<A> {
     fn new(claim: ClaimGuard) -> Box<Self> {
         Box::new(Self {
             claim,
@@ -232,7 +252,9 @@ impl<ResBody, E> Ending<Result<Response<ResBody>, E>> {
             must_hold: false,
         })
     }
+}
 
+impl<ResBody, E> Ending<Result<Response<ResBody>, E>> {
     /// The inner service answered: a 2xx uses the value up (and passes only
     /// if the claim still held); a 5xx, a 408 or 429 (a timeout or rate
     /// limit inside the gate) or an error hands it back for the client's

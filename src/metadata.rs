@@ -72,7 +72,7 @@ impl Metadata {
 
     /// Announces the authorization endpoint served at `path` (the layer
     /// does not serve it; the application does, with
-    /// [`Authorizer`](crate::Authorizer)).
+    /// [`Authorizer`](crate::authorize::Authorizer)).
     #[must_use]
     pub fn with_authorization_endpoint(mut self, path: &str) -> Self {
         self.authorization_endpoint = Some(format!("{}{path}", self.issuer));

@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 
 /// The transformation a client applied to its verifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum PkceMethod {
     /// `S256`: `BASE64URL(SHA256(verifier))`.
     S256,

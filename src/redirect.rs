@@ -7,6 +7,7 @@ use serde::Deserialize;
 /// How a requested redirect URI must relate to a registered one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum RedirectPolicy {
     /// Simple string comparison (RFC 9700 §4.1.3): the default, and the only
     /// policy that cannot be fooled by a parser's opinion of a URI.

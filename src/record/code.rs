@@ -11,7 +11,7 @@ use crate::pkce::PkceChallenge;
 /// authorization request, the PKCE challenge, and when it stops being valid.
 ///
 /// The code's own value is never part of the record; stores keep the record
-/// under the code's digest ([`CodeKey`](crate::CodeKey)).
+/// under the code's digest ([`CodeKey`](crate::store::CodeKey)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeRecord {
     /// The client the code was issued to.
