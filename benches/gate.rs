@@ -6,7 +6,7 @@
 //!   `service_fn`.
 //! - `rejection`: an unknown client, a wrong secret of the right length and
 //!   one of another length, all answered by the gate (the crate promises
-//!   they cost the same work: SPEC.md, check 3).
+//!   they cost the same work: docs/contract.md#client-authentication).
 //! - `exchange`: a successful authorization-code exchange (client secret,
 //!   bound redirect URI, PKCE S256) vs the bare handler receiving the same
 //!   request. Codes are minted outside the timed part.
@@ -18,7 +18,7 @@
 //! batches and one line gives the medians, the difference and their ratio.
 //!
 //! Then:
-//! - `rejections`: every row of SPEC.md's failure table the gate answers
+//! - `rejections`: every row of docs/contract.md's failure table the gate answers
 //!   itself, each timed alone (target: at most 2 µs each).
 //! - `lockout`: an exchange with the brute-force lockout on (the rest of the
 //!   file turns it off) and a locked-out request's 429.

@@ -1,4 +1,4 @@
-//! Client authentication (RFC 6749 §2.3; SPEC.md, check 3).
+//! Client authentication (RFC 6749 §2.3; docs/contract.md#client-authentication, check 3).
 
 use std::{
     hint::black_box,

@@ -112,7 +112,7 @@ fn is_framing(status: StatusCode) -> bool {
     )
 }
 
-/// The strict answer to each failure (SPEC.md, failure table).
+/// The strict answer to each failure (docs/contract.md#failure-table).
 fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
     use ErrorCode::*;
     use Failure as F;

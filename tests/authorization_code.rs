@@ -1,4 +1,4 @@
-//! SPEC.md check 5 for the authorization-code grant: the code, the redirect
+//! docs/contract.md check 5 for the authorization-code grant: the code, the redirect
 //! URI and PKCE, in both dialects.
 
 mod common;

@@ -1,4 +1,4 @@
-//! SPEC.md check 3 (client authentication) and check 4 (grant allowed).
+//! docs/contract.md check 3 (client authentication) and check 4 (grant allowed).
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! The demo server driven from the outside over plain HTTP, as a real
 //! client would: its flags, its `listening on` line, the authorize redirect,
-//! SPEC.md's rows, and 100 concurrent redemptions of one code.
+//! docs/contract.md's rows, and 100 concurrent redemptions of one code.
 
 mod common;
 

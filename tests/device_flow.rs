@@ -73,7 +73,7 @@ async fn the_device_endpoint_checks_client_flow_and_scope() {
     h.refused(post_device("client_id=app&client_secret=s3cret"))
         .await
         .assert_rfc(400, "unauthorized_client");
-    // Authentication comes first (SPEC order).
+    // Authentication comes first (docs/contract.md#order-of-checks).
     h.refused(post_device("client_id=app"))
         .await
         .assert_rfc(401, "invalid_client");

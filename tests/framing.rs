@@ -1,4 +1,4 @@
-//! SPEC.md check 1 (framing) and check 2 (grant_type), in both dialects.
+//! docs/contract.md check 1 (framing) and check 2 (grant_type), in both dialects.
 
 mod common;
 
@@ -311,7 +311,7 @@ async fn grant_type_unknown() {
             .await
             .assert_github("unsupported_grant_type");
     }
-    // The grant type is checked before the client (SPEC order).
+    // The grant type is checked before the client (docs/contract.md#order-of-checks).
     h.refused(post("grant_type=password&client_id=nobody"))
         .await
         .assert_rfc(400, "unsupported_grant_type");

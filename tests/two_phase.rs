@@ -1,6 +1,7 @@
 //! Two-phase redemption at the gate: what a claimed code means to the
-//! requests around it. The failure injections, on every backend, are in
-//! `store_suite.rs`.
+//! requests around it. The failure injections, on every store, are in the
+//! conformance suite (`tokengate::testing::conformance`, run by
+//! `tests/conformance.rs` and the backend crates).
 
 mod common;
 

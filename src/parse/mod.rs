@@ -1,5 +1,5 @@
 //! Parsing: from the request's head and buffered body to the parameters of a
-//! token request, or the framing failure that stops it (SPEC.md, check 1).
+//! token request, or the framing failure that stops it (docs/contract.md#order-of-checks, check 1).
 //!
 //! Only the defined parameters are kept; unknown ones are ignored
 //! (RFC 6749 §3.2), a defined one sent twice is refused, and an empty value
@@ -168,7 +168,7 @@ pub(crate) struct TokenRequest {
     pub(crate) scope: Option<Value>,
     pub(crate) device_code: Option<Value>,
     /// The `Authorization` header's credentials; a bad header is reported
-    /// when client authentication runs, so earlier checks win (SPEC order).
+    /// when client authentication runs, so earlier checks win (docs/contract.md#order-of-checks).
     pub(crate) basic: Option<Result<BasicCredentials, Failure>>,
 }
 
