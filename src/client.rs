@@ -65,7 +65,7 @@ impl GrantType {
 /// A client serializes (serde) to the form a backend stores: its secrets as
 /// SHA-256 digests in hex, never the secrets themselves.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
-#[serde(into = "StoredClient", try_from = "StoredClient")]
+#[serde(into = "ClientRecord", try_from = "ClientRecord")]
 pub struct Client {
     client_id: String,
     secrets: Vec<SecretDigest>,
@@ -198,8 +198,8 @@ impl Client {
     }
 
     /// The stored form of this client.
-    fn to_stored(&self) -> StoredClient {
-        StoredClient {
+    fn to_stored(&self) -> ClientRecord {
+        ClientRecord {
             client_id: self.client_id.clone(),
             public: self.public,
             secret_digests: self.secrets.iter().map(SecretDigest::to_hex).collect(),
@@ -248,37 +248,62 @@ impl Client {
     }
 }
 
-/// A client as a backend stores it: digests in hex, names as strings. The
-/// serde form of [`Client`].
-#[derive(serde::Serialize, serde::Deserialize)]
+/// A client as a backend stores it: secrets as SHA-256 digests in hex (never
+/// the secrets), the redirect policy and grant types by name. The serde
+/// form of [`Client`]; a backend that keeps one field a column reads and
+/// writes this.
+///
+/// ```
+/// use tokengate::{Client, client::ClientRecord};
+///
+/// let client = Client::confidential("app").with_secret("s3cret");
+/// let record = ClientRecord::from(&client);
+/// assert_eq!(record.secret_digests[0].len(), 64);
+/// assert!(!format!("{:?}", record.secret_digests).contains("s3cret"));
+/// let back = Client::try_from(record).unwrap();
+/// assert!(back.verify_secret("s3cret"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StoredClient {
-    client_id: String,
-    public: bool,
-    secret_digests: Vec<String>,
-    redirect_uris: Vec<String>,
-    redirect_policy: String,
-    grant_types: Vec<String>,
-    scopes: Option<Vec<String>>,
+pub struct ClientRecord {
+    /// [`Client::client_id`].
+    pub client_id: String,
+    /// [`Client::is_public`].
+    pub public: bool,
+    /// The digests of the client's secrets, 64 lowercase hex digits each.
+    pub secret_digests: Vec<String>,
+    /// The registered redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// The redirect policy's [`name`](RedirectPolicy::name).
+    pub redirect_policy: String,
+    /// The grant types allowed, by their `grant_type` names.
+    pub grant_types: Vec<String>,
+    /// [`Client::allowed_scopes`].
+    pub scopes: Option<Vec<String>>,
 }
 
-impl From<Client> for StoredClient {
+impl From<&Client> for ClientRecord {
+    fn from(client: &Client) -> Self {
+        client.to_stored()
+    }
+}
+
+impl From<Client> for ClientRecord {
     fn from(client: Client) -> Self {
         client.to_stored()
     }
 }
 
-impl TryFrom<StoredClient> for Client {
+impl TryFrom<ClientRecord> for Client {
+    /// Which field holds a form this version cannot read.
     type Error = &'static str;
 
-    /// The client, or which field a backend holds in a form this version
-    /// cannot read.
-    fn try_from(stored: StoredClient) -> Result<Self, Self::Error> {
+    fn try_from(stored: ClientRecord) -> Result<Self, Self::Error> {
         stored.into_client()
     }
 }
 
-impl StoredClient {
+impl ClientRecord {
     fn into_client(self) -> Result<Client, &'static str> {
         let mut client = if self.public {
             Client::public(self.client_id)

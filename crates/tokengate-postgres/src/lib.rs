@@ -35,6 +35,7 @@ use sqlx::{
 use tokengate::{
     Client,
     authorize::CodeRecord,
+    client::ClientRecord,
     clock::{Clock, SystemClock},
     device::{DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome},
     refresh::RefreshRecord,
@@ -156,7 +157,7 @@ impl PostgresStore {
 
     /// Registers `client`, replacing one with the same id.
     pub async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
-        let stored = StoredClient::of(client)?;
+        let stored = ClientRecord::from(client);
         self.bounded("insert client", async {
             sqlx::query(
                 "INSERT INTO tokengate_clients (client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes)
@@ -299,33 +300,6 @@ fn record_and_uses<T: serde::de::DeserializeOwned>(row: &PgRow) -> Result<(T, i6
     Ok((decode(&json)?, i64::from(uses)))
 }
 
-/// A client's columns: the serde form of [`Client`] (secrets as digests),
-/// one field a column.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredClient {
-    client_id: String,
-    public: bool,
-    secret_digests: Vec<String>,
-    redirect_uris: Vec<String>,
-    redirect_policy: String,
-    grant_types: Vec<String>,
-    scopes: Option<Vec<String>>,
-}
-
-impl StoredClient {
-    fn of(client: &Client) -> Result<Self, StoreError> {
-        serde_json::to_value(client)
-            .and_then(serde_json::from_value)
-            .map_err(|e| StoreError::with_source("cannot encode a client", e))
-    }
-
-    fn into_client(self) -> Result<Client, StoreError> {
-        serde_json::to_value(self)
-            .and_then(serde_json::from_value)
-            .map_err(|e| StoreError::with_source("a stored client cannot be read", e))
-    }
-}
-
 impl ClientStore for PostgresStore {
     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
         let row = self
@@ -343,7 +317,7 @@ impl ClientStore for PostgresStore {
             return Ok(None);
         };
         let read = failed("read client");
-        let stored = StoredClient {
+        let stored = ClientRecord {
             client_id: row.try_get(0).map_err(&read)?,
             public: row.try_get(1).map_err(&read)?,
             secret_digests: row.try_get(2).map_err(&read)?,
@@ -352,7 +326,8 @@ impl ClientStore for PostgresStore {
             grant_types: row.try_get(5).map_err(&read)?,
             scopes: row.try_get(6).map_err(&read)?,
         };
-        stored.into_client().map(|client| Some(Arc::new(client)))
+        let client = Client::try_from(stored).map_err(StoreError::new)?;
+        Ok(Some(Arc::new(client)))
     }
 }
 
