@@ -368,8 +368,12 @@ impl<C, K, R, D> Builder<C, K, R, D> {
     /// code, without firing the replay hook. A failed check (a wrong
     /// verifier, another client) still uses the code up at once.
     ///
-    /// `None` turns it off: values are used up on first read, before the
-    /// inner service runs.
+    /// `None` turns it off: a value is used up before the inner service
+    /// runs (claimed, and the claim confirmed at once, two store calls). A
+    /// presentation racing that redemption is answered as a replay (a
+    /// refresh token's family is revoked; a code is refused, without the
+    /// hook, whose record the winner holds). Should the process die between
+    /// the two calls, the value comes back after the 30 s its claim lasts.
     #[must_use]
     pub fn two_phase_redemption(mut self, ttl: Option<Duration>) -> Self {
         self.options.claim_ttl = ttl;

@@ -64,19 +64,20 @@ pub(crate) fn record(dialect: Dialect, endpoint: Endpoint, started: Instant, out
     handles::record(labels, started.elapsed().as_secs_f64());
 }
 
-/// The counter and histogram of each label set, registered once with the
-/// recorder and then reused: a registry look-up per request (building the
-/// key, cloning its labels, comparing it) cost more than the rest of the
-/// metrics work under load.
+/// The metric keys of each label set, built once: building a key per
+/// request (the labels allocated, cloned and hashed) cost more than the rest
+/// of the metrics work under load. The recorder in force is asked for its
+/// handles each time, so a recorder installed late, or a local one in a
+/// test, gets every count.
 #[cfg(feature = "metrics")]
 mod handles {
     use std::{
         borrow::Cow,
         collections::HashMap,
-        sync::{LazyLock, PoisonError, RwLock},
+        sync::{Arc, LazyLock, PoisonError, RwLock},
     };
 
-    use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
+    use metrics::{Key, Label, Level, Metadata};
 
     #[derive(Clone, PartialEq, Eq, Hash)]
     pub(super) struct Labels {
@@ -87,68 +88,56 @@ mod handles {
         pub(super) error: Cow<'static, str>,
     }
 
-    /// The handles, for the recorder they were registered with.
-    #[derive(Default)]
-    struct Cache {
-        /// The recorder's address: another recorder (installed later, or a
-        /// local one in a test) gets handles of its own.
-        recorder: usize,
-        handles: HashMap<Labels, (Counter, Histogram)>,
-    }
+    /// The counter's key and the histogram's.
+    type Keys = Arc<(Key, Key)>;
 
     /// Label sets are few (dialect x endpoint x outcome x error code); the
     /// bound only keeps custom policy error names from growing the cache
-    /// without end. Past it, a label set is registered on every use.
+    /// without end. Past it, a label set's keys are built on every use.
     const CAPACITY: usize = 1024;
 
-    static CACHE: LazyLock<RwLock<Cache>> = LazyLock::new(RwLock::default);
+    static KEYS: LazyLock<RwLock<HashMap<Labels, Keys>>> = LazyLock::new(RwLock::default);
+
+    static METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
     pub(super) fn record(labels: Labels, seconds: f64) {
+        let (cached, full) = {
+            let cache = KEYS.read().unwrap_or_else(PoisonError::into_inner);
+            (cache.get(&labels).cloned(), cache.len() >= CAPACITY)
+        };
+        let keys = cached.unwrap_or_else(|| {
+            let keys = Arc::new(keys(&labels));
+            if !full {
+                let mut cache = KEYS.write().unwrap_or_else(PoisonError::into_inner);
+                cache.insert(labels, Arc::clone(&keys));
+            }
+            keys
+        });
         metrics::with_recorder(|recorder| {
-            let id = std::ptr::from_ref(recorder).cast::<()>() as usize;
-            {
-                let cache = CACHE.read().unwrap_or_else(PoisonError::into_inner);
-                if cache.recorder == id
-                    && let Some((counter, histogram)) = cache.handles.get(&labels)
-                {
-                    counter.increment(1);
-                    histogram.record(seconds);
-                    return;
-                }
-            }
-            let (counter, histogram) = register(recorder, &labels);
-            counter.increment(1);
-            histogram.record(seconds);
-            let mut cache = CACHE.write().unwrap_or_else(PoisonError::into_inner);
-            if cache.recorder != id {
-                cache.handles.clear();
-                cache.recorder = id;
-            }
-            if cache.handles.len() < CAPACITY {
-                cache.handles.insert(labels, (counter, histogram));
-            }
+            recorder.register_counter(&keys.0, &METADATA).increment(1);
+            recorder
+                .register_histogram(&keys.1, &METADATA)
+                .record(seconds);
         });
     }
 
-    fn register(recorder: &dyn Recorder, labels: &Labels) -> (Counter, Histogram) {
-        let metadata = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+    fn keys(labels: &Labels) -> (Key, Key) {
         let common = [
             Label::new("dialect", labels.dialect),
             Label::new("endpoint", labels.endpoint),
         ];
-        let mut counter_labels = common.to_vec();
-        counter_labels.extend([
+        let mut counter = common.to_vec();
+        counter.extend([
             Label::new("grant", labels.grant),
             Label::new("outcome", labels.outcome),
             Label::new("error", labels.error.clone().into_owned()),
         ]);
-        let counter = Key::from_parts("tokengate_requests_total", counter_labels);
-        let mut histogram_labels = common.to_vec();
-        histogram_labels.push(Label::new("outcome", labels.outcome));
-        let histogram = Key::from_parts("tokengate_check_duration_seconds", histogram_labels);
+        let mut histogram = common.to_vec();
+        histogram.push(Label::new("outcome", labels.outcome));
         (
-            recorder.register_counter(&counter, &metadata),
-            recorder.register_histogram(&histogram, &metadata),
+            Key::from_parts("tokengate_requests_total", counter),
+            Key::from_parts("tokengate_check_duration_seconds", histogram),
         )
     }
 }

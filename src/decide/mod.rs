@@ -235,9 +235,11 @@ where
                 Ok((grant, None))
             }
             (GrantType::DeviceCode, _, Some(store)) => {
+                // The claim first: once the poll took an approved code out of
+                // the store, nothing may fail before it is put back or used.
+                let (claim, at_once) = settings.claim().map_err(store_failed)?;
                 let (key, record, subject) =
                     device_code::poll(&**store, settings, &client, request).await?;
-                let (claim, at_once) = settings.claim().map_err(store_failed)?;
                 let on = ClaimOn::DeviceCode(Box::new(record.clone()));
                 let claim = (!at_once).then_some(GrantClaim { on, key, claim });
                 Ok((ValidatedGrant::device_code(client, record, subject), claim))
@@ -305,10 +307,11 @@ where
         claim: Option<ClaimGuard>,
         format: ResponseFormat,
     ) -> Result<Decision, (Parts, Refusal)> {
-        let claim = match (grant.uncommitted_refresh(), &self.refresh) {
-            (Some(key), Some(store)) => {
+        let claim = match (grant.uncommitted_refresh(), grant.refresh(), &self.refresh) {
+            (Some(key), Some(previous), Some(store)) => {
                 let client = grant.client();
-                match refresh_token::commit(&**store, &self.settings, client, *key).await {
+                let settings = &self.settings;
+                match refresh_token::commit(&**store, settings, client, *key, previous).await {
                     Ok(claim) => claim.map(|claim| self.guard(claim, format, &grant)),
                     Err(failure) => {
                         let client_id = Some(client.client_id().to_owned());

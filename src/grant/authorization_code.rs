@@ -48,7 +48,9 @@ pub(crate) async fn redeem<K: CodeStore>(
         }
         Redemption::Busy => {
             // Another request with this code is in the inner service right
-            // now; whatever it gets, this one gets nothing.
+            // now (or, with two-phase redemption off, is confirming its
+            // claim); whatever it gets, this one gets nothing. The answer is
+            // a used code's, without the hook: the record is the winner's.
             tracing::warn!(client_id = ?client.client_id(), "authorization code presented while claimed");
             return Err(Failure::CodeHeld);
         }

@@ -74,6 +74,7 @@ pub(crate) async fn commit<R: RefreshStore>(
     settings: &Settings,
     client: &Client,
     key: CodeKey,
+    previous: &RefreshRecord,
 ) -> Result<Option<GrantClaim>, Failure> {
     let (claim, at_once) = settings.claim().map_err(store_failed)?;
     match store.claim(&key, &claim).await.map_err(store_failed)? {
@@ -90,6 +91,11 @@ pub(crate) async fn commit<R: RefreshStore>(
             claim,
         })),
         Redemption::Used(record) => Err(replayed(store, settings, client, &record).await),
+        // With two-phase redemption off, a claim is confirmed as soon as it
+        // is taken: another one is a redemption of the same token a moment
+        // ago, so this presentation is its replay, as it was when the token
+        // was used up in one step.
+        Redemption::Busy if at_once => Err(replayed(store, settings, client, previous).await),
         Redemption::Busy => {
             tracing::warn!(client_id = ?client.client_id(), "refresh token presented while claimed");
             Err(Failure::RefreshTokenHeld)

@@ -255,8 +255,11 @@ pub trait RefreshStore: Send + Sync + 'static {
 /// lock, a transaction, a compare-and-set) and saves the result, so every
 /// store follows one definition. What every backend must guarantee:
 ///
-/// - **One poll at a time.** A poll's interval bookkeeping (`last_poll`,
-///   `slow_down`) never races with another poll of the same code.
+/// - **One change at a time.** A poll's interval bookkeeping (`last_poll`,
+///   `slow_down`) and a user's decision never race with another poll or
+///   decision of the same code: none of them is lost to another's write
+///   (a poll that read the pending record must not write it back over the
+///   user's approval).
 /// - **Single redemption.** A poll that answers [`PollOutcome::Approved`]
 ///   removes the authorization (and frees its user code) in the same atomic
 ///   step: of concurrent polls, at most one is approved.
@@ -280,6 +283,9 @@ pub trait DeviceStore: Send + Sync + 'static {
 
     /// One token poll by `client_id` at `now`, applied atomically with
     /// [`DeviceRecord::poll`]; [`PollOutcome::Unknown`] for no such code.
+    /// [`PollOutcome::Approved`] carries the record as that poll left it:
+    /// the gate puts exactly that back with [`issue`](Self::issue) should
+    /// the grant fail in the inner service.
     fn poll(
         &self,
         key: &CodeKey,

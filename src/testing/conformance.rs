@@ -56,6 +56,9 @@
 //! - [`lost_claim_withholds_the_token`]: a token minted under a claim that
 //!   lapsed and was taken over is withheld (`500`) (*stale holders change
 //!   nothing*).
+//! - [`consume_on_read`]: with two-phase redemption off (a claim confirmed
+//!   at once), single use under concurrency, the replay told, and a refresh
+//!   token presented twice revoking its family.
 //!
 //! Straight on the store:
 //!
@@ -155,6 +158,7 @@ where
     claims_survive_failures(store.clone(), clock.clone()).await;
     lapsed_claim_frees_the_code(store.clone(), clock.clone()).await;
     lost_claim_withholds_the_token(store.clone(), clock.clone()).await;
+    consume_on_read(store.clone(), clock.clone()).await;
     code_claim_contract(store.clone(), clock.clone()).await;
     refresh_claim_contract(store.clone(), clock.clone()).await;
     device_store_contract(store, clock).await;
@@ -1376,6 +1380,103 @@ async fn concurrent_polls<S: DeviceStore + Clone>(
     outcomes
 }
 
+/// With two-phase redemption off, a value is used up before the inner
+/// service runs (a claim confirmed at once): a code is redeemed once under
+/// concurrency and its replay is told; a refresh token rotates at most
+/// once, and presenting it again, even racing its own rotation, revokes the
+/// family.
+///
+/// Covers [`CodeStore`]'s and [`RefreshStore`]'s *single use* when `claim`
+/// and `confirm` follow each other at once.
+pub async fn consume_on_read<S>(store: S, clock: ManualClock)
+where
+    S: CodeStore + RefreshStore + DeviceStore + Clone,
+{
+    let gate = Gate::with(store, clock, None);
+    let code = gate.code("read").await;
+    let grant = gate
+        .post(gate.exchange(&code))
+        .await
+        .expect_forwarded("a fresh code, two-phase redemption off");
+    gate.post(gate.exchange(&code)).await.expect_refused(
+        400,
+        "invalid_grant",
+        "a code presented again, two-phase redemption off",
+    );
+    assert_eq!(
+        gate.replays(),
+        1,
+        "the valid replay must reach the hook once"
+    );
+
+    // Concurrent presentations of a few codes: one token each.
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(gate.code("read").await);
+    }
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let request = gate.exchange(&codes[i % codes.len()]);
+            tokio::spawn(send(&gate.layer, Inner::minting(), request))
+        })
+        .collect();
+    let mut forwarded = 0;
+    for task in tasks {
+        let answer = task
+            .await
+            .expect("a request task panicked")
+            .expect("the minting inner service never fails");
+        if answer.status.is_success() {
+            forwarded += 1;
+        } else {
+            answer.expect_refused(400, "invalid_grant", "a code presented concurrently");
+        }
+    }
+    assert_eq!(
+        forwarded, 4,
+        "40 concurrent requests on 4 codes, two-phase redemption off, must forward exactly 4"
+    );
+
+    // A refresh token: concurrent presentations rotate it once, and the
+    // others are replays that revoke the family.
+    let tokens = gate.layer.refresh_tokens();
+    let first = tokens
+        .issue(&grant)
+        .await
+        .unwrap_or_else(|e| panic!("RefreshStore::issue of a new token failed: {e}"));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(send(&gate.layer, Inner::minting(), gate.refresh(&first))))
+        .collect();
+    let mut rotated = Vec::new();
+    for task in tasks {
+        let answer = task
+            .await
+            .expect("a request task panicked")
+            .expect("the minting inner service never fails");
+        if let Some(grant) = answer.grant.filter(|_| answer.status.is_success()) {
+            rotated.push(grant);
+        }
+    }
+    // The race itself is a replay: the family is revoked, so the winner's
+    // confirmation may fail too (then nobody rotated it). Never two.
+    assert!(
+        rotated.len() <= 1,
+        "8 concurrent refreshes of one token, two-phase redemption off, rotated it {} times",
+        rotated.len()
+    );
+    gate.post(gate.refresh(&first)).await.expect_refused(
+        400,
+        "invalid_grant",
+        "a refresh token presented again after a race, two-phase redemption off",
+    );
+    if let Some(rotated) = rotated.first() {
+        assert!(
+            tokens.issue(rotated).await.is_err(),
+            "the others replayed the token: its family must be revoked, no new member may join it"
+        );
+    }
+}
+
 /// A TCP relay on loopback in front of a networked store's server, that
 /// can be cut and restored: [`outage_and_recovery`] takes the store away
 /// without touching the server other tests share.
@@ -1515,6 +1616,15 @@ impl Gate {
     where
         S: CodeStore + RefreshStore + DeviceStore + Clone,
     {
+        Self::with(store, clock, Some(claim_ttl))
+    }
+
+    /// A gate whose claims are confirmed at once (two-phase redemption off)
+    /// when `claim_ttl` is `None`.
+    fn with<S>(store: S, clock: ManualClock, claim_ttl: Option<Duration>) -> Self
+    where
+        S: CodeStore + RefreshStore + DeviceStore + Clone,
+    {
         let (app, other, tv) = (unique("app"), unique("other"), unique("tv"));
         let clients = MemoryStore::with_clock(clock.clone());
         clients.insert_client(
@@ -1542,7 +1652,7 @@ impl Gate {
             .device_store(store)
             .dialect(Dialect::Rfc6749)
             .clock(clock.clone())
-            .two_phase_redemption(Some(claim_ttl))
+            .two_phase_redemption(claim_ttl)
             .device_timing(DEVICE_LIFETIME, DEVICE_INTERVAL)
             // The cases hammer one client id on purpose.
             .lockout(None)

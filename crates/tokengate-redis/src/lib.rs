@@ -614,32 +614,36 @@ impl DeviceStore for RedisStore {
         now: SystemTime,
     ) -> Result<PollOutcome, StoreError> {
         let device_key = self.key("device", &key.to_hex());
-        // Polls of one code race only when a device polls too fast (each
-        // loser reads the winner's record and hears slow_down): try again
-        // until one write lands, within the store's bound on a call.
-        let started = std::time::Instant::now();
-        while started.elapsed() < self.inner.timeout {
-            let Some(read) = self.device_record(&device_key).await? else {
-                return Ok(PollOutcome::Unknown);
-            };
-            let mut record: DeviceRecord = decode(&read)?;
-            let before = record.clone();
-            let outcome = record.poll(client_id, now);
-            let next = match &outcome {
-                // Nothing changed (another client, or expired: the record
-                // stays for its tombstone).
-                _ if record == before => return Ok(outcome),
-                PollOutcome::Approved(_) => None,
-                _ => Some(&record),
-            };
-            if self.swap_device(&device_key, &before, read, next).await? {
-                return Ok(outcome);
+        // Polls of one code race only when its device polls too fast: each
+        // loser reads the winner's record and writes its own slow_down. Try
+        // again until one write lands, within the store's bound on a call
+        // (the device code is the device's secret, so nobody else can make
+        // it race).
+        let polled = async {
+            loop {
+                let Some(read) = self.device_record(&device_key).await? else {
+                    return Ok(PollOutcome::Unknown);
+                };
+                let mut record: DeviceRecord = decode(&read)?;
+                let before = record.clone();
+                let outcome = record.poll(client_id, now);
+                let next = match &outcome {
+                    // Redeemed: gone, in the same step.
+                    PollOutcome::Approved(_) => None,
+                    // Nothing changed (another client, or expired: the
+                    // record stays for its tombstone).
+                    _ if record == before => return Ok(outcome),
+                    _ => Some(&record),
+                };
+                if self.swap_device(&device_key, &before, read, next).await? {
+                    return Ok(outcome);
+                }
+                tokio::task::yield_now().await;
             }
-            tokio::task::yield_now().await;
-        }
-        Err(StoreError::new(
-            "redis: a device code kept changing under its poll",
-        ))
+        };
+        tokio::time::timeout(self.inner.timeout, polled)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::new("redis: poll device code timed out")))
     }
 
     async fn find(
@@ -672,37 +676,40 @@ impl DeviceStore for RedisStore {
         now: SystemTime,
     ) -> Result<bool, StoreError> {
         let user_key = self.key("user", user_code);
-        let started = std::time::Instant::now();
-        while started.elapsed() < self.inner.timeout {
-            let user_key = user_key.clone();
-            let device: Option<String> = self
-                .run(
-                    "find user code",
-                    |mut c| async move { c.get(user_key).await },
-                )
-                .await?;
-            let Some(device) = device else {
-                return Ok(false);
-            };
-            let device_key = self.key("device", &device);
-            let Some(read) = self.device_record(&device_key).await? else {
-                return Ok(false);
-            };
-            let mut record: DeviceRecord = decode(&read)?;
-            let before = record.clone();
-            if !record.decide(decision.clone(), now) {
-                return Ok(false);
+        // As in `poll`: the compare-and-set is tried again when a poll wrote
+        // in between, within the store's bound on a call.
+        let decided = async {
+            loop {
+                let user_key = user_key.clone();
+                let device: Option<String> = self
+                    .run(
+                        "find user code",
+                        |mut c| async move { c.get(user_key).await },
+                    )
+                    .await?;
+                let Some(device) = device else {
+                    return Ok(false);
+                };
+                let device_key = self.key("device", &device);
+                let Some(read) = self.device_record(&device_key).await? else {
+                    return Ok(false);
+                };
+                let mut record: DeviceRecord = decode(&read)?;
+                let before = record.clone();
+                if !record.decide(decision.clone(), now) {
+                    return Ok(false);
+                }
+                if self
+                    .swap_device(&device_key, &before, read, Some(&record))
+                    .await?
+                {
+                    return Ok(true);
+                }
+                tokio::task::yield_now().await;
             }
-            if self
-                .swap_device(&device_key, &before, read, Some(&record))
-                .await?
-            {
-                return Ok(true);
-            }
-            tokio::task::yield_now().await;
-        }
-        Err(StoreError::new(
-            "redis: a device code kept changing under its decision",
-        ))
+        };
+        tokio::time::timeout(self.inner.timeout, decided)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::new("redis: decide user code timed out")))
     }
 }
