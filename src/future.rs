@@ -314,7 +314,7 @@ impl<ResBody, E> Ending<Result<Response<ResBody>, E>> {
         match (self.must_hold, ended) {
             (_, Ok(true)) | (false, Ok(false)) => deliver(answer, true),
             (false, Err(error)) => {
-                tracing::error!(%error, "store failed while releasing a claim; it lapses by itself");
+                tracing::error!(%error, "store failed while ending a claim after a non-2xx answer; it lapses by itself");
                 deliver(answer, true)
             }
             (true, lost) => {
