@@ -19,7 +19,10 @@ use std::{
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use tokengate::{Client, store::CodeKey, authorize::CodeRecord, store::CodeStore, Dialect, GrantType, MemoryStore, TokenGateLayer, ValidatedGrant};
+use tokengate::{
+    Client, Dialect, GrantType, MemoryStore, TokenGateLayer, ValidatedGrant, authorize::CodeRecord,
+    store::CodeKey, store::CodeStore,
+};
 use tower::{Layer, ServiceExt, service_fn};
 
 /// The code the store holds; a seed carries it, so the fuzzer also
