@@ -221,6 +221,7 @@ where
                     match ready!(decision.as_mut().poll(cx)) {
                         Decision::Forward { parts, body, claim } => {
                             let mut pending = pending.take().expect(POLLED_AFTER_COMPLETION);
+                            let body = RequestBody::buffered(body);
                             let request = Request::from_parts(parts, body);
                             forward(&mut pending.service, request, claim)
                         }
@@ -255,13 +256,17 @@ where
 
 /// Every check passed: the request goes to the inner service with its body
 /// as received, holding its claim until the answer ends it.
-fn forward<S, B>(service: &mut S, request: Request<Bytes>, claim: Option<ClaimGuard>) -> State<S, B>
+fn forward<S, B>(
+    service: &mut S,
+    request: Request<RequestBody<B>>,
+    claim: Option<ClaimGuard>,
+) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
     // Should `call` panic, dropping the guard hands the claim back.
-    let future = service.call(request.map(RequestBody::buffered));
+    let future = service.call(request);
     let claim = claim.map(Ending::new);
     State::Forwarded {
         future,

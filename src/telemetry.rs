@@ -74,18 +74,61 @@ mod handles {
     use std::{
         borrow::Cow,
         collections::HashMap,
+        hash::{Hash, Hasher},
         sync::{Arc, LazyLock, PoisonError, RwLock},
     };
 
+    use foldhash::fast::FixedState;
     use metrics::{Key, Label, Level, Metadata};
 
-    #[derive(Clone, PartialEq, Eq, Hash)]
+    /// A label set. Its values are string constants of this crate (the
+    /// error of a custom policy excepted), so it is compared and hashed by
+    /// their addresses: hashing the text cost more than building the key.
+    /// Two equal texts at different addresses are two entries with the
+    /// same keys, which the recorder counts as one.
+    #[derive(Clone)]
     pub(super) struct Labels {
         pub(super) dialect: &'static str,
         pub(super) endpoint: &'static str,
         pub(super) grant: &'static str,
         pub(super) outcome: &'static str,
         pub(super) error: Cow<'static, str>,
+    }
+
+    fn same(a: &'static str, b: &'static str) -> bool {
+        std::ptr::eq(a, b)
+    }
+
+    impl PartialEq for Labels {
+        fn eq(&self, other: &Self) -> bool {
+            let error = match (&self.error, &other.error) {
+                (Cow::Borrowed(a), Cow::Borrowed(b)) => same(a, b),
+                (Cow::Owned(a), Cow::Owned(b)) => a == b,
+                _ => false,
+            };
+            error
+                && same(self.dialect, other.dialect)
+                && same(self.endpoint, other.endpoint)
+                && same(self.grant, other.grant)
+                && same(self.outcome, other.outcome)
+        }
+    }
+
+    impl Eq for Labels {}
+
+    impl Hash for Labels {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            for text in [self.dialect, self.endpoint, self.grant, self.outcome] {
+                state.write_usize(text.as_ptr() as usize);
+            }
+            match &self.error {
+                Cow::Borrowed(text) => {
+                    state.write_usize(text.as_ptr() as usize);
+                    state.write_usize(text.len());
+                }
+                Cow::Owned(text) => text.hash(state),
+            }
+        }
     }
 
     /// The counter's key and the histogram's.
@@ -96,7 +139,10 @@ mod handles {
     /// without end. Past it, a label set's keys are built on every use.
     const CAPACITY: usize = 1024;
 
-    static KEYS: LazyLock<RwLock<HashMap<Labels, Keys>>> = LazyLock::new(RwLock::default);
+    /// A fast hash: the keys are this crate's own label sets, nobody can
+    /// choose them to collide.
+    static KEYS: LazyLock<RwLock<HashMap<Labels, Keys, FixedState>>> =
+        LazyLock::new(RwLock::default);
 
     static METADATA: Metadata<'static> =
         Metadata::new(module_path!(), Level::INFO, Some(module_path!()));

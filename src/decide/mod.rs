@@ -14,7 +14,7 @@ mod device_authorization;
 use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
-use http::{Response, request::Parts};
+use http::{Request, Response, request::Parts};
 
 pub(crate) use self::claim::{ClaimGuard, End};
 use crate::{
@@ -59,6 +59,16 @@ pub(crate) enum Decision {
         claim: Option<ClaimGuard>,
     },
     /// The gate answers itself: a rejection, or the device endpoint's reply.
+    Answer(Response<Bytes>),
+}
+
+/// What the steps found; the head they borrowed goes with it into the
+/// [`Decision`].
+enum Judged {
+    Forward {
+        body: Bytes,
+        claim: Option<ClaimGuard>,
+    },
     Answer(Response<Bytes>),
 }
 
@@ -113,27 +123,33 @@ where
 {
     async fn run(self: Arc<Self>, arrived: Arrived) -> Decision {
         let Arrived {
-            parts,
+            mut parts,
             body,
             endpoint,
             format,
             started,
         } = arrived;
         let settings = &*self.settings;
+        // The head stays here and the steps borrow it: it is moved once
+        // more, into the decision, however many steps run.
         let verdict = match body {
-            Ok(body) => Arc::clone(&self).judge(parts, body, endpoint, format).await,
-            Err(failure) => Err((parts, failure.into())),
+            Ok(body) => {
+                Arc::clone(&self)
+                    .judge(&mut parts, body, endpoint, format)
+                    .await
+            }
+            Err(failure) => Err(failure.into()),
         };
         let response = match verdict {
-            Ok(Decision::Forward { parts, body, claim }) => {
+            Ok(Judged::Forward { body, claim }) => {
                 let grant = parts.extensions.get::<ValidatedGrant>();
                 let grant = grant.map_or("", |grant| grant.grant_type().as_str());
                 let outcome = Outcome::Forwarded { grant };
                 telemetry::record(settings.dialect(), endpoint, started, outcome);
                 return Decision::Forward { parts, body, claim };
             }
-            Ok(Decision::Answer(response)) => response,
-            Err((parts, Refusal { failure, client_id })) => {
+            Ok(Judged::Answer(response)) => response,
+            Err(Refusal { failure, client_id }) => {
                 let client_id = client_id.as_deref();
                 if let Some(lockouts) = &settings.lockouts
                     && failure.is_a_guess()
@@ -147,56 +163,42 @@ where
         Decision::Answer(response)
     }
 
-    /// Every check on a request whose body arrived; a refusal comes back
-    /// with the request's head, which the lockout reads.
+    /// Every check on a request whose body arrived.
     async fn judge(
         self: Arc<Self>,
-        parts: Parts,
+        parts: &mut Parts,
         body: Bytes,
         endpoint: Endpoint,
         format: ResponseFormat,
-    ) -> Result<Decision, (Parts, Refusal)> {
+    ) -> Result<Judged, Refusal> {
         let settings = &*self.settings;
-        let request = match parse(&parts, &body, settings.dialect()) {
-            Ok(request) => request,
-            Err(failure) => return Err((parts, failure.into())),
+        let request = parse(parts, &body, settings.dialect())?;
+        let refusal = |failure| {
+            let client_id = claimed_id(&request).map(str::to_owned);
+            Refusal { failure, client_id }
         };
-        let client_id = || claimed_id(&request).map(str::to_owned);
         // A locked-out id or address is refused before any store is asked.
         if let Some(lockouts) = &settings.lockouts
-            && let Some(wait) = lockouts.locked(claimed_id(&request), &parts, settings.clock.now())
+            && let Some(wait) = lockouts.locked(claimed_id(&request), parts, settings.clock.now())
         {
             // Whole seconds, rounded up: never invite a retry too early.
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let failure = Failure::LockedOut(seconds.max(1));
             // Not counted again: a locked-out request is not a guess.
-            return Ok(Decision::Answer(refuse(
-                settings,
-                failure,
-                format,
-                claimed_id(&request),
-            )));
+            let client_id = claimed_id(&request);
+            return Ok(Judged::Answer(refuse(settings, failure, format, client_id)));
         }
         if endpoint == Endpoint::DeviceAuthorization {
-            return match self.authorize_device(&parts, &request).await {
-                Ok(authorization) => Ok(Decision::Answer(authorization.response(format))),
-                Err(failure) => {
-                    let client_id = client_id();
-                    Err((parts, Refusal { failure, client_id }))
-                }
-            };
+            let authorization = self.authorize_device(parts, &request).await;
+            return Ok(Judged::Answer(
+                authorization.map_err(refusal)?.response(format),
+            ));
         }
-        let (grant, claim) = match self.check(&request).await {
-            Ok(checked) => checked,
-            Err(failure) => {
-                let client_id = client_id();
-                return Err((parts, Refusal { failure, client_id }));
-            }
-        };
+        let (grant, claim) = self.check(&request).await.map_err(refusal)?;
         let claim = claim.map(|claim| self.guard(claim, format, &grant));
         match self.police(parts, &grant, claim, format).await {
-            Ok((parts, claim)) => self.commit(parts, body, grant, claim, format).await,
-            Err(refused) => Ok(Decision::Answer(refused)),
+            Ok(claim) => self.commit(parts, body, grant, claim, format).await,
+            Err(refused) => Ok(Judged::Answer(refused)),
         }
     }
 
@@ -270,23 +272,23 @@ where
     /// value up, as a failed check would have.
     async fn police(
         &self,
-        parts: Parts,
+        parts: &mut Parts,
         grant: &ValidatedGrant,
         claim: Option<ClaimGuard>,
         format: ResponseFormat,
-    ) -> Result<(Parts, Option<ClaimGuard>), Response<Bytes>> {
+    ) -> Result<Option<ClaimGuard>, Response<Bytes>> {
         if self.policies.is_empty() {
-            return Ok((parts, claim));
+            return Ok(claim);
         }
         let settings = &*self.settings;
-        let shared = Arc::new(parts);
+        let shared = Arc::new(std::mem::replace(parts, Request::new(()).into_parts().0));
         let request = PolicyRequest::new(grant.clone(), Arc::clone(&shared), settings.dialect());
         let verdict = policy::run(&self.policies, request).await;
         // The policies are done with the head; one that kept a clone costs
         // a copy.
-        let parts = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
+        *parts = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
         let Err(error) = verdict else {
-            return Ok((parts, claim));
+            return Ok(claim);
         };
         if let Some(mut claim) = claim
             && let Err(error) = claim.end(End::Confirm).await
@@ -301,12 +303,12 @@ where
     /// and policy passed, then hand the grant on.
     async fn commit(
         self: &Arc<Self>,
-        mut parts: Parts,
+        parts: &mut Parts,
         body: Bytes,
         grant: ValidatedGrant,
         claim: Option<ClaimGuard>,
         format: ResponseFormat,
-    ) -> Result<Decision, (Parts, Refusal)> {
+    ) -> Result<Judged, Refusal> {
         let claim = match (grant.uncommitted_refresh(), grant.refresh(), &self.refresh) {
             (Some(key), Some(previous), Some(store)) => {
                 let client = grant.client();
@@ -315,7 +317,7 @@ where
                     Ok(claim) => claim.map(|claim| self.guard(claim, format, &grant)),
                     Err(failure) => {
                         let client_id = Some(client.client_id().to_owned());
-                        return Err((parts, Refusal { failure, client_id }));
+                        return Err(Refusal { failure, client_id });
                     }
                 }
             }
@@ -324,7 +326,7 @@ where
         tracing::debug!(client_id = ?grant.client().client_id(), "token request forwarded");
         parts.extensions.insert(grant);
         parts.extensions.insert(format);
-        Ok(Decision::Forward { parts, body, claim })
+        Ok(Judged::Forward { body, claim })
     }
 }
 
