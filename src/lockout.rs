@@ -296,6 +296,97 @@ mod tests {
     }
 
     #[test]
+    fn a_new_window_can_lock_out_again() {
+        let lockouts = Lockouts::new(Lockout::new(2, Duration::from_secs(60)));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let parts = parts();
+        lockouts.fail(Some("app"), &parts, t0);
+        lockouts.fail(Some("app"), &parts, t0);
+        assert!(lockouts.locked(Some("app"), &parts, t0).is_some());
+        // The window ends; two more failures in the next one lock it again,
+        // for the whole of that window.
+        let t1 = t0 + Duration::from_secs(90);
+        lockouts.fail(Some("app"), &parts, t1);
+        assert_eq!(lockouts.locked(Some("app"), &parts, t1), None);
+        lockouts.fail(Some("app"), &parts, t1 + Duration::from_secs(5));
+        assert_eq!(
+            lockouts.locked(Some("app"), &parts, t1 + Duration::from_secs(5)),
+            Some(Duration::from_secs(55))
+        );
+    }
+
+    /// Fails `id` `times` times at `at`.
+    fn fail_times(lockouts: &Lockouts, id: &str, times: u32, at: SystemTime) {
+        for _ in 0..times {
+            lockouts.fail(Some(id), &parts(), at);
+        }
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_fewest_failures_first() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let locked = |lockouts: &Lockouts, id| lockouts.locked(Some(id), &parts(), t0).is_some();
+        // Room for four ids; a fifth forgets the ids with one failure, and
+        // keeps the others' counts.
+        let lockouts = Lockouts::new(Lockout::new(3, Duration::from_secs(60)).capacity(4));
+        fail_times(&lockouts, "a", 2, t0);
+        fail_times(&lockouts, "b", 2, t0);
+        fail_times(&lockouts, "c", 1, t0);
+        fail_times(&lockouts, "d", 1, t0);
+        fail_times(&lockouts, "e", 1, t0);
+        assert!(lockouts.ids.len() <= 4);
+        fail_times(&lockouts, "a", 1, t0);
+        assert!(locked(&lockouts, "a"), "a kept its two failures");
+        fail_times(&lockouts, "c", 2, t0);
+        assert!(!locked(&lockouts, "c"), "c was forgotten");
+
+        // When forgetting the ids with one failure leaves more than three
+        // quarters of the table, the ids with two go too; a locked-out id
+        // stays.
+        let lockouts = Lockouts::new(Lockout::new(3, Duration::from_secs(60)).capacity(4));
+        fail_times(&lockouts, "a", 2, t0);
+        fail_times(&lockouts, "b", 2, t0);
+        fail_times(&lockouts, "c", 3, t0);
+        fail_times(&lockouts, "d", 1, t0);
+        fail_times(&lockouts, "e", 1, t0);
+        assert!(lockouts.ids.len() <= 4);
+        assert!(locked(&lockouts, "c"), "the locked-out id is kept");
+        fail_times(&lockouts, "a", 1, t0);
+        assert!(!locked(&lockouts, "a"), "a was forgotten");
+
+        // Another failure of an id the full table already holds counts on
+        // it, and makes no room.
+        let lockouts = Lockouts::new(Lockout::new(2, Duration::from_secs(60)).capacity(4));
+        for id in ["a", "b", "c", "d"] {
+            fail_times(&lockouts, id, 1, t0);
+        }
+        fail_times(&lockouts, "a", 1, t0);
+        assert!(locked(&lockouts, "a"));
+        assert_eq!(lockouts.ids.len(), 4);
+    }
+
+    #[test]
+    fn a_full_table_forgets_ended_windows_before_live_ones() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let window = Duration::from_secs(60);
+        let lockouts = Lockouts::new(Lockout::new(2, window).capacity(4));
+        for id in ["old-1", "old-2", "old-3"] {
+            fail_times(&lockouts, id, 5, t0);
+        }
+        // The old windows end exactly now; "live" has one failure in a
+        // window of its own, and a new id fills the table.
+        let now = t0 + window;
+        fail_times(&lockouts, "live", 1, now);
+        fail_times(&lockouts, "new", 1, now);
+        assert!(lockouts.ids.len() <= 4);
+        fail_times(&lockouts, "live", 1, now);
+        assert!(
+            lockouts.locked(Some("live"), &parts(), now).is_some(),
+            "the ended windows went first: live kept its failure"
+        );
+    }
+
+    #[test]
     fn counts_peers_when_asked() {
         let lockouts = Lockouts::new(
             Lockout::new(2, Duration::from_secs(60))

@@ -178,6 +178,25 @@ mod tests {
     }
 
     #[test]
+    fn method_names_are_the_wire_values() {
+        assert_eq!(PkceMethod::S256.as_str(), "S256");
+        assert_eq!(PkceMethod::Plain.as_str(), "plain");
+        // The name parses back to the method, and is the stored (serde) form.
+        for method in [PkceMethod::S256, PkceMethod::Plain] {
+            let challenge = match method {
+                PkceMethod::S256 => CHALLENGE,
+                PkceMethod::Plain => VERIFIER,
+            };
+            let parsed = PkceChallenge::parse(challenge, Some(method.as_str()), true).unwrap();
+            assert_eq!(parsed.method, method);
+            assert_eq!(
+                serde_json::to_string(&method).unwrap(),
+                format!("\"{}\"", method.as_str())
+            );
+        }
+    }
+
+    #[test]
     fn challenge_syntax_is_checked_at_issuance() {
         assert!(PkceChallenge::parse("abc", Some("S256"), false).is_err());
         assert!(PkceChallenge::parse(CHALLENGE, Some("S512"), false).is_err());

@@ -229,6 +229,17 @@ mod tests {
     const CB: &str = "https://client.example.com/cb";
 
     #[test]
+    fn policies_go_by_their_clients_file_names() {
+        for (policy, name) in [(Exact, "exact"), (Loopback, "loopback"), (GitHub, "github")] {
+            assert_eq!(policy.name(), name);
+            assert_eq!(RedirectPolicy::from_name(name), Some(policy));
+        }
+        for unknown in ["", "loose", "Exact", "GitHub"] {
+            assert_eq!(RedirectPolicy::from_name(unknown), None, "{unknown}");
+        }
+    }
+
+    #[test]
     fn exact_is_string_equality() {
         assert!(Exact.allows(CB, CB));
         for other in [
@@ -251,6 +262,18 @@ mod tests {
         assert!(!Loopback.allows("http://127.0.0.1/cb", "http://127.0.0.1:abc/cb"));
         assert!(!GitHub.allows("http://example.com/cb", "http://example.com:8o/cb"));
         assert!(GitHub.allows("http://[::1]/cb", "http://[::1]:8080/cb"));
+    }
+
+    #[test]
+    fn a_port_is_plain_digits_that_fit_sixteen_bits() {
+        // `+80` reads as 80 to Rust's integer parser, and 65536 or more is
+        // no port at all: neither may pass for the registered port.
+        assert!(!GitHub.allows("http://example.com:80/path", "http://example.com:+80/path"));
+        assert!(!GitHub.allows("http://example.com/path", "http://example.com:99999/path"));
+        assert!(!GitHub.allows("http://example.com/path", "http://example.com:/path"));
+        assert!(!Loopback.allows("http://127.0.0.1/cb", "http://127.0.0.1:+80/cb"));
+        assert!(!Loopback.allows("http://127.0.0.1/cb", "http://127.0.0.1:99999/cb"));
+        assert!(GitHub.allows("http://example.com:80/path", "http://example.com:80/path/x"));
     }
 
     #[test]
@@ -319,6 +342,15 @@ mod tests {
         assert!(!GitHub.allows("http://10.0.0.1/cb", "http://1.10.0.0.1/cb"));
         assert!(!GitHub.allows("http://[::2]/cb", "http://x.[::2]/cb"));
         assert!(GitHub.allows("http://example.com/path", "http://a.b.example.com/path"));
+    }
+
+    #[test]
+    fn github_rule_lets_a_query_be_added_unless_one_is_registered() {
+        let cb = "http://example.com/path";
+        assert!(GitHub.allows(cb, "http://example.com/path?x=1"));
+        assert!(GitHub.allows(cb, "http://example.com/path/sub?x=1&y=2"));
+        let tenant = "http://example.com/path?tenant=a";
+        assert!(!GitHub.allows(tenant, "http://example.com/path?x=1"));
     }
 
     #[test]

@@ -106,6 +106,26 @@ mod tests {
         assert_eq!(format!("{d:?}"), "SecretDigest(<redacted>)");
     }
 
+    /// SHA-256("abc"), FIPS 180-2 Appendix B.1.
+    const SHA256_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    #[test]
+    fn code_keys_are_the_sha256_of_the_code() {
+        let key = CodeKey::of("abc");
+        // What a backend stores: the text key and the binary key agree.
+        assert_eq!(key.to_hex(), SHA256_ABC);
+        assert_eq!(hex::encode(key.as_bytes()), SHA256_ABC);
+        assert_eq!(SecretDigest::of("abc").to_hex(), SHA256_ABC);
+        assert_ne!(CodeKey::of("abd").to_hex(), SHA256_ABC);
+        assert_ne!(CodeKey::of("abd").as_bytes(), key.as_bytes());
+    }
+
+    #[test]
+    fn code_key_debug_shows_only_a_prefix() {
+        let key = CodeKey::of("abc");
+        assert_eq!(format!("{key:?}"), "CodeKey(ba7816bf..)");
+    }
+
     #[test]
     fn random_codes_are_long_and_distinct() {
         let a = random_code().unwrap();

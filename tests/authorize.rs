@@ -198,3 +198,52 @@ async fn github_scopes_may_be_comma_separated() {
         .unwrap();
     assert_eq!(request.scopes(), ["repo", "user", "gist"]);
 }
+
+/// RFC 7636 §4.3: a missing method means `plain`. With `plain` off (the
+/// default), the client is told that `plain` is the problem and `S256` the
+/// fix, in the redirect's `error_description` too; an unknown method is
+/// told to use S256.
+#[tokio::test]
+async fn plain_pkce_is_refused_by_name_when_off() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let plain = "a-plain-verifier-that-is-long-enough-to-be-valid-0123";
+    for method in ["&code_challenge_method=plain", ""] {
+        let e = refuse(
+            &h,
+            &format!(
+                "response_type=code&client_id=app&redirect_uri={CB_ENC}&state=s&code_challenge={plain}{method}"
+            ),
+        )
+        .await;
+        assert_eq!(e.error(), "invalid_request", "{method}");
+        assert_eq!(
+            e.description(),
+            "code_challenge_method plain is not allowed, use S256",
+            "{method}"
+        );
+        let params = query_of(e.location().expect("redirected"));
+        assert_eq!(
+            params["error_description"],
+            "code_challenge_method plain is not allowed, use S256"
+        );
+    }
+    let e = refuse(
+        &h,
+        &format!(
+            "response_type=code&client_id=app&redirect_uri={CB_ENC}&code_challenge={CHALLENGE}&code_challenge_method=S512"
+        ),
+    )
+    .await;
+    assert_eq!(e.description(), "code_challenge_method must be S256");
+    // With plain on, the same requests are accepted as plain.
+    let h = Harness::with(Dialect::Rfc6749, |b| b.allow_plain_pkce(true));
+    for method in ["&code_challenge_method=plain", ""] {
+        h.layer
+            .authorizer()
+            .validate(&format!(
+                "response_type=code&client_id=app&redirect_uri={CB_ENC}&code_challenge={plain}{method}"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+    }
+}

@@ -59,6 +59,41 @@ async fn ten_wrong_secrets_lock_the_client_id_out_for_the_window() {
     );
 }
 
+/// client_secret_basic: the id the header names is the one counted and
+/// locked out, not whatever the body says (here: nothing).
+#[tokio::test]
+async fn wrong_basic_secrets_lock_the_client_id_out_too() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let basic_body = |code: &str| exchange(code).replace("&client_id=app&client_secret=s3cret", "");
+    for _ in 0..10 {
+        let code = h.app_code().await;
+        h.refused(post_basic("app", "guess", &basic_body(&code)))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    // The right secret now, in the header or in the body: refused at once.
+    let code = h.app_code().await;
+    let answer = h
+        .refused(post_basic("app", "s3cret", &basic_body(&code)))
+        .await;
+    answer.assert_rfc(429, "temporarily_unavailable");
+    assert_eq!(answer.header("retry-after"), Some("60"));
+    h.refused(post(&exchange(&code)))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+    // Another client's Basic credentials still work.
+    let body = basic_body("not-a-code");
+    h.refused(post_basic("other", "other-s3cret", &body))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    // And the window ends: the code survived.
+    h.clock.advance(Duration::from_secs(60));
+    let (answer, _) = h
+        .forwarded(post_basic("app", "s3cret", &basic_body(&code)))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
 #[tokio::test]
 async fn github_dialect_answers_429_in_the_negotiated_format() {
     let h = Harness::new(Dialect::GitHub);
@@ -235,4 +270,76 @@ fn a_lockout_needs_a_threshold_and_a_window() {
             .try_build();
         assert!(built.is_err());
     }
+}
+
+#[test]
+fn a_window_of_ten_years_is_the_longest() {
+    const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+    let build = |window| {
+        TokenGateLayer::builder()
+            .store(MemoryStore::new())
+            .lockout(Some(Lockout::new(10, window)))
+            .try_build()
+    };
+    for window in [
+        Duration::from_secs(1),
+        Duration::from_secs(8 * 24 * 3600),
+        Duration::from_secs(2 * 365 * 24 * 3600),
+        TEN_YEARS,
+    ] {
+        assert!(build(window).is_ok(), "{window:?}");
+    }
+    assert!(build(TEN_YEARS + Duration::from_secs(1)).is_err());
+}
+
+/// What an operator sees of the lockout in the layer's Debug output (and
+/// of a `Lockout` itself): the numbers in force, and whether addresses are
+/// counted.
+#[test]
+fn the_lockout_settings_show_in_debug_output() {
+    let lockout = Lockout::new(5, Duration::from_secs(300))
+        .capacity(1000)
+        .peer(|_| None);
+    assert_eq!(
+        format!("{lockout:?}"),
+        "Lockout { failures: 5, window: 300s, capacity: 1000, peer: true }"
+    );
+    let layer = TokenGateLayer::builder()
+        .store(MemoryStore::new())
+        .lockout(Some(lockout))
+        .build();
+    let shown = format!("{layer:?}");
+    assert!(
+        shown.contains(
+            "lockout: Some(Lockout { failures: 5, window: 300s, capacity: 1000, peer: true })"
+        ),
+        "{shown}"
+    );
+    assert_eq!(
+        format!("{:?}", Lockout::default()),
+        "Lockout { failures: 10, window: 60s, capacity: 65536, peer: false }"
+    );
+}
+
+/// `Retry-After` is whole seconds, rounded up: never an invitation to retry
+/// before the window ends.
+#[tokio::test]
+async fn a_wait_with_a_fraction_of_a_second_is_rounded_up() {
+    let h = Harness::new(Dialect::Rfc6749);
+    for _ in 0..10 {
+        h.refused(post(&wrong_secret("x")))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    for (advance, retry_after) in [(44_500, "16"), (15_000, "1"), (400, "1")] {
+        h.clock.advance(Duration::from_millis(advance));
+        let answer = h.refused(post(&exchange("x"))).await;
+        answer.assert_rfc(429, "temporarily_unavailable");
+        assert_eq!(answer.header("retry-after"), Some(retry_after), "{advance}");
+    }
+    // 59.9 s in, and 0.1 s later the window is over.
+    h.clock.advance(Duration::from_millis(100));
+    h.refused(post(&exchange("x")))
+        .await
+        .assert_rfc(400, "invalid_grant");
 }

@@ -185,6 +185,77 @@ async fn refresh_and_device_scenarios(h: &Harness, seen: &mut Seen) {
     seen.secret("WRONG-cc");
 }
 
+/// A device grant whose inner service fails is put back for the device's
+/// retry; should its user code have gone to another device meanwhile, that
+/// is logged (once, here).
+async fn device_put_back_scenarios(seen: &mut Seen, buf: &Buf) {
+    use std::convert::Infallible;
+    use tokengate::{
+        RequestBody,
+        device::{DeviceRecord, DeviceStatus},
+        store::{CodeKey, DeviceStore},
+    };
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    let h = Harness::with(Dialect::Rfc6749, |b| b.lockout(None));
+    for user_code_taken in [false, true] {
+        let answer = h
+            .refused(with_accept(post_device("client_id=tv"), "application/json"))
+            .await;
+        let device = answer.json();
+        let device_code = device["device_code"].as_str().unwrap().to_owned();
+        let user_code = device["user_code"].as_str().unwrap().to_owned();
+        seen.secret(&device_code);
+        seen.secret(&user_code);
+        assert!(
+            h.layer
+                .devices()
+                .approve(&user_code, "user-1")
+                .await
+                .unwrap()
+        );
+        let (store, clock) = (h.store.clone(), h.clock.clone());
+        let failing = ServiceBuilder::new()
+            .layer(h.layer.clone())
+            .service(service_fn(move |_: Request<RequestBody<String>>| {
+                let (store, clock, user_code) = (store.clone(), clock.clone(), user_code.clone());
+                async move {
+                    if user_code_taken {
+                        let now = tokengate::clock::Clock::now(&clock);
+                        let other = DeviceRecord {
+                            client_id: "tv".into(),
+                            scopes: vec![],
+                            user_code,
+                            status: DeviceStatus::Pending,
+                            interval: 5,
+                            last_poll: None,
+                            issued_at: now,
+                            expires_at: now + Duration::from_secs(900),
+                        };
+                        let key = CodeKey::of("another device's code");
+                        assert!(DeviceStore::issue(&store, key, other).await.unwrap());
+                    }
+                    let mut response = http::Response::new(String::new());
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    Ok::<_, Infallible>(response)
+                }
+            }));
+        let poll = format!("grant_type={DEVICE_GRANT}&client_id=tv&device_code={device_code}");
+        let answer = Answer::read(failing.oneshot(post(&poll)).await.unwrap()).await;
+        assert_eq!(answer.status, 503);
+        h.clock.advance(Duration::from_secs(60));
+        let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let warned = logs.contains("a failed device grant could not be put back");
+        assert_eq!(warned, user_code_taken, "{logs}");
+        if user_code_taken {
+            seen.answer(&h.refused(post(&poll)).await);
+        } else {
+            let (answer, _) = h.forwarded(post(&poll)).await;
+            assert_eq!(answer.status, 200, "put back: {}", answer.text());
+        }
+    }
+}
+
 /// A store whose every call fails.
 #[derive(Clone)]
 struct Broken;
@@ -298,6 +369,7 @@ async fn no_secret_reaches_a_log_a_response_or_debug_output() {
         seen.debug(&h.refresh_replays.lock().unwrap());
     }
     failure_scenarios(&mut seen).await;
+    device_put_back_scenarios(&mut seen, &buf).await;
 
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     // The logs did capture the scenarios.
@@ -311,6 +383,12 @@ async fn no_secret_reaches_a_log_a_response_or_debug_output() {
     ] {
         assert!(logs.contains(expected), "{expected} not logged: {logs}");
     }
+    assert_eq!(
+        logs.matches("a failed device grant could not be put back")
+            .count(),
+        1,
+        "{logs}"
+    );
     assert!(seen.secrets.len() > 20);
     for secret in &seen.secrets {
         assert!(

@@ -233,3 +233,49 @@ fn a_claim_must_last_a_positive_time() {
         .try_build();
     assert!(built.is_err());
 }
+
+fn refresh_body(token: &str) -> String {
+    format!("grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret")
+}
+
+#[tokio::test]
+async fn opting_out_uses_a_refresh_token_up_before_the_inner_service() {
+    let h = Harness::with(Dialect::Rfc6749, |b| b.two_phase_redemption(None));
+    let token = h.app_refresh_token().await;
+    let answer = h
+        .answered_by(StatusCode::SERVICE_UNAVAILABLE, post(&refresh_body(&token)))
+        .await;
+    assert_eq!(answer.status, 503);
+    // Rotated on read: the retry is a replay, and revokes the family.
+    h.refused(post(&refresh_body(&token)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    assert_eq!(h.refresh_replays.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn opting_out_a_refresh_token_claimed_by_another_request_is_a_replay() {
+    use tokengate::store::{Claim, CodeKey, Redemption, RefreshStore};
+    let h = Harness::with(Dialect::Rfc6749, |b| b.two_phase_redemption(None));
+    let token = h.app_refresh_token().await;
+    // Another process rotating the same token, between its claim and its
+    // confirmation (two-phase redemption off everywhere).
+    let key = CodeKey::of(&token);
+    let theirs = Claim::new(Duration::from_secs(30)).unwrap();
+    let claimed = RefreshStore::claim(&h.store, &key, &theirs).await.unwrap();
+    assert!(matches!(claimed, Redemption::Claimed(_)));
+    h.refused(post(&refresh_body(&token)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    assert_eq!(
+        h.refresh_replays.lock().unwrap().len(),
+        1,
+        "the token presented twice at once is a replay"
+    );
+    // The family is revoked: the other process's rotation does not hold.
+    assert!(
+        !RefreshStore::confirm(&h.store, &key, &theirs)
+            .await
+            .unwrap()
+    );
+}

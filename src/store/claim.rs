@@ -82,6 +82,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_id_as_text_is_its_hex_and_debug_shows_it() {
+        let a = Claim::new(Duration::from_secs(30)).unwrap();
+        let b = Claim::new(Duration::from_secs(30)).unwrap();
+        // What a text-keyed store compares: 32 lowercase hex digits of the
+        // id, distinct for distinct claims.
+        assert_eq!(a.id_hex(), hex::encode(a.id()));
+        assert_eq!(a.id_hex().len(), 32);
+        assert_ne!(a.id_hex(), b.id_hex());
+        assert_ne!(a.id(), b.id());
+        assert_eq!(a.ttl(), Duration::from_secs(30));
+        assert_eq!(
+            format!("{a:?}"),
+            format!("Claim {{ id: \"{}\", ttl: 30s }}", a.id_hex())
+        );
+    }
+
+    #[test]
     fn ids_are_distinct() {
         let ids: std::collections::HashSet<[u8; 16]> = (0..10_000)
             .map(|_| *Claim::new(Duration::from_secs(1)).unwrap().id())

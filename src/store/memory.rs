@@ -557,6 +557,251 @@ mod tests {
         assert_eq!(store.code_count(), 1);
     }
 
+    fn refresh_record(clock: &ManualClock, family: &str) -> RefreshRecord {
+        RefreshRecord {
+            client_id: "c".into(),
+            subject: "u".into(),
+            scopes: vec![],
+            family: family.into(),
+            issued_at: clock.now(),
+            expires_at: clock.now() + Duration::from_secs(3600),
+        }
+    }
+
+    fn device_record(clock: &ManualClock, user_code: &str) -> DeviceRecord {
+        DeviceRecord {
+            client_id: "c".into(),
+            scopes: vec![],
+            user_code: user_code.into(),
+            status: DeviceStatus::Pending,
+            interval: 5,
+            last_poll: None,
+            issued_at: clock.now(),
+            expires_at: clock.now() + Duration::from_secs(900),
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_are_registered_replaced_and_removed() {
+        let store = MemoryStore::new();
+        assert_eq!(store.client_count(), 0);
+        store.insert_client(Client::confidential("a").with_secret("s"));
+        store.insert_client(Client::public("b"));
+        store.insert_client(Client::confidential("b").with_secret("t"));
+        assert_eq!(store.client_count(), 2);
+        let b = store.client("b").await.unwrap().expect("b is registered");
+        assert!(
+            !b.is_public(),
+            "the second registration of b replaced the first"
+        );
+        assert!(store.remove_client("a"));
+        assert!(!store.remove_client("a"), "a was removed already");
+        assert!(!store.remove_client("nobody"));
+        assert_eq!(store.client_count(), 1);
+        assert!(store.client("a").await.unwrap().is_none());
+        assert_eq!(format!("{store:?}"), "MemoryStore { clients: 1, codes: 0 }");
+    }
+
+    #[test]
+    fn a_clients_file_is_loaded_whole_or_not_at_all() {
+        let dir = std::env::temp_dir().join(format!("tokengate-memory-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("clients.json");
+        std::fs::write(
+            &good,
+            r#"{"clients":[{"client_id":"cli","public":true,
+                "redirect_uris":["http://127.0.0.1/cb"],"redirect_policy":"loopback"},
+                {"client_id":"svc","public":true}]}"#,
+        )
+        .unwrap();
+        let store = MemoryStore::new();
+        assert_eq!(store.load_clients_file(&good).unwrap(), 2);
+        assert_eq!(store.client_count(), 2);
+        let bad = dir.join("bad.json");
+        std::fs::write(
+            &bad,
+            r#"{"clients":[{"client_id":"x","public":true},{"public":true}]}"#,
+        )
+        .unwrap();
+        let other = MemoryStore::new();
+        assert!(other.load_clients_file(&bad).is_err());
+        assert!(other.load_clients_file(dir.join("missing.json")).is_err());
+        assert_eq!(other.client_count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_counts_follow_what_is_held() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        assert_eq!(
+            (
+                store.code_count(),
+                store.refresh_token_count(),
+                store.device_count()
+            ),
+            (0, 0, 0)
+        );
+        for i in 0..2 {
+            let key = CodeKey::of(&format!("code-{i}"));
+            CodeStore::issue(&store, key, record(&clock, Duration::from_secs(60)))
+                .await
+                .unwrap();
+            let key = CodeKey::of(&format!("refresh-{i}"));
+            RefreshStore::issue(&store, key, refresh_record(&clock, "f"))
+                .await
+                .unwrap();
+            let key = CodeKey::of(&format!("device-{i}"));
+            let user_code = format!("BCDF-GHJ{i}");
+            assert!(
+                DeviceStore::issue(&store, key, device_record(&clock, &user_code))
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(
+            (
+                store.code_count(),
+                store.refresh_token_count(),
+                store.device_count()
+            ),
+            (2, 2, 2)
+        );
+        assert_eq!(format!("{store:?}"), "MemoryStore { clients: 0, codes: 2 }");
+    }
+
+    #[tokio::test]
+    async fn a_claim_lapses_after_exactly_its_ttl() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        let key = CodeKey::of("code");
+        CodeStore::issue(&store, key, record(&clock, Duration::from_secs(600)))
+            .await
+            .unwrap();
+        let claim = |ttl| Claim::new(Duration::from_secs(ttl)).unwrap();
+        let (first, second) = (claim(30), claim(30));
+        let claimed = CodeStore::claim(&store, &key, &first).await.unwrap();
+        assert!(matches!(claimed, Redemption::Claimed(_)));
+        clock.advance(Duration::from_millis(29_999));
+        let busy = CodeStore::claim(&store, &key, &second).await.unwrap();
+        assert!(matches!(busy, Redemption::Busy), "held until the ttl is up");
+        clock.advance(Duration::from_millis(1));
+        let taken = CodeStore::claim(&store, &key, &second).await.unwrap();
+        assert!(matches!(taken, Redemption::Claimed(_)), "lapsed at the ttl");
+        // The first holder lost it: its confirmation uses nothing up.
+        assert!(!CodeStore::confirm(&store, &key, &first).await.unwrap());
+        assert!(CodeStore::confirm(&store, &key, &second).await.unwrap());
+        let used = CodeStore::claim(&store, &key, &claim(30)).await.unwrap();
+        assert!(matches!(used, Redemption::Used(_)));
+    }
+
+    #[tokio::test]
+    async fn an_expired_refresh_token_is_unknown() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        let key = CodeKey::of("refresh");
+        RefreshStore::issue(&store, key, refresh_record(&clock, "f"))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(3599));
+        assert!(matches!(
+            RefreshStore::find(&store, &key).await.unwrap(),
+            Lookup::Unused(_)
+        ));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            RefreshStore::find(&store, &key).await.unwrap(),
+            Lookup::Unknown
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revocation_lasts_as_long_as_its_family_could_then_is_forgotten() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        // One member, valid for an hour; its family revoked at once.
+        RefreshStore::issue(&store, CodeKey::of("r1"), refresh_record(&clock, "f"))
+            .await
+            .unwrap();
+        RefreshStore::revoke_family(&store, "f").await.unwrap();
+        clock.advance(Duration::from_secs(3599));
+        let late = refresh_record(&clock, "f");
+        assert!(
+            RefreshStore::issue(&store, CodeKey::of("r2"), late)
+                .await
+                .is_err(),
+            "no new member while a member could still be valid"
+        );
+        // Past the last member's expiry (and the sweep's cadence), the
+        // revocation and the expired member are gone: memory stays bounded.
+        clock.advance(Duration::from_secs(1) + SWEEP_EVERY + Duration::from_secs(1));
+        RefreshStore::issue(&store, CodeKey::of("r3"), refresh_record(&clock, "f"))
+            .await
+            .expect("the revocation was forgotten");
+        assert_eq!(store.refresh_token_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn device_codes_are_forgotten_after_their_tombstone() {
+        // Whole milliseconds: the expiry queue rounds a sub-millisecond
+        // expiry up.
+        let clock = ManualClock::at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
+        let store = MemoryStore::with_clock(clock.clone());
+        let t0 = clock.now();
+        let (old, new, other) = (
+            CodeKey::of("d-old"),
+            CodeKey::of("d-new"),
+            CodeKey::of("d-x"),
+        );
+        assert!(
+            DeviceStore::issue(&store, old, device_record(&clock, "BCDF-GHJK"))
+                .await
+                .unwrap()
+        );
+        // Expired: the user code is free for a new authorization, while the
+        // old device code still hears `expired_token`.
+        clock.advance(Duration::from_secs(900));
+        assert!(
+            DeviceStore::issue(&store, new, device_record(&clock, "BCDF-GHJK"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            DeviceStore::poll(&store, &old, "c", clock.now())
+                .await
+                .unwrap(),
+            PollOutcome::Expired
+        );
+        // The old code's tombstone ends: the next call forgets it, and
+        // only it.
+        clock.advance(DEVICE_TOMBSTONE);
+        assert!(
+            DeviceStore::issue(&store, other, device_record(&clock, "LMNP-QRST"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.device_count(), 2);
+        let now = clock.now();
+        assert_eq!(
+            DeviceStore::poll(&store, &old, "c", now).await.unwrap(),
+            PollOutcome::Unknown
+        );
+        // The user code now names the new authorization, still.
+        let found = DeviceStore::find(&store, "BCDF-GHJK", now).await.unwrap();
+        assert_eq!(
+            found.map(|record| record.issued_at),
+            Some(t0 + Duration::from_secs(900))
+        );
+        let approve = DeviceDecision::Approve {
+            subject: "u".into(),
+        };
+        assert!(
+            DeviceStore::decide(&store, "BCDF-GHJK", approve, now)
+                .await
+                .unwrap()
+        );
+    }
+
     #[tokio::test]
     async fn a_key_cannot_be_issued_twice() {
         let clock = ManualClock::new();
