@@ -405,28 +405,7 @@ where
     S: CodeStore + RefreshStore + DeviceStore + Clone,
 {
     let gate = Gate::new(store, clock, LONG_TTL);
-    let mut codes = Vec::new();
-    for _ in 0..20 {
-        codes.push(gate.code("read").await);
-    }
-    let tasks: Vec<_> = (0..200)
-        .map(|i| {
-            let request = gate.exchange(&codes[i % codes.len()]);
-            tokio::spawn(send(&gate.layer, Inner::minting(), request))
-        })
-        .collect();
-    let mut forwarded = 0;
-    for task in tasks {
-        let answer = task
-            .await
-            .expect("a request task panicked")
-            .expect("the minting inner service never fails");
-        if answer.status.is_success() {
-            forwarded += 1;
-        } else {
-            answer.expect_refused(400, "invalid_grant", "a code presented concurrently");
-        }
-    }
+    let forwarded = gate.redeem_concurrently(20, 10).await;
     assert_eq!(
         forwarded, 20,
         "200 concurrent requests on 20 codes must forward exactly 20: one per code"
@@ -1410,28 +1389,7 @@ where
     );
 
     // Concurrent presentations of a few codes: one token each.
-    let mut codes = Vec::new();
-    for _ in 0..4 {
-        codes.push(gate.code("read").await);
-    }
-    let tasks: Vec<_> = (0..40)
-        .map(|i| {
-            let request = gate.exchange(&codes[i % codes.len()]);
-            tokio::spawn(send(&gate.layer, Inner::minting(), request))
-        })
-        .collect();
-    let mut forwarded = 0;
-    for task in tasks {
-        let answer = task
-            .await
-            .expect("a request task panicked")
-            .expect("the minting inner service never fails");
-        if answer.status.is_success() {
-            forwarded += 1;
-        } else {
-            answer.expect_refused(400, "invalid_grant", "a code presented concurrently");
-        }
-    }
+    let forwarded = gate.redeem_concurrently(4, 10).await;
     assert_eq!(
         forwarded, 4,
         "40 concurrent requests on 4 codes, two-phase redemption off, must forward exactly 4"
@@ -1727,6 +1685,34 @@ impl Gate {
                 .to_owned()
         };
         (field("device_code"), field("user_code"))
+    }
+
+    /// Mints `codes` codes and presents each `times` times at once; how
+    /// many were forwarded (every other answer must be `invalid_grant`).
+    async fn redeem_concurrently(&self, codes: usize, times: usize) -> usize {
+        let mut minted = Vec::new();
+        for _ in 0..codes {
+            minted.push(self.code("read").await);
+        }
+        let tasks: Vec<_> = (0..codes * times)
+            .map(|i| {
+                let request = self.exchange(&minted[i % codes]);
+                tokio::spawn(send(&self.layer, Inner::minting(), request))
+            })
+            .collect();
+        let mut forwarded = 0;
+        for task in tasks {
+            let answer = task
+                .await
+                .expect("a request task panicked")
+                .expect("the minting inner service never fails");
+            if answer.status.is_success() {
+                forwarded += 1;
+            } else {
+                answer.expect_refused(400, "invalid_grant", "a code presented concurrently");
+            }
+        }
+        forwarded
     }
 
     /// A valid exchange of `code` by `app`.
