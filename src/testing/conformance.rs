@@ -1397,11 +1397,32 @@ where
 
     // A refresh token: concurrent presentations rotate it once, and the
     // others are replays that revoke the family.
+    // One refresh alone rotates the token: the race below must not pass
+    // for a store on which no rotation ever succeeds.
     let tokens = gate.layer.refresh_tokens();
-    let first = tokens
-        .issue(&grant)
+    let issued = |issued: Result<String, StoreError>| {
+        issued.unwrap_or_else(|e| panic!("RefreshStore::issue of a new token failed: {e}"))
+    };
+    let alone = issued(tokens.issue(&grant).await);
+    let rotated_alone = gate
+        .post(gate.refresh(&alone))
         .await
-        .unwrap_or_else(|e| panic!("RefreshStore::issue of a new token failed: {e}"));
+        .expect_forwarded("a refresh token presented once, two-phase redemption off");
+    gate.post(gate.refresh(&alone)).await.expect_refused(
+        400,
+        "invalid_grant",
+        "a refresh token presented after its rotation, two-phase redemption off",
+    );
+    assert!(
+        tokens.issue(&rotated_alone).await.is_err(),
+        "a rotated-away token presented again must revoke its family"
+    );
+    let code = gate.code("read").await;
+    let grant = gate
+        .post(gate.exchange(&code))
+        .await
+        .expect_forwarded("a fresh code, two-phase redemption off");
+    let first = issued(tokens.issue(&grant).await);
     let tasks: Vec<_> = (0..8)
         .map(|_| tokio::spawn(send(&gate.layer, Inner::minting(), gate.refresh(&first))))
         .collect();
