@@ -586,7 +586,9 @@ fn grants(c: &mut Criterion) {
             .to_bytes();
         let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         let user_code = json["user_code"].as_str().expect("a user code");
-        assert!(now_or_never(devices.approve(user_code, "user-42")).expect("the store answers"));
+        assert!(
+            now_or_never(devices.approve(user_code, "user-42", None)).expect("the store answers")
+        );
         token_request(format!(
             "grant_type=urn:ietf:params:oauth:grant-type:device_code&device_code={}&client_id={CLIENT_ID}&client_secret={SECRET}",
             json["device_code"].as_str().expect("a device code")

@@ -493,7 +493,7 @@ struct DeviceForm {
 /// approve or deny.
 async fn device_decision(State(demo): State<Demo>, Form(form): Form<DeviceForm>) -> Response<Body> {
     let code = escape_html(&form.user_code);
-    let pending = match demo.devices.lookup(&form.user_code).await {
+    let pending = match demo.devices.lookup(&form.user_code, None).await {
         Ok(pending) => pending,
         Err(error) => {
             tracing::error!(%error, "device store failed");
@@ -547,12 +547,12 @@ async fn device_decision(State(demo): State<Demo>, Form(form): Form<DeviceForm>)
     let decided = match decision.as_str() {
         "approve" => demo
             .devices
-            .approve(&form.user_code, DEMO_USER)
+            .approve(&form.user_code, DEMO_USER, None)
             .await
             .map(|ok| (ok, "approved")),
         "deny" => demo
             .devices
-            .deny(&form.user_code)
+            .deny(&form.user_code, None)
             .await
             .map(|ok| (ok, "denied")),
         _ => {

@@ -14,7 +14,8 @@ use crate::{
     dialect::{Dialect, Presentation},
     issuing::Issuing,
     layer::TokenGateLayer,
-    lockout::{Lockout, Lockouts},
+    lockout::{Counting, DEFAULT_LOCKOUT_CAPACITY, DynLockoutStore, Lockout, UserCodeLimits},
+    peer::PeerSource,
     policy::{DynPolicy, Policy},
     record::{
         code::CodeRecord,
@@ -23,8 +24,8 @@ use crate::{
     },
     settings::{RefreshReplayHook, ReplayHook, Settings},
     store::{
-        Claim, ClientStore, CodeKey, CodeStore, DeviceStore, Lookup, Redemption, RefreshStore,
-        StoreError,
+        Claim, ClientStore, CodeKey, CodeStore, DeviceStore, LockoutStore, Lookup, MemoryCounters,
+        Redemption, RefreshStore, StoreError,
     },
 };
 
@@ -152,6 +153,9 @@ struct Options {
     github_client_credentials: bool,
     policies: Vec<Arc<dyn DynPolicy>>,
     lockout: Option<Lockout>,
+    user_code_limits: Option<UserCodeLimits>,
+    peer: PeerSource,
+    lockout_store: Option<Arc<dyn DynLockoutStore>>,
 }
 
 impl Builder {
@@ -183,6 +187,9 @@ impl Builder {
                 github_client_credentials: false,
                 policies: Vec::new(),
                 lockout: Some(Lockout::default()),
+                user_code_limits: Some(UserCodeLimits::default()),
+                peer: PeerSource::default(),
+                lockout_store: None,
             },
         }
     }
@@ -342,15 +349,51 @@ impl<C, K, R, D> Builder<C, K, R, D> {
         self
     }
 
-    /// The brute-force defence (on by default: [`Lockout::default`], 10
-    /// failures per client id per minute). `None` turns it off.
+    /// The brute-force defence at the token endpoint (on by default:
+    /// [`Lockout::default`], 10 failures per client id per peer and 100 per
+    /// peer, per minute). `None` turns it off.
     ///
-    /// A locked-out client id (or address) is refused before any store is
-    /// asked: `429`, `temporarily_unavailable`, `Retry-After`. See
-    /// [`Lockout`] for what counts as a failure.
+    /// A locked-out peer (or peer and client id) is refused before any
+    /// other store is asked: `429`, `temporarily_unavailable`,
+    /// `Retry-After`. See [`Lockout`] for what counts as a failure and
+    /// under which keys, and [`peer`](Self::peer) for where the peer
+    /// address comes from.
     #[must_use]
     pub fn lockout(mut self, lockout: Option<Lockout>) -> Self {
         self.options.lockout = lockout;
+        self
+    }
+
+    /// Limits on failed user-code look-ups at the device flow's
+    /// verification side ([`Devices`](crate::device::Devices)); on by
+    /// default ([`UserCodeLimits::default`]: 50 failures an hour per peer,
+    /// GitHub's figure). `None` turns them off.
+    #[must_use]
+    pub fn user_code_limits(mut self, limits: Option<UserCodeLimits>) -> Self {
+        self.options.user_code_limits = limits;
+        self
+    }
+
+    /// Where the lockout and the user-code limits find a request's peer
+    /// address (default [`PeerSource::connection`]: the address the
+    /// server accepted the connection from). Behind your own reverse
+    /// proxies, name the header they set and how many of them there are.
+    #[must_use]
+    pub fn peer(mut self, source: PeerSource) -> Self {
+        self.options.peer = source;
+        self
+    }
+
+    /// Keeps the lockout's and the user-code limits' failure counters in
+    /// `store` (one Redis shared by every gate process, say), so that N
+    /// processes enforce one threshold. The default keeps them in this
+    /// process's memory ([`MemoryCounters`]).
+    ///
+    /// A store that fails or times out on a check fails closed: the
+    /// request is answered `500 server_error`.
+    #[must_use]
+    pub fn lockout_store(mut self, store: impl LockoutStore) -> Self {
+        self.options.lockout_store = Some(Arc::new(store));
         self
     }
 
@@ -514,6 +557,15 @@ where
                 "a lockout needs at least one failure, a window and a capacity",
             ));
         }
+        if options
+            .user_code_limits
+            .as_ref()
+            .is_some_and(|limits| !limits.is_valid())
+        {
+            return Err(ConfigError(
+                "user-code limits need at least one failure per peer and a window",
+            ));
+        }
         if options.code_lifetime.is_zero() {
             return Err(ConfigError("the code lifetime must be positive"));
         }
@@ -578,7 +630,18 @@ where
             device_interval: options.device_interval,
             verification_uri: options.verification_uri,
             github_client_credentials: options.github_client_credentials,
-            lockouts: options.lockout.map(Lockouts::new),
+            counting: match options.lockout_store {
+                Some(store) => Counting::Shared(store),
+                None => Counting::Memory(MemoryCounters::new(
+                    options
+                        .lockout
+                        .as_ref()
+                        .map_or(DEFAULT_LOCKOUT_CAPACITY, Lockout::capacity_of),
+                )),
+            },
+            lockout: options.lockout,
+            user_code_limits: options.user_code_limits,
+            peer: options.peer,
         });
         // The gate and the issuing side share each store.
         let (clients, codes) = (Arc::new(clients), Arc::new(codes));

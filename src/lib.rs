@@ -98,6 +98,7 @@ mod layer;
 pub mod lockout;
 pub mod metadata;
 mod parse;
+pub mod peer;
 pub mod pkce;
 pub mod policy;
 mod record;

@@ -1,103 +1,163 @@
-//! Brute-force defence: failed client authentications and failed
-//! redemptions are counted per client id (and per peer address, when the
-//! application says how to find it); past the threshold within the window,
-//! the gate refuses at once, `429` with `Retry-After`, without asking a
-//! store.
+//! Brute-force defences that no stranger can aim: failed token requests and
+//! failed user-code look-ups are counted per peer address (and per client
+//! id within a peer), so that one party's failures never lock another out.
+//! Past a threshold within the window, the gate refuses at once, `429` with
+//! `Retry-After`, without asking any other store.
 //!
-//! Why not a rate-limiting crate: `governor` and its kin count requests
-//! and consume a cell on every check. The gate must ask "is this id locked
-//! out?" without counting the request, count only the failures, and hold
-//! its memory to a fixed bound under a flood of made-up ids; the counter
-//! below does exactly that, in one small map.
+//! Where the counters live is a [`LockoutStore`]: this process's memory by
+//! default, a shared store (Redis) when several processes must enforce one
+//! threshold. Where the peer address comes from is a
+//! [`PeerSource`](crate::peer::PeerSource).
 
 use std::{
-    collections::HashMap,
     fmt,
-    hash::{BuildHasher, RandomState},
+    future::Future,
     net::IpAddr,
-    sync::{Arc, Mutex, PoisonError},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
     time::{Duration, SystemTime},
 };
 
-use http::request::Parts;
+use crate::{
+    peer::bucket,
+    store::{BoxFuture, Counter, CounterKey, LockoutStore, MemoryCounters, StoreError},
+};
 
-/// Finds the peer address of a request (from `ConnectInfo`, a trusted
-/// `X-Forwarded-For`, ...).
-pub(crate) type PeerFn = Arc<dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync>;
-
-/// The default: 10 failures per client id per minute.
+/// The default bound on the keys the in-process counters track at once.
+pub const DEFAULT_LOCKOUT_CAPACITY: usize = crate::store::DEFAULT_COUNTERS_CAPACITY;
+/// The default: 10 failures per client id per peer per window.
 pub const DEFAULT_LOCKOUT_FAILURES: u32 = 10;
+/// The default: 100 failures per peer per window, whatever the client ids.
+pub const DEFAULT_PEER_FAILURES: u32 = 100;
 /// The default window: one minute.
 pub const DEFAULT_LOCKOUT_WINDOW: Duration = Duration::from_secs(60);
-/// The default bound on the ids (and addresses) tracked at once.
-pub const DEFAULT_LOCKOUT_CAPACITY: usize = 65_536;
+/// GitHub's limit on failed user codes: 50 an hour.
+pub const DEFAULT_USER_CODE_FAILURES: u32 = 50;
+/// The user-code limits' default window: one hour.
+pub const DEFAULT_USER_CODE_WINDOW: Duration = Duration::from_secs(3600);
 
-/// The brute-force defence's settings, for
+/// The brute-force defence at the token endpoint, for
 /// [`Builder::lockout`](crate::Builder::lockout).
 ///
-/// Failed client authentication (`invalid_client`) and failed redemptions
-/// (an unknown, used or foreign code, refresh token or device code, a wrong
-/// verifier or redirect URI) count against the client id the request
-/// claimed and, with [`peer`](Self::peer), against its address. Once
-/// `failures` have been counted within `window`, requests from that id (or
-/// address) are refused until the window ends: `429 Too Many Requests`,
-/// `temporarily_unavailable`, `Retry-After` in seconds, in both dialects.
+/// What counts as a failure: failed client authentication
+/// (`invalid_client`) and guesses at a grant: an unknown code, refresh
+/// token or device code, a code or refresh token of another client, a
+/// wrong verifier or redirect URI. A code or refresh token that was valid
+/// once (used, expired, rotated) is not a guess: its holder knew it.
 ///
-/// Windows are fixed (they start at the first failure), so at most
-/// `2 × failures - 1` attempts fit in any `window`-long span. At most
-/// `capacity` ids and as many addresses are tracked; when the table is full,
-/// ids with the fewest failures are forgotten first, so a flood of made-up
-/// ids costs an attacker many requests before it frees a real one.
+/// Under which keys, within one `window` opened by the first failure:
+///
+/// - **per peer and client id**: `failures` failures from one address that
+///   named one client id lock that pair out;
+/// - **per peer**: [`per_peer`](Self::per_peer) failures from one address,
+///   whatever the ids, lock the address out;
+/// - **per client id, from everywhere** (off unless
+///   [`client_ceiling`](Self::client_ceiling) is set): a ceiling for
+///   deployments whose secrets are weak enough to guess.
+///
+/// Failures from one address therefore never refuse a request from
+/// another address, however many there are: an attacker can lock out only
+/// themself. What they can still do is spread guesses over many addresses;
+/// with secrets and codes of 128 bits or more, that buys nothing. IPv6
+/// peers are counted by their /64, which one subscriber usually holds
+/// whole.
+///
+/// A request whose peer the [`PeerSource`](crate::peer::PeerSource)
+/// cannot find is counted under the ceiling alone (when set), and the gate
+/// logs a warning the first time: set the peer source.
 ///
 /// ```
-/// use std::{net::IpAddr, time::Duration};
+/// use std::time::Duration;
 /// use tokengate::lockout::Lockout;
 ///
-/// let lockout = Lockout::new(5, Duration::from_secs(300)).peer(|parts| {
-///     parts.extensions.get::<std::net::SocketAddr>().map(|addr| addr.ip())
-/// });
+/// let lockout = Lockout::new(5, Duration::from_secs(300)).per_peer(50);
 /// # let _ = lockout;
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lockout {
     failures: u32,
+    peer_failures: u32,
+    client_ceiling: Option<u32>,
     window: Duration,
     capacity: usize,
-    peer: Option<PeerFn>,
 }
 
 impl Lockout {
-    /// `failures` failures within `window` lock an id out until the window
-    /// ends.
+    /// `failures` failures from one peer for one client id within
+    /// `window` lock that pair out until the window ends.
     pub fn new(failures: u32, window: Duration) -> Self {
         Self {
             failures,
+            peer_failures: DEFAULT_PEER_FAILURES.max(failures),
+            client_ceiling: None,
             window,
             capacity: DEFAULT_LOCKOUT_CAPACITY,
-            peer: None,
         }
     }
 
-    /// Also counts failures per peer address, as `peer` finds it.
+    /// Failures from one peer, whatever the client ids, that lock the peer
+    /// out (default [`DEFAULT_PEER_FAILURES`]).
     #[must_use]
-    pub fn peer(mut self, peer: impl Fn(&Parts) -> Option<IpAddr> + Send + Sync + 'static) -> Self {
-        self.peer = Some(Arc::new(peer));
+    pub fn per_peer(mut self, failures: u32) -> Self {
+        self.peer_failures = failures;
         self
     }
 
-    /// How many ids (and addresses) are tracked at most (default
-    /// [`DEFAULT_LOCKOUT_CAPACITY`]).
+    /// Also locks a client id out for everyone once `failures` failures
+    /// from all peers together named it.
+    ///
+    /// The trade-off: this lets anyone who knows a client id (ids are
+    /// public; they travel in every authorization URL) deny that client
+    /// service for a window at a time, with `failures` requests. Set it
+    /// only when a client's secret is weak enough that guesses spread over
+    /// many addresses could find it, and prefer a strong secret.
+    #[must_use]
+    pub fn client_ceiling(mut self, failures: u32) -> Self {
+        self.client_ceiling = Some(failures);
+        self
+    }
+
+    /// How many keys the in-process counters track at most (default
+    /// [`DEFAULT_LOCKOUT_CAPACITY`]); a shared
+    /// [`LockoutStore`](crate::store::LockoutStore) has bounds of its own.
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self
     }
 
-    /// At least one failure, a window of at most ten years (so window ends
-    /// stay representable), room for one id.
+    /// At least one failure per key, a window of at most ten years (so
+    /// window ends stay representable), room for one key.
     pub(crate) fn is_valid(&self) -> bool {
-        const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-        self.failures > 0 && !self.window.is_zero() && self.window <= TEN_YEARS && self.capacity > 0
+        self.failures > 0
+            && self.peer_failures > 0
+            && self.client_ceiling != Some(0)
+            && is_valid_window(self.window)
+            && self.capacity > 0
+    }
+
+    pub(crate) fn capacity_of(&self) -> usize {
+        self.capacity
+    }
+
+    /// The counters a token request touches.
+    pub(crate) fn tally<'a>(&self, peer: Option<IpAddr>, client_id: Option<&'a str>) -> Tally<'a> {
+        let mut tally = Tally::new();
+        let window = self.window;
+        if let Some(ip) = peer.map(bucket) {
+            tally.push(CounterKey::Peer(ip), self.peer_failures, window);
+            if let Some(id) = client_id {
+                tally.push(CounterKey::PeerClient(ip, id), self.failures, window);
+            }
+        }
+        if let (Some(limit), Some(id)) = (self.client_ceiling, client_id) {
+            tally.push(CounterKey::Client(id), limit, window);
+        }
+        tally
     }
 }
 
@@ -107,155 +167,221 @@ impl Default for Lockout {
     }
 }
 
-impl fmt::Debug for Lockout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lockout")
-            .field("failures", &self.failures)
-            .field("window", &self.window)
-            .field("capacity", &self.capacity)
-            .field("peer", &self.peer.is_some())
-            .finish()
-    }
+fn is_valid_window(window: Duration) -> bool {
+    const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+    !window.is_zero() && window <= TEN_YEARS
 }
 
-/// The counters of a running gate.
-pub(crate) struct Lockouts {
-    settings: Lockout,
-    ids: Counters,
-    peers: Counters,
+/// Limits on failed user-code look-ups at the device flow's verification
+/// side ([`Devices`](crate::device::Devices)), for
+/// [`Builder::user_code_limits`](crate::Builder::user_code_limits).
+///
+/// RFC 8628 §5.1 asks the verification endpoint to rate-limit: a user code
+/// holds about 34 bits. By default one peer may fail
+/// [`DEFAULT_USER_CODE_FAILURES`] look-ups an hour, GitHub's figure; past
+/// that, look-ups from that peer are refused until the window ends.
+///
+/// [`total`](Self::total) adds a ceiling over every peer together. It
+/// bounds guessing spread over many addresses, at a price: anyone can then
+/// close the verification page for everyone with that many bad codes. It
+/// is off by default for that reason; set it high, well above honest
+/// traffic, if you set it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserCodeLimits {
+    per_peer: u32,
+    total: Option<u32>,
+    window: Duration,
 }
 
-impl Lockouts {
-    pub(crate) fn new(settings: Lockout) -> Self {
-        let capacity = settings.capacity;
+impl UserCodeLimits {
+    /// `per_peer` failed look-ups from one peer within `window` refuse that
+    /// peer's look-ups until the window ends.
+    pub fn new(per_peer: u32, window: Duration) -> Self {
         Self {
-            settings,
-            ids: Counters::new(capacity),
-            peers: Counters::new(capacity),
+            per_peer,
+            total: None,
+            window,
         }
     }
 
-    /// How long the request's client id or address stays locked out, if it
-    /// is.
-    pub(crate) fn locked(
-        &self,
-        client_id: Option<&str>,
-        parts: &Parts,
-        now: SystemTime,
-    ) -> Option<Duration> {
-        let by_id = client_id.and_then(|id| self.ids.locked(id, &self.settings, now));
-        let by_peer = self
-            .peer(parts)
-            .and_then(|peer| self.peers.locked(&peer, &self.settings, now));
-        by_id.max(by_peer)
+    /// Also refuses every look-up once `failures` failed look-ups from all
+    /// peers together fell within one window.
+    #[must_use]
+    pub fn total(mut self, failures: u32) -> Self {
+        self.total = Some(failures);
+        self
     }
 
-    /// Counts a failure against the request's client id and address.
-    pub(crate) fn fail(&self, client_id: Option<&str>, parts: &Parts, now: SystemTime) {
-        if let Some(id) = client_id {
-            self.ids.fail(id, &self.settings, now);
+    pub(crate) fn is_valid(&self) -> bool {
+        self.per_peer > 0 && self.total != Some(0) && is_valid_window(self.window)
+    }
+
+    /// The counters a look-up touches.
+    pub(crate) fn tally(&self, peer: Option<IpAddr>) -> Tally<'static> {
+        let mut tally = Tally::new();
+        if let Some(ip) = peer.map(bucket) {
+            tally.push(CounterKey::UserCodePeer(ip), self.per_peer, self.window);
         }
-        if let Some(peer) = self.peer(parts) {
-            self.peers.fail(&peer, &self.settings, now);
+        if let Some(limit) = self.total {
+            tally.push(CounterKey::UserCodes, limit, self.window);
         }
-    }
-
-    fn peer(&self, parts: &Parts) -> Option<IpAddr> {
-        self.settings.peer.as_ref().and_then(|peer| peer(parts))
+        tally
     }
 }
 
-impl fmt::Debug for Lockouts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.settings.fmt(f)
+impl Default for UserCodeLimits {
+    fn default() -> Self {
+        Self::new(DEFAULT_USER_CODE_FAILURES, DEFAULT_USER_CODE_WINDOW)
     }
 }
 
-/// Failures per key in fixed windows. Keys are kept as keyed 64-bit hashes:
-/// an id of any length costs the same few bytes, and nobody can aim
-/// collisions at a chosen id without the process's random key.
-struct Counters {
-    hasher: RandomState,
-    capacity: usize,
-    windows: Mutex<HashMap<u64, Window>>,
-}
-
+/// The few counters one check touches, on the stack.
 #[derive(Clone, Copy)]
-struct Window {
-    started: SystemTime,
-    failures: u32,
+pub(crate) struct Tally<'a> {
+    counters: [Counter<'a>; 3],
+    len: usize,
 }
 
-impl Counters {
-    fn new(capacity: usize) -> Self {
+impl<'a> Tally<'a> {
+    fn new() -> Self {
+        let unused = Counter {
+            key: CounterKey::UserCodes,
+            limit: 0,
+            window: Duration::ZERO,
+        };
         Self {
-            hasher: RandomState::new(),
-            capacity,
-            windows: Mutex::new(HashMap::new()),
+            counters: [unused; 3],
+            len: 0,
         }
     }
 
-    fn key(&self, value: &(impl std::hash::Hash + ?Sized)) -> u64 {
-        self.hasher.hash_one(value)
+    fn push(&mut self, key: CounterKey<'a>, limit: u32, window: Duration) {
+        self.counters[self.len] = Counter { key, limit, window };
+        self.len += 1;
     }
 
-    fn locked(
-        &self,
-        value: &(impl std::hash::Hash + ?Sized),
-        settings: &Lockout,
-        now: SystemTime,
-    ) -> Option<Duration> {
-        let key = self.key(value);
-        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        let window = windows.get(&key)?;
-        let ends = window.started + settings.window;
-        (window.failures >= settings.failures && now < ends)
-            .then(|| ends.duration_since(now).unwrap_or_default())
-    }
-
-    fn fail(&self, value: &(impl std::hash::Hash + ?Sized), settings: &Lockout, now: SystemTime) {
-        let key = self.key(value);
-        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        if !windows.contains_key(&key) && windows.len() >= self.capacity {
-            make_room(&mut windows, settings, now, self.capacity);
-        }
-        let window = windows.entry(key).or_insert(Window {
-            started: now,
-            failures: 0,
-        });
-        if now >= window.started + settings.window || now < window.started {
-            *window = Window {
-                started: now,
-                failures: 0,
-            };
-        }
-        window.failures = window.failures.saturating_add(1);
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.windows
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+    pub(crate) fn as_slice(&self) -> &[Counter<'a>] {
+        &self.counters[..self.len]
     }
 }
 
-/// Frees at least a quarter of a full table: ended windows first, then the
-/// ids with the fewest failures. One pass per failure level (at most the
-/// threshold's worth), and run once per quarter of the capacity at most.
-fn make_room(
-    windows: &mut HashMap<u64, Window>,
-    settings: &Lockout,
-    now: SystemTime,
-    capacity: usize,
-) {
-    let target = capacity - capacity / 4 - 1;
-    windows.retain(|_, window| now < window.started + settings.window);
-    let mut fewest = 1;
-    while windows.len() > target {
-        windows.retain(|_, window| window.failures > fewest);
-        fewest += 1;
+/// Says once per process that a defence could not find the peer.
+pub(crate) fn warn_no_peer() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "the lockout cannot find the peer address of a request, so it counts no failures per peer: \
+             give the server's connection address to the gate (a SocketAddr or axum's ConnectInfo in \
+             the request extensions) or set Builder::peer"
+        );
+    }
+}
+
+/// Where a running gate keeps its counters.
+pub(crate) enum Counting {
+    /// In this process: checked at once, without a future of its own.
+    Memory(MemoryCounters),
+    /// In a store shared with other processes.
+    Shared(Arc<dyn DynLockoutStore>),
+}
+
+impl Counting {
+    /// How long the tally's longest-locked counter stays locked, if any is.
+    pub(crate) fn locked<'a>(
+        &'a self,
+        tally: Tally<'a>,
+        now: SystemTime,
+    ) -> Pending<'a, Result<Option<Duration>, StoreError>> {
+        match self {
+            Self::Memory(counters) => {
+                Pending::Now(Some(Ok(counters.locked_now(tally.as_slice(), now))))
+            }
+            Self::Shared(store) => Pending::Later(Box::pin(async move {
+                store.locked(tally.as_slice(), now).await
+            })),
+        }
+    }
+
+    /// Counts a failure on each of the tally's counters.
+    pub(crate) fn fail<'a>(
+        &'a self,
+        tally: Tally<'a>,
+        now: SystemTime,
+    ) -> Pending<'a, Result<(), StoreError>> {
+        match self {
+            Self::Memory(counters) => {
+                counters.fail_now(tally.as_slice(), now);
+                Pending::Now(Some(Ok(())))
+            }
+            Self::Shared(store) => {
+                Pending::Later(Box::pin(
+                    async move { store.fail(tally.as_slice(), now).await },
+                ))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Counting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory(counters) => counters.fmt(f),
+            Self::Shared(_) => f.write_str("shared LockoutStore"),
+        }
+    }
+}
+
+/// A counter call's answer: at once for the in-process counters (no
+/// allocation, a few bytes in the caller's future), boxed for a store.
+pub(crate) enum Pending<'a, T> {
+    Now(Option<T>),
+    Later(BoxFuture<'a, T>),
+}
+
+impl<T: Unpin> Future for Pending<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.get_mut() {
+            Self::Now(value) => match value.take() {
+                Some(value) => Poll::Ready(value),
+                None => Poll::Pending,
+            },
+            Self::Later(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// [`LockoutStore`] with the store type erased.
+pub(crate) trait DynLockoutStore: Send + Sync {
+    fn locked<'a>(
+        &'a self,
+        counters: &'a [Counter<'a>],
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<Option<Duration>, StoreError>>;
+
+    fn fail<'a>(
+        &'a self,
+        counters: &'a [Counter<'a>],
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+impl<S: LockoutStore> DynLockoutStore for S {
+    fn locked<'a>(
+        &'a self,
+        counters: &'a [Counter<'a>],
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        Box::pin(LockoutStore::locked(self, counters, now))
+    }
+
+    fn fail<'a>(
+        &'a self,
+        counters: &'a [Counter<'a>],
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(LockoutStore::fail(self, counters, now))
     }
 }
 
@@ -263,162 +389,88 @@ fn make_room(
 mod tests {
     use super::*;
 
-    fn parts() -> Parts {
-        http::Request::new(()).into_parts().0
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
     }
 
     #[test]
-    fn locks_out_at_the_threshold_until_the_window_ends() {
-        let lockouts = Lockouts::new(Lockout::new(3, Duration::from_secs(60)));
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let parts = parts();
-        for _ in 0..2 {
-            lockouts.fail(Some("app"), &parts, t0);
-        }
-        assert_eq!(lockouts.locked(Some("app"), &parts, t0), None);
-        lockouts.fail(Some("app"), &parts, t0 + Duration::from_secs(10));
+    fn a_token_request_counts_per_peer_and_per_client_within_the_peer() {
+        let lockout = Lockout::new(3, Duration::from_secs(60)).per_peer(20);
+        let tally = lockout.tally(ip("192.0.2.1"), Some("app"));
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
-            lockouts.locked(Some("app"), &parts, t0 + Duration::from_secs(15)),
-            Some(Duration::from_secs(45))
+            tally.as_slice(),
+            [
+                Counter {
+                    key: CounterKey::Peer(peer),
+                    limit: 20,
+                    window: Duration::from_secs(60)
+                },
+                Counter {
+                    key: CounterKey::PeerClient(peer, "app"),
+                    limit: 3,
+                    window: Duration::from_secs(60)
+                },
+            ]
         );
-        assert_eq!(lockouts.locked(Some("other"), &parts, t0), None);
-        assert_eq!(lockouts.locked(None, &parts, t0), None);
+        // No client id: the peer alone. No peer: nothing, without a ceiling.
+        assert_eq!(lockout.tally(ip("192.0.2.1"), None).as_slice().len(), 1);
+        assert!(lockout.tally(None, Some("app")).as_slice().is_empty());
+        // The ceiling counts the id from everywhere, peer or not.
+        let ceiling = lockout.clone().client_ceiling(7);
+        let tally = ceiling.tally(None, Some("app"));
         assert_eq!(
-            lockouts.locked(Some("app"), &parts, t0 + Duration::from_secs(60)),
-            None
+            tally.as_slice(),
+            [Counter {
+                key: CounterKey::Client("app"),
+                limit: 7,
+                window: Duration::from_secs(60)
+            }]
         );
-        // A new window starts from nothing.
-        lockouts.fail(Some("app"), &parts, t0 + Duration::from_secs(61));
         assert_eq!(
-            lockouts.locked(Some("app"), &parts, t0 + Duration::from_secs(61)),
-            None
+            ceiling.tally(ip("192.0.2.1"), Some("app")).as_slice().len(),
+            3
         );
-    }
-
-    #[test]
-    fn a_new_window_can_lock_out_again() {
-        let lockouts = Lockouts::new(Lockout::new(2, Duration::from_secs(60)));
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let parts = parts();
-        lockouts.fail(Some("app"), &parts, t0);
-        lockouts.fail(Some("app"), &parts, t0);
-        assert!(lockouts.locked(Some("app"), &parts, t0).is_some());
-        // The window ends; two more failures in the next one lock it again,
-        // for the whole of that window.
-        let t1 = t0 + Duration::from_secs(90);
-        lockouts.fail(Some("app"), &parts, t1);
-        assert_eq!(lockouts.locked(Some("app"), &parts, t1), None);
-        lockouts.fail(Some("app"), &parts, t1 + Duration::from_secs(5));
+        // IPv6 peers by their /64.
+        let v6 = lockout.tally(ip("2001:db8::1"), None);
         assert_eq!(
-            lockouts.locked(Some("app"), &parts, t1 + Duration::from_secs(5)),
-            Some(Duration::from_secs(55))
-        );
-    }
-
-    /// Fails `id` `times` times at `at`.
-    fn fail_times(lockouts: &Lockouts, id: &str, times: u32, at: SystemTime) {
-        for _ in 0..times {
-            lockouts.fail(Some(id), &parts(), at);
-        }
-    }
-
-    #[test]
-    fn a_full_table_forgets_the_fewest_failures_first() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let locked = |lockouts: &Lockouts, id| lockouts.locked(Some(id), &parts(), t0).is_some();
-        // Room for four ids; a fifth forgets the ids with one failure, and
-        // keeps the others' counts.
-        let lockouts = Lockouts::new(Lockout::new(3, Duration::from_secs(60)).capacity(4));
-        fail_times(&lockouts, "a", 2, t0);
-        fail_times(&lockouts, "b", 2, t0);
-        fail_times(&lockouts, "c", 1, t0);
-        fail_times(&lockouts, "d", 1, t0);
-        fail_times(&lockouts, "e", 1, t0);
-        assert!(lockouts.ids.len() <= 4);
-        fail_times(&lockouts, "a", 1, t0);
-        assert!(locked(&lockouts, "a"), "a kept its two failures");
-        fail_times(&lockouts, "c", 2, t0);
-        assert!(!locked(&lockouts, "c"), "c was forgotten");
-
-        // When forgetting the ids with one failure leaves more than three
-        // quarters of the table, the ids with two go too; a locked-out id
-        // stays.
-        let lockouts = Lockouts::new(Lockout::new(3, Duration::from_secs(60)).capacity(4));
-        fail_times(&lockouts, "a", 2, t0);
-        fail_times(&lockouts, "b", 2, t0);
-        fail_times(&lockouts, "c", 3, t0);
-        fail_times(&lockouts, "d", 1, t0);
-        fail_times(&lockouts, "e", 1, t0);
-        assert!(lockouts.ids.len() <= 4);
-        assert!(locked(&lockouts, "c"), "the locked-out id is kept");
-        fail_times(&lockouts, "a", 1, t0);
-        assert!(!locked(&lockouts, "a"), "a was forgotten");
-
-        // Another failure of an id the full table already holds counts on
-        // it, and makes no room.
-        let lockouts = Lockouts::new(Lockout::new(2, Duration::from_secs(60)).capacity(4));
-        for id in ["a", "b", "c", "d"] {
-            fail_times(&lockouts, id, 1, t0);
-        }
-        fail_times(&lockouts, "a", 1, t0);
-        assert!(locked(&lockouts, "a"));
-        assert_eq!(lockouts.ids.len(), 4);
-    }
-
-    #[test]
-    fn a_full_table_forgets_ended_windows_before_live_ones() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let window = Duration::from_secs(60);
-        let lockouts = Lockouts::new(Lockout::new(2, window).capacity(4));
-        for id in ["old-1", "old-2", "old-3"] {
-            fail_times(&lockouts, id, 5, t0);
-        }
-        // The old windows end exactly now; "live" has one failure in a
-        // window of its own, and a new id fills the table.
-        let now = t0 + window;
-        fail_times(&lockouts, "live", 1, now);
-        fail_times(&lockouts, "new", 1, now);
-        assert!(lockouts.ids.len() <= 4);
-        fail_times(&lockouts, "live", 1, now);
-        assert!(
-            lockouts.locked(Some("live"), &parts(), now).is_some(),
-            "the ended windows went first: live kept its failure"
+            v6.as_slice()[0].key,
+            CounterKey::Peer("2001:db8::".parse().unwrap())
         );
     }
 
     #[test]
-    fn counts_peers_when_asked() {
-        let lockouts = Lockouts::new(
-            Lockout::new(2, Duration::from_secs(60))
-                .peer(|parts| parts.headers.get("x-peer")?.to_str().ok()?.parse().ok()),
+    fn user_code_look_ups_count_per_peer_and_optionally_in_total() {
+        let limits = UserCodeLimits::default();
+        assert_eq!(
+            limits.tally(ip("192.0.2.1")).as_slice(),
+            [Counter {
+                key: CounterKey::UserCodePeer("192.0.2.1".parse().unwrap()),
+                limit: 50,
+                window: Duration::from_secs(3600)
+            }]
         );
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let mut parts = parts();
-        parts.headers.insert("x-peer", "192.0.2.7".parse().unwrap());
-        lockouts.fail(Some("a"), &parts, t0);
-        lockouts.fail(Some("b"), &parts, t0);
-        // Two ids, one address: the address is locked out for every id.
-        assert!(lockouts.locked(Some("c"), &parts, t0).is_some());
-        let elsewhere = super::tests::parts();
-        assert_eq!(lockouts.locked(Some("c"), &elsewhere, t0), None);
+        assert!(limits.tally(None).as_slice().is_empty());
+        let total = limits.total(500);
+        assert_eq!(total.tally(None).as_slice()[0].key, CounterKey::UserCodes);
+        assert_eq!(total.tally(ip("192.0.2.1")).as_slice().len(), 2);
     }
 
     #[test]
-    fn a_flood_of_ids_stays_bounded_and_spares_the_busiest() {
-        let settings = Lockout::new(10, Duration::from_secs(60)).capacity(1000);
-        let lockouts = Lockouts::new(settings);
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let parts = parts();
-        for _ in 0..5 {
-            lockouts.fail(Some("victim"), &parts, t0);
-        }
-        for i in 0..100_000 {
-            lockouts.fail(Some(&format!("junk-{i}")), &parts, t0);
-            assert!(lockouts.ids.len() <= 1000);
-        }
-        for _ in 0..5 {
-            lockouts.fail(Some("victim"), &parts, t0);
-        }
-        assert!(lockouts.locked(Some("victim"), &parts, t0).is_some());
+    fn validity() {
+        assert!(Lockout::default().is_valid());
+        assert!(!Lockout::new(0, Duration::from_secs(60)).is_valid());
+        assert!(!Lockout::default().per_peer(0).is_valid());
+        assert!(!Lockout::default().client_ceiling(0).is_valid());
+        assert!(Lockout::default().client_ceiling(1).is_valid());
+        assert!(!Lockout::new(1, Duration::ZERO).is_valid());
+        assert!(!Lockout::new(1, Duration::MAX).is_valid());
+        assert!(!Lockout::default().capacity(0).is_valid());
+        assert!(UserCodeLimits::default().is_valid());
+        assert!(!UserCodeLimits::new(0, Duration::from_secs(1)).is_valid());
+        assert!(!UserCodeLimits::default().total(0).is_valid());
+        assert!(!UserCodeLimits::new(1, Duration::ZERO).is_valid());
+        // The per-peer limit never starts below the per-pair one.
+        assert_eq!(Lockout::new(500, Duration::from_secs(1)).peer_failures, 500);
     }
 }

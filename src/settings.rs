@@ -10,7 +10,8 @@ use crate::{
     client::GrantType,
     clock::Clock,
     dialect::{Dialect, Presentation},
-    lockout::Lockouts,
+    lockout::{Counting, Lockout, UserCodeLimits},
+    peer::PeerSource,
     record::{code::CodeRecord, refresh::RefreshRecord},
     store::{Claim, StoreError},
 };
@@ -46,8 +47,14 @@ pub(crate) struct Settings {
     pub(crate) device_interval: u64,
     pub(crate) verification_uri: Option<String>,
     pub(crate) github_client_credentials: bool,
-    /// The brute-force defence's counters; `None` when it is off.
-    pub(crate) lockouts: Option<Lockouts>,
+    /// The brute-force defence at the token endpoint; `None` when it is off.
+    pub(crate) lockout: Option<Lockout>,
+    /// The limits on failed user-code look-ups; `None` when they are off.
+    pub(crate) user_code_limits: Option<UserCodeLimits>,
+    /// Where the defences find a request's peer address.
+    pub(crate) peer: PeerSource,
+    /// Where the defences keep their failure counters.
+    pub(crate) counting: Counting,
 }
 
 /// How long a claim taken in consume-on-read mode lives: it is confirmed
@@ -94,7 +101,10 @@ impl fmt::Debug for Settings {
             .field("refresh_enabled", &self.refresh_enabled)
             .field("refresh_lifetime", &self.refresh_lifetime)
             .field("device_path", &self.device_path)
-            .field("lockout", &self.lockouts)
+            .field("lockout", &self.lockout)
+            .field("user_code_limits", &self.user_code_limits)
+            .field("peer", &self.peer)
+            .field("counting", &self.counting)
             .finish_non_exhaustive()
     }
 }

@@ -282,3 +282,11 @@ impl DeviceStore for MapStore {
         Ok(live.is_some_and(|record| record.decide(decision, now)))
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_counters_keep_the_lockout_store_contract() {
+    tokengate::testing::conformance::lockout_store_contract(
+        tokengate::store::MemoryCounters::default(),
+    )
+    .await;
+}

@@ -143,7 +143,7 @@ async fn an_approved_code_is_redeemed_exactly_once() {
         let devices = h.layer.devices();
         // The page shows what is asked, whatever case the user types.
         let pending = devices
-            .lookup(&user_code.to_lowercase())
+            .lookup(&user_code.to_lowercase(), None)
             .await
             .unwrap()
             .unwrap();
@@ -151,12 +151,15 @@ async fn an_approved_code_is_redeemed_exactly_once() {
         assert_eq!(pending.scopes, ["repo"]);
         assert!(
             devices
-                .approve(&user_code.replace('-', " "), "alice")
+                .approve(&user_code.replace('-', " "), "alice", None)
                 .await
                 .unwrap()
         );
-        assert!(!devices.deny(&user_code).await.unwrap(), "decided once");
-        assert!(devices.lookup(&user_code).await.unwrap().is_none());
+        assert!(
+            !devices.deny(&user_code, None).await.unwrap(),
+            "decided once"
+        );
+        assert!(devices.lookup(&user_code, None).await.unwrap().is_none());
         let body = poll("tv", &device_code);
         let (answer, seen) = h.forwarded(post(&body)).await;
         assert_eq!(answer.status, 200);
@@ -184,7 +187,7 @@ async fn concurrent_polls_of_an_approved_code_forward_one() {
     assert!(
         h.layer
             .devices()
-            .approve(&user_code, "alice")
+            .approve(&user_code, "alice", None)
             .await
             .unwrap()
     );
@@ -225,7 +228,7 @@ async fn denied_expired_unknown_and_missing() {
             _ => answer.assert_github(github),
         };
         let (device_code, user_code) = start(&h, "tv", "").await;
-        assert!(h.layer.devices().deny(&user_code).await.unwrap());
+        assert!(h.layer.devices().deny(&user_code, None).await.unwrap());
         check(
             h.refused(post(&poll("tv", &device_code))).await,
             "access_denied",
@@ -237,7 +240,7 @@ async fn denied_expired_unknown_and_missing() {
         assert!(
             !h.layer
                 .devices()
-                .approve(&user_code, "alice")
+                .approve(&user_code, "alice", None)
                 .await
                 .unwrap()
         );
@@ -401,4 +404,83 @@ async fn slow_down_carries_the_interval_only_at_github() {
     let pending = g.refused(post(&poll("tv", &device_code))).await;
     pending.assert_github("authorization_pending");
     assert!(!pending.form().contains_key("interval"));
+}
+
+/// RFC 8628 §5.1: the verification side rate-limits failed user codes, per
+/// peer by default (GitHub's 50 an hour). Past the limit a look-up is
+/// refused without reaching the store, even for a real code, until the
+/// window ends; other peers are not affected; a successful look-up costs
+/// nothing.
+#[tokio::test]
+async fn failed_user_codes_are_limited_per_peer() {
+    use tokengate::device::VerifyError;
+    let h = Harness::new(Dialect::Rfc6749);
+    let (_, user_code) = start(&h, "tv", "repo").await;
+    let devices = h.layer.devices();
+    let guesser = Some("203.0.113.5".parse().unwrap());
+    let honest = Some("198.51.100.1".parse().unwrap());
+    for _ in 0..5 {
+        assert!(devices.lookup(&user_code, honest).await.unwrap().is_some());
+    }
+    for i in 0..50 {
+        let guess = format!("BCDF-GH{}{}", ["J", "K", "L"][i % 3], ["M", "N"][i % 2]);
+        let found = devices.lookup(&guess, guesser).await.unwrap();
+        assert!(found.is_none(), "{guess} is not a live code");
+    }
+    // The 51st: refused, a real code included, whichever verb.
+    let refused = |result: Result<_, VerifyError>| match result {
+        Err(VerifyError::TooManyGuesses { retry_after }) => retry_after,
+        Err(other) => panic!("expected TooManyGuesses, got {other}"),
+        Ok(_) => panic!("expected TooManyGuesses"),
+    };
+    let wait = refused(devices.lookup(&user_code, guesser).await.map(|_| ()));
+    assert_eq!(wait, Duration::from_secs(3600));
+    refused(
+        devices
+            .approve(&user_code, "mallory", guesser)
+            .await
+            .map(|_| ()),
+    );
+    refused(devices.deny(&user_code, guesser).await.map(|_| ()));
+    let error = devices.lookup("nope", guesser).await.unwrap_err();
+    assert_eq!(error.retry_after_secs(), Some(3600));
+    // The honest peer is unaffected, and its approval went through.
+    assert!(devices.approve(&user_code, "alice", honest).await.unwrap());
+    // The window ends.
+    h.clock.advance(Duration::from_secs(3600));
+    assert!(
+        devices
+            .lookup("BCDF-GHJK", guesser)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn user_code_limits_can_add_a_total_or_be_turned_off() {
+    use tokengate::device::{UserCodeLimits, VerifyError};
+    let h = Harness::with(Dialect::Rfc6749, |b| {
+        b.user_code_limits(Some(
+            UserCodeLimits::new(3, Duration::from_secs(60)).total(5),
+        ))
+    });
+    let devices = h.layer.devices();
+    for i in 0..5 {
+        let peer = Some(format!("203.0.113.{i}").parse().unwrap());
+        assert!(devices.lookup("BCDF-GHJK", peer).await.unwrap().is_none());
+    }
+    // Five failures from five peers: the total closes the page for all.
+    let anyone = Some("198.51.100.1".parse().unwrap());
+    assert!(matches!(
+        devices.lookup("BCDF-GHJK", anyone).await,
+        Err(VerifyError::TooManyGuesses { .. })
+    ));
+
+    let h = Harness::with(Dialect::Rfc6749, |b| b.user_code_limits(None));
+    let devices = h.layer.devices();
+    let peer = Some("203.0.113.1".parse().unwrap());
+    for _ in 0..200 {
+        assert!(devices.lookup("BCDF-GHJK", peer).await.unwrap().is_none());
+    }
 }

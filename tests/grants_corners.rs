@@ -96,7 +96,7 @@ async fn github_device_polls_need_only_the_client_id() {
     assert!(
         g.layer
             .devices()
-            .approve(&user_code, "alice")
+            .approve(&user_code, "alice", None)
             .await
             .unwrap()
     );
@@ -137,7 +137,7 @@ async fn an_approved_code_polled_too_fast_is_slowed_down_not_redeemed() {
     assert!(
         h.layer
             .devices()
-            .approve(&user_code, "alice")
+            .approve(&user_code, "alice", None)
             .await
             .unwrap()
     );
@@ -179,7 +179,7 @@ async fn policies_also_guard_the_refresh_and_device_grants() {
     assert!(
         h.layer
             .devices()
-            .approve(&user_code, "alice")
+            .approve(&user_code, "alice", None)
             .await
             .unwrap()
     );

@@ -1,11 +1,11 @@
 //! The brute-force defence: failed authentications and redemptions per
-//! client id (and per address), 429 with `Retry-After` past the threshold,
-//! without touching a store.
+//! peer and per client id within a peer, 429 with `Retry-After` past the
+//! threshold, without touching a store; and nothing a stranger can aim at
+//! another peer.
 
 mod common;
 
 use std::{
-    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -15,7 +15,10 @@ use std::{
 
 use common::*;
 use tokengate::{
-    Client, Dialect, MemoryStore, StoreError, TokenGateLayer, lockout::Lockout, store::ClientStore,
+    Client, Dialect, MemoryStore, StoreError, TokenGateLayer,
+    lockout::Lockout,
+    peer::PeerSource,
+    store::{ClientStore, Counter, LockoutStore},
 };
 
 fn wrong_secret(code: &str) -> String {
@@ -37,7 +40,14 @@ async fn ten_wrong_secrets_lock_the_client_id_out_for_the_window() {
     answer.assert_rfc(429, "temporarily_unavailable");
     assert_eq!(answer.header("retry-after"), Some("60"));
     assert_eq!(answer.rejection.as_ref().unwrap().retry_after(), Some(60));
-    // Another client is not affected.
+    // The same client from another address is not affected: failures from
+    // one peer never refuse another's valid credentials.
+    let elsewhere = h.app_code().await;
+    let (answer, _) = h
+        .forwarded(from_peer(post(&exchange(&elsewhere)), "198.51.100.7"))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // Another client from the same address is not affected either.
     let body = exchange("not-a-code").replace(
         "client_id=app&client_secret=s3cret",
         "client_id=other&client_secret=other-s3cret",
@@ -206,41 +216,276 @@ async fn a_locked_out_request_touches_no_store() {
 }
 
 #[tokio::test]
-async fn a_peer_extractor_locks_out_an_address_across_client_ids() {
+async fn one_peer_is_locked_out_across_client_ids_past_its_own_limit() {
     let h = Harness::with(Dialect::Rfc6749, |b| {
-        b.lockout(Some(Lockout::new(5, Duration::from_secs(60)).peer(
-            |parts| {
-                parts
-                    .headers
-                    .get("x-peer")?
-                    .to_str()
-                    .ok()?
-                    .parse::<IpAddr>()
-                    .ok()
-            },
-        )))
+        b.lockout(Some(Lockout::new(5, Duration::from_secs(60)).per_peer(8)))
     });
-    let from = |body: &str, peer: &str| {
-        let mut request = post(body);
-        request
-            .headers_mut()
-            .insert("x-peer", peer.parse().unwrap());
-        request
-    };
-    for i in 0..5 {
+    for i in 0..8 {
         // A different made-up client id each time: no id reaches five.
         let body = wrong_secret("x").replace("client_id=app", &format!("client_id=ghost-{i}"));
-        h.refused(from(&body, "192.0.2.1"))
+        h.refused(post(&body))
             .await
             .assert_rfc(401, "invalid_client");
     }
-    h.refused(from(&exchange("x"), "192.0.2.1"))
+    h.refused(post(&exchange("x")))
         .await
         .assert_rfc(429, "temporarily_unavailable");
     // Another address, the same client: fine.
     let code = h.app_code().await;
-    let (answer, _) = h.forwarded(from(&exchange(&code), "192.0.2.2")).await;
+    let (answer, _) = h
+        .forwarded(from_peer(post(&exchange(&code)), "192.0.2.2"))
+        .await;
     assert_eq!(answer.status, 200);
+}
+
+/// The attack of the issue: a stranger who knows a client id (ids are
+/// public) sends wrong secrets, or bogus refresh tokens for a public
+/// client, as fast as they like. The app's own requests, from anywhere
+/// else, keep working.
+#[tokio::test]
+async fn a_stranger_cannot_lock_an_app_out() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let attacker = "203.0.113.66";
+    for i in 0..200 {
+        let answer = h
+            .refused(from_peer(post(&wrong_secret(&format!("x{i}"))), attacker))
+            .await;
+        assert!(
+            answer.status == 401 || answer.status == 429,
+            "{}",
+            answer.status
+        );
+    }
+    for i in 0..50 {
+        let body = format!(
+            "grant_type=refresh_token&refresh_token=bogus-{i}&client_id=app&client_secret=s3cret"
+        );
+        let _ = h.refused(from_peer(post(&body), attacker)).await;
+    }
+    // The attacker is locked out (10 per id, 100 per peer) ...
+    h.refused(from_peer(post(&exchange("y")), attacker))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+    // ... and every other address redeems as usual, the attacker's
+    // neighbours in an IPv4 /24 and an IPv6 /48 included.
+    for peer in [
+        "203.0.113.67",
+        "192.0.2.1",
+        "2001:db8:1:2::1",
+        "2001:db8:1:3::1",
+    ] {
+        let code = h.app_code().await;
+        let (answer, _) = h.forwarded(from_peer(post(&exchange(&code)), peer)).await;
+        assert_eq!(answer.status, 200, "{peer}: {}", answer.text());
+    }
+}
+
+/// One IPv6 subscriber holds a whole /64: rotating the low bits buys no
+/// fresh budget.
+#[tokio::test]
+async fn an_ipv6_peer_is_counted_by_its_64() {
+    let h = Harness::new(Dialect::Rfc6749);
+    for i in 0..10 {
+        let peer = format!("2001:db8:1:2::{:x}", i + 1);
+        h.refused(from_peer(post(&wrong_secret("x")), &peer))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    h.refused(from_peer(post(&exchange("x")), "2001:db8:1:2:ffff::1"))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+}
+
+/// An `X-Forwarded-For` the deployment did not say it trusts changes
+/// nothing: the connection's address is counted, whatever the header says.
+#[tokio::test]
+async fn an_untrusted_forwarded_header_is_ignored() {
+    let h = Harness::new(Dialect::Rfc6749);
+    for i in 0..10 {
+        let mut request = post(&wrong_secret("x"));
+        request.headers_mut().insert(
+            "x-forwarded-for",
+            format!("198.51.100.{i}").parse().unwrap(),
+        );
+        h.refused(request).await.assert_rfc(401, "invalid_client");
+    }
+    let mut request = post(&exchange("x"));
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", "198.51.100.200".parse().unwrap());
+    h.refused(request)
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+}
+
+/// Behind a trusted proxy, the clients it forwards are counted apart,
+/// though they share its connection; what a client writes into the header
+/// itself is not believed.
+#[tokio::test]
+async fn a_trusted_proxy_header_names_the_peer() {
+    let h = Harness::with(Dialect::Rfc6749, |b| b.peer(PeerSource::x_forwarded_for(1)));
+    let via_proxy = |body: &str, client_wrote: &str, proxy_saw: &str| {
+        let mut request = post(body);
+        request.headers_mut().insert(
+            "x-forwarded-for",
+            format!("{client_wrote}, {proxy_saw}").parse().unwrap(),
+        );
+        request
+    };
+    for i in 0..10 {
+        // The attacker rotates the part of the header it writes itself.
+        let forged = format!("10.0.0.{i}");
+        h.refused(via_proxy(&wrong_secret("x"), &forged, "203.0.113.9"))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    h.refused(via_proxy(&exchange("x"), "10.9.9.9", "203.0.113.9"))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+    let code = h.app_code().await;
+    let (answer, _) = h
+        .forwarded(via_proxy(&exchange(&code), "203.0.113.9", "198.51.100.20"))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+/// Without a peer address, nothing is counted per peer: a shared bucket
+/// would let anyone lock everyone out. The opt-in ceiling per client id
+/// still counts, as documented.
+#[tokio::test]
+async fn without_a_peer_only_the_opt_in_ceiling_counts() {
+    let anonymous = |body: &str| {
+        let mut request = post(body);
+        request.extensions_mut().remove::<std::net::SocketAddr>();
+        request
+    };
+    let h = Harness::new(Dialect::Rfc6749);
+    for _ in 0..30 {
+        h.refused(anonymous(&wrong_secret("x")))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    let code = h.app_code().await;
+    let (answer, _) = h.forwarded(anonymous(&exchange(&code))).await;
+    assert_eq!(answer.status, 200);
+
+    let h = Harness::with(Dialect::Rfc6749, |b| {
+        b.lockout(Some(Lockout::default().client_ceiling(20)))
+    });
+    for _ in 0..20 {
+        h.refused(anonymous(&wrong_secret("x")))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    h.refused(anonymous(&exchange("x")))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+    // The ceiling is per client id from every peer: the trade-off it
+    // documents.
+    h.refused(from_peer(post(&exchange("x")), "198.51.100.1"))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+}
+
+/// Counters that fail: the check fails closed (500, no inner service),
+/// and a failure that cannot be counted is still refused as it was.
+struct BrokenCounters;
+
+impl LockoutStore for BrokenCounters {
+    async fn locked(
+        &self,
+        _: &[Counter<'_>],
+        _: std::time::SystemTime,
+    ) -> Result<Option<Duration>, StoreError> {
+        Err(StoreError::new("counters down"))
+    }
+
+    async fn fail(&self, _: &[Counter<'_>], _: std::time::SystemTime) -> Result<(), StoreError> {
+        Err(StoreError::new("counters down"))
+    }
+}
+
+#[tokio::test]
+async fn a_lockout_store_that_fails_fails_closed() {
+    let h = Harness::with(Dialect::Rfc6749, |b| b.lockout_store(BrokenCounters));
+    let code = h.app_code().await;
+    h.refused(post(&exchange(&code)))
+        .await
+        .assert_rfc(500, "server_error");
+    // The code was not touched: with the lockout off (no check), it
+    // redeems.
+    let h = Harness {
+        layer: TokenGateLayer::builder()
+            .store(h.store.clone())
+            .clock(h.clock.clone())
+            .dialect(Dialect::Rfc6749)
+            .realm("tokengate-test")
+            .lockout_store(BrokenCounters)
+            .lockout(None)
+            .build(),
+        ..h
+    };
+    let (answer, _) = h.forwarded(post(&exchange(&code))).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+/// A shared store (here the in-process counters behind the trait, as a
+/// Redis store would be) enforces one threshold for two gates.
+#[tokio::test]
+async fn two_gates_on_one_lockout_store_share_the_threshold() {
+    let counters = Arc::new(tokengate::store::MemoryCounters::default());
+    let shared = SharedCounters(Arc::clone(&counters));
+    let store = MemoryStore::new();
+    store.insert_client(
+        Client::confidential("app")
+            .with_secret("s3cret")
+            .with_redirect_uri(CB),
+    );
+    let gate = |counters: SharedCounters| {
+        let layer = TokenGateLayer::builder()
+            .store(store.clone())
+            .dialect(Dialect::Rfc6749)
+            .realm("tokengate-test")
+            .lockout_store(counters)
+            .build();
+        Harness {
+            layer,
+            ..Harness::new(Dialect::Rfc6749)
+        }
+    };
+    let (one, two) = (gate(shared.clone()), gate(shared));
+    for i in 0..10 {
+        let h = if i % 2 == 0 { &one } else { &two };
+        h.refused(post(&wrong_secret("x")))
+            .await
+            .assert_rfc(401, "invalid_client");
+    }
+    for h in [&one, &two] {
+        h.refused(post(&exchange("x")))
+            .await
+            .assert_rfc(429, "temporarily_unavailable");
+    }
+}
+
+#[derive(Clone)]
+struct SharedCounters(Arc<tokengate::store::MemoryCounters>);
+
+impl LockoutStore for SharedCounters {
+    async fn locked(
+        &self,
+        counters: &[Counter<'_>],
+        now: std::time::SystemTime,
+    ) -> Result<Option<Duration>, StoreError> {
+        self.0.locked(counters, now).await
+    }
+
+    async fn fail(
+        &self,
+        counters: &[Counter<'_>],
+        now: std::time::SystemTime,
+    ) -> Result<(), StoreError> {
+        self.0.fail(counters, now).await
+    }
 }
 
 #[tokio::test]
@@ -263,6 +508,8 @@ fn a_lockout_needs_a_threshold_and_a_window() {
         Lockout::new(10, Duration::ZERO),
         Lockout::default().capacity(0),
         Lockout::new(10, Duration::MAX),
+        Lockout::default().per_peer(0),
+        Lockout::default().client_ceiling(0),
     ] {
         let built = TokenGateLayer::builder()
             .store(MemoryStore::new())
@@ -293,31 +540,34 @@ fn a_window_of_ten_years_is_the_longest() {
 }
 
 /// What an operator sees of the lockout in the layer's Debug output (and
-/// of a `Lockout` itself): the numbers in force, and whether addresses are
-/// counted.
+/// of a `Lockout` itself): the numbers in force, the peer source and where
+/// the counters live.
 #[test]
 fn the_lockout_settings_show_in_debug_output() {
     let lockout = Lockout::new(5, Duration::from_secs(300))
-        .capacity(1000)
-        .peer(|_| None);
+        .per_peer(50)
+        .client_ceiling(500)
+        .capacity(1000);
     assert_eq!(
         format!("{lockout:?}"),
-        "Lockout { failures: 5, window: 300s, capacity: 1000, peer: true }"
+        "Lockout { failures: 5, peer_failures: 50, client_ceiling: Some(500), window: 300s, capacity: 1000 }"
     );
     let layer = TokenGateLayer::builder()
         .store(MemoryStore::new())
         .lockout(Some(lockout))
+        .peer(PeerSource::forwarded(2))
         .build();
     let shown = format!("{layer:?}");
-    assert!(
-        shown.contains(
-            "lockout: Some(Lockout { failures: 5, window: 300s, capacity: 1000, peer: true })"
-        ),
-        "{shown}"
-    );
+    for part in [
+        "lockout: Some(Lockout { failures: 5, peer_failures: 50, client_ceiling: Some(500), window: 300s, capacity: 1000 })",
+        "peer: PeerSource::forwarded(2)",
+        "counting: MemoryCounters { capacity: 1000, .. }",
+    ] {
+        assert!(shown.contains(part), "{part} in {shown}");
+    }
     assert_eq!(
         format!("{:?}", Lockout::default()),
-        "Lockout { failures: 10, window: 60s, capacity: 65536, peer: false }"
+        "Lockout { failures: 10, peer_failures: 100, client_ceiling: None, window: 60s, capacity: 65536 }"
     );
 }
 

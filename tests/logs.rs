@@ -168,7 +168,7 @@ async fn refresh_and_device_scenarios(h: &Harness, seen: &mut Seen) {
     seen.answer(&h.refused(post(&poll)).await); // slow_down
     let devices = h.layer.devices();
     seen.debug(&devices);
-    assert!(devices.approve(&user_code, "user-1").await.unwrap());
+    assert!(devices.approve(&user_code, "user-1", None).await.unwrap());
     h.clock.advance(Duration::from_secs(60));
     let (answer, grant) = h.forwarded(post(&poll)).await;
     seen.answer(&answer);
@@ -210,7 +210,7 @@ async fn device_put_back_scenarios(seen: &mut Seen, buf: &Buf) {
         assert!(
             h.layer
                 .devices()
-                .approve(&user_code, "user-1")
+                .approve(&user_code, "user-1", None)
                 .await
                 .unwrap()
         );

@@ -279,7 +279,7 @@ async fn failing_refresh_and_device_stores_are_500s_and_recover() {
             assert_eq!(answer.status, 500);
             assert_eq!(answer.json()["error"], "server_error");
         }
-        assert!(h.layer.devices().lookup("BCDF-GHJK").await.is_err());
+        assert!(h.layer.devices().lookup("BCDF-GHJK", None).await.is_err());
         store.tokens_down.store(false, Ordering::SeqCst);
         assert_eq!(h.forwarded(post(&refresh_body)).await.0.status, 200);
         let answer = h

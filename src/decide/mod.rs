@@ -11,7 +11,7 @@
 mod claim;
 mod device_authorization;
 
-use std::{sync::Arc, time::Instant};
+use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, request::Parts};
@@ -28,6 +28,7 @@ use crate::{
         ClaimOn, GrantClaim, ValidatedGrant, authorization_code, client_credentials, device_code,
         refresh_token, store_failed,
     },
+    lockout::{Lockout, warn_no_peer},
     parse::{TokenRequest, parse},
     policy::{self, DynPolicy, PolicyRequest},
     settings::Settings,
@@ -130,12 +131,13 @@ where
             started,
         } = arrived;
         let settings = &*self.settings;
+        let peer = settings.peer.find(&parts);
         // The head stays here and the steps borrow it: it is moved once
         // more, into the decision, however many steps run.
         let verdict = match body {
             Ok(body) => {
                 Arc::clone(&self)
-                    .judge(&mut parts, body, endpoint, format)
+                    .judge(&mut parts, body, endpoint, format, peer)
                     .await
             }
             Err(failure) => Err(failure.into()),
@@ -151,10 +153,15 @@ where
             Ok(Judged::Answer(response)) => response,
             Err(Refusal { failure, client_id }) => {
                 let client_id = client_id.as_deref();
-                if let Some(lockouts) = &settings.lockouts
+                if let Some(lockout) = &settings.lockout
                     && failure.is_a_guess()
                 {
-                    lockouts.fail(client_id, &parts, settings.clock.now());
+                    let tally = lockout.tally(peer, client_id);
+                    let now = settings.clock.now();
+                    if let Err(error) = settings.counting.fail(tally, now).await {
+                        // The request is refused anyway; the count is lost.
+                        tracing::error!(%error, "store failed while counting a failed attempt");
+                    }
                 }
                 refuse(settings, failure, format, client_id)
             }
@@ -170,6 +177,7 @@ where
         body: Bytes,
         endpoint: Endpoint,
         format: ResponseFormat,
+        peer: Option<IpAddr>,
     ) -> Result<Judged, Refusal> {
         let settings = &*self.settings;
         let request = parse(parts, &body, settings.dialect())?;
@@ -177,9 +185,9 @@ where
             let client_id = claimed_id(&request).map(str::to_owned);
             Refusal { failure, client_id }
         };
-        // A locked-out id or address is refused before any store is asked.
-        if let Some(lockouts) = &settings.lockouts
-            && let Some(wait) = lockouts.locked(claimed_id(&request), parts, settings.clock.now())
+        // A locked-out peer is refused before any other store is asked.
+        if let Some(lockout) = &settings.lockout
+            && let Some(wait) = locked(settings, lockout, peer, claimed_id(&request)).await?
         {
             // Whole seconds, rounded up: never invite a retry too early.
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -334,6 +342,26 @@ where
         parts.extensions.insert(format);
         Ok(Judged::Forward { body, claim })
     }
+}
+
+/// How long the request's peer (or peer and client id) stays locked out,
+/// if it is. A store that cannot tell fails the request closed.
+async fn locked(
+    settings: &Settings,
+    lockout: &Lockout,
+    peer: Option<IpAddr>,
+    client_id: Option<&str>,
+) -> Result<Option<std::time::Duration>, Failure> {
+    if peer.is_none() {
+        warn_no_peer();
+    }
+    let tally = lockout.tally(peer, client_id);
+    let now = settings.clock.now();
+    settings
+        .counting
+        .locked(tally, now)
+        .await
+        .map_err(store_failed)
 }
 
 impl<C, K, R, D> Decide for Gate<C, K, R, D>

@@ -36,10 +36,21 @@
 
 mod claim;
 mod clients_file;
+mod counters;
 mod expiry;
 mod memory;
 
-use std::{error::Error as StdError, fmt, future::Future, pin::Pin, sync::Arc, time::SystemTime};
+use std::{
+    error::Error as StdError,
+    fmt,
+    future::Future,
+    net::IpAddr,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use sha2::{Digest, Sha256};
 
 /// A boxed future, where a trait object must return one.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -47,6 +58,7 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub use self::{
     claim::Claim,
     clients_file::{ClientsFileError, parse_clients},
+    counters::{DEFAULT_COUNTERS_CAPACITY, MemoryCounters},
     memory::MemoryStore,
 };
 pub use crate::secret::CodeKey;
@@ -308,6 +320,86 @@ pub trait DeviceStore: Send + Sync + 'static {
         decision: DeviceDecision,
         now: SystemTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What one failure counter counts against. Peers are kept by their
+/// address (an IPv6 peer by its /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CounterKey<'a> {
+    /// Failed token requests from one peer, whatever client id they named.
+    Peer(IpAddr),
+    /// Failed token requests from one peer that named one client id.
+    PeerClient(IpAddr, &'a str),
+    /// Failed token requests that named one client id, from every peer
+    /// (the opt-in ceiling of [`Lockout::client_ceiling`]).
+    ///
+    /// [`Lockout::client_ceiling`]: crate::lockout::Lockout::client_ceiling
+    Client(&'a str),
+    /// Failed user-code look-ups from one peer.
+    UserCodePeer(IpAddr),
+    /// Failed user-code look-ups from every peer.
+    UserCodes,
+}
+
+impl CounterKey<'_> {
+    /// A stable name for the key, the same in every process: the kind, the
+    /// peer address and the SHA-256 of the client id (an id is the
+    /// requester's to choose, so it never reaches a store's key as typed).
+    pub fn name(&self) -> String {
+        let id = |id: &str| hex::encode(&Sha256::digest(id.as_bytes())[..16]);
+        match self {
+            Self::Peer(ip) => format!("peer:{ip}"),
+            Self::PeerClient(ip, client_id) => format!("peer-client:{ip}:{}", id(client_id)),
+            Self::Client(client_id) => format!("client:{}", id(client_id)),
+            Self::UserCodePeer(ip) => format!("user-code-peer:{ip}"),
+            Self::UserCodes => "user-codes".to_owned(),
+        }
+    }
+}
+
+/// One counter a check or a failure touches: its key, how many failures
+/// lock it, and how long its window lasts from its first failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter<'a> {
+    /// What it counts against.
+    pub key: CounterKey<'a>,
+    /// Failures within the window that lock the key out.
+    pub limit: u32,
+    /// How long a window lasts, from the failure that opened it.
+    pub window: Duration,
+}
+
+/// Keeps the brute-force defences' failure counters, so that every gate
+/// process that shares the store enforces one threshold.
+///
+/// The default is in-process ([`MemoryCounters`]); a shared store (Redis)
+/// makes N processes count as one. What every backend must guarantee:
+///
+/// - **Fixed windows.** A counter's window opens with its first failure and
+///   lasts [`Counter::window`]; when it ends, the counter is gone (it
+///   expires by itself: nothing has to sweep it).
+/// - **Atomic counting.** Concurrent [`fail`](Self::fail)s on one key are
+///   all counted.
+/// - **One round trip.** Each call touches every counter it is given at
+///   once, not one call per counter.
+pub trait LockoutStore: Send + Sync + 'static {
+    /// How long until the longest-locked of `counters` opens again: among
+    /// those with at least [`Counter::limit`] failures in their live
+    /// window, the longest time left. `Ok(None)` when none is locked.
+    fn locked(
+        &self,
+        counters: &[Counter<'_>],
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Option<Duration>, StoreError>> + Send;
+
+    /// Counts one failure on each of `counters`, opening a window for a
+    /// counter that has none.
+    fn fail(
+        &self,
+        counters: &[Counter<'_>],
+        now: SystemTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A store could not answer. The gate answers `500 server_error`.

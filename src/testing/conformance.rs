@@ -68,6 +68,11 @@
 //!   `revoke_family`.
 //! - [`device_store_contract`]: [`DeviceStore`]'s `issue`, `find`, `decide`
 //!   and concurrent `poll`s.
+//! - [`lockout_store_contract`], run on its own (a store may keep failure
+//!   counters without keeping codes, and the other way round):
+//!   [`LockoutStore`]'s limits per counter, the longest wait of several,
+//!   windows that end by themselves in real time, and 64 concurrent
+//!   failures all counted.
 //!
 //! Not checked: that a store forgets what expired (memory use), and expiry
 //! on the store's side for codes and refresh tokens (the gate checks it
@@ -114,8 +119,8 @@ use crate::{
     },
     secret::{CodeKey, random_code},
     store::{
-        Claim, ClientStore, CodeStore, DeviceStore, Lookup, MemoryStore, Redemption, RefreshStore,
-        StoreError,
+        Claim, ClientStore, CodeStore, Counter, CounterKey, DeviceStore, LockoutStore, Lookup,
+        MemoryStore, Redemption, RefreshStore, StoreError,
     },
 };
 
@@ -516,7 +521,7 @@ where
     );
     let devices = gate.layer.devices();
     let pending = devices
-        .lookup(&user_code.to_lowercase())
+        .lookup(&user_code.to_lowercase(), None)
         .await
         .unwrap_or_else(|e| panic!("DeviceStore::find failed: {e}"))
         .expect("DeviceStore::find must find a live, undecided authorization by its user code");
@@ -524,12 +529,12 @@ where
         pending.client_id, gate.tv,
         "DeviceStore::find answered another record"
     );
-    let approved = devices.approve(&user_code, "alice").await;
+    let approved = devices.approve(&user_code, "alice", None).await;
     assert!(
         approved.unwrap_or_else(|e| panic!("DeviceStore::decide failed: {e}")),
         "DeviceStore::decide must take the first decision"
     );
-    let denied = devices.deny(&user_code).await;
+    let denied = devices.deny(&user_code, None).await;
     assert!(
         !denied.unwrap_or_else(|e| panic!("DeviceStore::decide failed: {e}")),
         "DeviceStore::decide must refuse a second decision"
@@ -548,7 +553,7 @@ where
 
     let (device_code, user_code) = gate.device_authorization().await;
     let poll = || gate.post(gate.poll(&device_code));
-    let denied = devices.deny(&user_code).await;
+    let denied = devices.deny(&user_code, None).await;
     assert!(
         denied.unwrap_or_else(|e| panic!("DeviceStore::decide failed: {e}")),
         "DeviceStore::decide must take a denial"
@@ -597,7 +602,11 @@ where
     gate.survives("a refresh token", || gate.refresh(&token))
         .await;
     let (device_code, user_code) = gate.device_authorization().await;
-    let approved = gate.layer.devices().approve(&user_code, SUBJECT).await;
+    let approved = gate
+        .layer
+        .devices()
+        .approve(&user_code, SUBJECT, None)
+        .await;
     assert!(
         approved.unwrap_or_else(|e| panic!("DeviceStore::decide failed: {e}")),
         "DeviceStore::decide must take an approval"
@@ -2035,4 +2044,123 @@ fn fresh_user_code() -> String {
 
 fn new_claim(ttl: Duration) -> Claim {
     Claim::new(ttl).expect("the operating system's random source")
+}
+
+/// [`LockoutStore`]'s guarantees, straight on the store, in real time (a
+/// store on its server's clock cannot be moved): limits per counter, the
+/// longest wait of several counters, a window that ends by itself, and
+/// concurrent failures all counted. Keys are random per run. Takes about
+/// a second.
+///
+/// # Panics
+///
+/// On the first broken guarantee, saying which.
+pub async fn lockout_store_contract<S: LockoutStore>(store: S) {
+    let store = Arc::new(store);
+    let id = random_code().expect("randomness");
+    let other = random_code().expect("randomness");
+    let counter = |client_id, limit, window| Counter {
+        key: CounterKey::Client(client_id),
+        limit,
+        window,
+    };
+    let long = Duration::from_secs(600);
+    let short = Duration::from_millis(700);
+    let locked = |counters: Vec<Counter<'static>>| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .locked(&counters, SystemTime::now())
+                .await
+                .expect("the lockout store answers")
+        }
+    };
+    let id: &'static str = Box::leak(id.into_boxed_str());
+    let other: &'static str = Box::leak(other.into_boxed_str());
+
+    assert_eq!(locked(vec![]).await, None, "no counters, no lockout");
+    assert_eq!(
+        locked(vec![counter(id, 1, long)]).await,
+        None,
+        "a fresh key is open"
+    );
+    for _ in 0..2 {
+        store
+            .fail(&[counter(id, 3, long)], SystemTime::now())
+            .await
+            .expect("the lockout store counts");
+    }
+    assert_eq!(
+        locked(vec![counter(id, 3, long)]).await,
+        None,
+        "two failures of three lock nothing"
+    );
+    let wait = locked(vec![counter(id, 2, long)])
+        .await
+        .expect("two failures reach a limit of two");
+    assert!(
+        wait > Duration::from_secs(590) && wait <= long,
+        "the wait is what is left of the window, not {wait:?}"
+    );
+    assert_eq!(
+        locked(vec![counter(other, 1, long)]).await,
+        None,
+        "keys are counted apart"
+    );
+
+    // Several counters: the longest wait among the locked ones.
+    store
+        .fail(&[counter(other, 1, short)], SystemTime::now())
+        .await
+        .expect("the lockout store counts");
+    let both = locked(vec![counter(other, 1, short), counter(id, 2, long)])
+        .await
+        .expect("both are locked");
+    assert!(both > short, "the longest wait wins, not {both:?}");
+    let wait = locked(vec![counter(other, 1, short), counter(id, 3, long)])
+        .await
+        .expect("the short counter is locked");
+    assert!(wait <= short, "an open counter adds no wait: {wait:?}");
+
+    // The short window ends by itself; the next failure opens a new one.
+    tokio::time::sleep(short + Duration::from_millis(300)).await;
+    assert_eq!(
+        locked(vec![counter(other, 1, short)]).await,
+        None,
+        "a window ends by itself"
+    );
+    store
+        .fail(&[counter(other, 2, short)], SystemTime::now())
+        .await
+        .expect("the lockout store counts");
+    assert_eq!(
+        locked(vec![counter(other, 2, short)]).await,
+        None,
+        "a new window starts from nothing"
+    );
+
+    // Concurrent failures are all counted.
+    let crowd = random_code().expect("randomness");
+    let crowd: &'static str = Box::leak(crowd.into_boxed_str());
+    let failures = (0..64).map(|_| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .fail(&[counter(crowd, 64, long)], SystemTime::now())
+                .await
+                .expect("the lockout store counts");
+        })
+    });
+    for failure in failures.collect::<Vec<_>>() {
+        failure.await.expect("no panic");
+    }
+    assert!(
+        locked(vec![counter(crowd, 64, long)]).await.is_some(),
+        "64 concurrent failures count as 64"
+    );
+    assert_eq!(
+        locked(vec![counter(crowd, 65, long)]).await,
+        None,
+        "and not as more"
+    );
 }

@@ -47,6 +47,8 @@
 
 pub mod conformance;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use base64::{Engine, engine::general_purpose::STANDARD};
 use http::{Request, Response};
 
@@ -61,7 +63,14 @@ use crate::{
     store::MemoryStore,
 };
 
-/// A token request for tests, built in one expression.
+/// The connection address a [`TokenRequest`] comes from unless
+/// [`from`](TokenRequest::from) says otherwise: `192.0.2.1:40000`
+/// (TEST-NET-1). The lockout counts failures per peer.
+pub const TEST_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 40_000);
+
+/// A token request for tests, built in one expression. It carries
+/// [`TEST_PEER`] as its connection address (a [`SocketAddr`] in its
+/// extensions, as a server would put it there).
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
     path: String,
@@ -69,6 +78,7 @@ pub struct TokenRequest {
     basic: Option<(String, String)>,
     json: bool,
     accept: Option<String>,
+    peer: SocketAddr,
 }
 
 impl TokenRequest {
@@ -79,6 +89,7 @@ impl TokenRequest {
             basic: None,
             json: false,
             accept: None,
+            peer: TEST_PEER,
         }
     }
 
@@ -110,6 +121,7 @@ impl TokenRequest {
             basic: None,
             json: false,
             accept: None,
+            peer: TEST_PEER,
         }
     }
 
@@ -213,7 +225,16 @@ impl TokenRequest {
         if let Some(accept) = self.accept {
             builder = builder.header("accept", accept);
         }
-        builder.body(body).expect("valid test request")
+        let mut request = builder.body(body).expect("valid test request");
+        request.extensions_mut().insert(self.peer);
+        request
+    }
+
+    /// Sent from `peer` instead of [`TEST_PEER`].
+    #[must_use]
+    pub fn from(mut self, peer: SocketAddr) -> Self {
+        self.peer = peer;
+        self
     }
 }
 

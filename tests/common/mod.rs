@@ -384,12 +384,29 @@ pub fn post_device(body: &str) -> Request<String> {
     request
 }
 
-/// A form-encoded POST to `path`.
+/// The address every test request comes from unless it says otherwise
+/// (TEST-NET-1): the lockout counts per peer.
+pub const PEER: [u8; 4] = [192, 0, 2, 1];
+
+/// A form-encoded POST to `path`, from [`PEER`] as the connection's address.
 pub fn post_to(path: &str, body: &str) -> Request<String> {
-    Request::post(path)
+    let mut request = Request::post(path)
         .header("content-type", FORM)
         .body(body.to_owned())
-        .unwrap()
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(std::net::SocketAddr::from((PEER, 40_000)));
+    request
+}
+
+/// `request`, from `peer` instead.
+pub fn from_peer<B>(mut request: Request<B>, peer: &str) -> Request<B> {
+    let ip: std::net::IpAddr = peer.parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(std::net::SocketAddr::new(ip, 40_000));
+    request
 }
 
 /// A form-encoded token request with Basic credentials (each half

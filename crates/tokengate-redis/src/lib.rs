@@ -38,8 +38,8 @@ use tokengate::{
     device::{DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome},
     refresh::RefreshRecord,
     store::{
-        Claim, ClientStore, CodeKey, CodeStore, DeviceStore, Lookup, Redemption, RefreshStore,
-        StoreError,
+        Claim, ClientStore, CodeKey, CodeStore, Counter, DeviceStore, LockoutStore, Lookup,
+        Redemption, RefreshStore, StoreError,
     },
 };
 
@@ -308,7 +308,38 @@ struct Scripts {
     revoke_family: Script,
     issue_device: Script,
     swap_device: Script,
+    locked: Script,
+    fail: Script,
 }
+
+/// The lockout's check: KEYS are failure counters, ARGV[i] the limit of
+/// KEYS[i]. Answers the longest time left (ms) among the counters at or past
+/// their limit, 0 when none is.
+const LOCKED: &str = r"
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local failures = tonumber(redis.call('GET', key) or '0')
+  if failures >= tonumber(ARGV[i]) then
+    local left = redis.call('PTTL', key)
+    if left > wait then wait = left end
+  end
+end
+return wait
+";
+
+/// Counts a failure on each counter: KEYS are the counters, ARGV[i] the
+/// window of KEYS[i] in ms. The first failure opens the window, which then
+/// expires by itself; a counter found without an expiry gets one, so no
+/// key can lock anyone out for good.
+const FAIL: &str = r"
+for i, key in ipairs(KEYS) do
+  local failures = redis.call('INCR', key)
+  if failures == 1 or redis.call('PTTL', key) < 0 then
+    redis.call('PEXPIRE', key, ARGV[i])
+  end
+end
+return 1
+";
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     issue: Script::new(ISSUE),
@@ -320,6 +351,8 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     revoke_family: Script::new(REVOKE_FAMILY),
     issue_device: Script::new(ISSUE_DEVICE),
     swap_device: Script::new(SWAP_DEVICE),
+    locked: Script::new(LOCKED),
+    fail: Script::new(FAIL),
 });
 
 impl RedisStore {
@@ -711,5 +744,50 @@ impl DeviceStore for RedisStore {
         tokio::time::timeout(self.inner.timeout, decided)
             .await
             .unwrap_or_else(|_| Err(StoreError::new("redis: decide user code timed out")))
+    }
+}
+
+/// The lockout's and the user-code limits' counters, shared by every gate
+/// process on this Redis: each check and each failure is one script, one
+/// round trip, atomic on the server, and windows are Redis expirations
+/// (Redis's clock, not the gate's).
+impl LockoutStore for RedisStore {
+    async fn locked(
+        &self,
+        counters: &[Counter<'_>],
+        _now: SystemTime,
+    ) -> Result<Option<Duration>, StoreError> {
+        if counters.is_empty() {
+            return Ok(None);
+        }
+        let mut invocation = SCRIPTS.locked.prepare_invoke();
+        for counter in counters {
+            invocation
+                .key(self.key("lockout", &counter.key.name()))
+                .arg(counter.limit);
+        }
+        let wait: u64 = self
+            .run("lockout check", |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait)))
+    }
+
+    async fn fail(&self, counters: &[Counter<'_>], _now: SystemTime) -> Result<(), StoreError> {
+        if counters.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = SCRIPTS.fail.prepare_invoke();
+        for counter in counters {
+            let window = u64::try_from(counter.window.as_millis()).unwrap_or(u64::MAX);
+            invocation
+                .key(self.key("lockout", &counter.key.name()))
+                .arg(window.max(1));
+        }
+        self.run("lockout count", |mut c| async move {
+            invocation.invoke_async::<()>(&mut c).await
+        })
+        .await
     }
 }

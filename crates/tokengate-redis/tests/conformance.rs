@@ -53,3 +53,8 @@ async fn outage_and_recovery() {
     let store = store(&format!("redis://{}", relay.addr()), timeout).await;
     conformance::outage_and_recovery(store, ManualClock::new(), &relay, timeout).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_store() {
+    conformance::lockout_store_contract(store(&url(), Duration::from_secs(2)).await).await;
+}
