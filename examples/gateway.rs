@@ -18,11 +18,13 @@
 //! trusts its gateway:
 //!
 //! ```text
-//! cargo run --example server -- --no-gate --addr 127.0.0.1:8080
+//! cargo run --example server -- --no-gate --addr 127.0.0.1:8080 --issuer http://127.0.0.1:8081
 //! cargo run --example gateway -- --upstream http://127.0.0.1:8080
 //! ```
 //!
-//! and run the README's curl round trip against `127.0.0.1:8081`.
+//! and run the README's curl round trip against `127.0.0.1:8081` (the
+//! demo's `--issuer` makes its metadata name the gateway, where clients
+//! reach it).
 //!
 //! # Who owns the codes
 //!
@@ -66,8 +68,9 @@
 //! Hop-by-hop headers (`Connection` and the headers it names, `Keep-Alive`,
 //! `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`,
 //! `Transfer-Encoding`, `Upgrade`) are dropped both ways. `Host` is kept, so
-//! the upstream renders URLs (such as its metadata) for the address clients
-//! use; `X-Forwarded-For` gets the client's address. The upstream URL may
+//! an upstream that renders URLs from it renders them for the address
+//! clients use (the demo server renders its own from `--issuer` instead);
+//! `X-Forwarded-For` gets the client's address. The upstream URL may
 //! carry a path prefix, put before every forwarded path.
 //!
 //! An upstream that cannot be reached, or fails mid-answer, gets `502 Bad

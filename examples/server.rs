@@ -2,8 +2,9 @@
 //! token endpoint runs behind the gate.
 //!
 //! ```text
-//! cargo run --example server -- [--addr 127.0.0.1:8080] [--dialect github|rfc6749]
+//! cargo run --example server -- [--addr 127.0.0.1:8080] [--issuer URL] [--dialect github|rfc6749]
 //!                               [--clients FILE] [--no-gate] [--lockout 10/60|off]
+//!                               [--metrics-addr 127.0.0.1:9090]
 //! ```
 //!
 //! - `GET /login/oauth/authorize?client_id&redirect_uri&state&scope&code_challenge&code_challenge_method`
@@ -17,11 +18,28 @@
 //!   device and client-credentials grants are served there too.
 //! - `POST /login/device/code` is the device authorization endpoint, answered
 //!   by the gate; `GET /login/device` is the page where a person types the
-//!   user code and approves or denies it (for the demo user).
+//!   user code and approves or denies it (for the demo user). The page holds
+//!   up like a sign-in page: its GET sets a session cookie (`HttpOnly`,
+//!   `SameSite=Strict`, `Path=/login/device`, `Secure` for an `https`
+//!   issuer); a POST must carry that cookie, and a decision the token of its
+//!   confirmation page, an HMAC of the session and the user code (double
+//!   submit); a POST whose `Origin` is not the issuer's, or, without
+//!   `Origin`, whose `Sec-Fetch-Site` is not `same-origin` or `none`, is
+//!   refused with `403` before anything is looked up or decided. Every
+//!   answer on that path forbids framing and caching.
 //! - `GET /.well-known/oauth-authorization-server` is the RFC 8414 metadata,
-//!   rendered from the gate's configuration.
-//! - `GET /metrics` is the gate's counters and latency histogram in
-//!   Prometheus text format.
+//!   rendered from the gate's configuration for the issuer, never from the
+//!   request's `Host`; shared caches may keep it for an hour.
+//! - `--issuer URL` is the public base URL (an absolute `http` or `https`
+//!   URL without query or fragment; default `http://` and the address it
+//!   listens on, the real port when `--addr` gives port 0). The metadata's
+//!   `issuer` and endpoints, the device flow's `verification_uri` and the
+//!   origin the device page accepts all come from it. Set it whenever
+//!   browsers reach the demo by another name (`localhost`, a proxy).
+//! - `--metrics-addr ADDR` serves `GET /metrics`, the gate's counters and
+//!   latency histogram in Prometheus text format, on a listener of its own
+//!   (off unless given; the public listener answers `404` there) and prints
+//!   `metrics on http://ADDR/metrics` before the `listening on` line.
 //! - `--no-gate` serves the same handler without the gate: a baseline for
 //!   benchmarks only, it hands a token to anyone.
 //! - `--store memory|redis://..|postgres://..` picks where clients, codes,
@@ -38,26 +56,31 @@
 //! every grant. The clients file:
 //! `{"clients":[{"client_id":"..","client_secret":"..","redirect_uris":[".."],"public":false,"redirect_policy":"exact|loopback|github","grant_types":[".."],"scopes":[".."],"device_flow":true}]}`
 
-use std::{collections::HashMap, net::SocketAddr, process::ExitCode, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use axum::{
     Form, Router,
     body::Body,
-    extract::{Query, Request, State},
-    http::{HeaderValue, Response, StatusCode},
+    extract::{Query, Request, State, rejection::FormRejection},
+    http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, header},
     response::{Html, IntoResponse},
     routing::{get, post},
 };
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use tokengate::{
     Client, Dialect, FieldValue, GrantType, MemoryStore, ResponseFormat, TokenGateLayer,
     ValidatedGrant, authorize::Authorizer, client::RedirectPolicy, device::Devices,
     lockout::Lockout, refresh::RefreshTokens,
 };
 
-const USAGE: &str =
-    "usage: server [--addr 127.0.0.1:8080] [--dialect github|rfc6749] [--clients FILE] [--no-gate]
+const USAGE: &str = "usage: server [--addr 127.0.0.1:8080] [--issuer http(s)://HOST[:PORT][/PATH]]
+              [--dialect github|rfc6749] [--clients FILE] [--no-gate]
               [--store memory|redis://HOST:PORT|postgres://USER@HOST:PORT/DB]
-              [--lockout FAILURES/SECONDS|off] [--code-lifetime SECONDS]";
+              [--lockout FAILURES/SECONDS|off] [--code-lifetime SECONDS]
+              [--metrics-addr 127.0.0.1:9090]";
 const DEMO_CLIENT_ID: &str = "demo-client";
 const DEMO_CLIENT_SECRET: &str = "demo-secret";
 const DEMO_REDIRECT_URI: &str = "http://127.0.0.1/callback";
@@ -65,9 +88,20 @@ const DEMO_USER: &str = "demo-user";
 /// What the demo tells clients its access tokens live for (8 hours, as
 /// GitHub's expiring tokens).
 const ACCESS_TOKEN_LIFETIME: u64 = 8 * 3600;
+/// The device page's session cookie. Not `__Host-`: that prefix demands
+/// `Path=/`, and the cookie has no business outside the device page.
+const SESSION_COOKIE: &str = "tokengate_device";
+/// Where the device page lives; its session cookie is scoped to it.
+const DEVICE_PAGE: &str = "/login/device";
 
 struct Options {
     addr: SocketAddr,
+    /// The public base URL (`--issuer`), without a trailing `/`. `None` until
+    /// `main` has bound the listener and filled in the default from the
+    /// bound address; it is set before the gate is built.
+    issuer: Option<String>,
+    /// Where `/metrics` is served (`--metrics-addr`); nowhere without it.
+    metrics_addr: Option<SocketAddr>,
     dialect: Dialect,
     clients: Option<String>,
     gate: bool,
@@ -79,6 +113,8 @@ struct Options {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        issuer: None,
+        metrics_addr: None,
         dialect: Dialect::GitHub,
         clients: None,
         gate: true,
@@ -94,6 +130,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 options.addr = addr.parse().map_err(|_| {
                     format!("--addr: {addr:?} is not an address such as 127.0.0.1:8080")
                 })?;
+            }
+            "--issuer" => options.issuer = Some(parse_issuer(&value()?)?),
+            "--metrics-addr" => {
+                let addr = value()?;
+                options.metrics_addr = Some(addr.parse().map_err(|_| {
+                    format!("--metrics-addr: {addr:?} is not an address such as 127.0.0.1:9090")
+                })?);
             }
             "--dialect" => {
                 options.dialect = match value()?.as_str() {
@@ -136,6 +179,60 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
     Ok(Some(options))
 }
 
+/// An absolute `http` or `https` URL without user info, query or fragment,
+/// returned with its scheme and host in lower case and without a trailing
+/// `/` (paths are appended to it).
+fn parse_issuer(value: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!("--issuer: {value:?} {why}: give an absolute URL such as https://auth.example.com")
+    };
+    // `Uri` would take a query; a fragment it may drop silently.
+    if value.contains(['?', '#']) {
+        return Err(bad("has a query or fragment"));
+    }
+    let uri: Uri = value.parse().map_err(|_| bad("is not a URL"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => "http",
+        Some("https") => "https",
+        Some(_) => return Err(bad("is not http or https")),
+        None => return Err(bad("is not absolute")),
+    };
+    let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("has user info"));
+    }
+    if authority.host().is_empty() {
+        return Err(bad("has no host"));
+    }
+    let authority = authority.as_str().to_ascii_lowercase();
+    let path = uri.path().trim_end_matches('/');
+    // The path goes into the session cookie's `Path` and into pages: no
+    // `;`, quotes or other characters that would need escaping there.
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~%/".contains(&b);
+    if !path.bytes().all(plain) {
+        return Err(bad(
+            "has a path with characters other than letters, digits and -._~%/",
+        ));
+    }
+    Ok(format!("{scheme}://{authority}{path}"))
+}
+
+/// The issuer's origin as a browser writes it in `Origin` (scheme, host
+/// and the port unless it is the scheme's default), and the device page's
+/// path as browsers see it (behind the issuer's path, if it has one).
+fn origin_and_page(issuer: &str) -> Option<(String, String)> {
+    let uri: Uri = issuer.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    let host = uri.host()?;
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let origin = match uri.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    };
+    let page = format!("{}{DEVICE_PAGE}", uri.path().trim_end_matches('/'));
+    Some((origin, page))
+}
+
 /// `FAILURES/SECONDS` or `off`.
 fn parse_lockout(value: &str) -> Result<Option<Lockout>, String> {
     if value == "off" {
@@ -153,7 +250,7 @@ fn parse_lockout(value: &str) -> Result<Option<Lockout>, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
+    let mut options = match parse_args(std::env::args().skip(1)) {
         Ok(Some(options)) => options,
         Ok(None) => {
             println!("{USAGE}");
@@ -200,6 +297,26 @@ async fn main() -> ExitCode {
             ]
         }
     };
+    // Bound before the gate is built: the default issuer is the address
+    // actually bound (port 0 picks one), and the gate's `verification_uri`
+    // comes from the issuer.
+    let listener = match tokio::net::TcpListener::bind(options.addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on {}: {error}", options.addr);
+            return ExitCode::from(1);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(options.addr);
+    let issuer = options
+        .issuer
+        .get_or_insert_with(|| format!("http://{addr}"))
+        .clone();
+    let Some((origin, page_path)) = origin_and_page(&issuer) else {
+        // A bound address or a parsed `--issuer` always has an origin.
+        eprintln!("error: the issuer {issuer:?} has no origin");
+        return ExitCode::from(2);
+    };
     let layer = match open_store(&options, clients).await {
         Ok(layer) => layer,
         Err(Exit(code, error)) => {
@@ -207,10 +324,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let mut page_secret = [0u8; 32];
-    getrandom::fill(&mut page_secret).expect("the operating system's random source");
+    let mut page_key = [0u8; 32];
+    getrandom::fill(&mut page_key).expect("the operating system's random source");
     // Prometheus text for /metrics; the gate records through the `metrics`
-    // facade.
+    // facade. The recorder is installed even when no listener serves it, so
+    // the gate does the same work in every run of the demo (the load
+    // figures in BENCHMARKS.md include it).
     let prometheus = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
     {
         Ok(handle) => handle,
@@ -229,10 +348,34 @@ async fn main() -> ExitCode {
             upkeep.run_upkeep();
         }
     });
+    // Only on a listener of its own: the counters say what the gate refuses
+    // and how often, which is nobody's business on the public side.
+    let metrics = match options.metrics_addr {
+        Some(metrics_addr) => match tokio::net::TcpListener::bind(metrics_addr).await {
+            Ok(listener) => {
+                let bound = listener.local_addr().unwrap_or(metrics_addr);
+                Some((listener, bound))
+            }
+            Err(error) => {
+                eprintln!("error: cannot listen on {metrics_addr}: {error}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    // Rendered once: it depends on the configuration alone.
+    let metadata_json = Bytes::from(
+        layer
+            .metadata(&issuer)
+            .with_authorization_endpoint("/login/oauth/authorize")
+            .to_json(),
+    );
     let state = Demo {
-        prometheus,
-        metadata_layer: layer.clone(),
-        page_secret,
+        metadata: metadata_json,
+        page_key,
+        origin: origin.into(),
+        page_path: page_path.into(),
+        secure_cookie: issuer.starts_with("https://"),
         dialect: options.dialect,
         gated: options.gate,
         authorizer: layer.authorizer(),
@@ -242,9 +385,15 @@ async fn main() -> ExitCode {
     let app = Router::new()
         .route("/login/oauth/authorize", get(authorize))
         .route("/login/oauth/access_token", post(mint_token))
-        .route("/login/device", get(device_page).post(device_decision))
+        .route(
+            DEVICE_PAGE,
+            get(device_page)
+                .post(device_decision)
+                // `layer`, not `route_layer`: the 405 for other methods and
+                // the extractors' rejections get the headers too.
+                .layer(axum::middleware::map_response(page_headers)),
+        )
         .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/metrics", get(metrics))
         .with_state(state);
     // The gate goes outermost, so no routing or path rewriting inside it can
     // let a token request around it.
@@ -257,14 +406,17 @@ async fn main() -> ExitCode {
         app
     };
 
-    let listener = match tokio::net::TcpListener::bind(options.addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on {}: {error}", options.addr);
-            return ExitCode::from(1);
-        }
-    };
-    let addr = listener.local_addr().unwrap_or(options.addr);
+    if let Some((listener, metrics_addr)) = metrics {
+        let app = Router::new()
+            .route("/metrics", get(serve_metrics))
+            .with_state(prometheus);
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                eprintln!("error: metrics listener: {error}");
+            }
+        });
+        println!("metrics on http://{metrics_addr}/metrics");
+    }
     println!("listening on http://{addr}");
     if let Err(error) = axum::serve(listener, app).await {
         eprintln!("error: {error}");
@@ -322,26 +474,38 @@ where
         + tokengate::store::DeviceStore
         + Clone,
 {
-    TokenGateLayer::builder()
+    let mut builder = TokenGateLayer::builder()
         .store(store)
         .dialect(options.dialect)
         .lockout(options.lockout.clone())
         .code_lifetime(options.code_lifetime)
         // The demo serves client credentials to the clients that allow it,
         // in both dialects.
-        .github_client_credentials(true)
-        .build()
+        .github_client_credentials(true);
+    // Where people type user codes: the issuer's page, never one named by
+    // the request's `Host`.
+    if let Some(issuer) = &options.issuer {
+        builder = builder.verification_uri(format!("{issuer}{DEVICE_PAGE}"));
+    }
+    builder.build()
 }
 
 /// What the demo's handlers share.
 #[derive(Clone)]
 struct Demo {
-    /// Renders `/metrics`.
-    prometheus: metrics_exporter_prometheus::PrometheusHandle,
-    /// For the metadata document, rendered from the gate's configuration.
-    metadata_layer: TokenGateLayer,
-    /// Signs the device confirmation page (a random value per process).
-    page_secret: [u8; 32],
+    /// The metadata document, rendered from the gate's configuration for
+    /// the issuer.
+    metadata: Bytes,
+    /// Keys the device page's confirmation tokens (random per process, so
+    /// a restart voids the pages open in browsers).
+    page_key: [u8; 32],
+    /// The issuer's origin: the only one the device page takes a POST from.
+    origin: Arc<str>,
+    /// The device page's path as browsers see it: `/login/device`, behind
+    /// the issuer's path if it has one (a proxy that strips a prefix).
+    page_path: Arc<str>,
+    /// Whether the session cookie is `Secure` (an `https` issuer).
+    secure_cookie: bool,
     dialect: Dialect,
     gated: bool,
     authorizer: Authorizer,
@@ -350,16 +514,91 @@ struct Demo {
 }
 
 impl Demo {
-    /// The token the confirmation page for `user_code` carries.
-    fn confirmation(&self, user_code: &str) -> String {
-        use sha2::{Digest, Sha256};
-        hex::encode(
-            Sha256::new()
-                .chain_update(self.page_secret)
-                .chain_update(user_code)
-                .finalize(),
-        )
+    /// The token the confirmation page for `user_code` carries in the
+    /// browser session `session`: bound to both, so a token fetched in
+    /// one session (an attacker's) is worthless in another (the victim's).
+    fn confirmation(&self, session: &str, user_code: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.page_key)
+            .expect("HMAC takes a key of any length");
+        // The session is of fixed length, so the two cannot run together.
+        mac.update(session.as_bytes());
+        mac.update(user_code.as_bytes());
+        mac.finalize().into_bytes().into()
     }
+
+    /// Whether `submitted` (hex) is the confirmation token for `user_code`
+    /// in `session`, compared in constant time.
+    fn confirms(&self, session: &str, user_code: &str, submitted: Option<&str>) -> bool {
+        let Some(submitted) = submitted.and_then(|token| hex::decode(token).ok()) else {
+            return false;
+        };
+        // Slices of different lengths compare unequal.
+        self.confirmation(session, user_code)[..]
+            .ct_eq(&submitted)
+            .into()
+    }
+
+    /// Why a POST to the device page is refused as cross-site, if it is.
+    ///
+    /// A browser names the page that sent a form in `Origin`; it must be
+    /// the issuer's. Without `Origin`, `Sec-Fetch-Site` must say the
+    /// request came from the same origin or from the person (`none`).
+    /// With neither it is no browser, and cannot ride a person's session:
+    /// the cookie and its token decide alone.
+    fn cross_site(&self, headers: &HeaderMap) -> Option<&'static str> {
+        let mut origins = headers.get_all(header::ORIGIN).iter();
+        match (origins.next(), origins.next()) {
+            (Some(origin), None) => {
+                return (!origin
+                    .as_bytes()
+                    .eq_ignore_ascii_case(self.origin.as_bytes()))
+                .then_some("the form was sent from another site");
+            }
+            (Some(_), Some(_)) => return Some("the request names two origins"),
+            (None, _) => {}
+        }
+        let mut sites = headers.get_all("sec-fetch-site").iter();
+        match (sites.next(), sites.next()) {
+            (Some(site), None) => (!matches!(site.as_bytes(), b"same-origin" | b"none"))
+                .then_some("the form was sent from another site"),
+            (Some(_), Some(_)) => Some("the request names two sites"),
+            (None, _) => None,
+        }
+    }
+
+    /// The `Set-Cookie` value that starts the browser session `session`.
+    fn session_cookie(&self, session: &str) -> String {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        let path = &self.page_path;
+        format!("{SESSION_COOKIE}={session}; Path={path}; HttpOnly; SameSite=Strict{secure}")
+    }
+}
+
+/// The browser's device-page session: the value of its session cookie,
+/// when it sent exactly one well-formed one. Two (one planted by a sibling
+/// domain, say) leave it without a session rather than guessing which.
+fn session(headers: &HeaderMap) -> Option<String> {
+    let mut found = None;
+    for line in headers.get_all(header::COOKIE) {
+        let Ok(line) = line.to_str() else { continue };
+        for pair in line.split(';') {
+            let Some((name, value)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            if name != SESSION_COOKIE {
+                continue;
+            }
+            let well_formed = value.len() == 64
+                && value
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if found.is_some() || !well_formed {
+                return None;
+            }
+            found = Some(value.to_owned());
+        }
+    }
+    found
 }
 
 /// Approves every valid request for the demo user.
@@ -399,7 +638,7 @@ async fn mint_token(State(demo): State<Demo>, request: Request) -> Response<Body
     let scope = grant
         .map(|g| g.scopes().join(separator))
         .unwrap_or_default();
-    let access_token = format!("gho_{}", random_hex());
+    let access_token = format!("gho_{}", random_hex::<20>());
     // Only users' grants by clients registered for refreshing get one.
     let refresh_token = match grant {
         Some(grant)
@@ -433,8 +672,10 @@ async fn mint_token(State(demo): State<Demo>, request: Request) -> Response<Body
 }
 
 /// The gate's counters and latency histogram, in Prometheus text format.
-async fn metrics(State(demo): State<Demo>) -> Response<Body> {
-    let mut response = Response::new(Body::from(demo.prometheus.render()));
+async fn serve_metrics(
+    State(prometheus): State<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Response<Body> {
+    let mut response = Response::new(Body::from(prometheus.render()));
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -442,43 +683,54 @@ async fn metrics(State(demo): State<Demo>) -> Response<Body> {
     response
 }
 
-/// RFC 8414 metadata, with URLs on the host the client used.
-async fn metadata(State(demo): State<Demo>, request: Request) -> Response<Body> {
-    let host = request
-        .headers()
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let json = demo
-        .metadata_layer
-        .metadata(&format!("http://{host}"))
-        .with_authorization_endpoint("/login/oauth/authorize")
-        .to_json();
-    let mut response = Response::new(Body::from(json));
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
+/// RFC 8414 metadata for the issuer. The same for every request (never
+/// built from `Host`), so a shared cache may keep it.
+async fn metadata(State(demo): State<Demo>) -> Response<Body> {
+    let mut response = Response::new(Body::from(demo.metadata));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
     );
     response
 }
 
-/// The page where a person types the code their device shows.
-async fn device_page(Query(query): Query<HashMap<String, String>>) -> Response<Body> {
+/// The page where a person types the code their device shows. It starts a
+/// session for a browser that has none: the confirmation token is bound to
+/// it.
+async fn device_page(
+    State(demo): State<Demo>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response<Body> {
     let prefill = query
         .get("user_code")
         .map(|c| escape_html(c))
         .unwrap_or_default();
-    html(
+    let page = &demo.page_path;
+    let mut response = html(
         StatusCode::OK,
         "Activate a device",
         &format!(
             r#"<p>Enter the code displayed on your device.</p>
-<form method="post" action="/login/device">
+<form method="post" action="{page}">
   <input name="user_code" value="{prefill}" placeholder="WDJB-MJHT" autocomplete="off" autofocus required>
   <button>Continue</button>
 </form>"#
         ),
-    )
+    );
+    if session(&headers).is_none() {
+        let cookie = demo.session_cookie(&random_hex::<32>());
+        // Hex and fixed attributes: always a valid header value.
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+    }
+    response
 }
 
 #[derive(serde::Deserialize)]
@@ -489,9 +741,42 @@ struct DeviceForm {
 }
 
 /// Two steps: the code the person typed shows who asks for what; only that
-/// confirmation page (its token ties the decision to the code shown) can
-/// approve or deny.
-async fn device_decision(State(demo): State<Demo>, Form(form): Form<DeviceForm>) -> Response<Body> {
+/// confirmation page (its token ties the decision to the code shown and to
+/// the browser's session) can approve or deny.
+async fn device_decision(
+    State(demo): State<Demo>,
+    headers: HeaderMap,
+    form: Result<Form<DeviceForm>, FormRejection>,
+) -> Response<Body> {
+    let page = &demo.page_path;
+    // Checked before the form is even read: a cross-site POST learns
+    // nothing and decides nothing.
+    if let Some(reason) = demo.cross_site(&headers) {
+        return html(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            &format!("<p>Refused: {reason}.</p><p><a href=\"{page}\">Open the device page</a></p>"),
+        );
+    }
+    let Some(session) = session(&headers) else {
+        return html(
+            StatusCode::FORBIDDEN,
+            "Start on the device page",
+            &format!(
+                "<p>Your browser has no session for this page (cookies off, or it has expired).</p><p><a href=\"{page}\">Start again</a></p>"
+            ),
+        );
+    };
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            return html(
+                rejection.status(),
+                "Bad request",
+                "<p>The form could not be read.</p>",
+            );
+        }
+    };
     let code = escape_html(&form.user_code);
     let pending = match demo.devices.lookup(&form.user_code, None).await {
         Ok(pending) => pending,
@@ -509,13 +794,13 @@ async fn device_decision(State(demo): State<Demo>, Form(form): Form<DeviceForm>)
             StatusCode::NOT_FOUND,
             "Unknown code",
             &format!(
-                "<p>No pending request has the code <b>{code}</b>. It may have expired.</p><p><a href=\"/login/device\">Try again</a></p>"
+                "<p>No pending request has the code <b>{code}</b>. It may have expired.</p><p><a href=\"{page}\">Try again</a></p>"
             ),
         );
     };
     let client = escape_html(&pending.client_id);
-    let confirm = demo.confirmation(&pending.user_code);
     let Some(decision) = &form.decision else {
+        let confirm = hex::encode(demo.confirmation(&session, &pending.user_code));
         let scopes = if pending.scopes.is_empty() {
             "no particular scope".to_owned()
         } else {
@@ -526,7 +811,7 @@ async fn device_decision(State(demo): State<Demo>, Form(form): Form<DeviceForm>)
             "Authorize a device",
             &format!(
                 r#"<p><b>{client}</b> asks to act as <b>{DEMO_USER}</b> with {scopes}.</p>
-<form method="post" action="/login/device">
+<form method="post" action="{page}">
   <input type="hidden" name="user_code" value="{code}">
   <input type="hidden" name="confirm" value="{confirm}">
   <button name="decision" value="approve">Approve</button>
@@ -535,13 +820,16 @@ async fn device_decision(State(demo): State<Demo>, Form(form): Form<DeviceForm>)
             ),
         );
     };
-    // Without the confirmation page's token, a decision could be forged by
-    // another site (CSRF) or made without seeing who asks.
-    if form.confirm.as_deref() != Some(confirm.as_str()) {
+    // Without the confirmation page's token for this session, a decision
+    // could be forged by another site (CSRF, with a token fetched in the
+    // attacker's own session) or made without seeing who asks.
+    if !demo.confirms(&session, &pending.user_code, form.confirm.as_deref()) {
         return html(
             StatusCode::FORBIDDEN,
             "Confirm first",
-            "<p>Please review the request before deciding.</p><p><a href=\"/login/device\">Start again</a></p>",
+            &format!(
+                "<p>Please review the request before deciding.</p><p><a href=\"{page}\">Start again</a></p>"
+            ),
         );
     }
     let decided = match decision.as_str() {
@@ -585,17 +873,24 @@ async fn device_decision(State(demo): State<Demo>, Form(form): Form<DeviceForm>)
     }
 }
 
-/// A page that no other site may frame (clickjacking) and no cache keeps.
+/// A device page answer (`page_headers` adds what keeps it safe).
 fn html(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     let mut response = Html(page(title, body)).into_response();
     *response.status_mut() = status;
+    response
+}
+
+/// On every answer of the device page, whatever made it (a handler, an
+/// extractor's rejection, the 405 for another method): no other site may
+/// frame it (clickjacking) and no cache keeps it (it carries tokens).
+async fn page_headers(mut response: Response<Body>) -> Response<Body> {
     let headers = response.headers_mut();
-    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
-        "content-security-policy",
+        header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; form-action 'self'"),
     );
-    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -634,8 +929,9 @@ fn server_error(format: ResponseFormat) -> Response<Body> {
     response
 }
 
-fn random_hex() -> String {
-    let mut random = [0u8; 20];
+/// `N` random bytes, in hex.
+fn random_hex<const N: usize>() -> String {
+    let mut random = [0u8; N];
     getrandom::fill(&mut random).expect("the operating system's random source");
     hex::encode(random)
 }

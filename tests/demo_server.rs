@@ -1,6 +1,9 @@
 //! The demo server driven from the outside over plain HTTP, as a real
 //! client would: its flags, its `listening on` line, the authorize redirect,
-//! docs/contract.md's rows, and 100 concurrent redemptions of one code.
+//! docs/contract.md's rows, and 100 concurrent redemptions of one code; its
+//! device page attacked as a browser would be (cross-site forms, another
+//! session's token), its metadata asked with a forged `Host`, and its
+//! metrics looked for on the public listener.
 
 mod common;
 
@@ -316,7 +319,10 @@ async fn serves_its_metadata() {
     )
     .await;
     assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    assert_eq!(reply.headers["cache-control"], "public, max-age=3600");
     let json = reply.json();
+    // The default issuer: `http://` and the address it listens on.
     let base = format!("http://{}", server.addr);
     assert_eq!(json["issuer"], base);
     assert_eq!(
@@ -340,15 +346,50 @@ async fn serves_its_metadata() {
             "client_credentials"
         ])
     );
+    // A forged `Host` steers nothing: a shared cache keeps this answer
+    // for an hour, so one request must not poison it for everyone.
+    let forged = send(
+        &server.addr,
+        "GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: evil.example",
+        "",
+    )
+    .await;
+    assert_eq!(forged.status, 200);
+    assert_eq!(forged.headers["cache-control"], "public, max-age=3600");
+    assert_eq!(forged.body, reply.body);
+    assert!(!forged.body.contains("evil.example"), "{}", forged.body);
+}
+
+/// The address of the metrics listener, from the `metrics on` line.
+fn metrics_addr(server: &Server) -> Option<String> {
+    server.banner.iter().find_map(|line| {
+        line.strip_prefix("metrics on http://")
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .map(str::to_owned)
+    })
 }
 
 #[tokio::test]
-async fn serves_prometheus_metrics() {
-    let server = start(&["--dialect", "rfc6749"]);
+async fn serves_prometheus_metrics_on_their_own_listener_only() {
+    let server = start(&["--dialect", "rfc6749", "--metrics-addr", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server).expect("a `metrics on` line before `listening on`");
+    assert_ne!(metrics, server.addr);
     let code = authorize(&server.addr, "demo-client").await;
     token(&server.addr, "", &exchange(&code)).await;
     token(&server.addr, "", &exchange(&code)).await;
-    let reply = send(&server.addr, "GET /metrics HTTP/1.1", "").await;
+    // The public listener knows no /metrics.
+    let public = send(&server.addr, "GET /metrics HTTP/1.1", "").await;
+    assert_eq!(public.status, 404, "{}", public.body);
+    assert!(!public.body.contains("tokengate_"), "{}", public.body);
+    // And the metrics listener serves nothing else.
+    let other = send(
+        &metrics,
+        "GET /.well-known/oauth-authorization-server HTTP/1.1",
+        "",
+    )
+    .await;
+    assert_eq!(other.status, 404, "{}", other.body);
+    let reply = send(&metrics, "GET /metrics HTTP/1.1", "").await;
     assert_eq!(reply.status, 200);
     assert!(reply.headers["content-type"].starts_with("text/plain"));
     let counts = |needle: &str| {
@@ -363,6 +404,17 @@ async fn serves_prometheus_metrics() {
         "{}",
         reply.body
     );
+}
+
+#[tokio::test]
+async fn serves_no_metrics_without_a_metrics_address() {
+    let server = start(&[]);
+    assert_eq!(metrics_addr(&server), None, "{:?}", server.banner);
+    let code = authorize(&server.addr, "demo-client").await;
+    token(&server.addr, "", &exchange(&code)).await;
+    let reply = send(&server.addr, "GET /metrics HTTP/1.1", "").await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert!(!reply.body.contains("tokengate_"), "{}", reply.body);
 }
 
 #[tokio::test]
@@ -387,6 +439,26 @@ fn bad_flags_and_bad_files_exit_2_with_a_message() {
         (vec!["--lockout", "ten"], "--lockout"),
         (vec!["--lockout", "0/60"], "--lockout"),
         (vec!["--code-lifetime", "0"], "--code-lifetime"),
+        (vec!["--issuer"], "needs a value"),
+        (vec!["--issuer", ""], "--issuer"),
+        (vec!["--issuer", "auth.example.com"], "--issuer"),
+        (vec!["--issuer", "/login"], "--issuer"),
+        (vec!["--issuer", "ftp://auth.example.com"], "--issuer"),
+        (
+            vec!["--issuer", "https://auth.example.com/?a=b"],
+            "--issuer",
+        ),
+        (
+            vec!["--issuer", "https://auth.example.com/#top"],
+            "--issuer",
+        ),
+        (
+            vec!["--issuer", "https://user@auth.example.com"],
+            "--issuer",
+        ),
+        (vec!["--issuer", "https://:443"], "--issuer"),
+        (vec!["--issuer", "https://auth.example.com/a;b"], "--issuer"),
+        (vec!["--metrics-addr", "nowhere"], "--metrics-addr"),
         (
             vec!["--clients", "/nonexistent/clients.json"],
             "cannot read clients file",
@@ -403,7 +475,10 @@ fn bad_flags_and_bad_files_exit_2_with_a_message() {
     }
     let help = Command::new(binary()).arg("--help").output().unwrap();
     assert_eq!(help.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&help.stdout).contains("--no-gate"));
+    let usage = String::from_utf8_lossy(&help.stdout).into_owned();
+    for flag in ["--no-gate", "--issuer", "--metrics-addr"] {
+        assert!(usage.contains(flag), "{flag}: {usage}");
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -516,17 +591,31 @@ async fn the_device_flow_end_to_end() {
             page.body
                 .contains("<form method=\"post\" action=\"/login/device\">")
         );
-        assert_eq!(page.headers["x-frame-options"], "DENY");
+        assert_page_headers(&page, "the device page");
         let (device_code, user_code) = start_device().await;
         let typed: String =
             form_urlencoded::byte_serialize(user_code.to_lowercase().as_bytes()).collect();
         // A decision without the confirmation page (CSRF, or a person who
-        // never saw who asks) is refused.
+        // never saw who asks) is refused, in a session and from the page's
+        // own origin too.
+        let browser = same_origin(&server.addr, &open_device_page(&server.addr).await);
         let forged = form_post(
             &server.addr,
             "/login/device",
-            "",
+            &browser,
             &format!("user_code={typed}&decision=approve"),
+        )
+        .await;
+        assert_eq!(forged.status, 403, "{}", forged.body);
+        assert_page_headers(&forged, "a decision without a token");
+        let forged = form_post(
+            &server.addr,
+            "/login/device",
+            &browser,
+            &format!(
+                "user_code={typed}&confirm={}&decision=approve",
+                "0".repeat(64)
+            ),
         )
         .await;
         assert_eq!(forged.status, 403, "{}", forged.body);
@@ -561,38 +650,95 @@ async fn the_device_flow_end_to_end() {
         let reply = form_post(
             &server.addr,
             "/login/device",
-            "",
+            &browser,
             "user_code=%3Cscript%3E&decision=approve",
         )
         .await;
         assert_eq!(reply.status, 404);
+        assert_page_headers(&reply, "an unknown code");
         assert!(reply.body.contains("&lt;script&gt;") && !reply.body.contains("<script>"));
     }
 }
 
-/// Looks the code up, reads the confirmation page, and decides on it.
+/// As a browser: opens the device page, looks the code up from it, reads
+/// the confirmation page, and decides on it.
 async fn decide(addr: &str, typed: &str, decision: &str) -> Reply {
-    let confirm_page = form_post(addr, "/login/device", "", &format!("user_code={typed}")).await;
-    assert_eq!(confirm_page.status, 200, "{}", confirm_page.body);
+    let browser = same_origin(addr, &open_device_page(addr).await);
+    let confirm = confirmation(addr, &browser, typed).await;
+    form_post(
+        addr,
+        "/login/device",
+        &browser,
+        &format!("user_code={typed}&confirm={confirm}&decision={decision}"),
+    )
+    .await
+}
+
+/// A browser opening the device page: the `Cookie` header it sends back
+/// afterwards, holding the session cookie the page set.
+async fn open_device_page(addr: &str) -> String {
+    let page = send(addr, "GET /login/device HTTP/1.1", "").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let set_cookie = page
+        .headers
+        .get("set-cookie")
+        .unwrap_or_else(|| panic!("the device page sets no cookie: {:?}", page.headers));
+    let pair = set_cookie.split(';').next().unwrap();
+    assert!(pair.starts_with("tokengate_device="), "{set_cookie}");
+    format!("Cookie: {pair}")
+}
+
+/// What a browser adds to a form posted from the device page itself.
+fn same_origin(addr: &str, cookie: &str) -> String {
+    format!("Origin: http://{addr}\r\n{cookie}")
+}
+
+/// Looks `typed` up on the device page with `headers`, and returns the
+/// confirmation page's token.
+async fn confirmation(addr: &str, headers: &str, typed: &str) -> String {
+    let page = form_post(
+        addr,
+        "/login/device",
+        headers,
+        &format!("user_code={typed}"),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_page_headers(&page, "the confirmation page");
     assert!(
-        confirm_page
-            .body
-            .contains("<b>demo-client</b> asks to act as <b>demo-user</b> with repo.")
+        page.body
+            .contains("<b>demo-client</b> asks to act as <b>demo-user</b> with repo."),
+        "{}",
+        page.body
     );
-    let confirm = confirm_page
-        .body
+    page.body
         .split("name=\"confirm\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .expect("a confirmation token")
-        .to_owned();
-    form_post(
-        addr,
-        "/login/device",
-        "",
-        &format!("user_code={typed}&confirm={confirm}&decision={decision}"),
-    )
-    .await
+        .to_owned()
+}
+
+/// The headers every answer of the device page carries: no framing
+/// (clickjacking), no caching.
+#[track_caller]
+fn assert_page_headers(reply: &Reply, what: &str) {
+    assert_eq!(
+        reply.headers.get("x-frame-options").map(String::as_str),
+        Some("DENY"),
+        "{what}: {:?}",
+        reply.headers
+    );
+    let csp = reply
+        .headers
+        .get("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no CSP: {:?}", reply.headers));
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    assert_eq!(
+        reply.headers.get("cache-control").map(String::as_str),
+        Some("no-store"),
+        "{what}"
+    );
 }
 
 #[tokio::test]
@@ -659,4 +805,466 @@ async fn client_credentials_and_a_disabled_device_flow() {
         );
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Starts a device authorization for the demo client; its JSON answer.
+async fn device_authorization(addr: &str, headers: &str) -> serde_json::Value {
+    let mut all = "Accept: application/json".to_owned();
+    if !headers.is_empty() {
+        all = format!("{all}\r\n{headers}");
+    }
+    let reply = form_post(
+        addr,
+        "/login/device/code",
+        &all,
+        "client_id=demo-client&client_secret=demo-secret&scope=repo",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+/// A device authorization: its device code and user code.
+async fn start_device_flow(addr: &str) -> (String, String) {
+    let json = device_authorization(addr, "").await;
+    (
+        json["device_code"].as_str().unwrap().to_owned(),
+        json["user_code"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The device's one poll for `device_code` (JSON, both dialects).
+async fn poll_device(addr: &str, device_code: &str) -> serde_json::Value {
+    token(
+        addr,
+        "Accept: application/json",
+        &format!(
+            "grant_type=urn:ietf:params:oauth:grant-type:device_code&client_id=demo-client&client_secret=demo-secret&device_code={device_code}"
+        ),
+    )
+    .await
+    .json()
+}
+
+#[tokio::test]
+async fn device_decisions_need_the_issuers_origin_and_the_sessions_token() {
+    let server = start(&[]);
+    let addr = server.addr.as_str();
+    // Two browsers: the victim's (`mine`) and the attacker's (`theirs`).
+    let mine = open_device_page(addr).await;
+    let theirs = open_device_page(addr).await;
+    assert_ne!(mine, theirs);
+    let evil = "Origin: https://evil.example";
+    let mine_value = mine.strip_prefix("Cookie: ").unwrap();
+    let theirs_value = theirs.strip_prefix("Cookie: ").unwrap();
+    // Each carries a token the victim's own confirmation page holds (or,
+    // for the attacker's cookie, one fetched in the victim's session), and
+    // would approve were it not for what the case changes.
+    let refused: Vec<(&str, String)> = vec![
+        (
+            "a cross-site form (Origin: https://evil.example)",
+            format!("{evil}\r\n{mine}"),
+        ),
+        (
+            "Origin: null (a sandboxed frame)",
+            format!("Origin: null\r\n{mine}"),
+        ),
+        (
+            "the listener's host on another scheme",
+            format!("Origin: https://{addr}\r\n{mine}"),
+        ),
+        (
+            "two Origin headers, one of them the issuer's",
+            format!("Origin: http://{addr}\r\n{evil}\r\n{mine}"),
+        ),
+        (
+            "Sec-Fetch-Site: cross-site, no Origin",
+            format!("Sec-Fetch-Site: cross-site\r\n{mine}"),
+        ),
+        (
+            "Sec-Fetch-Site: same-site, no Origin",
+            format!("Sec-Fetch-Site: same-site\r\n{mine}"),
+        ),
+        ("no session cookie", format!("Origin: http://{addr}")),
+        (
+            "no session cookie, not a browser (no Origin, no Sec-Fetch-Site)",
+            String::new(),
+        ),
+        (
+            "another session's cookie with this session's token",
+            same_origin(addr, &theirs),
+        ),
+        (
+            "a malformed session cookie",
+            same_origin(addr, "Cookie: tokengate_device=not-hex"),
+        ),
+        (
+            "two session cookies",
+            same_origin(addr, &format!("Cookie: {mine_value}; {theirs_value}")),
+        ),
+    ];
+    for (what, headers) in &refused {
+        // A fresh authorization each time, so one poll shows nothing was
+        // decided (a second poll would only be told to slow down).
+        let (device_code, user_code) = start_device_flow(addr).await;
+        let token = confirmation(addr, &same_origin(addr, &mine), &user_code).await;
+        let reply = form_post(
+            addr,
+            "/login/device",
+            headers,
+            &format!("user_code={user_code}&confirm={token}&decision=approve"),
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{what}: {}", reply.body);
+        assert_page_headers(&reply, what);
+        assert!(
+            !reply.body.contains("You approved"),
+            "{what}: {}",
+            reply.body
+        );
+        assert_eq!(
+            poll_device(addr, &device_code).await["error"],
+            "authorization_pending",
+            "{what}"
+        );
+    }
+    // The attacker's own token (fetched in their session, for their own
+    // code) posted cross-site into the victim's session: the attack this
+    // page must hold against.
+    let (device_code, user_code) = start_device_flow(addr).await;
+    let token = confirmation(addr, &same_origin(addr, &theirs), &user_code).await;
+    for headers in [
+        format!("{evil}\r\n{mine}"),
+        same_origin(addr, &mine),
+        mine.clone(),
+    ] {
+        let reply = form_post(
+            addr,
+            "/login/device",
+            &headers,
+            &format!("user_code={user_code}&confirm={token}&decision=approve"),
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{headers}: {}", reply.body);
+    }
+    assert_eq!(
+        poll_device(addr, &device_code).await["error"],
+        "authorization_pending"
+    );
+    // The look-up step too: a cross-site POST learns nothing of who asks.
+    let (_, user_code) = start_device_flow(addr).await;
+    let reply = form_post(
+        addr,
+        "/login/device",
+        &format!("{evil}\r\n{mine}"),
+        &format!("user_code={user_code}"),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_page_headers(&reply, "a cross-site look-up");
+    assert!(!reply.body.contains("demo-client"), "{}", reply.body);
+    assert!(!reply.body.contains("name=\"confirm\""), "{}", reply.body);
+
+    // What a person's browser sends from the page itself, and a client
+    // that is no browser but holds the session and its token, approve.
+    let accepted: Vec<(&str, String)> = vec![
+        ("the page's own form", same_origin(addr, &mine)),
+        (
+            "Sec-Fetch-Site: same-origin, no Origin",
+            format!("Sec-Fetch-Site: same-origin\r\n{mine}"),
+        ),
+        (
+            "Sec-Fetch-Site: none, no Origin",
+            format!("Sec-Fetch-Site: none\r\n{mine}"),
+        ),
+        ("not a browser (no Origin, no Sec-Fetch-Site)", mine.clone()),
+        (
+            "the other session, with its own token",
+            same_origin(addr, &theirs),
+        ),
+    ];
+    for (what, headers) in &accepted {
+        let (device_code, user_code) = start_device_flow(addr).await;
+        let token = confirmation(addr, headers, &user_code).await;
+        let reply = form_post(
+            addr,
+            "/login/device",
+            headers,
+            &format!("user_code={user_code}&confirm={token}&decision=approve"),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{what}: {}", reply.body);
+        assert!(
+            reply.body.contains("You approved <b>demo-client</b>"),
+            "{what}: {}",
+            reply.body
+        );
+        assert_page_headers(&reply, what);
+        let json = poll_device(addr, &device_code).await;
+        assert!(
+            json["access_token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("gho_")),
+            "{what}: {json}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_device_page_sets_a_strict_session_cookie_and_never_lets_itself_be_framed() {
+    let server = start(&[]);
+    let addr = server.addr.as_str();
+    let page = send(addr, "GET /login/device HTTP/1.1", "").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let set_cookie = &page.headers["set-cookie"];
+    let mut parts = set_cookie.split("; ");
+    let value = parts
+        .next()
+        .unwrap()
+        .strip_prefix("tokengate_device=")
+        .unwrap_or_else(|| panic!("{set_cookie}"));
+    assert_eq!(value.len(), 64, "{set_cookie}");
+    assert!(value.bytes().all(|b| b.is_ascii_hexdigit()), "{set_cookie}");
+    let mut attributes: Vec<&str> = parts.collect();
+    attributes.sort_unstable();
+    // No `Secure` for a plain-HTTP issuer: the browser would drop it.
+    assert_eq!(
+        attributes,
+        ["HttpOnly", "Path=/login/device", "SameSite=Strict"],
+        "{set_cookie}"
+    );
+    // A browser that has a session keeps it; one that has none gets a new
+    // one, never another browser's.
+    let cookie = format!("Cookie: tokengate_device={value}");
+    let again = send(addr, &format!("GET /login/device HTTP/1.1\r\n{cookie}"), "").await;
+    assert_eq!(again.status, 200);
+    assert!(
+        !again.headers.contains_key("set-cookie"),
+        "{:?}",
+        again.headers
+    );
+    let other = send(addr, "GET /login/device HTTP/1.1", "").await;
+    assert_ne!(other.headers["set-cookie"], *set_cookie);
+
+    // Every answer on the page's path forbids framing and caching,
+    // whatever produced it.
+    let browser = same_origin(addr, &cookie);
+    let (_, user_code) = start_device_flow(addr).await;
+    let answers = [
+        ("GET", page),
+        (
+            "GET with a prefilled code",
+            send(
+                addr,
+                "GET /login/device?user_code=%22%3E%3Cscript%3E HTTP/1.1",
+                "",
+            )
+            .await,
+        ),
+        ("HEAD", send(addr, "HEAD /login/device HTTP/1.1", "").await),
+        (
+            "PUT",
+            send(addr, &format!("PUT /login/device HTTP/1.1\r\n{cookie}"), "").await,
+        ),
+        (
+            "the confirmation page",
+            form_post(
+                addr,
+                "/login/device",
+                &browser,
+                &format!("user_code={user_code}"),
+            )
+            .await,
+        ),
+        (
+            "an unknown code",
+            form_post(addr, "/login/device", &browser, "user_code=BCDF-GHJK").await,
+        ),
+        (
+            "a form without user_code",
+            form_post(addr, "/login/device", &browser, "decision=approve").await,
+        ),
+        (
+            "a body that is no form",
+            send(
+                addr,
+                &format!("POST /login/device HTTP/1.1\r\nContent-Type: text/plain\r\n{browser}"),
+                "user_code=x",
+            )
+            .await,
+        ),
+        (
+            "a cross-site POST",
+            form_post(
+                addr,
+                "/login/device",
+                &format!("Origin: https://evil.example\r\n{cookie}"),
+                "user_code=x",
+            )
+            .await,
+        ),
+        (
+            "a POST without a session",
+            form_post(addr, "/login/device", "", "user_code=x").await,
+        ),
+    ];
+    for (what, reply) in &answers {
+        assert_page_headers(reply, what);
+    }
+    let statuses: Vec<u16> = answers.iter().map(|(_, reply)| reply.status).collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 405, 200, 404, 422, 415, 403, 403],
+        "{answers:#?}"
+    );
+    // The prefill is escaped.
+    assert!(
+        !answers[1].1.body.contains("<script>"),
+        "{}",
+        answers[1].1.body
+    );
+}
+
+#[tokio::test]
+async fn the_issuer_names_the_metadata_the_device_page_and_the_origin_it_accepts() {
+    let server = start(&["--issuer", "https://auth.example.com"]);
+    let addr = server.addr.as_str();
+    let issuer = "https://auth.example.com";
+    for host in ["", "\r\nHost: evil.example"] {
+        let reply = send(
+            addr,
+            &format!("GET /.well-known/oauth-authorization-server HTTP/1.1{host}"),
+            "",
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.headers["cache-control"], "public, max-age=3600");
+        let json = reply.json();
+        assert_eq!(json["issuer"], issuer, "{json}");
+        assert_eq!(
+            json["token_endpoint"],
+            format!("{issuer}/login/oauth/access_token")
+        );
+        assert_eq!(
+            json["authorization_endpoint"],
+            format!("{issuer}/login/oauth/authorize")
+        );
+        assert_eq!(
+            json["device_authorization_endpoint"],
+            format!("{issuer}/login/device/code")
+        );
+        // The device endpoint sends people to the issuer's page, not to
+        // the one the request's `Host` names.
+        let json = device_authorization(addr, host.trim_start_matches("\r\n")).await;
+        assert_eq!(
+            json["verification_uri"],
+            format!("{issuer}/login/device"),
+            "{json}"
+        );
+    }
+    // An `https` issuer: the session cookie is `Secure`.
+    let page = send(addr, "GET /login/device HTTP/1.1", "").await;
+    let set_cookie = &page.headers["set-cookie"];
+    let attributes: Vec<&str> = set_cookie.split("; ").skip(1).collect();
+    assert!(attributes.contains(&"Secure"), "{set_cookie}");
+    assert!(attributes.contains(&"HttpOnly"), "{set_cookie}");
+    assert!(attributes.contains(&"SameSite=Strict"), "{set_cookie}");
+    assert!(attributes.contains(&"Path=/login/device"), "{set_cookie}");
+    let cookie = format!("Cookie: {}", set_cookie.split(';').next().unwrap());
+    // The origin a POST must come from is the issuer's, not the address
+    // the listener happens to have.
+    let (device_code, user_code) = start_device_flow(addr).await;
+    let listener = format!("Origin: http://{addr}\r\n{cookie}");
+    let reply = form_post(
+        addr,
+        "/login/device",
+        &listener,
+        &format!("user_code={user_code}"),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let browser = format!("Origin: {issuer}\r\n{cookie}");
+    let token = confirmation(addr, &browser, &user_code).await;
+    let reply = form_post(
+        addr,
+        "/login/device",
+        &listener,
+        &format!("user_code={user_code}&confirm={token}&decision=approve"),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(
+        poll_device(addr, &device_code).await["error"],
+        "authorization_pending"
+    );
+    let reply = form_post(
+        addr,
+        "/login/device",
+        &browser,
+        &format!("user_code={user_code}&confirm={token}&decision=approve"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn the_default_issuer_ignores_a_forged_host_on_the_device_endpoint() {
+    let server = start(&["--dialect", "rfc6749"]);
+    let json = device_authorization(&server.addr, "Host: evil.example").await;
+    assert_eq!(
+        json["verification_uri"],
+        format!("http://{}/login/device", server.addr),
+        "{json}"
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_with_a_path_scopes_the_page_beneath_it() {
+    // Behind a proxy that serves the demo under /auth: the browser sees
+    // /auth/login/device, so that is where the cookie and the form point.
+    let server = start(&["--issuer", "HTTP://Auth.Example.com:8443/auth/"]);
+    let addr = server.addr.as_str();
+    let reply = send(
+        addr,
+        "GET /.well-known/oauth-authorization-server HTTP/1.1",
+        "",
+    )
+    .await;
+    let json = reply.json();
+    assert_eq!(
+        json["issuer"], "http://auth.example.com:8443/auth",
+        "{json}"
+    );
+    assert_eq!(
+        json["token_endpoint"],
+        "http://auth.example.com:8443/auth/login/oauth/access_token"
+    );
+    let page = send(addr, "GET /login/device HTTP/1.1", "").await;
+    let set_cookie = &page.headers["set-cookie"];
+    assert!(
+        set_cookie.contains("; Path=/auth/login/device;"),
+        "{set_cookie}"
+    );
+    assert!(!set_cookie.contains("Secure"), "{set_cookie}");
+    assert!(
+        page.body
+            .contains("<form method=\"post\" action=\"/auth/login/device\">"),
+        "{}",
+        page.body
+    );
+    // The origin keeps its port (not the scheme's default) and drops the
+    // path.
+    let cookie = format!("Cookie: {}", set_cookie.split(';').next().unwrap());
+    let (device_code, user_code) = start_device_flow(addr).await;
+    let browser = format!("Origin: http://auth.example.com:8443\r\n{cookie}");
+    let token = confirmation(addr, &browser, &user_code).await;
+    let reply = form_post(
+        addr,
+        "/login/device",
+        &browser,
+        &format!("user_code={user_code}&confirm={token}&decision=approve"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(poll_device(addr, &device_code).await["access_token"].is_string());
 }

@@ -50,8 +50,13 @@ impl Drop for Process {
     }
 }
 
+/// The public URL the upstream demo is given: in a deployment, the
+/// gateway's, since clients reach the issuer through it. The demo renders
+/// its URLs from it, never from `Host`.
+const PUBLIC_URL: &str = "https://auth.example.com";
+
 fn upstream_demo() -> Server {
-    spawn(&binaries().0, &["--no-gate"])
+    spawn(&binaries().0, &["--no-gate", "--issuer", PUBLIC_URL])
 }
 
 fn gateway(upstream: &str, args: &[&str]) -> Server {
@@ -165,8 +170,8 @@ async fn valid_exchanges_reach_the_upstream_and_rejections_stay_at_the_gateway()
     assert_ne!(unknown_client.status, 302, "{}", unknown_client.body);
     assert!(!unknown_client.headers.contains_key("location"));
 
-    // Every other path is the upstream's: its metadata, rendered for the
-    // host the client used (the gateway's).
+    // Every other path is the upstream's: its metadata as it renders it,
+    // for the public URL it was given.
     let metadata = within(send(
         addr,
         "GET /.well-known/oauth-authorization-server HTTP/1.1",
@@ -176,7 +181,7 @@ async fn valid_exchanges_reach_the_upstream_and_rejections_stay_at_the_gateway()
     assert_eq!(metadata.status, 200, "{}", metadata.body);
     assert_eq!(
         metadata.json()["token_endpoint"],
-        format!("http://{addr}/login/oauth/access_token")
+        format!("{PUBLIC_URL}/login/oauth/access_token")
     );
     let page = within(send(addr, "GET /login/device HTTP/1.1", "")).await;
     assert_eq!(page.status, 200);

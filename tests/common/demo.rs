@@ -130,11 +130,17 @@ impl Reply {
     }
 }
 
-/// One HTTP/1.1 exchange over a fresh connection.
+/// One HTTP/1.1 exchange over a fresh connection. `Host` names `addr`
+/// unless `head` brings its own.
 pub async fn send(addr: &str, head: &str, body: &str) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
+    let host = if head.to_ascii_lowercase().contains("\r\nhost:") {
+        String::new()
+    } else {
+        format!("\r\nHost: {addr}")
+    };
     let request = format!(
-        "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{head}{host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
