@@ -61,7 +61,7 @@ use std::{collections::HashMap, net::SocketAddr, process::ExitCode, sync::Arc, t
 use axum::{
     Form, Router,
     body::Body,
-    extract::{Query, Request, State, rejection::FormRejection},
+    extract::{ConnectInfo, Query, Request, State, rejection::FormRejection},
     http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, header},
     response::{Html, IntoResponse},
     routing::{get, post},
@@ -72,8 +72,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokengate::{
     Client, Dialect, FieldValue, GrantType, MemoryStore, ResponseFormat, TokenGateLayer,
-    ValidatedGrant, authorize::Authorizer, client::RedirectPolicy, device::Devices,
-    lockout::Lockout, refresh::RefreshTokens,
+    ValidatedGrant,
+    authorize::Authorizer,
+    builder::Builder,
+    client::RedirectPolicy,
+    device::{Devices, VerifyError},
+    lockout::Lockout,
+    refresh::RefreshTokens,
 };
 
 const USAGE: &str = "usage: server [--addr 127.0.0.1:8080] [--issuer http(s)://HOST[:PORT][/PATH]]
@@ -418,6 +423,9 @@ async fn main() -> ExitCode {
         println!("metrics on http://{metrics_addr}/metrics");
     }
     println!("listening on http://{addr}");
+    // The connection's address reaches the gate (its lockout counts per
+    // peer) and the device page (its user-code limits).
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(error) = axum::serve(listener, app).await {
         eprintln!("error: {error}");
         return ExitCode::from(1);
@@ -448,7 +456,11 @@ async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGate
                 .await
                 .map_err(|e| Exit(1, format!("cannot register clients in Redis: {e}")))?;
         }
-        return Ok(gate(redis, options));
+        // The lockout's counters live in Redis too: every demo process on
+        // this Redis enforces one threshold.
+        return Ok(gate_with(redis.clone(), options, |b| {
+            b.lockout_store(redis)
+        }));
     }
     let postgres = tokengate_postgres::PostgresStore::connect(store)
         .await
@@ -474,8 +486,22 @@ where
         + tokengate::store::DeviceStore
         + Clone,
 {
-    let mut builder = TokenGateLayer::builder()
-        .store(store)
+    gate_with(store, options, |builder| builder)
+}
+
+fn gate_with<S>(
+    store: S,
+    options: &Options,
+    more: impl FnOnce(Builder<S, S, S, S>) -> Builder<S, S, S, S>,
+) -> TokenGateLayer
+where
+    S: tokengate::store::ClientStore
+        + tokengate::store::CodeStore
+        + tokengate::store::RefreshStore
+        + tokengate::store::DeviceStore
+        + Clone,
+{
+    let mut builder = more(TokenGateLayer::builder().store(store))
         .dialect(options.dialect)
         .lockout(options.lockout.clone())
         .code_lifetime(options.code_lifetime)
@@ -745,9 +771,13 @@ struct DeviceForm {
 /// the browser's session) can approve or deny.
 async fn device_decision(
     State(demo): State<Demo>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     form: Result<Form<DeviceForm>, FormRejection>,
 ) -> Response<Body> {
+    // Failed user codes count against this address (the connection's:
+    // the demo trusts no forwarding header).
+    let peer = Some(peer.ip());
     let page = &demo.page_path;
     // Checked before the form is even read: a cross-site POST learns
     // nothing and decides nothing.
@@ -778,16 +808,9 @@ async fn device_decision(
         }
     };
     let code = escape_html(&form.user_code);
-    let pending = match demo.devices.lookup(&form.user_code, None).await {
+    let pending = match demo.devices.lookup(&form.user_code, peer).await {
         Ok(pending) => pending,
-        Err(error) => {
-            tracing::error!(%error, "device store failed");
-            return html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Error",
-                "<p>Please try again.</p>",
-            );
-        }
+        Err(error) => return verify_failed(&error),
     };
     let Some(pending) = pending else {
         return html(
@@ -835,12 +858,12 @@ async fn device_decision(
     let decided = match decision.as_str() {
         "approve" => demo
             .devices
-            .approve(&form.user_code, DEMO_USER, None)
+            .approve(&form.user_code, DEMO_USER, peer)
             .await
             .map(|ok| (ok, "approved")),
         "deny" => demo
             .devices
-            .deny(&form.user_code, None)
+            .deny(&form.user_code, peer)
             .await
             .map(|ok| (ok, "denied")),
         _ => {
@@ -862,15 +885,30 @@ async fn device_decision(
             "Already decided",
             "<p>This code was decided already or has expired.</p>",
         ),
-        Err(error) => {
-            tracing::error!(%error, "device store failed");
-            html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Error",
-                "<p>Please try again.</p>",
-            )
-        }
+        Err(error) => verify_failed(&error),
     }
+}
+
+/// Too many wrong codes from this address (`429` with `Retry-After`), or a
+/// store that failed (`500`).
+fn verify_failed(error: &VerifyError) -> Response<Body> {
+    if let Some(seconds) = error.retry_after_secs() {
+        let mut response = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            "<p>Too many codes that match no request came from your address. Please wait and try again later.</p>",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return response;
+    }
+    tracing::error!(%error, "device store failed");
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Error",
+        "<p>Please try again.</p>",
+    )
 }
 
 /// A device page answer (`page_headers` adds what keeps it safe).

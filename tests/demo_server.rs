@@ -261,6 +261,66 @@ async fn locks_a_client_out_after_ten_failures_by_default() {
     )
     .await;
     assert_eq!(reply.status, 401);
+    // Nor is the same client from another address: failures from one peer
+    // never refuse another's valid credentials.
+    let head = "POST /login/oauth/access_token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nAccept: application/json";
+    let reply = send_from("127.0.0.2", &server.addr, head, &exchange(&code)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.json()["access_token"].is_string());
+}
+
+/// The attack, from outside: a stranger sends wrong secrets for a
+/// known client id, and ten bogus refresh tokens, as fast as it likes; the
+/// app's users, from other addresses, keep redeeming.
+#[tokio::test]
+async fn a_stranger_cannot_lock_the_demo_client_out() {
+    let server = start(&["--dialect", "rfc6749"]);
+    let head = "POST /login/oauth/access_token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nAccept: application/json";
+    let stranger = "127.0.0.66";
+    for i in 0..40 {
+        let wrong = exchange(&format!("x{i}")).replace("demo-secret", "guess");
+        let reply = send_from(stranger, &server.addr, head, &wrong).await;
+        assert!([401, 429].contains(&reply.status), "{}", reply.status);
+        let bogus = format!(
+            "grant_type=refresh_token&refresh_token=bogus{i}&client_id=demo-client&client_secret=demo-secret"
+        );
+        let reply = send_from(stranger, &server.addr, head, &bogus).await;
+        assert!([400, 429].contains(&reply.status), "{}", reply.status);
+    }
+    let reply = send_from(stranger, &server.addr, head, &exchange("y")).await;
+    assert_eq!(reply.status, 429, "the stranger locked itself out");
+    for user in ["127.0.0.1", "127.0.0.3", "127.0.0.4"] {
+        let code = authorize(&server.addr, "demo-client").await;
+        let reply = send_from(user, &server.addr, head, &exchange(&code)).await;
+        assert_eq!(reply.status, 200, "{user}: {}", reply.body);
+    }
+}
+
+/// RFC 8628 §5.1: the device page refuses an address that typed 50 codes
+/// matching nothing within the hour (429 with `Retry-After`), and only
+/// that address.
+#[tokio::test]
+async fn the_device_page_limits_wrong_user_codes_per_address() {
+    let server = start(&[]);
+    let addr = &server.addr;
+    let (_, user_code) = start_device_flow(addr).await;
+    let browser = same_origin(addr, &open_device_page(addr).await);
+    let head = format!(
+        "POST /login/device HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n{browser}"
+    );
+    for i in 0..50 {
+        let guess = format!("BCDF-{:04}", i);
+        let reply = send_from("127.0.0.9", addr, &head, &format!("user_code={guess}")).await;
+        assert_eq!(reply.status, 404, "guess {i}: {}", reply.body);
+    }
+    let reply = send_from("127.0.0.9", addr, &head, &format!("user_code={user_code}")).await;
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    let wait: u64 = reply.headers["retry-after"].parse().unwrap();
+    assert!((3500..=3600).contains(&wait), "{wait}");
+    assert_page_headers(&reply, "the 429 page");
+    // Another address finds the code, and approves it.
+    let reply = decide(addr, &user_code, "approve").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
 #[tokio::test]

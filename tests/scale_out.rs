@@ -84,6 +84,37 @@ async fn two_processes_share_redis() {
     one_token_per_code(&url).await;
 }
 
+/// One lockout across processes: failures from one address spread over
+/// two demo processes on one Redis trip the threshold once, at the tenth,
+/// for both; other addresses are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis; .ci/run runs it"]
+async fn two_processes_on_redis_share_one_lockout() {
+    let url = std::env::var("TOKENGATE_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let args = ["--store", url.as_str(), "--dialect", "rfc6749"];
+    let (a, b) = (start(&args), start(&args));
+    // Counters in Redis outlive a run: an address of this run's own.
+    let mut bytes = [0u8; 3];
+    getrandom::fill(&mut bytes).unwrap();
+    let peer = format!("127.{}.{}.{}", bytes[0], bytes[1], bytes[2].max(2));
+    let head = "POST /login/oauth/access_token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nAccept: application/json";
+    let wrong = |code: &str| demo_exchange(code).replace("demo-secret", "guess");
+    for attempt in 0..10 {
+        let server = if attempt % 2 == 0 { &a } else { &b };
+        let reply = send_from(&peer, &server.addr, head, &wrong("x")).await;
+        assert_eq!(reply.status, 401, "attempt {attempt}: {}", reply.body);
+    }
+    for server in [&a, &b] {
+        let code = authorize(&server.addr, "demo-client").await;
+        let reply = send_from(&peer, &server.addr, head, &demo_exchange(&code)).await;
+        assert_eq!(reply.status, 429, "{}", reply.body);
+        // From another address, the same code redeems.
+        let reply = send_from("127.0.0.1", &server.addr, head, &demo_exchange(&code)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL; .ci/run runs it"]
 async fn two_processes_share_postgres() {

@@ -9,10 +9,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::CHALLENGE;
 
@@ -133,7 +130,17 @@ impl Reply {
 /// One HTTP/1.1 exchange over a fresh connection. `Host` names `addr`
 /// unless `head` brings its own.
 pub async fn send(addr: &str, head: &str, body: &str) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    send_from("127.0.0.1", addr, head, body).await
+}
+
+/// [`send`] over a connection from the local address `from` (any of
+/// 127.0.0.0/8 on Linux): another peer, as the server sees it.
+pub async fn send_from(from: &str, addr: &str, head: &str, body: &str) -> Reply {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
     let host = if head.to_ascii_lowercase().contains("\r\nhost:") {
         String::new()
     } else {
