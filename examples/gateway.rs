@@ -270,6 +270,8 @@ async fn main() -> ExitCode {
         let service = service.clone();
         let per_request = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(Peer(peer));
+            // The gate's lockout counts failures per connection address.
+            request.extensions_mut().insert(peer);
             service.clone().oneshot(request)
         });
         tokio::spawn(async move {

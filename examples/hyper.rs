@@ -72,8 +72,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let service = ServiceBuilder::new().layer(layer).service_fn(handle);
     loop {
-        let (stream, _) = listener.accept().await?;
-        let service = TowerToHyperService::new(service.clone());
+        let (stream, peer) = listener.accept().await?;
+        // The address hyper accepted goes into each request's extensions:
+        // the gate's lockout counts failures per peer.
+        let service = ServiceBuilder::new()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(peer);
+                request
+            })
+            .service(service.clone());
+        let service = TowerToHyperService::new(service);
         tokio::spawn(async move {
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
