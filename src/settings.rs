@@ -44,7 +44,14 @@ pub(crate) struct Settings {
     pub(crate) device_path: Option<String>,
     pub(crate) device_lifetime: Duration,
     pub(crate) device_interval: u64,
-    pub(crate) verification_uri: Option<String>,
+    /// The public base URL (`Builder::issuer`), checked and without a
+    /// trailing `/`.
+    pub(crate) issuer: Option<String>,
+    /// Where the device endpoint sends users (absolute, RFC 8628 §3.2): the
+    /// configured URI, else `{issuer}/login/device`. Empty without a device
+    /// store, the one case where nothing reads it: the builder refuses a
+    /// device store with neither.
+    pub(crate) verification_uri: String,
     pub(crate) github_client_credentials: bool,
     /// The brute-force defence's counters; `None` when it is off.
     pub(crate) lockouts: Option<Lockouts>,
@@ -94,6 +101,8 @@ impl fmt::Debug for Settings {
             .field("refresh_enabled", &self.refresh_enabled)
             .field("refresh_lifetime", &self.refresh_lifetime)
             .field("device_path", &self.device_path)
+            .field("issuer", &self.issuer)
+            .field("verification_uri", &self.verification_uri)
             .field("lockout", &self.lockouts)
             .finish_non_exhaustive()
     }

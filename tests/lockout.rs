@@ -177,6 +177,7 @@ async fn a_locked_out_request_touches_no_store() {
     let lookups = Arc::new(AtomicUsize::new(0));
     let layer = TokenGateLayer::builder()
         .store(store.clone())
+        .issuer("https://auth.example.com")
         .realm("tokengate-test")
         .client_store(Counting {
             inner: store,
@@ -266,6 +267,7 @@ fn a_lockout_needs_a_threshold_and_a_window() {
     ] {
         let built = TokenGateLayer::builder()
             .store(MemoryStore::new())
+            .issuer("https://auth.example.com")
             .lockout(Some(lockout))
             .try_build();
         assert!(built.is_err());
@@ -278,6 +280,7 @@ fn a_window_of_ten_years_is_the_longest() {
     let build = |window| {
         TokenGateLayer::builder()
             .store(MemoryStore::new())
+            .issuer("https://auth.example.com")
             .lockout(Some(Lockout::new(10, window)))
             .try_build()
     };
@@ -306,6 +309,7 @@ fn the_lockout_settings_show_in_debug_output() {
     );
     let layer = TokenGateLayer::builder()
         .store(MemoryStore::new())
+        .issuer("https://auth.example.com")
         .lockout(Some(lockout))
         .build();
     let shown = format!("{layer:?}");

@@ -156,6 +156,7 @@ fn flaky(dialect: Dialect) -> (Harness, Flaky) {
     };
     let layer = TokenGateLayer::builder()
         .store(store.clone())
+        .issuer("https://auth.example.com")
         .dialect(dialect)
         .clock(h.clock.clone())
         .realm("tokengate-test")

@@ -192,7 +192,7 @@ where
         // future every token request allocates (past the allocator's fast
         // sizes, which cost every exchange more than these boxes cost them).
         if endpoint == Endpoint::DeviceAuthorization {
-            let authorization = Box::pin(self.authorize_device(parts, &request)).await;
+            let authorization = Box::pin(self.authorize_device(&request)).await;
             return Ok(Judged::Answer(
                 authorization.map_err(refusal)?.response(format),
             ));

@@ -1629,6 +1629,7 @@ impl Gate {
             .code_store(store.clone())
             .refresh_store(store.clone())
             .device_store(store)
+            .issuer("https://auth.example.com")
             .dialect(Dialect::Rfc6749)
             .clock(clock.clone())
             .two_phase_redemption(claim_ttl)
