@@ -14,7 +14,8 @@
 //! - 7 in 10: a valid exchange (authorize, then redeem with PKCE), by the
 //!   connection's own client;
 //! - 1 in 10: a replay of a code this connection redeemed, by a client
-//!   kept for replays (it is soon locked out: 429s are expected);
+//!   kept for replays (a valid replay by the code's own client is not a
+//!   guess, so it is not locked out; 429s are allowed all the same);
 //! - 2 in 10: garbage (bad percent-encoding, random bytes, a wrong method,
 //!   a made-up client id, a repeated parameter, an oversized body).
 //!

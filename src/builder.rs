@@ -393,7 +393,10 @@ impl<C, K, R, D> Builder<C, K, R, D> {
 
     /// Called with the record of a code presented again after it was
     /// redeemed, in an otherwise valid request, so the application can
-    /// revoke the tokens issued from it (RFC 6749 §4.1.2).
+    /// revoke the access tokens issued from it (RFC 6749 §4.1.2). The gate
+    /// has revoked the refresh tokens issued from it already (with a
+    /// refresh store): their family is named after the code. Called even
+    /// when that revocation failed (the request is then answered `500`).
     #[must_use]
     pub fn on_code_replay(mut self, hook: impl Fn(&CodeRecord) + Send + Sync + 'static) -> Self {
         self.options.on_code_replay = Some(Arc::new(hook));

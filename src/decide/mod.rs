@@ -234,9 +234,14 @@ where
         }
         match (grant, &self.refresh, &self.devices) {
             (GrantType::AuthorizationCode, _, _) => {
-                let (record, claim) =
-                    authorization_code::redeem(&*self.codes, settings, &client, request).await?;
-                Ok((ValidatedGrant::authorization_code(client, record), claim))
+                let refresh = self.refresh.as_deref();
+                let (record, key, claim) =
+                    authorization_code::redeem(&*self.codes, refresh, settings, &client, request)
+                        .await?;
+                Ok((
+                    ValidatedGrant::authorization_code(client, record, key),
+                    claim,
+                ))
             }
             (GrantType::RefreshToken, Some(store), _) => {
                 let (key, previous, scopes) =
