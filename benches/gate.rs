@@ -100,6 +100,7 @@ fn fixture() -> (TokenGateLayer, ManualClock) {
     );
     let layer = TokenGateLayer::builder()
         .store(store)
+        .issuer("https://auth.example.com")
         .clock(clock.clone())
         // These benchmarks repeat one client's failures by the million; the
         // lockout would answer them 429 after ten.
@@ -298,6 +299,7 @@ fn lockout(c: &mut Criterion) {
     store.insert_client(Client::confidential("locked").with_secret(SECRET));
     let layer = TokenGateLayer::builder()
         .store(store)
+        .issuer("https://auth.example.com")
         .clock(clock.clone())
         .build();
     let minter = Minter::new(&layer, clock);
@@ -536,6 +538,7 @@ fn fixture_with_device() -> (TokenGateLayer, ManualClock) {
     );
     let layer = TokenGateLayer::builder()
         .store(store)
+        .issuer("https://auth.example.com")
         .clock(clock.clone())
         .lockout(None)
         .build();

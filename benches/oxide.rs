@@ -174,6 +174,7 @@ impl Gate {
         );
         let layer = TokenGateLayer::builder()
             .store(store)
+            .issuer("https://auth.example.com")
             .clock(clock.clone())
             .refresh_lifetime(REFRESH_LIFETIME)
             // The wrong-secret case repeats one client's failure; the

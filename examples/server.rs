@@ -508,10 +508,11 @@ where
         // The demo serves client credentials to the clients that allow it,
         // in both dialects.
         .github_client_credentials(true);
-    // Where people type user codes: the issuer's page, never one named by
-    // the request's `Host`.
+    // The public base URL: the device endpoint's `verification_uri` (the
+    // issuer's page) and every other absolute URL come from it, never
+    // from the request's `Host`.
     if let Some(issuer) = &options.issuer {
-        builder = builder.verification_uri(format!("{issuer}{DEVICE_PAGE}"));
+        builder = builder.issuer(issuer);
     }
     builder.build()
 }

@@ -14,9 +14,13 @@
 //! - 7 in 10: a valid exchange (authorize, then redeem with PKCE), by the
 //!   connection's own client;
 //! - 1 in 10: a replay of a code this connection redeemed, by a client
-//!   kept for replays (it is soon locked out: 429s are expected);
+//!   kept for replays (a valid replay by the code's own client is not a
+//!   guess, so it is not locked out; 429s are allowed all the same);
 //! - 2 in 10: garbage (bad percent-encoding, random bytes, a wrong method,
-//!   a made-up client id, a repeated parameter, an oversized body).
+//!   a made-up client id, a repeated parameter, an oversized body), sent
+//!   over a second connection from another loopback address (127.0.1.x), as
+//!   an attacker's would come: the lockout counts per peer, and the guesses
+//!   in the garbage lock that address out, not the valid traffic.
 //!
 //! It fails (exit 1) on any 5xx, on any code that yielded two tokens, or on
 //! a transport error, and prints the figures: requests, answers by status,
@@ -227,9 +231,12 @@ fn resident_kib(pid: u32) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// A keep-alive connection, re-opened when the server closes it.
+/// A keep-alive connection from a loopback address of its own, re-opened
+/// when the server closes it.
 struct Connection {
     addr: String,
+    /// The local address: the server counts failures per peer.
+    from: std::net::IpAddr,
     sender: Option<http1::SendRequest<Full<Bytes>>>,
 }
 
@@ -239,7 +246,16 @@ impl Connection {
         request: Request<Full<Bytes>>,
     ) -> Result<(u16, String, String), String> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let stream = tokio::net::TcpStream::connect(&self.addr)
+            let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+            socket
+                .bind(std::net::SocketAddr::new(self.from, 0))
+                .map_err(|e| format!("bind {}: {e}", self.from))?;
+            let addr = self
+                .addr
+                .parse()
+                .map_err(|e| format!("server address: {e}"))?;
+            let stream = socket
+                .connect(addr)
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             let (sender, connection) = http1::handshake(TokioIo::new(stream))
@@ -318,6 +334,15 @@ async fn authorize(connection: &mut Connection, client: &str) -> Result<String, 
 async fn worker(i: usize, addr: &str, deadline: Instant, tally: &Mutex<Tally>) {
     let mut connection = Connection {
         addr: addr.to_owned(),
+        from: std::net::Ipv4Addr::LOCALHOST.into(),
+        sender: None,
+    };
+    // The garbage comes from elsewhere, as an attacker's would: the
+    // lockout counts per peer, and an address that guesses may lock only
+    // itself out (Linux routes all of 127.0.0.0/8 to loopback).
+    let mut hostile = Connection {
+        addr: addr.to_owned(),
+        from: std::net::Ipv4Addr::new(127, 0, 1, (i % 250) as u8 + 1).into(),
         sender: None,
     };
     let (good, replayer, secret) = (
@@ -342,10 +367,10 @@ async fn worker(i: usize, addr: &str, deadline: Instant, tally: &Mutex<Tally>) {
                 )
                 .await
             }
-            1 => garbage(&mut connection, step)
+            1 => garbage(&mut hostile, step)
                 .await
                 .map(|status| (status, None)),
-            2 => garbage(&mut connection, step / 10)
+            2 => garbage(&mut hostile, step / 10)
                 .await
                 .map(|status| (status, None)),
             _ => valid(&mut connection, &good, &secret).await,

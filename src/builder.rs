@@ -63,6 +63,7 @@ pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(30 * 24 * 360
 /// let store = MemoryStore::with_clock(clock.clone());
 /// let layer = TokenGateLayer::builder()
 ///     .store(store)
+///     .issuer("https://auth.example.com")
 ///     .dialect(Dialect::GitHub)
 ///     .token_path("/oauth/token")
 ///     .error_uri_base("https://docs.github.com")
@@ -149,6 +150,7 @@ struct Options {
     device_path: String,
     device_lifetime: Duration,
     device_interval: u64,
+    issuer: Option<String>,
     verification_uri: Option<String>,
     github_client_credentials: bool,
     policies: Vec<Arc<dyn DynPolicy>>,
@@ -183,6 +185,7 @@ impl Builder {
                 device_path: DEFAULT_DEVICE_PATH.to_owned(),
                 device_lifetime: Duration::from_secs(900),
                 device_interval: 5,
+                issuer: None,
                 verification_uri: None,
                 github_client_credentials: false,
                 policies: Vec::new(),
@@ -433,7 +436,10 @@ impl<C, K, R, D> Builder<C, K, R, D> {
 
     /// Called with the record of a code presented again after it was
     /// redeemed, in an otherwise valid request, so the application can
-    /// revoke the tokens issued from it (RFC 6749 §4.1.2).
+    /// revoke the access tokens issued from it (RFC 6749 §4.1.2). The gate
+    /// has revoked the refresh tokens issued from it already (with a
+    /// refresh store): their family is named after the code. Called even
+    /// when that revocation failed (the request is then answered `500`).
     #[must_use]
     pub fn on_code_replay(mut self, hook: impl Fn(&CodeRecord) + Send + Sync + 'static) -> Self {
         self.options.on_code_replay = Some(Arc::new(hook));
@@ -476,9 +482,26 @@ impl<C, K, R, D> Builder<C, K, R, D> {
         self
     }
 
-    /// The `verification_uri` the device endpoint answers (default
-    /// `/login/device` on the request's host: `http` for loopback hosts,
-    /// `https` otherwise).
+    /// The public base URL of this authorization server (RFC 8414 §2), such
+    /// as `https://auth.example.com`: an absolute `http` or `https` URL
+    /// without query or fragment; a trailing `/` is dropped. Checked when
+    /// the layer is built.
+    ///
+    /// URLs the gate hands out are built from it, never from the request's
+    /// `Host` header, which the client chooses: the device endpoint's
+    /// `verification_uri` (`{issuer}/login/device` unless
+    /// [`verification_uri`](Self::verification_uri) says otherwise) and the
+    /// metadata of [`TokenGateLayer::metadata_document`].
+    #[must_use]
+    pub fn issuer(mut self, url: impl Into<String>) -> Self {
+        self.options.issuer = Some(url.into());
+        self
+    }
+
+    /// The `verification_uri` the device endpoint answers, where users
+    /// approve device codes (RFC 8628 §3.2: an absolute URI). Without it,
+    /// `{issuer}/login/device` (see [`issuer`](Self::issuer)); with neither,
+    /// a layer with a device store does not build.
     #[must_use]
     pub fn verification_uri(mut self, uri: impl Into<String>) -> Self {
         self.options.verification_uri = Some(uri.into());
@@ -524,6 +547,20 @@ where
         if options.body_limit == 0 {
             return Err(ConfigError("the body limit must be at least one byte"));
         }
+        let issuer = options.issuer.as_deref().map(issuer).transpose()?;
+        // The device endpoint needs an absolute URI to send users to; the
+        // request's Host header is the client's to choose, so it is never
+        // one.
+        let verification_uri = match (options.verification_uri, &issuer) {
+            (Some(uri), _) => uri,
+            (None, Some(issuer)) => format!("{issuer}/login/device"),
+            (None, None) if devices.is_some() => {
+                return Err(ConfigError(
+                    "the device flow needs a verification_uri: set `.issuer(url)` (users are sent to `{issuer}/login/device`) or `.verification_uri(url)`",
+                ));
+            }
+            (None, None) => String::new(),
+        };
         if devices.is_some() {
             if !options.device_path.starts_with('/') {
                 return Err(ConfigError("the device path must start with `/`"));
@@ -628,7 +665,8 @@ where
             device_path: devices.is_some().then_some(options.device_path),
             device_lifetime: options.device_lifetime,
             device_interval: options.device_interval,
-            verification_uri: options.verification_uri,
+            issuer,
+            verification_uri,
             github_client_credentials: options.github_client_credentials,
             counting: match options.lockout_store {
                 Some(store) => Counting::Shared(store),
@@ -686,6 +724,31 @@ impl<C, K, R, D> fmt::Debug for Builder<C, K, R, D> {
             .field("body_limit", &self.options.body_limit)
             .finish_non_exhaustive()
     }
+}
+
+/// The issuer as configured, checked: an absolute `http` or `https` URL
+/// with a host, without userinfo, query or fragment (RFC 8414 §2), its
+/// trailing `/` dropped so that `{issuer}/path` never doubles it.
+fn issuer(url: &str) -> Result<String, ConfigError> {
+    const BAD: ConfigError = ConfigError(
+        "the issuer must be an absolute http or https URL with a host, without userinfo, query or fragment",
+    );
+    // Only RFC 3986 characters: `http::Uri` lets a few others through
+    // (`"`, `{`, ..), and the issuer is copied into JSON, forms and XML.
+    // `?` and `#` would start a query or fragment (RFC 8414 §2).
+    let rfc3986 = |b: u8| b.is_ascii_alphanumeric() || b"-._~:/[]@!$&'()*+,;=%".contains(&b);
+    if !url.bytes().all(rfc3986) {
+        return Err(BAD);
+    }
+    let uri: http::Uri = url.parse().map_err(|_| BAD)?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let host_ok = uri
+        .authority()
+        .is_some_and(|authority| !authority.host().is_empty() && !authority.as_str().contains('@'));
+    if !scheme_ok || !host_ok {
+        return Err(BAD);
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// A configuration the gate cannot run with.

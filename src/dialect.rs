@@ -181,7 +181,7 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             "the client is not allowed to use this grant_type",
         ),
         F::CodeMissing => (bad, InvalidRequest, "the code parameter is missing"),
-        F::CodeInvalid | F::CodeHeld => (
+        F::CodeInvalid | F::CodeSpent | F::CodeHeld => (
             bad,
             InvalidGrant,
             "the code is invalid, expired, already used or issued to another client",
@@ -231,7 +231,7 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             InvalidRequest,
             "the refresh_token parameter is missing",
         ),
-        F::RefreshTokenInvalid | F::RefreshTokenHeld => (
+        F::RefreshTokenInvalid | F::RefreshTokenSpent | F::RefreshTokenHeld => (
             bad,
             InvalidGrant,
             "the refresh token is invalid, expired, revoked or issued to another client",
@@ -327,6 +327,7 @@ fn github_name(failure: Failure) -> Option<GitHubName> {
     Some(match failure {
         F::RefreshTokenMissing
         | F::RefreshTokenInvalid
+        | F::RefreshTokenSpent
         | F::RefreshTokenHeld
         | F::RefreshScopeWider => refresh,
         F::DevicePending => device(
@@ -356,7 +357,7 @@ fn github_name(failure: Failure) -> Option<GitHubName> {
             device_anchor,
         ),
         F::BadClientCredentials | F::MalformedAuthorization(_) => credentials,
-        F::CodeMissing | F::CodeInvalid | F::CodeHeld | F::PkceRequired => code,
+        F::CodeMissing | F::CodeInvalid | F::CodeSpent | F::CodeHeld | F::PkceRequired => code,
         F::RedirectNotRegistered | F::RedirectNotBound => redirect,
         F::VerifierMissing | F::VerifierUnexpected | F::VerifierMalformed | F::VerifierWrong => {
             verifier
@@ -388,6 +389,8 @@ mod tests {
         Failure::GrantNotAllowed,
         Failure::CodeMissing,
         Failure::CodeInvalid,
+        Failure::CodeSpent,
+        Failure::CodeHeld,
         Failure::PkceRequired,
         Failure::RedirectNotRegistered,
         Failure::RedirectNotBound,
@@ -398,6 +401,8 @@ mod tests {
         Failure::VerifierWrong,
         Failure::RefreshTokenMissing,
         Failure::RefreshTokenInvalid,
+        Failure::RefreshTokenSpent,
+        Failure::RefreshTokenHeld,
         Failure::RefreshScopeWider,
         Failure::ScopeNotAllowed,
         Failure::DeviceCodeMissing,
@@ -436,5 +441,25 @@ mod tests {
         assert_eq!(p.reject(Failure::BodyTooLarge).status(), 413);
         assert_eq!(p.reject(Failure::Store).status(), 500);
         assert_eq!(p.reject(Failure::CodeInvalid).status(), 200);
+    }
+
+    /// A spent code or token is counted differently by the lockout, but on
+    /// the wire it is the unknown one, byte for byte, in both dialects.
+    #[test]
+    fn spent_values_answer_as_invalid_ones() {
+        for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+            for error_uri_base in [None, Some("https://docs.example.com".to_owned())] {
+                let p = Presentation {
+                    dialect,
+                    error_uri_base,
+                    github_status: StatusCode::OK,
+                };
+                assert_eq!(p.reject(Failure::CodeSpent), p.reject(Failure::CodeInvalid));
+                assert_eq!(
+                    p.reject(Failure::RefreshTokenSpent),
+                    p.reject(Failure::RefreshTokenInvalid)
+                );
+            }
+        }
     }
 }

@@ -292,8 +292,12 @@ pub(crate) enum Failure {
     GrantNotAllowed,
     /// No `code`.
     CodeMissing,
-    /// The code is unknown, expired, used, or issued to another client.
+    /// The code is unknown or issued to another client.
     CodeInvalid,
+    /// The client's own code, valid once: used already (a replay) or
+    /// expired. Answered as [`Failure::CodeInvalid`], but not a guess:
+    /// whoever sends it once held the real code.
+    CodeSpent,
     /// Another request holds a claim on the code (two-phase redemption):
     /// answered as [`Failure::CodeInvalid`], but a race, not a guess.
     CodeHeld,
@@ -315,9 +319,14 @@ pub(crate) enum Failure {
     VerifierWrong,
     /// No `refresh_token`.
     RefreshTokenMissing,
-    /// The refresh token is unknown, expired, rotated away, revoked, or
-    /// another client's.
+    /// The refresh token is unknown (never issued, or revoked and
+    /// forgotten by the store) or another client's.
     RefreshTokenInvalid,
+    /// The client's own refresh token, valid once: expired, rotated away
+    /// (a replay), or lost to a concurrent rotation or revocation after it
+    /// was read. Answered as [`Failure::RefreshTokenInvalid`], but not a
+    /// guess.
+    RefreshTokenSpent,
     /// Another request holds a claim on the refresh token: answered as
     /// [`Failure::RefreshTokenInvalid`], but a race, not a guess.
     RefreshTokenHeld,
@@ -349,7 +358,9 @@ pub(crate) enum Failure {
 impl Failure {
     /// Whether this failure is a guess that the brute-force defence counts:
     /// a wrong client credential, or a code, token, verifier or redirect
-    /// URI that does not match.
+    /// URI that does not match. A code or token that was valid once for
+    /// this client (used, rotated, expired) is not: its sender held the
+    /// real value, and counting its retries would lock out honest clients.
     pub(crate) fn is_a_guess(self) -> bool {
         matches!(
             self,
@@ -361,5 +372,25 @@ impl Failure {
                 | Self::RefreshTokenInvalid
                 | Self::DeviceCodeInvalid
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failure;
+
+    #[test]
+    fn a_value_that_was_valid_once_is_not_a_guess() {
+        // Unknown or another client's: a guess.
+        assert!(Failure::CodeInvalid.is_a_guess());
+        assert!(Failure::RefreshTokenInvalid.is_a_guess());
+        assert!(Failure::DeviceCodeInvalid.is_a_guess());
+        // The client's own, used, rotated or expired: not a guess.
+        assert!(!Failure::CodeSpent.is_a_guess());
+        assert!(!Failure::RefreshTokenSpent.is_a_guess());
+        assert!(!Failure::DeviceExpired.is_a_guess());
+        // Races are not guesses either.
+        assert!(!Failure::CodeHeld.is_a_guess());
+        assert!(!Failure::RefreshTokenHeld.is_a_guess());
     }
 }

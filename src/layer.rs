@@ -13,7 +13,7 @@ use crate::{
     metadata::Metadata,
     refresh::RefreshTokens,
     service::TokenGate,
-    store::{ClientStore, CodeStore, DeviceStore, RefreshStore},
+    store::{ClientStore, CodeStore, RefreshStore},
 };
 
 /// Applies [`TokenGate`] to a service.
@@ -34,15 +34,22 @@ pub struct TokenGateLayer {
 }
 
 impl TokenGateLayer {
-    /// Guards `POST /login/oauth/access_token` (and serves the device
-    /// authorization endpoint) in the RFC 6749 dialect with default
-    /// settings, using `store` for clients, codes, refresh tokens and device
-    /// codes.
+    /// Guards `POST /login/oauth/access_token` in the RFC 6749 dialect with
+    /// default settings, using `store` for clients, codes and refresh
+    /// tokens.
+    ///
+    /// The device flow is left off: its endpoint must tell users where to
+    /// go, which takes the server's public URL. Configure it with the
+    /// [`builder`](Self::builder): `.store(store).issuer(url)`.
     pub fn new<St>(store: St) -> Self
     where
-        St: ClientStore + CodeStore + RefreshStore + DeviceStore + Clone,
+        St: ClientStore + CodeStore + RefreshStore + Clone,
     {
-        Self::builder().store(store).build()
+        Self::builder()
+            .client_store(store.clone())
+            .code_store(store.clone())
+            .refresh_store(store)
+            .build()
     }
 
     /// Starts a configuration; see [`Builder`].
@@ -67,8 +74,40 @@ impl TokenGateLayer {
 
     /// The RFC 8414 metadata for this layer's configuration, with endpoint
     /// URLs under `issuer` (e.g. `https://auth.example.com`).
+    ///
+    /// The `issuer` given here is used as is, even when the builder
+    /// configured another: prefer [`metadata_document`](Self::metadata_document)
+    /// then. Never pass a value taken from the request (its `Host` header):
+    /// the client chooses it, and a cache may keep the forged document.
     pub fn metadata(&self, issuer: &str) -> Metadata {
         Metadata::new(&self.issuing.settings, issuer)
+    }
+
+    /// The RFC 8414 metadata under the issuer configured with
+    /// [`Builder::issuer`]; `None` when none was. Serve it at
+    /// `/.well-known/oauth-authorization-server` with
+    /// [`Metadata::response`].
+    ///
+    /// ```
+    /// use tokengate::{MemoryStore, TokenGateLayer};
+    ///
+    /// let layer = TokenGateLayer::builder()
+    ///     .store(MemoryStore::new())
+    ///     .issuer("https://auth.example.com/")
+    ///     .build();
+    /// let metadata = layer.metadata_document().expect("an issuer is configured");
+    /// let json = serde_json::to_value(&metadata).unwrap();
+    /// assert_eq!(json["issuer"], "https://auth.example.com");
+    /// assert_eq!(
+    ///     json["device_authorization_endpoint"],
+    ///     "https://auth.example.com/login/device/code"
+    /// );
+    /// assert!(TokenGateLayer::new(MemoryStore::new()).metadata_document().is_none());
+    /// ```
+    pub fn metadata_document(&self) -> Option<Metadata> {
+        let settings = &self.issuing.settings;
+        let issuer = settings.issuer.as_deref()?;
+        Some(Metadata::new(settings, issuer))
     }
 
     /// The verification side of the device flow: the page where a user

@@ -1,9 +1,16 @@
 //! Authorization server metadata (RFC 8414), rendered from the layer's own
 //! configuration so that what it announces is what it enforces.
 
+use http::{
+    HeaderValue, Response,
+    header::{CACHE_CONTROL, CONTENT_TYPE},
+};
 use serde::Serialize;
 
 use crate::{client::GrantType, dialect::Dialect, settings::Settings};
+
+/// How long shared caches may keep the metadata answer.
+const CACHE_CONTROL_VALUE: &str = "public, max-age=3600";
 
 /// The metadata document of `/.well-known/oauth-authorization-server`.
 ///
@@ -88,5 +95,34 @@ impl Metadata {
     pub fn to_json(&self) -> String {
         // Strings and lists of strings always serialize.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The HTTP answer for `GET /.well-known/oauth-authorization-server`:
+    /// `200`, the JSON document, `Content-Type: application/json` and
+    /// `Cache-Control: public, max-age=3600` (the document is the same for
+    /// everyone and changes only with the configuration, so shared caches
+    /// may keep it for an hour).
+    ///
+    /// Render it from [`TokenGateLayer::metadata_document`](crate::TokenGateLayer::metadata_document)
+    /// (the configured issuer), never from the request's `Host`: a cache
+    /// would hand a document forged by one request to everyone.
+    ///
+    /// ```
+    /// use tokengate::{MemoryStore, TokenGateLayer};
+    ///
+    /// let layer = TokenGateLayer::builder()
+    ///     .store(MemoryStore::new())
+    ///     .issuer("https://auth.example.com")
+    ///     .build();
+    /// let response = layer.metadata_document().unwrap().response();
+    /// assert_eq!(response.headers()["cache-control"], "public, max-age=3600");
+    /// assert_eq!(response.headers()["content-type"], "application/json");
+    /// ```
+    pub fn response(&self) -> Response<String> {
+        let mut response = Response::new(self.to_json());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL_VALUE));
+        response
     }
 }

@@ -211,6 +211,7 @@ impl PolicyError {
 ///
 /// let layer = TokenGateLayer::builder()
 ///     .store(MemoryStore::new())
+///     .issuer("https://auth.example.com")
 ///     .policy(|request: PolicyRequest| async move {
 ///         if request.client().client_id() == "blocked-app" {
 ///             return Err(PolicyError::standard(ErrorCode::UnauthorizedClient, "this client is blocked").unwrap());
@@ -277,6 +278,7 @@ pub(crate) async fn run(
 ///
 /// let layer = TokenGateLayer::builder()
 ///     .store(MemoryStore::new())
+///     .issuer("https://auth.example.com")
 ///     .policy(UnverifiedUserEmail::new(|subject: String| async move {
 ///         Ok(subject != "unverified-user")
 ///     }))
@@ -346,7 +348,11 @@ impl<F> fmt::Debug for UnverifiedUserEmail<F> {
 /// use tokengate::{policy::ClientSwitch, MemoryStore, TokenGateLayer};
 ///
 /// let switch = ClientSwitch::new();
-/// let layer = TokenGateLayer::builder().store(MemoryStore::new()).policy(switch.clone()).build();
+/// let layer = TokenGateLayer::builder()
+///     .store(MemoryStore::new())
+///     .issuer("https://auth.example.com")
+///     .policy(switch.clone())
+///     .build();
 /// switch.disable("abusive-app");
 /// assert!(switch.is_disabled("abusive-app"));
 /// switch.enable("abusive-app");

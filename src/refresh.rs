@@ -20,7 +20,10 @@ use crate::{
 /// The inner service calls [`issue`](Self::issue) with the grant the gate
 /// validated: after an authorization-code or device grant it starts a new
 /// family; after a refresh it continues the old token's family, so the
-/// rotated-away token and its successor stay linked.
+/// rotated-away token and its successor stay linked. An authorization
+/// code's family is named after the code, so that when the code is
+/// replayed the gate revokes every refresh token issued from it (RFC 6749
+/// §4.1.2).
 #[derive(Clone)]
 pub struct RefreshTokens {
     issuing: Arc<Issuing>,
@@ -35,7 +38,9 @@ impl RefreshTokens {
     ///
     /// Fails for a client-credentials grant (RFC 6749 §4.4.3: no refresh
     /// token), when the layer has no refresh store, when the client may not
-    /// use the refresh grant, or when the family was revoked meanwhile.
+    /// use the refresh grant, or when the family was revoked meanwhile (for
+    /// an authorization-code grant: when the code was replayed since it was
+    /// redeemed).
     pub async fn issue(&self, grant: &ValidatedGrant) -> Result<String, StoreError> {
         let settings = &self.issuing.settings;
         let Some(store) = &self.issuing.refresh else {
@@ -49,9 +54,15 @@ impl RefreshTokens {
         if !grant.client().allows_grant(GrantType::RefreshToken) {
             return Err(StoreError::new("the client may not use refresh tokens"));
         }
-        let family = match grant.refresh() {
-            Some(previous) => previous.family.clone(),
-            None => random_code().map_err(|e| StoreError::with_source("no randomness", e))?,
+        let family = match (grant.refresh(), grant.code_family()) {
+            (Some(previous), _) => previous.family.clone(),
+            // Derived from the code: a replay of the code revokes this
+            // family even if it arrives before this call, since the store
+            // then refuses to issue into it.
+            (None, Some(family)) => family,
+            (None, None) => {
+                random_code().map_err(|e| StoreError::with_source("no randomness", e))?
+            }
         };
         let token = random_code().map_err(|e| StoreError::with_source("no randomness", e))?;
         let now = settings.clock.now();

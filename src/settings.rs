@@ -45,7 +45,14 @@ pub(crate) struct Settings {
     pub(crate) device_path: Option<String>,
     pub(crate) device_lifetime: Duration,
     pub(crate) device_interval: u64,
-    pub(crate) verification_uri: Option<String>,
+    /// The public base URL (`Builder::issuer`), checked and without a
+    /// trailing `/`.
+    pub(crate) issuer: Option<String>,
+    /// Where the device endpoint sends users (absolute, RFC 8628 §3.2): the
+    /// configured URI, else `{issuer}/login/device`. Empty without a device
+    /// store, the one case where nothing reads it: the builder refuses a
+    /// device store with neither.
+    pub(crate) verification_uri: String,
     pub(crate) github_client_credentials: bool,
     /// The brute-force defence at the token endpoint; `None` when it is off.
     pub(crate) lockout: Option<Lockout>,
@@ -101,6 +108,8 @@ impl fmt::Debug for Settings {
             .field("refresh_enabled", &self.refresh_enabled)
             .field("refresh_lifetime", &self.refresh_lifetime)
             .field("device_path", &self.device_path)
+            .field("issuer", &self.issuer)
+            .field("verification_uri", &self.verification_uri)
             .field("lockout", &self.lockout)
             .field("user_code_limits", &self.user_code_limits)
             .field("peer", &self.peer)

@@ -398,3 +398,118 @@ async fn one_hundred_concurrent_redemptions_forward_exactly_one() {
         assert_eq!(h.replays.lock().unwrap().len(), 99);
     }
 }
+
+fn refresh(token: &str) -> String {
+    format!("grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret")
+}
+
+/// Issue 12, item 6 (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3): a code replayed by
+/// its own client revokes the refresh tokens issued from it, the successors
+/// of their rotations included, before the replay hook is told.
+#[tokio::test]
+async fn a_replayed_code_revokes_the_refresh_tokens_issued_from_it() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::new(dialect);
+        let tokens = h.layer.refresh_tokens();
+        let code = h.app_code().await;
+        let (answer, seen) = h.forwarded(post(&exchange(&code))).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let first = tokens.issue(&seen.grant.unwrap()).await.unwrap();
+        // Rotated once: the family now has a live successor.
+        let (answer, seen) = h.forwarded(post(&refresh(&first))).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let successor = tokens.issue(&seen.grant.unwrap()).await.unwrap();
+        // Another code's token, which the replay must leave alone.
+        let bystander = h.app_refresh_token().await;
+
+        let answer = h.refused(post(&exchange(&code))).await;
+        match dialect {
+            Dialect::Rfc6749 => answer.assert_rfc(400, "invalid_grant"),
+            _ => answer.assert_github("bad_verification_code"),
+        }
+        assert_eq!(h.replays.lock().unwrap().len(), 1, "the hook still fires");
+
+        let answer = h.refused(post(&refresh(&successor))).await;
+        match dialect {
+            Dialect::Rfc6749 => answer.assert_rfc(400, "invalid_grant"),
+            _ => answer.assert_github("bad_refresh_token"),
+        }
+        // Revoked, not replayed: the refresh replay hook stays quiet.
+        assert!(h.refresh_replays.lock().unwrap().is_empty());
+        let (answer, _) = h.forwarded(post(&refresh(&bystander))).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+}
+
+/// The replay may overtake the application (with two-phase redemption off,
+/// the code is used up before the inner service runs): a refresh token the
+/// application issues from the grant after the replay is refused at issue.
+#[tokio::test]
+async fn a_refresh_token_from_a_code_replayed_before_issuing_is_refused() {
+    for claim in [None, Some(Duration::from_secs(30))] {
+        let h = Harness::with(Dialect::Rfc6749, |b| b.two_phase_redemption(claim));
+        let code = h.app_code().await;
+        let (answer, seen) = h.forwarded(post(&exchange(&code))).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let grant = seen.grant.unwrap();
+        h.refused(post(&exchange(&code)))
+            .await
+            .assert_rfc(400, "invalid_grant");
+        let issued = h.layer.refresh_tokens().issue(&grant).await;
+        assert!(issued.is_err(), "{claim:?}: a token from a replayed code");
+        // A fresh code still gets one.
+        let fresh = h.exchanged_grant().await;
+        h.layer.refresh_tokens().issue(&fresh).await.unwrap();
+    }
+}
+
+/// Only a replay that would otherwise have succeeded revokes: a stranger
+/// holding the code, or its client with the wrong verifier, revokes nothing.
+#[tokio::test]
+async fn a_replay_that_fails_another_check_revokes_nothing() {
+    let h = Harness::new(Dialect::Rfc6749);
+    let code = h.app_code().await;
+    let (answer, seen) = h.forwarded(post(&exchange(&code))).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let token = h
+        .layer
+        .refresh_tokens()
+        .issue(&seen.grant.unwrap())
+        .await
+        .unwrap();
+    let other_client = exchange(&code).replace(
+        "client_id=app&client_secret=s3cret",
+        "client_id=other&client_secret=other-s3cret",
+    );
+    let wrong_verifier = exchange(&code).replace(VERIFIER, &"x".repeat(43));
+    for body in [other_client, wrong_verifier] {
+        h.refused(post(&body))
+            .await
+            .assert_rfc(400, "invalid_grant");
+    }
+    assert!(h.replays.lock().unwrap().is_empty());
+    let (answer, _) = h.forwarded(post(&refresh(&token))).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+/// Without a refresh store there is nothing to revoke: the replay is
+/// refused and told, as before.
+#[tokio::test]
+async fn without_a_refresh_store_a_replay_is_refused_and_told() {
+    let base = Harness::new(Dialect::Rfc6749);
+    let replays = Arc::new(std::sync::Mutex::new(0));
+    let seen = Arc::clone(&replays);
+    let layer = tokengate::TokenGateLayer::builder()
+        .client_store(base.store.clone())
+        .code_store(base.store.clone())
+        .clock(base.clock.clone())
+        .on_code_replay(move |_| *seen.lock().unwrap() += 1)
+        .build();
+    let h = Harness { layer, ..base };
+    let code = h.app_code().await;
+    assert_eq!(h.forwarded(post(&exchange(&code))).await.0.status, 200);
+    h.refused(post(&exchange(&code)))
+        .await
+        .assert_rfc(400, "invalid_grant");
+    assert_eq!(*replays.lock().unwrap(), 1);
+}

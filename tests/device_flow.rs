@@ -484,3 +484,110 @@ async fn user_code_limits_can_add_a_total_or_be_turned_off() {
         assert!(devices.lookup("BCDF-GHJK", peer).await.unwrap().is_none());
     }
 }
+
+/// Issue 12, item 5: the `verification_uri` is configuration. A forged
+/// `Host` (or an absolute request target naming another host) used to steer
+/// it, sending users to the attacker's page to type their user code.
+#[tokio::test]
+async fn a_forged_host_does_not_steer_the_verification_uri() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::new(dialect);
+        let client = if dialect == Dialect::GitHub {
+            "gh-tv"
+        } else {
+            "tv"
+        };
+        let body = format!("client_id={client}");
+        let mut forged_host = with_accept(post_device(&body), "application/json");
+        forged_host
+            .headers_mut()
+            .insert("host", "evil.example".parse().unwrap());
+        let mut absolute = with_accept(post_to(DEVICE, &body), "application/json");
+        *absolute.uri_mut() = format!("https://evil.example{DEVICE}").parse().unwrap();
+        for request in [forged_host, absolute] {
+            let answer = h.refused(request).await;
+            assert_eq!(answer.status, 200, "{dialect:?}: {}", answer.text());
+            answer.assert_no_store();
+            assert_eq!(
+                answer.json()["verification_uri"],
+                "https://auth.example.com/login/device",
+                "{dialect:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_verification_uri_defaults_to_the_issuer_and_an_explicit_one_wins() {
+    let under_a_path = Harness::with(Dialect::Rfc6749, |b| {
+        b.issuer("https://login.example.org/tenant/")
+    });
+    let answer = under_a_path.refused(post_device("client_id=tv")).await;
+    assert_eq!(
+        answer.json()["verification_uri"],
+        "https://login.example.org/tenant/login/device"
+    );
+    let explicit = Harness::with(Dialect::Rfc6749, |b| {
+        b.issuer("https://login.example.org")
+            .verification_uri("https://example.com/activate")
+    });
+    let answer = explicit.refused(post_device("client_id=tv")).await;
+    assert_eq!(
+        answer.json()["verification_uri"],
+        "https://example.com/activate"
+    );
+}
+
+#[test]
+fn a_device_store_without_an_issuer_or_verification_uri_does_not_build() {
+    let error = TokenGateLayer::builder()
+        .store(MemoryStore::new())
+        .try_build()
+        .expect_err("the device endpoint has no absolute URI to send users to");
+    let message = error.to_string();
+    assert!(message.contains("verification_uri"), "{message}");
+    assert!(message.contains(".issuer(url)"), "{message}");
+    // The device store alone is what needs one.
+    TokenGateLayer::builder()
+        .client_store(MemoryStore::new())
+        .code_store(MemoryStore::new())
+        .device_store(MemoryStore::new())
+        .try_build()
+        .expect_err("a device store alone needs one too");
+    TokenGateLayer::builder()
+        .store(MemoryStore::new())
+        .verification_uri("https://example.com/activate")
+        .try_build()
+        .expect("an explicit verification_uri suffices");
+    TokenGateLayer::builder()
+        .client_store(MemoryStore::new())
+        .code_store(MemoryStore::new())
+        .refresh_store(MemoryStore::new())
+        .try_build()
+        .expect("without a device store, no issuer is needed");
+}
+
+/// `TokenGateLayer::new` has no issuer, so it leaves the device flow off
+/// rather than guessing one: the device grant is unsupported and the device
+/// path goes to the inner service.
+#[tokio::test]
+async fn the_one_line_layer_has_no_device_flow() {
+    let base = Harness::new(Dialect::Rfc6749);
+    let h = Harness {
+        layer: TokenGateLayer::new(base.store.clone()),
+        ..base
+    };
+    h.refused(post(&poll("tv", "x")))
+        .await
+        .assert_rfc(400, "unsupported_grant_type");
+    let (answer, _) = h.forwarded(post_device("client_id=tv")).await;
+    assert_eq!(answer.text(), "inner");
+    // The refresh grant is still served.
+    let token = h.app_refresh_token().await;
+    let (answer, _) = h
+        .forwarded(post(&format!(
+            "grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret"
+        )))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}

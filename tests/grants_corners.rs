@@ -151,20 +151,21 @@ async fn an_approved_code_polled_too_fast_is_slowed_down_not_redeemed() {
     assert_eq!(seen.grant.unwrap().subject(), Some("alice"));
 }
 
-// Kills M27 (check.rs:290, `[::1]` dropped from the loopback names): the
-// default verification URI stays plain HTTP on the IPv6 loopback.
+// The verification URI is configuration (issue 12, item 5): a loopback
+// `Host` no longer turns it into plain HTTP on that host.
 #[tokio::test]
-async fn the_default_verification_uri_is_http_on_ipv6_loopback() {
+async fn a_loopback_host_does_not_change_the_verification_uri() {
     let h = Harness::new(Dialect::Rfc6749);
-    let mut request = post_to(DEVICE, "client_id=tv");
-    request
-        .headers_mut()
-        .insert("host", "[::1]:8080".parse().unwrap());
-    let answer = h.refused(request).await;
-    assert_eq!(
-        answer.json()["verification_uri"],
-        "http://[::1]:8080/login/device"
-    );
+    for host in ["[::1]:8080", "[::1]", "127.0.0.1", "localhost:3000"] {
+        let mut request = post_to(DEVICE, "client_id=tv");
+        request.headers_mut().insert("host", host.parse().unwrap());
+        let answer = h.refused(request).await;
+        assert_eq!(
+            answer.json()["verification_uri"],
+            "https://auth.example.com/login/device",
+            "Host: {host}"
+        );
+    }
 }
 
 // Kills M35 (future.rs:305, policies skipped for refresh and device grants):

@@ -25,6 +25,7 @@ async fn the_gate_refuses_an_expired_code_even_if_the_store_still_returns_it() {
     let clock = ManualClock::new();
     let layer = TokenGateLayer::builder()
         .store(store.clone())
+        .issuer("https://auth.example.com")
         .clock(clock.clone())
         .realm("tokengate-test")
         .build();
@@ -264,8 +265,12 @@ async fn an_empty_then_repeated_authorization_parameter_is_refused() {
 fn unrepresentable_configurations_are_refused() {
     use http::StatusCode;
     type Full = tokengate::Builder<MemoryStore, MemoryStore, MemoryStore, MemoryStore>;
-    let build =
-        |f: fn(Full) -> Full| f(TokenGateLayer::builder().store(MemoryStore::new())).try_build();
+    let build = |f: fn(Full) -> Full| {
+        f(TokenGateLayer::builder()
+            .store(MemoryStore::new())
+            .issuer("https://auth.example.com"))
+        .try_build()
+    };
     assert!(build(|b| b.code_lifetime(Duration::MAX)).is_err());
     assert!(build(|b| b.refresh_lifetime(Duration::MAX)).is_err());
     assert!(build(|b| b.github_error_status(StatusCode::NO_CONTENT)).is_err());

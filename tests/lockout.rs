@@ -16,6 +16,7 @@ use std::{
 use common::*;
 use tokengate::{
     Client, Dialect, MemoryStore, StoreError, TokenGateLayer,
+    clock::ManualClock,
     lockout::Lockout,
     peer::PeerSource,
     store::{ClientStore, Counter, LockoutStore},
@@ -187,6 +188,7 @@ async fn a_locked_out_request_touches_no_store() {
     let lookups = Arc::new(AtomicUsize::new(0));
     let layer = TokenGateLayer::builder()
         .store(store.clone())
+        .issuer("https://auth.example.com")
         .realm("tokengate-test")
         .client_store(Counting {
             inner: store,
@@ -420,6 +422,7 @@ async fn a_lockout_store_that_fails_fails_closed() {
             .clock(h.clock.clone())
             .dialect(Dialect::Rfc6749)
             .realm("tokengate-test")
+            .issuer("https://auth.example.com")
             .lockout_store(BrokenCounters)
             .lockout(None)
             .build(),
@@ -446,6 +449,7 @@ async fn two_gates_on_one_lockout_store_share_the_threshold() {
             .store(store.clone())
             .dialect(Dialect::Rfc6749)
             .realm("tokengate-test")
+            .issuer("https://auth.example.com")
             .lockout_store(counters)
             .build();
         Harness {
@@ -513,6 +517,7 @@ fn a_lockout_needs_a_threshold_and_a_window() {
     ] {
         let built = TokenGateLayer::builder()
             .store(MemoryStore::new())
+            .issuer("https://auth.example.com")
             .lockout(Some(lockout))
             .try_build();
         assert!(built.is_err());
@@ -525,6 +530,7 @@ fn a_window_of_ten_years_is_the_longest() {
     let build = |window| {
         TokenGateLayer::builder()
             .store(MemoryStore::new())
+            .issuer("https://auth.example.com")
             .lockout(Some(Lockout::new(10, window)))
             .try_build()
     };
@@ -554,6 +560,7 @@ fn the_lockout_settings_show_in_debug_output() {
     );
     let layer = TokenGateLayer::builder()
         .store(MemoryStore::new())
+        .issuer("https://auth.example.com")
         .lockout(Some(lockout))
         .peer(PeerSource::forwarded(2))
         .build();
@@ -592,4 +599,130 @@ async fn a_wait_with_a_fraction_of_a_second_is_rounded_up() {
     h.refused(post(&exchange("x")))
         .await
         .assert_rfc(400, "invalid_grant");
+}
+
+/// Issue 12: a code or refresh token that was valid once for the client
+/// presenting it (used, rotated, expired) is no guess. Its owner retrying
+/// it, with the right credentials, is never locked out by that; an unknown
+/// value, or another client's, still counts.
+///
+/// Expired here means expired by the gate's clock while the store, on its
+/// own clock (a Redis TTL, say), still answers with the record. A store
+/// that has forgotten a value (expired by its own clock, or revoked) answers
+/// `Unknown`, which the gate cannot tell from a guess.
+#[tokio::test]
+async fn a_value_that_was_valid_once_is_not_counted_but_an_unknown_one_is() {
+    const N: u32 = 3;
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let gate_clock = ManualClock::new();
+        let h = Harness::with(dialect, |b| {
+            b.lockout(Some(Lockout::new(N, Duration::from_secs(60))))
+                .clock(gate_clock.clone())
+        });
+        let refused = |answer: &Answer| match dialect {
+            Dialect::Rfc6749 => answer.assert_rfc(400, "invalid_grant"),
+            _ => {
+                let error = answer.form()["error"].clone();
+                assert!(
+                    error == "bad_verification_code" || error == "bad_refresh_token",
+                    "{}",
+                    answer.text()
+                );
+            }
+        };
+        // A used code, presented N + 1 times by its own client.
+        let code = h.app_code().await;
+        let (answer, _) = h.forwarded(post(&exchange(&code))).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        for _ in 0..=N {
+            refused(&h.refused(post(&exchange(&code))).await);
+        }
+        // A rotated-away refresh token, presented again: a replay, which
+        // revokes its family.
+        let token = h.app_refresh_token().await;
+        let refresh = format!(
+            "grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret"
+        );
+        let (answer, _) = h.forwarded(post(&refresh)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        refused(&h.refused(post(&refresh)).await);
+        // A code and a refresh token expired by the gate's clock.
+        let expired_code = h.app_code().await;
+        let expired_token = h.app_refresh_token().await;
+        gate_clock.advance(Duration::from_secs(30 * 24 * 3600));
+        let expired_refresh = format!(
+            "grant_type=refresh_token&refresh_token={expired_token}&client_id=app&client_secret=s3cret"
+        );
+        for _ in 0..=N {
+            refused(&h.refused(post(&exchange(&expired_code))).await);
+            refused(&h.refused(post(&expired_refresh)).await);
+        }
+        // None of that counted: the client still gets a token.
+        let code = h.app_code().await;
+        let (answer, _) = h.forwarded(post(&exchange(&code))).await;
+        assert_eq!(answer.status, 200, "{dialect:?}: {}", answer.text());
+
+        // N unknown codes do lock it out.
+        for i in 0..N {
+            refused(&h.refused(post(&exchange(&format!("guess-{i}")))).await);
+        }
+        let code = h.app_code().await;
+        let answer = h.refused(post(&exchange(&code))).await;
+        assert_eq!(answer.status, 429, "{dialect:?}: {}", answer.text());
+    }
+}
+
+/// A used code presented by another client is a stranger's guess: counted
+/// against that client.
+#[tokio::test]
+async fn another_clients_used_code_still_counts() {
+    const N: u32 = 3;
+    let h = Harness::with(Dialect::Rfc6749, |b| {
+        b.lockout(Some(Lockout::new(N, Duration::from_secs(60))))
+    });
+    let code = h.app_code().await;
+    let (answer, _) = h.forwarded(post(&exchange(&code))).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let stolen = exchange(&code).replace(
+        "client_id=app&client_secret=s3cret",
+        "client_id=other&client_secret=other-s3cret",
+    );
+    for _ in 0..N {
+        h.refused(post(&stolen))
+            .await
+            .assert_rfc(400, "invalid_grant");
+    }
+    h.refused(post(&stolen))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
+}
+
+/// An expired device code answers `expired_token` during its tombstone: a
+/// device polling on past expiry is late, not guessing.
+#[tokio::test]
+async fn polls_of_an_expired_device_code_are_not_counted() {
+    const N: u32 = 3;
+    let h = Harness::with(Dialect::Rfc6749, |b| {
+        b.lockout(Some(Lockout::new(N, Duration::from_secs(600))))
+    });
+    let answer = h.refused(post_device("client_id=tv")).await;
+    let device_code = answer.json()["device_code"].as_str().unwrap().to_owned();
+    let poll = format!("grant_type={DEVICE_GRANT}&client_id=tv&device_code={device_code}");
+    h.clock.advance(Duration::from_secs(900));
+    for _ in 0..=N {
+        h.clock.advance(Duration::from_secs(10));
+        h.refused(post(&poll))
+            .await
+            .assert_rfc(400, "expired_token");
+    }
+    // Unknown device codes do count.
+    for i in 0..N {
+        let guess = format!("grant_type={DEVICE_GRANT}&client_id=tv&device_code=guess-{i}");
+        h.refused(post(&guess))
+            .await
+            .assert_rfc(400, "invalid_grant");
+    }
+    h.refused(post(&poll))
+        .await
+        .assert_rfc(429, "temporarily_unavailable");
 }

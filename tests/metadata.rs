@@ -126,3 +126,78 @@ fn the_document_names_every_required_field() {
         serde_json::json!(["S256"])
     );
 }
+
+/// Issue 12, item 5: the document comes from the configured issuer, and its
+/// HTTP answer may be cached by everyone (it is the same for everyone), so
+/// it must never depend on the request.
+#[test]
+fn the_configured_issuer_gives_a_cacheable_metadata_answer() {
+    let h = Harness::with(Dialect::Rfc6749, |b| b.issuer("https://login.example.org/"));
+    let metadata = h.layer.metadata_document().expect("an issuer is set");
+    let response = metadata.response();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["cache-control"], "public, max-age=3600");
+    assert!(headers.get("pragma").is_none());
+    let json: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+    assert_eq!(json["issuer"], "https://login.example.org");
+    assert_eq!(
+        json["token_endpoint"],
+        format!("https://login.example.org{TOKEN}")
+    );
+    assert_eq!(
+        json["device_authorization_endpoint"],
+        format!("https://login.example.org{DEVICE}")
+    );
+    assert_eq!(response.body(), &metadata.to_json());
+    // Without a configured issuer there is no document to serve.
+    let base = Harness::new(Dialect::Rfc6749);
+    let none = TokenGateLayer::builder()
+        .client_store(base.store.clone())
+        .code_store(base.store.clone())
+        .build();
+    assert!(none.metadata_document().is_none());
+}
+
+#[test]
+fn the_issuer_is_checked_when_the_layer_is_built() {
+    let build = |issuer: &str| {
+        TokenGateLayer::builder()
+            .store(MemoryStore::new())
+            .issuer(issuer)
+            .try_build()
+    };
+    for bad in [
+        "",
+        "/",
+        "auth.example.com",
+        "//auth.example.com",
+        "ftp://auth.example.com",
+        "https://",
+        "https://auth.example.com?tenant=1",
+        "https://auth.example.com/?",
+        "https://auth.example.com#top",
+        "https://user@auth.example.com",
+        "https://user:pw@auth.example.com",
+        "https://auth example.com",
+        "https://auth.example.com/a\"b",
+    ] {
+        let error = build(bad).expect_err(bad);
+        assert!(error.to_string().contains("issuer"), "{bad}: {error}");
+    }
+    for (good, issuer) in [
+        ("https://auth.example.com", "https://auth.example.com"),
+        ("https://auth.example.com/", "https://auth.example.com"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        (
+            "https://auth.example.com/tenant/",
+            "https://auth.example.com/tenant",
+        ),
+    ] {
+        let layer = build(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        let json = layer.metadata_document().unwrap().to_json();
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(json["issuer"], issuer);
+    }
+}

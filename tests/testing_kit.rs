@@ -36,6 +36,7 @@ fn layer() -> TokenGateLayer {
     let (store, clock) = fixture(clients());
     TokenGateLayer::builder()
         .store(store)
+        .issuer("https://auth.example.com")
         .clock(clock)
         .policy(|request: PolicyRequest| async move {
             if ["blocked"].contains(&request.client().client_id()) {
@@ -92,6 +93,7 @@ async fn requests_for_every_grant_reach_their_checks() {
     let (store, clock) = fixture(clients());
     let layer = TokenGateLayer::builder()
         .store(store)
+        .issuer("https://auth.example.com")
         .clock(clock)
         .dialect(Dialect::GitHub)
         .build();

@@ -229,6 +229,7 @@ async fn a_request_racing_a_claimed_refresh_token_is_refused_without_revoking() 
 fn a_claim_must_last_a_positive_time() {
     let built = tokengate::TokenGateLayer::builder()
         .store(tokengate::MemoryStore::new())
+        .issuer("https://auth.example.com")
         .two_phase_redemption(Some(Duration::ZERO))
         .try_build();
     assert!(built.is_err());

@@ -107,6 +107,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let layer = TokenGateLayer::builder()
             .store(store)
+            .issuer("https://auth.example.com")
             .dialect(dialect)
             .body_limit(4096)
             .build();

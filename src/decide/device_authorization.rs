@@ -3,7 +3,7 @@
 //! flow and the scopes, and issue a device code and a user code.
 
 use bytes::Bytes;
-use http::{Response, header::HOST, request::Parts};
+use http::Response;
 
 use super::Gate;
 use crate::{
@@ -17,7 +17,6 @@ use crate::{
     record::device::{DeviceRecord, DeviceStatus, random_user_code},
     scope,
     secret::{CodeKey, random_code},
-    settings::Settings,
     store::{ClientStore, CodeStore, DeviceStore, RefreshStore, StoreError},
 };
 
@@ -53,7 +52,6 @@ where
 {
     pub(super) async fn authorize_device(
         &self,
-        parts: &Parts,
         request: &TokenRequest,
     ) -> Result<DeviceAuthorization, Failure> {
         let settings = &*self.settings;
@@ -91,7 +89,10 @@ where
                 return Ok(DeviceAuthorization {
                     device_code,
                     user_code,
-                    verification_uri: verification_uri(settings, parts),
+                    // Configured, never read from the request: its Host
+                    // header is the client's to forge (docs/contract.md,
+                    // "Device flow").
+                    verification_uri: settings.verification_uri.clone(),
                     expires_in: settings.device_lifetime.as_secs(),
                     interval: settings.device_interval,
                 });
@@ -101,27 +102,4 @@ where
             "no free user code after 8 draws",
         )))
     }
-}
-
-/// The configured verification URI, else `/login/device` on the host the
-/// client used (plain HTTP only for loopback hosts).
-fn verification_uri(settings: &Settings, parts: &Parts) -> String {
-    if let Some(uri) = &settings.verification_uri {
-        return uri.clone();
-    }
-    let host = parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("localhost");
-    let name = host.parse::<http::uri::Authority>().map_or_else(
-        |_| String::new(),
-        |authority| authority.host().to_ascii_lowercase(),
-    );
-    let scheme = match name.as_str() {
-        "localhost" | "127.0.0.1" | "[::1]" | "::1" => "http",
-        _ => "https",
-    };
-    format!("{scheme}://{host}/login/device")
 }

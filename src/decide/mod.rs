@@ -200,7 +200,7 @@ where
         // future every token request allocates (past the allocator's fast
         // sizes, which cost every exchange more than these boxes cost them).
         if endpoint == Endpoint::DeviceAuthorization {
-            let authorization = Box::pin(self.authorize_device(parts, &request)).await;
+            let authorization = Box::pin(self.authorize_device(&request)).await;
             return Ok(Judged::Answer(
                 authorization.map_err(refusal)?.response(format),
             ));
@@ -242,9 +242,14 @@ where
         }
         match (grant, &self.refresh, &self.devices) {
             (GrantType::AuthorizationCode, _, _) => {
-                let (record, claim) =
-                    authorization_code::redeem(&*self.codes, settings, &client, request).await?;
-                Ok((ValidatedGrant::authorization_code(client, record), claim))
+                let refresh = self.refresh.as_deref();
+                let (record, key, claim) =
+                    authorization_code::redeem(&*self.codes, refresh, settings, &client, request)
+                        .await?;
+                Ok((
+                    ValidatedGrant::authorization_code(client, record, key),
+                    claim,
+                ))
             }
             (GrantType::RefreshToken, Some(store), _) => {
                 let (key, previous, scopes) =

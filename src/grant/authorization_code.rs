@@ -13,22 +13,28 @@ use crate::{
     record::code::CodeRecord,
     secret::CodeKey,
     settings::Settings,
-    store::{CodeStore, Redemption},
+    store::{CodeStore, Redemption, RefreshStore},
 };
 
-/// Redeems the request's code for `client` and checks everything bound to it.
+/// Redeems the request's code for `client` and checks everything bound to it:
+/// the code's record and key.
 ///
 /// The code is taken out of service before the redirect URI and the verifier
 /// are compared, so a failed attempt burns the code: nobody gets a second
 /// guess at a verifier (docs/contract.md, "Codes"). With two-phase redemption the code
 /// is only claimed here; a request that passes every check carries the
 /// claim to the inner service, one that fails a check uses the code up.
-pub(crate) async fn redeem<K: CodeStore>(
+///
+/// A used code presented again by its own client, in an otherwise valid
+/// request, revokes the refresh tokens issued from it (in `refresh`, when
+/// the layer has a refresh store) and is reported to the replay hook.
+pub(crate) async fn redeem<K: CodeStore, R: RefreshStore>(
     codes: &K,
+    refresh: Option<&R>,
     settings: &Settings,
     client: &Client,
     request: &TokenRequest,
-) -> Result<(Arc<CodeRecord>, Option<GrantClaim>), Failure> {
+) -> Result<(Arc<CodeRecord>, CodeKey, Option<GrantClaim>), Failure> {
     let code = request.code.as_deref().ok_or(Failure::CodeMissing)?;
     // A redirect URI the client never registered fails without touching the
     // code: it is a static check on the request.
@@ -42,9 +48,17 @@ pub(crate) async fn redeem<K: CodeStore>(
     let record = match codes.claim(&key, &claim).await.map_err(store_failed)? {
         Redemption::Claimed(record) => record,
         Redemption::Used(record) => {
-            return Err(verify(&record, true, settings, client, request)
-                .err()
-                .unwrap_or(Failure::CodeInvalid));
+            // A replay answers like an unknown code whatever else is wrong,
+            // so it reveals nothing about what the code was bound to.
+            return Err(match verify(&record, settings, client, request) {
+                // Rare, and its state would size every exchange's future:
+                // boxed.
+                Ok(()) => Box::pin(replayed(refresh, settings, client, &key, &record)).await,
+                // Another client's: a stranger's guess.
+                Err(Failure::CodeInvalid) => Failure::CodeInvalid,
+                // The client's own code, spent: not a guess.
+                Err(_) => Failure::CodeSpent,
+            });
         }
         Redemption::Busy => {
             // Another request with this code is in the inner service right
@@ -56,52 +70,71 @@ pub(crate) async fn redeem<K: CodeStore>(
         }
         Redemption::Unknown => return Err(Failure::CodeInvalid),
     };
-    let verdict = verify(&record, false, settings, client, request);
+    let verdict = verify(&record, settings, client, request);
     if verdict.is_err() || at_once {
         // A failed check burns the code, as does consume-on-read.
         let used = codes.confirm(&key, &claim).await.map_err(store_failed)?;
         verdict?;
-        // Lapsed between two calls and taken over: someone else's now.
+        // Lapsed between two calls and taken over: someone else's now. It
+        // was this client's a moment ago, so this is a race, not a guess.
         return if used {
-            Ok((record, None))
+            Ok((record, key, None))
         } else {
-            Err(Failure::CodeInvalid)
+            Err(Failure::CodeSpent)
         };
     }
     let on = ClaimOn::Code;
-    Ok((record, Some(GrantClaim { on, key, claim })))
+    Ok((record, key, Some(GrantClaim { on, key, claim })))
 }
 
 /// Every check on a redeemed (or replayed) code's record.
 fn verify(
     record: &CodeRecord,
-    replayed: bool,
     settings: &Settings,
     client: &Client,
     request: &TokenRequest,
 ) -> Result<(), Failure> {
-    if record.client_id != client.client_id() || record.is_expired(settings.clock.now()) {
+    if record.client_id != client.client_id() {
         return Err(Failure::CodeInvalid);
     }
-    let bound = verify_bindings(record, settings, client, request);
-    if replayed && bound.is_err() {
-        // A replay answers like an unknown code whatever else is wrong, so
-        // it reveals nothing about what the code was bound to.
-        return Err(Failure::CodeInvalid);
+    if record.is_expired(settings.clock.now()) {
+        return Err(Failure::CodeSpent);
     }
-    bound?;
-    if replayed {
-        // Only a replay that would otherwise have succeeded reaches the
-        // hook (OAuth 2.1 §7.5.2): whoever sent it holds the client's
-        // credentials and the verifier, so revoking is warranted, and a
-        // stranger cannot trigger it with a leaked code alone.
-        tracing::warn!(client_id = ?client.client_id(), "authorization code replayed");
-        if let Some(hook) = &settings.on_code_replay {
-            hook(record);
-        }
-        return Err(Failure::CodeInvalid);
+    verify_bindings(record, settings, client, request)
+}
+
+/// A used code came back in a request that would otherwise have succeeded:
+/// its refresh tokens are revoked, the hook told, the request refused.
+///
+/// Only such a replay gets here (OAuth 2.1 §7.5.2): whoever sent it holds
+/// the client's credentials and the verifier, so revoking is warranted, and
+/// a stranger cannot trigger it with a leaked code alone. RFC 6749 §4.1.2:
+/// the server "SHOULD revoke (when possible) all tokens previously issued
+/// based on that authorization code".
+async fn replayed<R: RefreshStore>(
+    refresh: Option<&R>,
+    settings: &Settings,
+    client: &Client,
+    key: &CodeKey,
+    record: &CodeRecord,
+) -> Failure {
+    tracing::warn!(client_id = ?client.client_id(), "authorization code replayed; revoking its refresh tokens");
+    // Revoked even when nothing was issued yet: the store then refuses a
+    // refresh token the application was about to issue into the family.
+    let revoked = match refresh {
+        Some(store) => store.revoke_family(&key.code_family()).await,
+        None => Ok(()),
+    };
+    // The hook hears of the replay even if the store failed: the
+    // application's own revocations should not wait for ours.
+    if let Some(hook) = &settings.on_code_replay {
+        hook(record);
     }
-    Ok(())
+    match revoked {
+        Ok(()) => Failure::CodeSpent,
+        // Fail closed: the client may retry, and the replay revokes again.
+        Err(error) => store_failed(error),
+    }
 }
 
 fn verify_bindings(

@@ -81,7 +81,12 @@ struct Inner {
 
 #[derive(Debug)]
 enum Kind {
-    AuthorizationCode(Arc<CodeRecord>),
+    AuthorizationCode {
+        record: Arc<CodeRecord>,
+        /// The redeemed code's key: its refresh tokens' family is derived
+        /// from it, so that a replay of the code can revoke them.
+        key: CodeKey,
+    },
     RefreshToken {
         /// The token's key, to rotate it once every check passed.
         key: CodeKey,
@@ -104,8 +109,22 @@ impl ValidatedGrant {
         }
     }
 
-    pub(crate) fn authorization_code(client: Arc<Client>, record: Arc<CodeRecord>) -> Self {
-        Self::new(client, Kind::AuthorizationCode(record))
+    pub(crate) fn authorization_code(
+        client: Arc<Client>,
+        record: Arc<CodeRecord>,
+        key: CodeKey,
+    ) -> Self {
+        Self::new(client, Kind::AuthorizationCode { record, key })
+    }
+
+    /// The refresh family a new refresh token for this grant starts, when
+    /// it is fixed in advance: the redeemed code's (see
+    /// [`CodeKey::code_family`]).
+    pub(crate) fn code_family(&self) -> Option<String> {
+        match &self.inner.kind {
+            Kind::AuthorizationCode { key, .. } => Some(key.code_family()),
+            _ => None,
+        }
     }
 
     pub(crate) fn refresh_token(
@@ -144,7 +163,7 @@ impl ValidatedGrant {
     /// The grant type that was checked.
     pub fn grant_type(&self) -> GrantType {
         match self.inner.kind {
-            Kind::AuthorizationCode(_) => GrantType::AuthorizationCode,
+            Kind::AuthorizationCode { .. } => GrantType::AuthorizationCode,
             Kind::RefreshToken { .. } => GrantType::RefreshToken,
             Kind::DeviceCode { .. } => GrantType::DeviceCode,
             Kind::ClientCredentials { .. } => GrantType::ClientCredentials,
@@ -160,7 +179,7 @@ impl ValidatedGrant {
     /// client acts for itself.
     pub fn subject(&self) -> Option<&str> {
         match &self.inner.kind {
-            Kind::AuthorizationCode(record) => Some(&record.subject),
+            Kind::AuthorizationCode { record, .. } => Some(&record.subject),
             Kind::RefreshToken { previous, .. } => Some(&previous.subject),
             Kind::DeviceCode { subject, .. } => Some(subject),
             Kind::ClientCredentials { .. } => None,
@@ -171,7 +190,7 @@ impl ValidatedGrant {
     /// request's (never wider than the old token's), or the client's own.
     pub fn scopes(&self) -> &[String] {
         match &self.inner.kind {
-            Kind::AuthorizationCode(record) => &record.scopes,
+            Kind::AuthorizationCode { record, .. } => &record.scopes,
             Kind::RefreshToken { scopes, .. } | Kind::ClientCredentials { scopes } => scopes,
             Kind::DeviceCode { record, .. } => &record.scopes,
         }
@@ -180,7 +199,7 @@ impl ValidatedGrant {
     /// The redeemed code's record, for the authorization-code grant.
     pub fn code(&self) -> Option<&CodeRecord> {
         match &self.inner.kind {
-            Kind::AuthorizationCode(record) => Some(record),
+            Kind::AuthorizationCode { record, .. } => Some(record),
             _ => None,
         }
     }

@@ -41,8 +41,12 @@ pub(crate) async fn check<R: RefreshStore>(
         Lookup::Used(record) => (record, true),
         Lookup::Unknown => return Err(Failure::RefreshTokenInvalid),
     };
-    if record.client_id != client.client_id() || record.is_expired(settings.clock.now()) {
+    if record.client_id != client.client_id() {
         return Err(Failure::RefreshTokenInvalid);
+    }
+    // The client's own token, valid once: refused, but not a guess.
+    if record.is_expired(settings.clock.now()) {
+        return Err(Failure::RefreshTokenSpent);
     }
     if used {
         return Err(replayed(store, settings, client, &record).await);
@@ -82,7 +86,9 @@ pub(crate) async fn commit<R: RefreshStore>(
             if store.confirm(&key, &claim).await.map_err(store_failed)? {
                 Ok(None)
             } else {
-                Err(Failure::RefreshTokenInvalid)
+                // Revoked or taken over between the two calls: lost to a
+                // race, not guessed.
+                Err(Failure::RefreshTokenSpent)
             }
         }
         Redemption::Claimed(_) => Ok(Some(GrantClaim {
@@ -100,7 +106,9 @@ pub(crate) async fn commit<R: RefreshStore>(
             tracing::warn!(client_id = ?client.client_id(), "refresh token presented while claimed");
             Err(Failure::RefreshTokenHeld)
         }
-        Redemption::Unknown => Err(Failure::RefreshTokenInvalid),
+        // Check 5 read it, unused and this client's, a moment ago: revoked,
+        // expired or forgotten since, a race and not a guess.
+        Redemption::Unknown => Err(Failure::RefreshTokenSpent),
     }
 }
 
@@ -119,5 +127,5 @@ async fn replayed<R: RefreshStore>(
     if let Some(hook) = &settings.on_refresh_replay {
         hook(record);
     }
-    Failure::RefreshTokenInvalid
+    Failure::RefreshTokenSpent
 }

@@ -27,6 +27,11 @@ use crate::{
 /// How often revoked families are forgotten, at most (they are few).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
+/// The shortest a revocation lasts, as in the Redis and PostgreSQL stores: a
+/// replayed code's family is revoked before the application may have issued
+/// into it, and must still refuse that token when it comes.
+const REVOCATION_FLOOR: Duration = Duration::from_secs(3600);
+
 /// Clients and codes in memory: the default store, for one process.
 ///
 /// Redemption is atomic (one lock, one map operation). A redeemed code stays
@@ -64,7 +69,8 @@ struct Inner {
 struct Refresh {
     tokens: HashMap<CodeKey, Entry<RefreshRecord>>,
     expiry: ExpiryQueue<CodeKey>,
-    /// Revoked families, until the last of their tokens would have expired.
+    /// Revoked families, until the last of their tokens would have expired
+    /// (an hour at least).
     revoked: HashMap<String, SystemTime>,
     next_sweep: Option<SystemTime>,
 }
@@ -425,7 +431,7 @@ impl RefreshStore for MemoryStore {
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
         let now = self.inner.clock.now();
         let mut refresh = lock(&self.inner.refresh);
-        let mut until = now;
+        let mut until = now + REVOCATION_FLOOR;
         refresh.tokens.retain(|_, entry| {
             let member = entry.record.family == family;
             if member {
@@ -739,6 +745,26 @@ mod tests {
             .await
             .expect("the revocation was forgotten");
         assert_eq!(store.refresh_token_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_family_revoked_before_its_first_member_stays_revoked() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        // A replayed code's family, revoked before the application issued.
+        RefreshStore::revoke_family(&store, "f").await.unwrap();
+        // Past the sweep's cadence: the revocation must not be swept yet.
+        clock.advance(SWEEP_EVERY + Duration::from_secs(1));
+        assert!(
+            RefreshStore::issue(&store, CodeKey::of("r1"), refresh_record(&clock, "f"))
+                .await
+                .is_err(),
+            "a late member of a family revoked while empty"
+        );
+        clock.advance(REVOCATION_FLOOR + SWEEP_EVERY);
+        RefreshStore::issue(&store, CodeKey::of("r2"), refresh_record(&clock, "f"))
+            .await
+            .expect("the revocation was forgotten after its floor");
     }
 
     #[tokio::test]

@@ -208,7 +208,10 @@ impl<T> Lookup<T> {
 ///   that family is [`Lookup::Unknown`] / [`Redemption::Unknown`], a
 ///   `confirm` of a claim on one answers `false`, and `issue` into that
 ///   family fails, so a successor minted in a race with a replay never
-///   becomes valid. The revocation lasts as long as any member would have.
+///   becomes valid. The revocation lasts as long as any member would have,
+///   and an hour at least, also for a family without members yet: a
+///   replayed authorization code revokes its family (derived from the code)
+///   before the application may have issued into it.
 ///
 /// A layer without a refresh store answers `unsupported_grant_type` to the
 /// refresh grant.

@@ -44,6 +44,10 @@
 //!   replay revokes the family, no new member joins it, and a refresh may
 //!   narrow the scope but never widen it (*read before use*, *revocation
 //!   wins*).
+//! - [`code_replay_revokes_its_refresh_tokens`]: a code replayed by its own
+//!   client revokes the refresh tokens issued from it, also one the
+//!   application issues only after the replay (*revocation wins*, for a
+//!   family revoked before its first member).
 //! - [`device_flow`]: RFC 8628's interval vector, approval redeemed once,
 //!   denial, expiry (*one poll at a time*, *single redemption*, *expired
 //!   codes keep answering*).
@@ -65,7 +69,7 @@
 //! - [`code_claim_contract`] and [`refresh_claim_contract`]: `claim`,
 //!   `confirm` and `release` of [`CodeStore`] and [`RefreshStore`] step by
 //!   step, 32 concurrent claims, and for refresh tokens `find` and
-//!   `revoke_family`.
+//!   `revoke_family` (of a family with members, and of one without).
 //! - [`device_store_contract`]: [`DeviceStore`]'s `issue`, `find`, `decide`
 //!   and concurrent `poll`s.
 //! - [`lockout_store_contract`], run on its own (a store may keep failure
@@ -159,6 +163,7 @@ where
     expiry_and_wrong_client(store.clone(), clock.clone()).await;
     concurrent_redemption(store.clone(), clock.clone()).await;
     refresh_rotation_and_revocation(store.clone(), clock.clone()).await;
+    code_replay_revokes_its_refresh_tokens(store.clone(), clock.clone()).await;
     device_flow(store.clone(), clock.clone()).await;
     claims_survive_failures(store.clone(), clock.clone()).await;
     lapsed_claim_frees_the_code(store.clone(), clock.clone()).await;
@@ -478,6 +483,77 @@ where
         .expect_refused(400, "invalid_scope", "a refresh widening the scope");
     gate.post(gate.refresh(&narrow)).await.expect_forwarded(
         "a refresh token after a refused widening (RefreshStore::find must not use it up)",
+    );
+}
+
+/// A code replayed by its own client, in an otherwise valid request,
+/// revokes the refresh tokens issued from it (RFC 6749 §4.1.2): the token
+/// issued before the replay is refused after it, and a token the
+/// application issues only after the replay (the replay overtook it) is
+/// refused at issue, even a minute later. Another code's token is
+/// untouched, and the replay hook fires once per replay.
+///
+/// Covers [`RefreshStore`]'s *revocation wins*, for a family revoked before
+/// its first member.
+///
+/// # Panics
+///
+/// When a refresh token from a replayed code still works or can still be
+/// issued.
+pub async fn code_replay_revokes_its_refresh_tokens<S>(store: S, clock: ManualClock)
+where
+    S: CodeStore + RefreshStore + DeviceStore + Clone,
+{
+    let gate = Gate::new(store, clock, LONG_TTL);
+    let tokens = gate.layer.refresh_tokens();
+    let bystander = gate.refresh_token("read").await;
+
+    // Issued, then the code replayed.
+    let code = gate.code("read").await;
+    let grant = gate
+        .post(gate.exchange(&code))
+        .await
+        .expect_forwarded("a fresh code");
+    let issued = tokens
+        .issue(&grant)
+        .await
+        .unwrap_or_else(|e| panic!("RefreshStore::issue of a new token failed: {e}"));
+    gate.post(gate.exchange(&code)).await.expect_refused(
+        400,
+        "invalid_grant",
+        "a code presented a second time",
+    );
+    assert_eq!(gate.replays(), 1, "the replay must be told");
+    gate.post(gate.refresh(&issued)).await.expect_refused(
+        400,
+        "invalid_grant",
+        "a refresh token issued from a replayed code (RefreshStore::revoke_family must revoke it)",
+    );
+
+    // The replay overtakes the application: nothing issued yet.
+    let code = gate.code("read").await;
+    let grant = gate
+        .post(gate.exchange(&code))
+        .await
+        .expect_forwarded("a fresh code");
+    gate.post(gate.exchange(&code)).await.expect_refused(
+        400,
+        "invalid_grant",
+        "a code presented a second time",
+    );
+    assert_eq!(gate.replays(), 2, "the replay must be told");
+    assert!(
+        tokens.issue(&grant).await.is_err(),
+        "RefreshStore::issue must refuse a token into the family of a code replayed before it"
+    );
+    gate.clock.advance(Duration::from_secs(60));
+    assert!(
+        tokens.issue(&grant).await.is_err(),
+        "RefreshStore::issue a minute later: a revocation of a family without members must last (an hour at least)"
+    );
+
+    gate.post(gate.refresh(&bystander)).await.expect_forwarded(
+        "another code's refresh token (a replay must revoke only its own code's family)",
     );
 }
 
@@ -855,6 +931,22 @@ where
         find(other).await,
         Lookup::Unused("other family".to_owned()),
         "RefreshStore::revoke_family must leave other families alone"
+    );
+
+    // A family revoked before its first member (a replayed code's, before
+    // the application issued) stays revoked past a store's sweeps.
+    let empty = unique("family");
+    store
+        .revoke_family(&empty)
+        .await
+        .unwrap_or_else(|e| panic!("RefreshStore::revoke_family of an empty family failed: {e}"));
+    clock.advance(Duration::from_secs(60));
+    let joined = store
+        .issue(fresh_key(), tokens.record("first member", &empty))
+        .await;
+    assert!(
+        joined.is_err(),
+        "RefreshStore::issue must refuse a member of a family revoked while empty (for an hour at least)"
     );
 }
 
@@ -1412,6 +1504,15 @@ where
     let issued = |issued: Result<String, StoreError>| {
         issued.unwrap_or_else(|e| panic!("RefreshStore::issue of a new token failed: {e}"))
     };
+    assert!(
+        tokens.issue(&grant).await.is_err(),
+        "the code above was replayed: no refresh token may be issued from it"
+    );
+    let code = gate.code("read").await;
+    let grant = gate
+        .post(gate.exchange(&code))
+        .await
+        .expect_forwarded("a fresh code, two-phase redemption off");
     let alone = issued(tokens.issue(&grant).await);
     let rotated_alone = gate
         .post(gate.refresh(&alone))
@@ -1638,6 +1739,7 @@ impl Gate {
             .code_store(store.clone())
             .refresh_store(store.clone())
             .device_store(store)
+            .issuer("https://auth.example.com")
             .dialect(Dialect::Rfc6749)
             .clock(clock.clone())
             .two_phase_redemption(claim_ttl)

@@ -23,7 +23,12 @@
 //!     Client::confidential("app").with_secret("s").with_redirect_uri("https://app.example/cb"),
 //!     Client::confidential("blocked").with_secret("s").with_redirect_uri("https://app.example/cb"),
 //! ]);
-//! let layer = TokenGateLayer::builder().store(store).clock(clock).policy(blocked).build();
+//! let layer = TokenGateLayer::builder()
+//!     .store(store)
+//!     .issuer("https://auth.example.com")
+//!     .clock(clock)
+//!     .policy(blocked)
+//!     .build();
 //!
 //! let (verifier, challenge) = pkce_pair();
 //! for (client, allowed) in [("app", true), ("blocked", false)] {

@@ -124,6 +124,7 @@ impl Harness {
         let seen_refresh = Arc::clone(&refresh_replays);
         let builder = TokenGateLayer::builder()
             .store(store.clone())
+            .issuer("https://auth.example.com")
             .dialect(dialect)
             .clock(clock.clone())
             .realm("tokengate-test")
