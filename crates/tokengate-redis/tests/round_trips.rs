@@ -59,6 +59,7 @@ async fn one_round_trip_per_check_and_one_per_failure() {
     let layer = TokenGateLayer::builder()
         .store(store)
         .dialect(Dialect::Rfc6749)
+        .issuer("https://auth.example.com")
         .lockout_store(counters)
         .build();
     let gate = layer.layer(service_fn(|_request: http::Request<_>| async {
