@@ -8,12 +8,13 @@
 //! below does exactly that.
 
 use std::{
-    collections::HashMap,
     fmt,
     hash::{BuildHasher, RandomState},
     sync::{Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
+
+use hashbrown::{HashTable, hash_table::Entry};
 
 use super::{Counter, CounterKey, LockoutStore, StoreError};
 
@@ -24,18 +25,21 @@ pub const DEFAULT_COUNTERS_CAPACITY: usize = 65_536;
 ///
 /// Keys are kept as keyed 64-bit hashes: an id of any length costs the same
 /// few bytes, and nobody can aim collisions at a chosen key without the
-/// process's random key. At most `capacity` keys are tracked; when the
+/// process's random key. The table is placed by that hash too, so a check
+/// hashes each key once. At most `capacity` keys are tracked; when the
 /// table is full, ended windows go first, then the keys with the fewest
 /// failures, so a flood of made-up keys costs an attacker many requests
 /// before it frees a real one.
 pub struct MemoryCounters {
     hasher: RandomState,
     capacity: usize,
-    windows: Mutex<HashMap<u64, Window>>,
+    windows: Mutex<HashTable<Window>>,
 }
 
 #[derive(Clone, Copy)]
 struct Window {
+    /// The key's keyed hash, which is also its place in the table.
+    key: u64,
     started: SystemTime,
     ends: SystemTime,
     failures: u32,
@@ -47,7 +51,7 @@ impl MemoryCounters {
         Self {
             hasher: RandomState::new(),
             capacity: capacity.max(1),
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(HashTable::new()),
         }
     }
 
@@ -61,7 +65,8 @@ impl MemoryCounters {
         counters
             .iter()
             .filter_map(|counter| {
-                let window = windows.get(&self.key(&counter.key))?;
+                let key = self.key(&counter.key);
+                let window = windows.find(key, |window| window.key == key)?;
                 (window.failures >= counter.limit && window.started <= now && now < window.ends)
                     .then(|| window.ends.duration_since(now).unwrap_or_default())
             })
@@ -73,15 +78,21 @@ impl MemoryCounters {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         for counter in counters {
             let key = self.key(&counter.key);
-            if !windows.contains_key(&key) && windows.len() >= self.capacity {
-                make_room(&mut windows, now, self.capacity);
-            }
             let fresh = Window {
+                key,
                 started: now,
                 ends: now.checked_add(counter.window).unwrap_or(now),
                 failures: 0,
             };
-            let window = windows.entry(key).or_insert(fresh);
+            if windows.find(key, |window| window.key == key).is_none()
+                && windows.len() >= self.capacity
+            {
+                make_room(&mut windows, now, self.capacity);
+            }
+            let window = match windows.entry(key, |window| window.key == key, |window| window.key) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => entry.insert(fresh).into_mut(),
+            };
             // An ended window, or one from a clock that went back, starts
             // anew.
             if now >= window.ends || now < window.started {
@@ -131,14 +142,14 @@ impl LockoutStore for MemoryCounters {
 
 /// Frees at least a quarter of a full table: ended windows first, then the
 /// keys with the fewest failures, one failure level at a time.
-fn make_room(windows: &mut HashMap<u64, Window>, now: SystemTime, capacity: usize) {
+fn make_room(windows: &mut HashTable<Window>, now: SystemTime, capacity: usize) {
     let target = capacity - capacity / 4 - 1;
-    windows.retain(|_, window| now < window.ends);
+    windows.retain(|window| now < window.ends);
     while windows.len() > target {
-        let Some(fewest) = windows.values().map(|window| window.failures).min() else {
+        let Some(fewest) = windows.iter().map(|window| window.failures).min() else {
             break;
         };
-        windows.retain(|_, window| window.failures > fewest);
+        windows.retain(|window| window.failures > fewest);
     }
 }
 
