@@ -94,7 +94,7 @@ impl RedirectPolicy {
     /// assert!(!Exact.allows(planted, planted));
     /// ```
     pub fn allows(self, registered: &str, requested: &str) -> bool {
-        if carries_response_parameter(requested) {
+        if response_parameter_in(requested).is_some() {
             return false;
         }
         if registered == requested {
@@ -116,28 +116,26 @@ impl RedirectPolicy {
 /// be confused with.
 const RESPONSE_PARAMETERS: [&str; 5] = ["code", "state", "error", "error_description", "error_uri"];
 
-/// Whether the query of `uri` already names one of the
-/// [`RESPONSE_PARAMETERS`], read the way clients read a query: split at `&`
-/// (and at `;`, as older parsers such as Python's before 3.9.2 do), each
-/// name form-decoded, so `%63ode` is `code`. Also refused are the
-/// spellings some frameworks take for the same name: any case (ASP.NET),
-/// `code[]` (PHP, Rails), and `.` or a space for `_` after leading spaces
-/// (PHP). Anything after a `#` is no query; a URI with one never passes.
-pub(crate) fn carries_response_parameter(uri: &str) -> bool {
-    let Some((_, query)) = uri.split_once('?') else {
-        return false;
-    };
-    let query = query.split_once('#').map_or(query, |(query, _)| query);
+/// The first of the [`RESPONSE_PARAMETERS`] that the query of `uri`
+/// already names, read the way clients read a query: split at `&` (and at
+/// `;`, as older parsers such as Python's before 3.9.2 do), each name
+/// form-decoded, so `%63ode` is `code`. The spellings some frameworks fold
+/// into the same name count too: any case (ASP.NET), `code[]` (PHP, Rails),
+/// leading spaces, and `.` or a space for `_` (PHP). Anything after a `#`
+/// is no query (a URI with one never passes anyway).
+pub(crate) fn response_parameter_in(uri: &str) -> Option<&'static str> {
+    let before_fragment = uri.split_once('#').map_or(uri, |(head, _)| head);
+    let (_, query) = before_fragment.split_once('?')?;
     query
         .split(';')
         .flat_map(|part| form_urlencoded::parse(part.as_bytes()))
-        .any(|(name, _)| is_response_parameter(&name))
+        .find_map(|(name, _)| response_parameter(&name))
 }
 
-fn is_response_parameter(name: &str) -> bool {
+fn response_parameter(name: &str) -> Option<&'static str> {
     let name = name.trim_start_matches(' ');
     let name = name.split_once('[').map_or(name, |(head, _)| head);
-    RESPONSE_PARAMETERS.iter().any(|reserved| {
+    RESPONSE_PARAMETERS.into_iter().find(|reserved| {
         name.len() == reserved.len()
             && name.bytes().zip(reserved.bytes()).all(|(got, want)| {
                 got.to_ascii_lowercase() == want || (want == b'_' && matches!(got, b'.' | b' '))
@@ -545,6 +543,30 @@ mod tests {
         for php in ["error.uri", "error+description", "error%20uri"] {
             let uri = format!("{CB}?{php}=x");
             assert!(!Exact.allows(&uri, &uri), "{uri}");
+        }
+    }
+
+    #[test]
+    fn the_planted_parameter_is_named_by_its_response_name() {
+        use super::response_parameter_in;
+        for (uri, found) in [
+            ("https://a.example/cb?%63ode=1", Some("code")),
+            ("https://a.example/cb?x&ERROR.URI=1", Some("error_uri")),
+            (
+                "https://a.example/cb?x=1;+error+description",
+                Some("error_description"),
+            ),
+            ("https://a.example/cb?state[]=1&code=2", Some("state")),
+            ("https://a.example/cb?Error", Some("error")),
+            ("https://a.example/cb?x=code", None),
+            ("https://a.example/cb?error_urix=1", None),
+            ("https://a.example/cb?xcode=1", None),
+            ("https://a.example/code=1", None),
+            // A `?` after the fragment opens no query.
+            ("https://a.example/cb#x?code=1", None),
+            ("https://a.example/cb?x=1#&code=1", None),
+        ] {
+            assert_eq!(response_parameter_in(uri), found, "{uri}");
         }
     }
 
