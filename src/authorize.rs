@@ -268,15 +268,22 @@ impl Authorizer {
 
     /// Where the answer goes: the requested redirect URI if the client's
     /// policy allows it, else its only (GitHub: first) registered one.
+    ///
+    /// A registered URI is used without a request naming it only if the
+    /// policy would allow it were it requested: a `Client` built in code (or
+    /// read from a backend) may hold one whose query already names `code`,
+    /// `state` or `error`, or one with a fragment, and the answer sent there
+    /// would carry two of them. Such a registration gets a page instead.
     fn redirect_target(
         &self,
         client: &Client,
         params: &Params,
     ) -> Result<String, AuthorizationError> {
         let registered = client.redirect_uris();
+        let usable = |uri: &&String| client.redirect_policy().allows(uri, uri);
         match &params.redirect_uri {
             Some(uri) if client.allows_redirect_uri(uri) => Ok(uri.clone()),
-            Some(_) => Err(match (self.dialect(), registered.first()) {
+            Some(_) => Err(match (self.dialect(), registered.first().filter(usable)) {
                 (Dialect::GitHub, Some(callback)) => {
                     let error_uri = format!(
                         "{}/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/#redirect-uri-mismatch",
@@ -308,7 +315,12 @@ impl Authorizer {
                 },
             }),
             None => match (self.dialect(), registered) {
-                (_, [only]) | (Dialect::GitHub, [only, ..]) => Ok(only.clone()),
+                (_, [only]) | (Dialect::GitHub, [only, ..]) if usable(&only) => Ok(only.clone()),
+                (_, [_]) | (Dialect::GitHub, [_, ..]) => Err(AuthorizationError {
+                    error: "invalid_request",
+                    description: "the client's registered redirect URI cannot take the response: its query already names code, state or error, or it has a fragment",
+                    answer: Answer::Page(StatusCode::BAD_REQUEST),
+                }),
                 _ => Err(AuthorizationError {
                     error: "invalid_request",
                     description: "the redirect_uri parameter is required: the client has no single registered redirect URI",

@@ -114,6 +114,19 @@ impl Client {
     }
 
     /// Registers a redirect URI (GitHub calls it the callback URL).
+    ///
+    /// This builder cannot fail, so it takes any string; a clients file is
+    /// checked at load instead. A URI with a fragment, or whose query
+    /// already names a parameter of the authorization response (`code`,
+    /// `state`, `error`, `error_description`, `error_uri`), is kept but
+    /// never used: no policy allows it, and the authorizer never redirects
+    /// to it, even as the only registered URI.
+    ///
+    /// ```
+    /// use tokengate::Client;
+    /// let client = Client::public("app").with_redirect_uri("https://app.example/cb?code=x");
+    /// assert!(!client.allows_redirect_uri("https://app.example/cb?code=x"));
+    /// ```
     #[must_use]
     pub fn with_redirect_uri(mut self, uri: impl Into<String>) -> Self {
         self.redirect_uris.push(uri.into());
@@ -339,6 +352,10 @@ impl ClientRecord {
             .iter()
             .map(|name| GrantType::from_param(name).ok_or("an unknown grant type"))
             .collect::<Result<Vec<_>, _>>()?;
+        // Not checked like a clients file: a stored client whose URI
+        // already names `code` in its query must still load, or its other
+        // URIs and grants would fail with it. That URI is inert anyway (see
+        // `Client::with_redirect_uri`).
         client.redirect_uris = self.redirect_uris;
         client.redirect_policy =
             RedirectPolicy::from_name(&self.redirect_policy).ok_or("an unknown redirect policy")?;

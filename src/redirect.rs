@@ -38,7 +38,10 @@ pub enum RedirectPolicy {
     /// GitHub's rule for OAuth apps: scheme, host and port as registered
     /// (subdomains of the host allowed), the path equal to the registered one
     /// or below it on a segment boundary, no dot-segments; a loopback host
-    /// may use any port.
+    /// may use any port. Unless the URI is the registered one, its path may
+    /// hold no `;` (a path parameter: Tomcat reads `..;` as `..`) and no
+    /// encoded `%`, `.`, `/` or `;` (`%25`, `%2E`, `%2F`, `%3B`), which a
+    /// server that decodes once more resolves elsewhere.
     ///
     /// ```
     /// use tokengate::client::RedirectPolicy::GitHub;
@@ -49,7 +52,8 @@ pub enum RedirectPolicy {
     /// }
     /// for bad in ["http://example.com/bar", "http://example.com/", "http://example.com/pathX",
     ///             "http://example.com:8080/path", "http://oauth.example.com:8080/path",
-    ///             "http://example.org", "http://example.com/path/../bar"] {
+    ///             "http://example.org", "http://example.com/path/../bar",
+    ///             "http://example.com/path/..;/bar", "http://example.com/path/%252e%252e/bar"] {
     ///     assert!(!GitHub.allows(cb, bad), "{bad}");
     /// }
     /// ```
@@ -75,7 +79,24 @@ impl RedirectPolicy {
     }
 
     /// Whether `requested` is allowed by `registered` under this policy.
+    ///
+    /// No policy allows a URI whose query already names a parameter of the
+    /// authorization response (`code`, `state`, `error`,
+    /// `error_description`, `error_uri`), not even when it equals the
+    /// registered one: the response would carry two of them, and a client
+    /// that reads the first would take the one written into the URI.
+    ///
+    /// ```
+    /// use tokengate::client::RedirectPolicy::{Exact, GitHub};
+    /// let cb = "https://client.example.com/cb";
+    /// assert!(!GitHub.allows(cb, "https://client.example.com/cb?code=planted"));
+    /// let planted = "https://client.example.com/cb?%73tate=planted";
+    /// assert!(!Exact.allows(planted, planted));
+    /// ```
     pub fn allows(self, registered: &str, requested: &str) -> bool {
+        if response_parameter_in(requested).is_some() {
+            return false;
+        }
         if registered == requested {
             // Equality passes every policy; a fragment is never registrable
             // (RFC 6749 §3.1.2), so a registered URI cannot carry one.
@@ -87,6 +108,39 @@ impl RedirectPolicy {
             Self::GitHub => github(registered, requested),
         }
     }
+}
+
+/// The parameters an authorization response adds to the redirect URI's
+/// query (RFC 6749 §4.1.2 and §4.1.2.1). `iss` (RFC 9207) is not among
+/// them: the gate never sends it, so there is nothing for a planted one to
+/// be confused with.
+const RESPONSE_PARAMETERS: [&str; 5] = ["code", "state", "error", "error_description", "error_uri"];
+
+/// The first of the [`RESPONSE_PARAMETERS`] that the query of `uri`
+/// already names, read the way clients read a query: split at `&` (and at
+/// `;`, as older parsers such as Python's before 3.9.2 do), each name
+/// form-decoded, so `%63ode` is `code`. The spellings some frameworks fold
+/// into the same name count too: any case (ASP.NET), `code[]` (PHP, Rails),
+/// leading spaces, and `.` or a space for `_` (PHP). Anything after a `#`
+/// is no query (a URI with one never passes anyway).
+pub(crate) fn response_parameter_in(uri: &str) -> Option<&'static str> {
+    let before_fragment = uri.split_once('#').map_or(uri, |(head, _)| head);
+    let (_, query) = before_fragment.split_once('?')?;
+    query
+        .split(';')
+        .flat_map(|part| form_urlencoded::parse(part.as_bytes()))
+        .find_map(|(name, _)| response_parameter(&name))
+}
+
+fn response_parameter(name: &str) -> Option<&'static str> {
+    let name = name.trim_start_matches(' ');
+    let name = name.split_once('[').map_or(name, |(head, _)| head);
+    RESPONSE_PARAMETERS.into_iter().find(|reserved| {
+        name.len() == reserved.len()
+            && name.bytes().zip(reserved.bytes()).all(|(got, want)| {
+                got.to_ascii_lowercase() == want || (want == b'_' && matches!(got, b'.' | b' '))
+            })
+    })
 }
 
 /// The parts of an absolute URI the policies compare.
@@ -200,16 +254,31 @@ fn github(registered: &str, requested: &str) -> bool {
         && (reg.query.is_none() || reg.query == req.query)
 }
 
+/// Percent-encodings that some server or proxy on the way decodes into a
+/// path separator, a dot-segment or a path parameter: `%2F` is `/`, `%2E`
+/// makes `.%2e` a `..`, `%3B` is the `;` below, and `%25` is `%`, so a
+/// proxy that decodes twice reads `%252e%252e` as `..`. None of them is
+/// needed in a callback path (`.` is unreserved, RFC 3986 §2.3). (`%5C`,
+/// the backslash, is refused for the whole URI by [`parse`].)
+const AMBIGUOUS_ENCODINGS: [&str; 4] = ["%25", "%2e", "%2f", "%3b"];
+
 /// `requested` equals `registered` or lies below it on a segment boundary,
-/// and names no dot-segment (plain or percent-encoded) that could climb out.
+/// and holds nothing that a server might resolve elsewhere. The whole
+/// requested path is checked, the part that repeats the registered prefix
+/// too: that a registration holds `;` or `%2F` lets no other path through.
 fn path_within(registered: &str, requested: &str) -> bool {
-    let has_dot_segment = requested.split('/').any(|segment| {
-        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
-        lower == "." || lower == ".."
-    });
-    // An empty segment (`/cb//x`) is normalised away by some servers and
-    // kept by others: refuse it rather than guess.
-    if has_dot_segment || requested.to_ascii_lowercase().contains("%2f") || requested.contains("//")
+    let lower = requested.to_ascii_lowercase();
+    let has_dot_segment = requested
+        .split('/')
+        .any(|segment| segment == "." || segment == "..");
+    // `;` opens a path parameter that Tomcat-style servers drop from the
+    // segment before they resolve dot-segments, so `/cb/..;/evil` is
+    // `/evil` there. An empty segment (`/cb//x`) is normalised away by some
+    // servers and kept by others. Refuse both rather than guess.
+    if has_dot_segment
+        || requested.contains(';')
+        || requested.contains("//")
+        || AMBIGUOUS_ENCODINGS.iter().any(|code| lower.contains(code))
     {
         return false;
     }
@@ -366,6 +435,163 @@ mod tests {
         assert!(GitHub.allows(reg, "http://127.0.0.1:4000/cb"));
         assert!(GitHub.allows(reg, "http://127.0.0.1:4000/cb/deeper"));
         assert!(!GitHub.allows(reg, "http://x.127.0.0.1:4000/cb"));
+    }
+
+    #[test]
+    fn github_rule_refuses_path_parameters_and_encoded_separators() {
+        let cb = "http://example.com/path";
+        for bad in [
+            // Tomcat-style servers drop `;params` from each segment before
+            // resolving dot-segments: `..;` is `..`.
+            "http://example.com/path/..;/other",
+            "http://example.com/path/.;/x",
+            "http://example.com/path;/x",
+            "http://example.com/path/x;jsessionid=1",
+            "http://example.com/path/;",
+            // A proxy that decodes twice turns `%252e` into `.`.
+            "http://example.com/path/%252e%252e/other",
+            "http://example.com/path/%252f",
+            "http://example.com/path/%25",
+            // `%2e` is never needed (`.` is unreserved) and `.%2e` decodes
+            // to `..`; `%3b` decodes to a `;` path parameter.
+            "http://example.com/path/%2ex",
+            "http://example.com/path/x%2E",
+            "http://example.com/path/.%2e/other",
+            "http://example.com/path/a%2fb",
+            "http://example.com/path/..%3b/other",
+            "http://example.com/path/x%3B",
+        ] {
+            assert!(!GitHub.allows(cb, bad), "{bad}");
+        }
+        // Other encodings stay allowed, and so does anything in the query,
+        // which names no path.
+        for good in [
+            "http://example.com/path/caf%C3%A9",
+            "http://example.com/path/a%20b",
+            "http://example.com/path/x?v=a;b",
+            "http://example.com/path/x?v=%25%2e%2f%3b",
+        ] {
+            assert!(GitHub.allows(cb, good), "{good}");
+        }
+    }
+
+    #[test]
+    fn github_rule_gives_no_pass_to_what_the_registered_prefix_holds() {
+        // The whole requested path is checked, not just what follows the
+        // registered prefix: below a registered path that holds `;` or an
+        // encoded separator, only the registered string itself passes.
+        for registered in [
+            "http://example.com/a;v=1",
+            "http://example.com/a%2eb",
+            "http://example.com/a%2fb",
+            "http://example.com/a%25b",
+        ] {
+            assert!(GitHub.allows(registered, registered), "{registered}");
+            let below = format!("{registered}/x");
+            assert!(!GitHub.allows(registered, &below), "{below}");
+            let sub = registered.replacen("example.com", "oauth.example.com", 1);
+            assert!(!GitHub.allows(registered, &sub), "{sub}");
+        }
+        // A registered prefix ending in `/` does not let `;` in either.
+        assert!(!GitHub.allows("http://example.com/path/", "http://example.com/path/;x"));
+        assert!(!GitHub.allows("http://example.com/path/", "http://example.com/path/..;/x"));
+    }
+
+    /// The five names an authorization response adds to the redirect URI.
+    const RESPONSE_NAMES: [&str; 5] = ["code", "state", "error", "error_description", "error_uri"];
+
+    #[test]
+    fn no_policy_allows_a_query_that_already_carries_a_response_parameter() {
+        let spellings = RESPONSE_NAMES.into_iter().flat_map(|name| {
+            [
+                name.to_owned(),
+                // Percent-encoded, as a client decodes it.
+                format!("%{:02X}{}", name.as_bytes()[0], &name[1..]),
+                format!("%{:02x}{}", name.as_bytes()[0], &name[1..]),
+                // ASP.NET reads query names without regard to case; PHP and
+                // Rails read `code[]` as `code`, and PHP drops leading
+                // spaces from a name.
+                name.to_ascii_uppercase(),
+                format!("{name}[]"),
+                format!("{name}[x]"),
+                format!("+{name}"),
+            ]
+        });
+        for name in spellings {
+            for query in [
+                format!("{name}=evil"),
+                format!("{name}="),
+                format!("{name}"),
+                format!("x=1&{name}=evil"),
+                format!("{name}=evil&x=1"),
+                // Older parsers (Python before 3.9.2) split at `;` too.
+                format!("x=1;{name}=evil"),
+            ] {
+                let uri = format!("{CB}?{query}");
+                for policy in [Exact, Loopback, GitHub] {
+                    assert!(!policy.allows(&uri, &uri), "{policy:?} {uri}");
+                }
+                assert!(!GitHub.allows(CB, &uri), "{uri}");
+                assert!(!GitHub.allows(CB, &format!("{CB}/sub?{query}")), "{query}");
+                let loopback = format!("http://127.0.0.1/cb?{query}");
+                let moved = format!("http://127.0.0.1:5000/cb?{query}");
+                assert!(!Loopback.allows(&loopback, &moved), "{moved}");
+                assert!(!GitHub.allows(&loopback, &moved), "{moved}");
+            }
+        }
+        // PHP reads `.` and ` ` in a name as `_`.
+        for php in ["error.uri", "error+description", "error%20uri"] {
+            let uri = format!("{CB}?{php}=x");
+            assert!(!Exact.allows(&uri, &uri), "{uri}");
+        }
+    }
+
+    #[test]
+    fn the_planted_parameter_is_named_by_its_response_name() {
+        use super::response_parameter_in;
+        for (uri, found) in [
+            ("https://a.example/cb?%63ode=1", Some("code")),
+            ("https://a.example/cb?x&ERROR.URI=1", Some("error_uri")),
+            (
+                "https://a.example/cb?x=1;+error+description",
+                Some("error_description"),
+            ),
+            ("https://a.example/cb?state[]=1&code=2", Some("state")),
+            ("https://a.example/cb?Error", Some("error")),
+            ("https://a.example/cb?x=code", None),
+            ("https://a.example/cb?error_urix=1", None),
+            ("https://a.example/cb?xcode=1", None),
+            ("https://a.example/code=1", None),
+            // A `?` after the fragment opens no query.
+            ("https://a.example/cb#x?code=1", None),
+            ("https://a.example/cb?x=1#&code=1", None),
+        ] {
+            assert_eq!(response_parameter_in(uri), found, "{uri}");
+        }
+    }
+
+    #[test]
+    fn a_query_whose_names_only_look_alike_is_allowed() {
+        for query in [
+            "codes=1",
+            "x=code",
+            "my_state=1",
+            "errors=1",
+            "code_challenge=1",
+            "x=%26code%3D1",
+            "x=1%3Bcode%3D1",
+            "c=ode",
+            "cod=e",
+        ] {
+            let uri = format!("{CB}?{query}");
+            assert!(Exact.allows(&uri, &uri), "{uri}");
+            assert!(GitHub.allows(CB, &uri), "{uri}");
+            let loopback = format!("http://127.0.0.1/cb?{query}");
+            let moved = format!("http://127.0.0.1:5000/cb?{query}");
+            assert!(Loopback.allows(&loopback, &moved), "{moved}");
+        }
+        // A name in the path or the authority is no parameter.
+        assert!(Exact.allows("https://code.example/code=1", "https://code.example/code=1"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use tokengate::{Dialect, authorize::AuthorizationError};
+use tokengate::{Client, Dialect, authorize::AuthorizationError};
 
 fn query_of(location: &str) -> HashMap<String, String> {
     let query = location.split_once('?').expect("a query").1;
@@ -16,6 +16,10 @@ fn query_of(location: &str) -> HashMap<String, String> {
 
 async fn refuse(h: &Harness, query: &str) -> AuthorizationError {
     h.layer.authorizer().validate(query).await.unwrap_err()
+}
+
+fn encoded(uri: &str) -> String {
+    form_urlencoded::byte_serialize(uri.as_bytes()).collect()
 }
 
 #[tokio::test]
@@ -245,5 +249,127 @@ async fn plain_pkce_is_refused_by_name_when_off() {
             ))
             .await
             .unwrap_or_else(|e| panic!("{method}: {e}"));
+    }
+}
+
+/// Issue 12: GitHub's policy let `..;` and double-encoded dots through
+/// (Tomcat-style servers and proxies that decode twice resolve them outside
+/// the registered path), and let a query be added that already named `code`
+/// or `state`, so the redirect carried two. Neither gets a code, in either
+/// dialect; GitHub sends the error to the registered callback instead.
+#[tokio::test]
+async fn a_path_escape_or_a_planted_response_parameter_is_never_issued_a_code() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::new(dialect);
+        for forged in [
+            "http://example.com/path/..;/other",
+            "http://example.com/path;x/../other",
+            "http://example.com/path/%252e%252e/other",
+            "http://example.com/path/.%2e/other",
+            "http://example.com/path/..%3b/other",
+            "http://example.com/path?code=planted",
+            "http://example.com/path/sub?x=1&%73tate=planted",
+            "http://oauth.example.com/path?x=1;error=access_denied",
+        ] {
+            let e = refuse(
+                &h,
+                &format!(
+                    "response_type=code&client_id=gh&redirect_uri={}&state=s",
+                    encoded(forged)
+                ),
+            )
+            .await;
+            match dialect {
+                Dialect::Rfc6749 => {
+                    assert_eq!(
+                        (e.error(), e.location()),
+                        ("invalid_request", None),
+                        "{forged}"
+                    );
+                    assert_eq!(e.into_http_response().status(), 400);
+                }
+                _ => {
+                    assert_eq!(e.error(), "redirect_uri_mismatch", "{forged}");
+                    let location = e.location().expect("sent to the callback");
+                    assert!(
+                        location.starts_with("http://example.com/path?error="),
+                        "{location}"
+                    );
+                    let params = query_of(location);
+                    assert_eq!(params["error"], "redirect_uri_mismatch");
+                    assert_eq!(params["state"], "s");
+                    assert!(!params.contains_key("code"), "{location}");
+                }
+            }
+        }
+        // A sub-path with a query of its own is still fine.
+        let sub = encoded("http://example.com/path/sub?x=1");
+        let code = h.code(&format!("client_id=gh&redirect_uri={sub}")).await;
+        assert_eq!(code.len(), 43);
+    }
+}
+
+/// A client built in code can register a URI the clients file would refuse
+/// (a query that already names a response parameter, a fragment). The
+/// authorizer never redirects there: not when it is requested, not as the
+/// fallback when no redirect_uri is sent, not as GitHub's error callback.
+#[tokio::test]
+async fn a_registered_uri_that_cannot_take_the_response_is_never_redirected_to() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::new(dialect);
+        for (id, unusable) in [
+            ("planted-code", "https://planted.example/cb?code=planted"),
+            (
+                "planted-state",
+                "https://planted.example/cb?x=1&STATE=planted",
+            ),
+            ("fragment", "https://planted.example/cb#x"),
+        ] {
+            h.store.insert_client(
+                Client::confidential(id)
+                    .with_secret("s")
+                    .with_redirect_uri(unusable),
+            );
+            let requested = format!(
+                "response_type=code&client_id={id}&redirect_uri={}&state=s",
+                encoded(unusable)
+            );
+            let fallback = format!("response_type=code&client_id={id}&state=s");
+            for query in [requested, fallback] {
+                let e = refuse(&h, &query).await;
+                assert_eq!(e.location(), None, "{query}");
+                assert_eq!(e.error(), "invalid_request", "{query}");
+                let response = e.into_http_response();
+                assert_eq!(response.status(), 400, "{query}");
+                assert_eq!(response.headers().get("location"), None, "{query}");
+            }
+        }
+        // The fallback's refusal says why.
+        let e = refuse(&h, "response_type=code&client_id=planted-code").await;
+        assert!(
+            e.description()
+                .contains("already names code, state or error"),
+            "{e}"
+        );
+        // GitHub picks the first registered URI: when it is unusable, a
+        // later good one is no fallback either, but can still be requested.
+        h.store.insert_client(
+            Client::confidential("first-planted")
+                .with_secret("s")
+                .with_redirect_uri("https://planted.example/cb?error=x")
+                .with_redirect_uri(CB),
+        );
+        if dialect == Dialect::GitHub {
+            let e = refuse(&h, "client_id=first-planted&state=s").await;
+            assert_eq!(e.location(), None);
+        }
+        let e = refuse(
+            &h,
+            "response_type=code&client_id=first-planted&redirect_uri=https%3A%2F%2Fevil.example%2F",
+        )
+        .await;
+        assert_eq!(e.location(), None);
+        h.code(&format!("client_id=first-planted&redirect_uri={CB_ENC}"))
+            .await;
     }
 }

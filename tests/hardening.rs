@@ -298,3 +298,48 @@ async fn a_trailing_slash_on_the_error_uri_base_is_not_doubled() {
             .starts_with("https://docs.github.com/apps/")
     );
 }
+
+// Issue 12 at the token endpoint (row 21): a code bound to no redirect URI
+// may be redeemed with any URI the registration allows, so a path escape
+// (`..;`, double-encoded dots) or a query that already names a response
+// parameter must not count as allowed. The code is not touched.
+#[tokio::test]
+async fn the_token_endpoint_refuses_a_path_escape_or_a_planted_response_parameter() {
+    for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
+        let h = Harness::new(dialect);
+        let code = h.code("client_id=gh").await;
+        let redeem = |uri: &str| {
+            let uri: String = form_urlencoded::byte_serialize(uri.as_bytes()).collect();
+            format!(
+                "grant_type=authorization_code&code={code}&client_id=gh&client_secret=gh-s3cret&redirect_uri={uri}"
+            )
+        };
+        for forged in [
+            "http://example.com/path/..;/other",
+            "http://example.com/path/%252e%252e/other",
+            "http://example.com/path/x%2F..%2F..%2Fother",
+            "http://example.com/path?code=planted",
+            "http://example.com/path/sub?%63ode=planted",
+            "http://oauth.example.com/path?error_description=x",
+        ] {
+            let answer = h.refused(post(&redeem(forged))).await;
+            match dialect {
+                Dialect::Rfc6749 => answer.assert_rfc(400, "invalid_grant"),
+                _ => answer.assert_github("redirect_uri_mismatch"),
+            }
+            assert_eq!(
+                answer.rejection.unwrap().description(),
+                match dialect {
+                    Dialect::Rfc6749 => "the redirect_uri is not registered for this client",
+                    _ =>
+                        "The redirect_uri MUST match the registered callback URL for this application.",
+                },
+                "{forged}"
+            );
+        }
+        let (answer, _) = h
+            .forwarded(post(&redeem("http://example.com/path/sub?x=1")))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+}

@@ -31,6 +31,9 @@ const DEFINED: &[&str] = &[
     "device_code",
 ];
 
+/// The parameters an authorization response adds to the redirect URI.
+const RESPONSE_NAMES: &[&str] = &["code", "state", "error", "error_description", "error_uri"];
+
 /// A form value: any text, form-encoded.
 fn value() -> impl Strategy<Value = String> {
     any::<String>().prop_map(|s| form_urlencoded::byte_serialize(s.as_bytes()).collect())
@@ -67,11 +70,54 @@ proptest! {
         prop_assert!(rejection.description().contains("repeated"));
     }
 
-    /// The exact policy is string equality: nothing else matches.
+    /// The exact policy is string equality: nothing else matches, and equal
+    /// strings without a fragment or a query always do (a query may plant a
+    /// response parameter: the next property).
     #[test]
     fn the_exact_policy_is_string_equality(registered in ".{0,40}", requested in ".{0,40}") {
         let allowed = RedirectPolicy::Exact.allows(&registered, &requested);
-        prop_assert_eq!(allowed, registered == requested && !requested.contains('#'));
+        prop_assert!(!allowed || registered == requested, "{:?} {:?}", registered, requested);
+        prop_assert_eq!(allowed, registered == requested && !requested.contains(['#', '?']));
+    }
+
+    /// No policy allows a redirect URI whose query names a parameter of the
+    /// authorization response, wherever it sits in the query and however
+    /// its name is percent-encoded, not even one equal to the registered
+    /// URI; the same URI without it is allowed, so the name is the reason.
+    #[test]
+    fn no_policy_allows_a_planted_response_parameter(
+        name in proptest::sample::select(&RESPONSE_NAMES[..]),
+        encoded in proptest::collection::vec(any::<bool>(), 17),
+        planted in value(),
+        // Plain values: a relaxed policy refuses a `%5C` wherever it is,
+        // which would make the check on the clean URI fail for another reason.
+        before in proptest::collection::vec(("[a-z_]{1,8}", "[a-z0-9.~-]{0,8}"), 0..3),
+        after in proptest::collection::vec(("[a-z_]{1,8}", "[a-z0-9.~-]{0,8}"), 0..3),
+        sub in "(/[a-z]{1,6}){0,2}",
+        policy in proptest::sample::select(&[RedirectPolicy::Exact, RedirectPolicy::Loopback, RedirectPolicy::GitHub][..]),
+    ) {
+        let spelled: String = name
+            .chars()
+            .zip(&encoded)
+            .map(|(c, &encode)| if encode { format!("%{:02X}", c as u32) } else { c.to_string() })
+            .collect();
+        let others = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs
+                .iter()
+                .filter(|(n, _)| !RESPONSE_NAMES.contains(&n.as_str()))
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect()
+        };
+        let (before, after) = (others(&before), others(&after));
+        let with = [before.clone(), vec![format!("{spelled}={planted}")], after.clone()].concat();
+        let without = [before, after].concat();
+        let registered = "http://127.0.0.1/cb";
+        let requested = format!("http://127.0.0.1:9/cb{sub}?{}", with.join("&"));
+        prop_assert!(!policy.allows(registered, &requested), "{}", requested);
+        prop_assert!(!policy.allows(&requested, &requested), "{}", requested);
+        let clean = format!("http://127.0.0.1:9/cb{sub}?{}", without.join("&"));
+        prop_assert!(RedirectPolicy::GitHub.allows(registered, &clean), "{}", clean);
+        prop_assert!(policy.allows(&clean, &clean), "{}", clean);
     }
 
     /// No relaxed policy allows a URI carrying a backslash, a fragment or

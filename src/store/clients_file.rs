@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::{
     client::{Client, GrantType},
-    redirect::RedirectPolicy,
+    redirect::{self, RedirectPolicy},
 };
 
 #[derive(Deserialize)]
@@ -134,6 +134,20 @@ pub(super) fn parse(json: &str) -> Result<Vec<Client>, ClientsFileError> {
             }) {
                 return Err(fault(&format!(
                     "redirect URI {uri:?} is not an absolute URI without fragment"
+                )));
+            }
+            // Such a URI could never be redirected to (every policy refuses
+            // it), so it is a mistake to say so now rather than at the first
+            // login. The URI is named by its place, not echoed: its query
+            // holds a value written where a code goes.
+            if let Some((position, name)) = entry
+                .redirect_uris
+                .iter()
+                .enumerate()
+                .find_map(|(i, uri)| Some((i, redirect::response_parameter_in(uri)?)))
+            {
+                return Err(fault(&format!(
+                    "redirect URI #{position} names `{name}` in its query, a parameter the authorization response adds itself"
                 )));
             }
             let mut client = if entry.public {
@@ -269,6 +283,14 @@ mod tests {
                 r#"{"clients":[{"client_id":"a","public":true,"redirect_uris":["/relative"]}]}"#,
                 "not an absolute URI",
             ),
+            (
+                r#"{"clients":[{"client_id":"a","public":true,"redirect_uris":["https://a.example/cb","https://a.example/cb?x=1&code=planted"]}]}"#,
+                "redirect URI #1 names `code` in its query",
+            ),
+            (
+                r#"{"clients":[{"client_id":"a","public":true,"redirect_uris":["https://a.example/cb?%73tate=s"]}]}"#,
+                "redirect URI #0 names `state` in its query",
+            ),
             ("not json", "invalid clients file"),
             (
                 r#"{"clients":[{"client_id":"a","public":true,"grant_types":["password"]}]}"#,
@@ -286,6 +308,27 @@ mod tests {
             let err = parse(json).err().unwrap().to_string();
             assert!(err.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn a_planted_response_parameter_is_named_not_echoed() {
+        for policy in ["exact", "loopback", "github"] {
+            let err = parse(&format!(
+                r#"{{"clients":[{{"client_id":"a","public":true,"redirect_policy":"{policy}","redirect_uris":["http://127.0.0.1/cb?error_uri=PLANTED"]}}]}}"#
+            ))
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(err.contains(r#"client #0 ("a")"#), "{err}");
+            assert!(err.contains("`error_uri`"), "{err}");
+            assert!(!err.contains("PLANTED"), "{err}");
+        }
+        // A query without one still loads, and still matches.
+        let clients = parse(
+            r#"{"clients":[{"client_id":"a","public":true,"redirect_uris":["https://a.example/cb?codes=1"]}]}"#,
+        )
+        .unwrap();
+        assert!(clients[0].allows_redirect_uri("https://a.example/cb?codes=1"));
     }
 
     #[test]

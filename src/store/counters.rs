@@ -40,7 +40,6 @@ pub struct MemoryCounters {
 struct Window {
     /// The key's keyed hash, which is also its place in the table.
     key: u64,
-    started: SystemTime,
     ends: SystemTime,
     failures: u32,
 }
@@ -67,7 +66,7 @@ impl MemoryCounters {
             .filter_map(|counter| {
                 let key = self.key(&counter.key);
                 let window = windows.find(key, |window| window.key == key)?;
-                (window.failures >= counter.limit && window.started <= now && now < window.ends)
+                (window.failures >= counter.limit && now < window.ends)
                     .then(|| window.ends.duration_since(now).unwrap_or_default())
             })
             .max()
@@ -80,7 +79,6 @@ impl MemoryCounters {
             let key = self.key(&counter.key);
             let fresh = Window {
                 key,
-                started: now,
                 ends: now.checked_add(counter.window).unwrap_or(now),
                 failures: 0,
             };
@@ -93,9 +91,10 @@ impl MemoryCounters {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => entry.insert(fresh).into_mut(),
             };
-            // An ended window, or one from a clock that went back, starts
-            // anew.
-            if now >= window.ends || now < window.started {
+            // An ended window starts anew. One whose start lies after `now`
+            // is not ended: concurrent failures read the clock before the
+            // lock and arrive out of order, and each must count.
+            if now >= window.ends {
                 *window = fresh;
             }
             window.failures = window.failures.saturating_add(1);
@@ -235,14 +234,19 @@ mod tests {
     }
 
     #[test]
-    fn a_clock_that_goes_back_opens_a_new_window() {
+    fn failures_that_arrive_out_of_clock_order_all_count() {
+        // Concurrent failures read the clock before taking the lock: a
+        // later one may arrive first. Neither resets the other's window.
         let counters = MemoryCounters::default();
-        let app = id("app", 1);
+        let app = id("app", 2);
         counters.fail_now(&[app], t0());
-        let earlier = t0() - Duration::from_secs(1);
-        assert_eq!(counters.locked_now(&[app], earlier), None);
+        let earlier = t0() - Duration::from_millis(5);
         counters.fail_now(&[app], earlier);
-        assert_eq!(counters.locked_now(&[app], earlier), Some(MINUTE));
+        assert_eq!(
+            counters.locked_now(&[app], earlier),
+            Some(MINUTE + Duration::from_millis(5))
+        );
+        assert_eq!(counters.locked_now(&[app], t0()), Some(MINUTE));
     }
 
     #[test]
