@@ -475,7 +475,11 @@ async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGate
             .await
             .map_err(|e| Exit(1, format!("cannot register clients in PostgreSQL: {e}")))?;
     }
-    Ok(gate(postgres, options))
+    // The lockout's counters live in PostgreSQL too: every demo process on
+    // this database enforces one threshold.
+    Ok(gate_with(postgres.clone(), options, |b| {
+        b.lockout_store(postgres)
+    }))
 }
 
 fn gate<S>(store: S, options: &Options) -> TokenGateLayer

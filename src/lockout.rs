@@ -5,8 +5,8 @@
 //! `Retry-After`, without asking any other store.
 //!
 //! Where the counters live is a [`LockoutStore`]: this process's memory by
-//! default, a shared store (Redis) when several processes must enforce one
-//! threshold. Where the peer address comes from is a
+//! default, a shared store (Redis, PostgreSQL) when several processes must
+//! enforce one threshold. Where the peer address comes from is a
 //! [`PeerSource`](crate::peer::PeerSource).
 
 use std::{

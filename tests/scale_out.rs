@@ -1,6 +1,7 @@
 //! Several gate processes, one store: two demo servers share Redis (then
 //! PostgreSQL); codes issued through one are redeemed through both at once,
-//! and each code gives exactly one token.
+//! and each code gives exactly one token; failures counted through either
+//! lock the address out of both.
 //!
 //! Needs the Redis and PostgreSQL servers (`TOKENGATE_REDIS_URL`, default
 //! `redis://127.0.0.1:6379`; `TOKENGATE_POSTGRES_URL`, default
@@ -92,9 +93,25 @@ async fn two_processes_share_redis() {
 async fn two_processes_on_redis_share_one_lockout() {
     let url = std::env::var("TOKENGATE_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let args = ["--store", url.as_str(), "--dialect", "rfc6749"];
+    one_lockout(&url).await;
+}
+
+/// The same on one PostgreSQL database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
+async fn two_processes_on_postgres_share_one_lockout() {
+    let url = std::env::var("TOKENGATE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    one_lockout(&url).await;
+}
+
+/// Ten failures from one address, alternating between two demo processes
+/// on `store`, lock that address out of both; another address redeems.
+async fn one_lockout(store: &str) {
+    let args = ["--store", store, "--dialect", "rfc6749"];
     let (a, b) = (start(&args), start(&args));
-    // Counters in Redis outlive a run: an address of this run's own.
+    // Counters in a shared store outlive a run: an address of this run's
+    // own.
     let mut bytes = [0u8; 3];
     getrandom::fill(&mut bytes).unwrap();
     let peer = format!("127.{}.{}.{}", bytes[0], bytes[1], bytes[2].max(2));

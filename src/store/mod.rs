@@ -376,12 +376,15 @@ pub struct Counter<'a> {
 /// Keeps the brute-force defences' failure counters, so that every gate
 /// process that shares the store enforces one threshold.
 ///
-/// The default is in-process ([`MemoryCounters`]); a shared store (Redis)
-/// makes N processes count as one. What every backend must guarantee:
+/// The default is in-process ([`MemoryCounters`]); a shared store (Redis,
+/// PostgreSQL) makes N processes count as one. What every backend must
+/// guarantee:
 ///
 /// - **Fixed windows.** A counter's window opens with its first failure and
-///   lasts [`Counter::window`]; when it ends, the counter is gone (it
-///   expires by itself: nothing has to sweep it).
+///   lasts [`Counter::window`]; when it ends, the counter is gone: no check
+///   sees it, the next failure starts from nothing, and the store forgets
+///   it by itself (an expiry, a sweep of its own), never asked to by the
+///   gate.
 /// - **Atomic counting.** Concurrent [`fail`](Self::fail)s on one key are
 ///   all counted.
 /// - **One round trip.** Each call touches every counter it is given at

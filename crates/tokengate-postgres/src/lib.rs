@@ -1,5 +1,6 @@
-//! A PostgreSQL store for [`tokengate`]: clients, codes, refresh tokens and
-//! device authorizations in tables shared by every gate process.
+//! A PostgreSQL store for [`tokengate`]: clients, codes, refresh tokens,
+//! device authorizations and the lockout's failure counters in tables
+//! shared by every gate process.
 //!
 //! Built on `tokengate`'s public store contract
 //! ([`tokengate::store`]) alone. Each claim, confirmation and release is one
@@ -8,6 +9,14 @@
 //! core's own rules ([`DeviceRecord::poll`]) inside a transaction holding
 //! the row lock.
 //!
+//! As a [`LockoutStore`] (`Builder::lockout_store`), it keeps the
+//! brute-force defences' counters in `tokengate_lockout`, so every process
+//! enforces one threshold: a check is one `SELECT` over all its counters, a
+//! failure one `INSERT .. ON CONFLICT DO UPDATE` that counts atomically under
+//! the row lock. Windows follow the gate's clock; ended ones count as gone
+//! and are deleted by the same [`sweep`](PostgresStore::sweep) as expired
+//! codes.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokengate::StoreError> {
 //! use tokengate::TokenGateLayer;
@@ -15,7 +24,14 @@
 //!
 //! let store = PostgresStore::connect("postgres://127.0.0.1/test").await?;
 //! store.migrate().await?; // creates or upgrades the tokengate_* tables
-//! let layer = TokenGateLayer::new(store);
+//! let layer = TokenGateLayer::new(store.clone());
+//!
+//! // The lockout's counters in the same database, shared by every process:
+//! let layer = TokenGateLayer::builder()
+//!     .store(store.clone())
+//!     .issuer("https://auth.example.com")
+//!     .lockout_store(store)
+//!     .build();
 //! # Ok(()) }
 //! ```
 
@@ -40,8 +56,8 @@ use tokengate::{
     device::{DEVICE_TOMBSTONE, DeviceDecision, DeviceRecord, DeviceStatus, PollOutcome},
     refresh::RefreshRecord,
     store::{
-        Claim, ClientStore, CodeKey, CodeStore, DeviceStore, Lookup, Redemption, RefreshStore,
-        StoreError,
+        Claim, ClientStore, CodeKey, CodeStore, Counter, DeviceStore, LockoutStore, Lookup,
+        Redemption, RefreshStore, StoreError,
     },
 };
 
@@ -53,6 +69,7 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_tokengate.sql")),
     (2, include_str!("../migrations/0002_claims.sql")),
+    (3, include_str!("../migrations/0003_lockout.sql")),
 ];
 
 /// How often expired rows are swept, at most, per process.
@@ -62,7 +79,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// of concurrent processes.
 const MIGRATION_LOCK: i64 = 0x746f_6b65_6e67_6174; // "tokengat"
 
-/// Clients, codes, refresh tokens and device codes on PostgreSQL.
+/// Clients, codes, refresh tokens, device codes and failure counters on
+/// PostgreSQL.
 ///
 /// Connections come from a pool that re-connects by itself after an outage;
 /// every call is bounded by a timeout ([`DEFAULT_STORE_TIMEOUT`]), after which
@@ -191,9 +209,10 @@ impl PostgresStore {
         .await
     }
 
-    /// Deletes every row past its expiry (replay markers included) and every
-    /// revocation that outlived its family. Runs by itself, at most every
-    /// 30 s per process, when something is issued.
+    /// Deletes every row past its expiry (replay markers included), every
+    /// revocation that outlived its family, and every failure counter whose
+    /// window ended. Runs by itself, at most every 30 s per process, when
+    /// something is issued or a failure is counted.
     pub async fn sweep(&self) -> Result<(), StoreError> {
         let now = millis(self.inner.clock.now());
         self.bounded("sweep", async {
@@ -223,8 +242,19 @@ impl PostgresStore {
             )
                 .bind(now)
                 .execute(&self.inner.pool)
-                .await
-                .map(drop)
+                .await?;
+            // Ended failure counters. Rows a failure holds are skipped (the
+            // failure restarts them anyway, and the next sweep finds them
+            // if they end again), so the sweep never waits on a failure,
+            // and the two never deadlock over rows locked in other orders.
+            sqlx::query(
+                "DELETE FROM tokengate_lockout WHERE key IN
+                 (SELECT key FROM tokengate_lockout WHERE ends_ms <= $1 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(now)
+            .execute(&self.inner.pool)
+            .await
+            .map(drop)
         })
         .await
     }
@@ -699,5 +729,97 @@ impl DeviceStore for PostgresStore {
             })
             .await?;
         Ok(decided)
+    }
+}
+
+/// The lockout's and the user-code limits' counters, shared by every gate
+/// process on this database, one row per counter in `tokengate_lockout`.
+///
+/// Each check and each failure is one statement for all its counters (one
+/// round trip), on the gate's clock (the `now` it passes) like every other
+/// expiry in this store. A failure is an `INSERT .. ON CONFLICT DO UPDATE`:
+/// the row lock orders concurrent failures on one counter, and each counts.
+/// A row whose window ended counts as gone: no check sees it, the next
+/// failure starts it anew, and the sweep deletes it (a failure runs the
+/// sweep when it is due, as an issue does, so counters written while
+/// nothing is issued go too; that failure then takes the sweep's
+/// statements on top of its own).
+///
+/// Unlike [`MemoryCounters`](tokengate::store::MemoryCounters), the table
+/// has no cap: it holds the counters of every peer that failed within the
+/// last window, and disk is what bounds it.
+impl LockoutStore for PostgresStore {
+    async fn locked(
+        &self,
+        counters: &[Counter<'_>],
+        now: SystemTime,
+    ) -> Result<Option<Duration>, StoreError> {
+        if counters.is_empty() {
+            return Ok(None);
+        }
+        let names: Vec<String> = counters.iter().map(|c| c.key.name()).collect();
+        let limits: Vec<i64> = counters.iter().map(|c| i64::from(c.limit)).collect();
+        let now = millis(now);
+        let ends: Option<i64> = self
+            .bounded("lockout check", async {
+                sqlx::query_scalar(
+                    "SELECT max(t.ends_ms)
+                     FROM unnest($1::text[], $2::bigint[]) AS c(key, lim)
+                     JOIN tokengate_lockout t ON t.key = c.key
+                     WHERE t.failures >= c.lim AND t.ends_ms > $3",
+                )
+                .bind(&names)
+                .bind(&limits)
+                .bind(now)
+                .fetch_one(&self.inner.pool)
+                .await
+            })
+            .await?;
+        Ok(ends.map(|ends| Duration::from_millis(u64::try_from(ends - now).unwrap_or(0))))
+    }
+
+    async fn fail(&self, counters: &[Counter<'_>], now: SystemTime) -> Result<(), StoreError> {
+        if counters.is_empty() {
+            return Ok(());
+        }
+        self.sweep_if_due().await?;
+        let now = millis(now);
+        let names: Vec<String> = counters.iter().map(|c| c.key.name()).collect();
+        let ends: Vec<i64> = counters
+            .iter()
+            .map(|c| now.saturating_add(millis_of(c.window)))
+            .collect();
+        // GROUP BY: a key given twice counts twice, as on the other stores,
+        // and stays one row (ON CONFLICT cannot touch a row twice in one
+        // statement). ORDER BY: every failure locks its rows in the same
+        // order, so two failures on the same keys never deadlock. The SET
+        // expressions all read the row as it was: an ended window starts
+        // anew with this statement's failures. Only its end ends it: a
+        // window that "started after now" is no sign of a clock gone back
+        // here, since concurrent failures (of one process or of several,
+        // whose clocks differ by a little) reach the row out of the order
+        // of their `now`, and restarting on that would drop live counts.
+        self.bounded("lockout count", async {
+            sqlx::query(
+                "INSERT INTO tokengate_lockout AS t (key, failures, started_ms, ends_ms)
+                 SELECT c.key, count(*), $3, max(c.ends)
+                 FROM unnest($1::text[], $2::bigint[]) AS c(key, ends)
+                 GROUP BY c.key ORDER BY c.key
+                 ON CONFLICT (key) DO UPDATE SET
+                   failures = CASE WHEN t.ends_ms <= $3 THEN excluded.failures
+                     ELSE LEAST(t.failures::bigint + excluded.failures, 2147483647)::integer END,
+                   started_ms = CASE WHEN t.ends_ms <= $3 THEN excluded.started_ms
+                     ELSE t.started_ms END,
+                   ends_ms = CASE WHEN t.ends_ms <= $3 THEN excluded.ends_ms
+                     ELSE t.ends_ms END",
+            )
+            .bind(&names)
+            .bind(&ends)
+            .bind(now)
+            .execute(&self.inner.pool)
+            .await
+            .map(drop)
+        })
+        .await
     }
 }

@@ -5,12 +5,19 @@
 //! `postgres://postgres@127.0.0.1:5432/test`): without one these tests
 //! fail, they never skip. Every value the suite writes is random per run.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use tokio::sync::Mutex;
 
 use tokengate::{
-    clock::ManualClock,
+    clock::{Clock, ManualClock},
+    store::{Counter, CounterKey, LockoutStore},
     testing::conformance::{self, Relay},
 };
 use tokengate_postgres::PostgresStore;
@@ -29,7 +36,7 @@ fn authority(url: &str) -> &str {
 
 /// One test at a time: the suite moves its store's clock hours ahead, and
 /// that store sweeps what it takes for expired rows out of the shared
-/// tables, another test's live code included.
+/// tables, another test's live code or failure counter included.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 async fn store(url: &str, timeout: Duration, clock: &ManualClock) -> PostgresStore {
@@ -76,4 +83,289 @@ async fn outage_and_recovery() {
     let relayed = url.replacen(authority(&url), relay.addr(), 1);
     let store = store(&relayed, timeout, &clock).await;
     conformance::outage_and_recovery(store, clock, &relay, timeout).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_store() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let store = migrated(&ManualClock::new()).await;
+    conformance::lockout_store_contract(store).await;
+}
+
+/// Ended windows do not pile up: the sweep deletes their rows, and leaves
+/// a live window (and its lockout) alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_deletes_ended_counters() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let clock = ManualClock::new();
+    let store = migrated(&clock).await;
+    let (ended, live) = (fresh_id(), fresh_id());
+    let ended = Counter {
+        key: CounterKey::Client(&ended),
+        limit: 1,
+        window: Duration::from_secs(1),
+    };
+    let live = Counter {
+        key: CounterKey::Client(&live),
+        limit: 1,
+        window: Duration::from_secs(600),
+    };
+    store
+        .fail(&[ended, live], clock.now())
+        .await
+        .expect("PostgreSQL is up");
+    assert_eq!(rows(&[ended, live]).await, 2, "one row per counter");
+
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        store.locked(&[ended], clock.now()).await.expect("up"),
+        None,
+        "an ended window locks nothing, swept or not"
+    );
+    store.sweep().await.expect("PostgreSQL is up");
+    assert_eq!(rows(&[ended]).await, 0, "the ended counter is swept");
+    assert_eq!(rows(&[live]).await, 1, "the live one stays");
+    assert!(
+        store
+            .locked(&[live], clock.now())
+            .await
+            .expect("up")
+            .is_some(),
+        "and still locks"
+    );
+}
+
+/// A key given twice in one call counts twice (as on the memory and Redis
+/// stores) instead of failing the statement; failures naming the same keys
+/// in opposite orders, all at once, neither deadlock nor lose a count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_keys_and_crossed_orders() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let clock = ManualClock::new();
+    let store = migrated(&clock).await;
+    fn counter(id: &str, limit: u32) -> Counter<'_> {
+        Counter {
+            key: CounterKey::Client(id),
+            limit,
+            window: Duration::from_secs(600),
+        }
+    }
+    let twice = fresh_id();
+    store
+        .fail(&[counter(&twice, 1), counter(&twice, 1)], clock.now())
+        .await
+        .expect("a key given twice is no error");
+    let locked = async |id: &str, limit| {
+        store
+            .locked(&[counter(id, limit)], clock.now())
+            .await
+            .expect("PostgreSQL is up")
+    };
+    assert!(locked(&twice, 2).await.is_some(), "two counted");
+    assert_eq!(locked(&twice, 3).await, None, "not three");
+
+    let (a, b): (Arc<str>, Arc<str>) = (fresh_id().into(), fresh_id().into());
+    let failures = (0..64).map(|i| {
+        let (store, a, b, now) = (store.clone(), a.clone(), b.clone(), clock.now());
+        tokio::spawn(async move {
+            let (a, b) = (counter(&a, 1), counter(&b, 1));
+            let counters = if i % 2 == 0 { [a, b] } else { [b, a] };
+            store.fail(&counters, now).await
+        })
+    });
+    for failure in failures.collect::<Vec<_>>() {
+        failure
+            .await
+            .expect("no panic")
+            .expect("no deadlock, no error");
+    }
+    for id in [&a, &b] {
+        assert!(locked(id, 64).await.is_some(), "64 counted");
+        assert_eq!(locked(id, 65).await, None, "not 65");
+    }
+}
+
+/// Failures reach the row out of the order of their `now` (concurrent
+/// requests, processes whose clocks differ by a little): each counts, and
+/// none restarts the window as if the clock had gone back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_out_of_clock_order_all_count() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let clock = ManualClock::new();
+    let store = migrated(&clock).await;
+    let id = fresh_id();
+    let counter = |limit| Counter {
+        key: CounterKey::Client(&id),
+        limit,
+        window: Duration::from_secs(600),
+    };
+    let now = clock.now();
+    for at in [
+        now + Duration::from_millis(5),
+        now,
+        now + Duration::from_millis(2),
+    ] {
+        store
+            .fail(&[counter(3)], at)
+            .await
+            .expect("PostgreSQL is up");
+    }
+    let wait = store
+        .locked(&[counter(3)], now)
+        .await
+        .expect("PostgreSQL is up")
+        .expect("three failures reach a limit of three");
+    assert_eq!(
+        wait,
+        Duration::from_secs(600) + Duration::from_millis(5),
+        "the window the first failure to arrive opened"
+    );
+}
+
+/// With the server hung (connections open, no answer), a check and a
+/// failure each answer an error (the gate fails closed on it) within the
+/// store's timeout instead of waiting for it; once the server answers
+/// again, so do they.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_calls_are_bounded_by_the_timeout() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let url = url();
+    let clock = ManualClock::new();
+    migrated(&clock).await;
+    let relay = StallingRelay::start(authority(&url)).await;
+    let timeout = Duration::from_millis(500);
+    let relayed = url.replacen(authority(&url), &relay.addr, 1);
+    let store = store(&relayed, timeout, &clock).await;
+    let id = fresh_id();
+    let counters = [Counter {
+        key: CounterKey::Client(&id),
+        limit: 1,
+        window: Duration::from_secs(600),
+    }];
+    // Connected, and the sweep this first failure runs is done: each call
+    // below waits on its own statement alone.
+    store
+        .fail(&counters, clock.now())
+        .await
+        .expect("PostgreSQL is up");
+    relay.stall(true).await;
+    let bound = timeout + Duration::from_millis(400);
+    for _ in 0..2 {
+        let started = Instant::now();
+        let locked = tokio::time::timeout(bound * 4, store.locked(&counters, clock.now()))
+            .await
+            .expect("a check with the server hung must not hang");
+        assert!(locked.is_err(), "a check with the server hung: {locked:?}");
+        assert!(
+            started.elapsed() < bound,
+            "the check took {:?}",
+            started.elapsed()
+        );
+        let started = Instant::now();
+        let failed = tokio::time::timeout(bound * 4, store.fail(&counters, clock.now()))
+            .await
+            .expect("a failure with the server hung must not hang");
+        assert!(
+            failed.is_err(),
+            "a failure with the server hung: {failed:?}"
+        );
+        assert!(
+            started.elapsed() < bound,
+            "the failure took {:?}",
+            started.elapsed()
+        );
+    }
+    relay.stall(false).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.locked(&counters, clock.now()).await {
+            Ok(wait) => {
+                assert!(wait.is_some(), "the failure before the stall still counts");
+                break;
+            }
+            Err(error) => assert!(
+                Instant::now() < deadline,
+                "the store did not come back within 10 s: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A TCP relay in front of the server that can stall: while stalled, no
+/// byte goes either way and connections stay open, as with a server that
+/// hangs (a cut connection fails at once and proves no timeout). Stalled
+/// connections stay stalled; new ones relay again once the stall ends.
+struct StallingRelay {
+    addr: String,
+    stalled: Arc<AtomicBool>,
+}
+
+impl StallingRelay {
+    async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
+        let addr = listener.local_addr().expect("its address").to_string();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let (flag, target) = (Arc::clone(&stalled), target.to_owned());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (flag, target) = (Arc::clone(&flag), target.clone());
+                tokio::spawn(async move {
+                    if flag.load(Ordering::SeqCst) {
+                        // Accepted, never answered.
+                        std::future::pending::<()>().await;
+                    }
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        () = async {
+                            while !flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        } => std::future::pending::<()>().await,
+                    }
+                });
+            }
+        });
+        Self { addr, stalled }
+    }
+
+    async fn stall(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::SeqCst);
+        // Let the relay's tasks see it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn migrated(clock: &ManualClock) -> PostgresStore {
+    let store = store(&url(), Duration::from_secs(5), clock).await;
+    store
+        .migrate()
+        .await
+        .expect("PostgreSQL must be reachable for this suite");
+    store
+}
+
+/// A client id no other run shares.
+fn fresh_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("randomness");
+    hex::encode(bytes)
+}
+
+/// How many of `counters` have a row, read straight from the table.
+async fn rows(counters: &[Counter<'_>]) -> i64 {
+    let pool = sqlx::PgPool::connect(&url())
+        .await
+        .expect("PostgreSQL is up");
+    let names: Vec<String> = counters.iter().map(|c| c.key.name()).collect();
+    sqlx::query_scalar("SELECT count(*) FROM tokengate_lockout WHERE key = ANY($1)")
+        .bind(&names)
+        .fetch_one(&pool)
+        .await
+        .expect("the lockout table exists")
 }
