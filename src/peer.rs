@@ -155,7 +155,11 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
             .then_some(value.trim())
     })?;
     let value = value.trim_matches('"');
-    // `for="[2001:db8::1]:4711"`, `for=192.0.2.60:8080`, `for=192.0.2.60`.
+    // `for="[2001:db8::1]:4711"`, `for=192.0.2.60:8080`, `for=192.0.2.60`,
+    // and a bare IPv6 address some proxies write unbracketed.
+    if let Ok(ip) = value.parse() {
+        return Some(ip);
+    }
     if let Some(rest) = value.strip_prefix('[') {
         return rest.split_once(']')?.0.parse().ok();
     }
@@ -251,6 +255,8 @@ mod tests {
         let hidden = parts(&[("forwarded", "for=_hidden, for=unknown")]);
         assert_eq!(PeerSource::forwarded(1).find(&hidden), None);
         assert_eq!(PeerSource::forwarded(2).find(&hidden), None);
+        let bare_v6 = parts(&[("forwarded", r#"for="2001:db8::7""#)]);
+        assert_eq!(PeerSource::forwarded(1).find(&bare_v6), ip("2001:db8::7"));
         let no_for = parts(&[("forwarded", "proto=https")]);
         assert_eq!(PeerSource::forwarded(1).find(&no_for), None);
     }
