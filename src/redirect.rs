@@ -521,7 +521,7 @@ mod tests {
             for query in [
                 format!("{name}=evil"),
                 format!("{name}="),
-                format!("{name}"),
+                name.clone(),
                 format!("x=1&{name}=evil"),
                 format!("{name}=evil&x=1"),
                 // Older parsers (Python before 3.9.2) split at `;` too.

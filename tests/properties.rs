@@ -86,7 +86,7 @@ proptest! {
     /// URI; the same URI without it is allowed, so the name is the reason.
     #[test]
     fn no_policy_allows_a_planted_response_parameter(
-        name in proptest::sample::select(&RESPONSE_NAMES[..]),
+        name in proptest::sample::select(RESPONSE_NAMES),
         encoded in proptest::collection::vec(any::<bool>(), 17),
         planted in value(),
         // Plain values: a relaxed policy refuses a `%5C` wherever it is,
