@@ -521,7 +521,7 @@ mod tests {
             for query in [
                 format!("{name}=evil"),
                 format!("{name}="),
-                name.to_string(),
+                name.clone(),
                 format!("x=1&{name}=evil"),
                 format!("{name}=evil&x=1"),
                 // Older parsers (Python before 3.9.2) split at `;` too.
@@ -582,6 +582,11 @@ mod tests {
             "x=1%3Bcode%3D1",
             "c=ode",
             "cod=e",
+            // `.` and a space stand only for `_`, not for any letter.
+            "c.de=1",
+            "co+e=1",
+            ".....=1",
+            "error.description.=1",
         ] {
             let uri = format!("{CB}?{query}");
             assert!(Exact.allows(&uri, &uri), "{uri}");
