@@ -130,20 +130,18 @@ fn connection(parts: &Parts) -> Option<IpAddr> {
 }
 
 /// The `hops`-th comma-separated entry from the right, over every line of
-/// the header in order (a proxy may add a line instead of appending).
+/// the header in order (a proxy may add a line instead of appending). Only
+/// that entry must be text: what lies to its left was written by the client,
+/// and a byte there that is not visible ASCII must not cost the request its
+/// peer (nginx appends to the client's own line).
 fn nth_from_right<'a>(headers: &'a HeaderMap, name: &str, hops: usize) -> Option<&'a str> {
-    let mut entries: Vec<&str> = Vec::new();
+    let mut entries: Vec<&[u8]> = Vec::new();
     for line in headers.get_all(name) {
-        // A line that is not visible ASCII was not written by a proxy of
-        // ours: no peer, rather than a guess.
-        let line = line.to_str().ok()?;
-        entries.extend(line.split(',').map(str::trim));
+        entries.extend(line.as_bytes().split(|byte| *byte == b','));
     }
     let index = entries.len().checked_sub(hops)?;
-    entries
-        .get(index)
-        .copied()
-        .filter(|entry| !entry.is_empty())
+    let entry = std::str::from_utf8(entries.get(index)?).ok()?.trim();
+    (!entry.is_empty()).then_some(entry)
 }
 
 /// The address of a `Forwarded` element's `for=` pair.
@@ -168,14 +166,21 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
 }
 
 /// The address a counter is kept under: an IPv4 address as itself (an
-/// IPv4-mapped IPv6 address as its IPv4 address), an IPv6 address as its
-/// /64, since one subscriber usually holds a whole /64 and could otherwise
-/// rotate through addresses for a fresh budget each time.
+/// IPv4-mapped IPv6 address, or one translated by NAT64's well-known prefix
+/// `64:ff9b::/96`, as its IPv4 address: every IPv4 user behind a translator
+/// shares that /64), any other IPv6 address as its /64, since one
+/// subscriber usually holds a whole /64 and could otherwise rotate through
+/// addresses for a fresh budget each time.
 pub(crate) fn bucket(ip: IpAddr) -> IpAddr {
+    const NAT64: u128 = 0x0064_ff9b_u128 << 96;
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
+            None if u128::from(v6) >> 32 == NAT64 >> 32 => {
+                // The low 32 bits are the IPv4 address.
+                IpAddr::V4(std::net::Ipv4Addr::from(u128::from(v6) as u32))
+            }
             None => {
                 let prefix = u128::from(v6) & !((1u128 << 64) - 1);
                 IpAddr::V6(Ipv6Addr::from(prefix))
@@ -235,6 +240,24 @@ mod tests {
             PeerSource::x_forwarded_for(0).find(&request),
             ip("10.0.0.2")
         );
+        // What the client wrote left of the trusted entries may hold any
+        // byte: the peer is still found.
+        let mut dirty = parts(&[]);
+        dirty.headers.insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"6.6.6.\x80, 203.0.113.9").unwrap(),
+        );
+        assert_eq!(
+            PeerSource::x_forwarded_for(1).find(&dirty),
+            ip("203.0.113.9")
+        );
+        assert_eq!(PeerSource::x_forwarded_for(2).find(&dirty), None);
+        let mut dirty = parts(&[]);
+        dirty.headers.insert(
+            "forwarded",
+            http::HeaderValue::from_bytes(b"for=\xff, for=203.0.113.9").unwrap(),
+        );
+        assert_eq!(PeerSource::forwarded(1).find(&dirty), ip("203.0.113.9"));
         let garbage = parts(&[("x-forwarded-for", "1.2.3.4, not-an-ip")]);
         assert_eq!(PeerSource::x_forwarded_for(1).find(&garbage), None);
         assert_eq!(PeerSource::x_forwarded_for(1).find(&parts(&[])), None);
@@ -281,6 +304,15 @@ mod tests {
         assert_eq!(
             bucket("::ffff:192.0.2.7".parse().unwrap()),
             "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+        // NAT64's well-known prefix: one bucket per translated IPv4 user.
+        assert_eq!(
+            bucket("64:ff9b::c000:207".parse().unwrap()),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(
+            bucket("64:ff9b::c000:207".parse().unwrap()),
+            bucket("64:ff9b::c000:208".parse().unwrap())
         );
         assert_eq!(
             bucket("192.0.2.7".parse().unwrap()),

@@ -133,6 +133,8 @@ pub(crate) fn response_parameter_in(uri: &str) -> Option<&'static str> {
 }
 
 fn response_parameter(name: &str) -> Option<&'static str> {
+    // PHP ends a name at its first NUL (`code%00` is `code` there).
+    let name = name.split('\0').next().unwrap_or(name);
     let name = name.trim_start_matches(' ');
     let name = name.split_once('[').map_or(name, |(head, _)| head);
     RESPONSE_PARAMETERS.into_iter().find(|reserved| {
@@ -285,10 +287,30 @@ fn path_within(registered: &str, requested: &str) -> bool {
     if requested == registered {
         return true;
     }
+    // Beyond the registration itself, nothing that a lenient decoder could
+    // fold into a separator: an encoded NUL, IIS's `%u` form, or any
+    // encoded byte above ASCII (overlong UTF-8 such as `%c0%ae`, or a
+    // full-width dot that NFKC turns into `.`).
+    if has_lenient_encoding(&lower) {
+        return false;
+    }
     let base = registered.trim_end_matches('/');
     requested
         .strip_prefix(base)
         .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// An encoded NUL, a `%u` escape, or an encoded byte of 0x80 or more in a
+/// lower-cased path.
+fn has_lenient_encoding(lower: &str) -> bool {
+    lower.match_indices('%').any(|(at, _)| {
+        let after = &lower.as_bytes()[at + 1..];
+        match after {
+            [b'u', ..] | [b'0', b'0', ..] => true,
+            [high, ..] => matches!(high, b'8'..=b'9' | b'a'..=b'f'),
+            [] => false,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -438,6 +460,37 @@ mod tests {
     }
 
     #[test]
+    fn github_rule_refuses_encodings_a_lenient_decoder_folds_into_dots() {
+        let registered = "https://client.example.com/cb";
+        for requested in [
+            "https://client.example.com/cb/%c0%ae%c0%ae/evil",
+            "https://client.example.com/cb/%e0%80%ae%e0%80%ae/evil",
+            "https://client.example.com/cb/%u002e%u002e/evil",
+            "https://client.example.com/cb/%EF%BC%8E%EF%BC%8E/evil",
+            "https://client.example.com/cb/%E2%80%A5/evil",
+            "https://client.example.com/cb/..%00/evil",
+            "https://client.example.com/cb/x%00",
+        ] {
+            assert!(!GitHub.allows(registered, requested), "{requested}");
+        }
+        // Plain ASCII below the registration, and a registration that is
+        // itself non-ASCII requested exactly, still pass.
+        assert!(GitHub.allows(registered, "https://client.example.com/cb/a%41-b"));
+        let unicode = "https://client.example.com/caf%C3%A9";
+        assert!(GitHub.allows(unicode, unicode));
+        assert!(!GitHub.allows(unicode, "https://client.example.com/caf%C3%A9/x%C3%A9"));
+    }
+
+    #[test]
+    fn a_nul_ends_a_response_parameter_name_as_php_reads_it() {
+        for query in ["code%00=evil", "error%00x=access_denied", "state%00=x"] {
+            let uri = format!("https://client.example.com/cb?{query}");
+            assert!(!GitHub.allows(CB, &uri), "{uri}");
+            assert!(!Exact.allows(&uri, &uri), "{uri}");
+        }
+    }
+
+    #[test]
     fn github_rule_refuses_path_parameters_and_encoded_separators() {
         let cb = "http://example.com/path";
         for bad in [
@@ -463,10 +516,11 @@ mod tests {
         ] {
             assert!(!GitHub.allows(cb, bad), "{bad}");
         }
-        // Other encodings stay allowed, and so does anything in the query,
-        // which names no path.
+        // Encoded bytes above ASCII go too (a lenient decoder may fold
+        // them into a dot); other encodings stay allowed, and so does
+        // anything in the query, which names no path.
+        assert!(!GitHub.allows(cb, "http://example.com/path/caf%C3%A9"));
         for good in [
-            "http://example.com/path/caf%C3%A9",
             "http://example.com/path/a%20b",
             "http://example.com/path/x?v=a;b",
             "http://example.com/path/x?v=%25%2e%2f%3b",

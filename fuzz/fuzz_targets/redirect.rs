@@ -89,6 +89,17 @@ fuzz_target!(|data: &[u8]| {
                     "github allows {encoded} in the path"
                 );
             }
+            // Below the registered path: nothing a lenient decoder folds
+            // into a dot (an encoded NUL, `%u`, an encoded byte above ASCII).
+            if path_of(requested) != path_of(registered) {
+                let lenient = path.match_indices('%').any(|(at, _)| {
+                    matches!(
+                        path.as_bytes().get(at + 1..at + 3),
+                        Some([b'u', _]) | Some([b'0', b'0']) | Some([b'8'..=b'9' | b'a'..=b'f', _])
+                    )
+                });
+                assert!(!lenient, "github allows a lenient encoding below the path");
+            }
         }
     }
 });
