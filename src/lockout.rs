@@ -123,7 +123,7 @@ impl Lockout {
 
     /// How many keys the in-process counters track at most (default
     /// [`DEFAULT_LOCKOUT_CAPACITY`]); a shared
-    /// [`LockoutStore`](crate::store::LockoutStore) has bounds of its own.
+    /// [`LockoutStore`] has bounds of its own.
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
