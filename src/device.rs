@@ -197,3 +197,37 @@ impl fmt::Debug for Devices {
         f.debug_struct("Devices").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_never_zero() {
+        let secs = |retry_after| VerifyError::TooManyGuesses { retry_after }.retry_after_secs();
+        assert_eq!(secs(Duration::from_secs(3600)), Some(3600));
+        // A fraction of a second more is one second more: never an
+        // invitation to retry before the window ends.
+        assert_eq!(secs(Duration::from_millis(1500)), Some(2));
+        assert_eq!(secs(Duration::from_nanos(1)), Some(1));
+        assert_eq!(secs(Duration::ZERO), Some(1));
+        let store = VerifyError::Store(StoreError::new("counters down"));
+        assert_eq!(store.retry_after_secs(), None);
+    }
+
+    #[test]
+    fn a_verify_error_says_what_happened_and_keeps_the_store_error() {
+        let guesses = VerifyError::TooManyGuesses {
+            retry_after: Duration::from_secs(5),
+        };
+        assert_eq!(guesses.to_string(), "too many failed user codes");
+        assert!(guesses.source().is_none());
+        let store = VerifyError::from(StoreError::new("counters down"));
+        assert_eq!(store.to_string(), "counters down");
+        let source = store.source().expect("the store error is the source");
+        assert_eq!(source.to_string(), "counters down");
+        assert!(matches!(store, VerifyError::Store(_)));
+    }
+}

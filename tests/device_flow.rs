@@ -457,6 +457,79 @@ async fn failed_user_codes_are_limited_per_peer() {
     );
 }
 
+/// A wrong code is a guess whichever verb carries it: failed approvals and
+/// denials (a code that matches nothing, or is not a user code at all)
+/// count against the peer like failed look-ups, and successful ones cost
+/// nothing, however many.
+#[tokio::test]
+async fn failed_approvals_and_denials_count_and_successful_ones_do_not() {
+    use tokengate::device::{UserCodeLimits, VerifyError};
+    let h = Harness::with(Dialect::Rfc6749, |b| {
+        b.user_code_limits(Some(UserCodeLimits::new(3, Duration::from_secs(60))))
+    });
+    let devices = h.layer.devices();
+    let peer = Some("203.0.113.5".parse().unwrap());
+    for _ in 0..4 {
+        let (_, user_code) = start(&h, "tv", "").await;
+        assert!(devices.approve(&user_code, "alice", peer).await.unwrap());
+        let (_, user_code) = start(&h, "tv", "").await;
+        assert!(devices.deny(&user_code, peer).await.unwrap());
+    }
+    assert!(!devices.approve("BCDF-GHJK", "mallory", peer).await.unwrap());
+    assert!(!devices.deny("BCDF-GHJK", peer).await.unwrap());
+    assert!(
+        !devices
+            .approve("not a code", "mallory", peer)
+            .await
+            .unwrap()
+    );
+    // Three failures: the limit. A real code is refused now.
+    let (_, user_code) = start(&h, "tv", "").await;
+    match devices.approve(&user_code, "alice", peer).await {
+        Err(VerifyError::TooManyGuesses { retry_after }) => {
+            assert_eq!(retry_after, Duration::from_secs(60));
+        }
+        other => panic!("expected TooManyGuesses, got {other:?}"),
+    }
+    // Another peer approves it.
+    let other = Some("198.51.100.1".parse().unwrap());
+    assert!(devices.approve(&user_code, "alice", other).await.unwrap());
+}
+
+/// The verification page finds the browser's address the way the gate
+/// finds a token request's: the configured peer source, the connection by
+/// default.
+#[tokio::test]
+async fn the_verification_side_finds_the_peer_as_the_gate_does() {
+    use tokengate::peer::PeerSource;
+    let page = |forwarded: &str| {
+        let request = from_peer(
+            http::Request::get("/device")
+                .header("x-forwarded-for", forwarded)
+                .body(())
+                .unwrap(),
+            "192.0.2.44",
+        );
+        request.into_parts().0
+    };
+    let h = Harness::with(Dialect::Rfc6749, |b| b.peer(PeerSource::x_forwarded_for(1)));
+    let devices = h.layer.devices();
+    assert_eq!(
+        devices.peer(&page("10.0.0.1, 203.0.113.9")),
+        Some("203.0.113.9".parse().unwrap())
+    );
+    let h = Harness::new(Dialect::Rfc6749);
+    let devices = h.layer.devices();
+    assert_eq!(
+        devices.peer(&page("203.0.113.9")),
+        Some("192.0.2.44".parse().unwrap())
+    );
+    let (without, ()) = http::Request::get("/device").body(()).unwrap().into_parts();
+    assert_eq!(devices.peer(&without), None);
+    // Its Debug output shows nothing of the stores behind it.
+    assert_eq!(format!("{devices:?}"), "Devices { .. }");
+}
+
 #[tokio::test]
 async fn user_code_limits_can_add_a_total_or_be_turned_off() {
     use tokengate::device::{UserCodeLimits, VerifyError};

@@ -300,4 +300,27 @@ mod tests {
         fail_times(&counters, id("victim", 10), 5, t0());
         assert!(counters.locked_now(&[id("victim", 10)], t0()).is_some());
     }
+
+    /// The bound is exact: a full table of eight frees down to
+    /// 8 - 8/4 - 1 = 5 keys, the five with the most failures, so that with
+    /// the new key it is three quarters full. Eight distinct failure counts
+    /// make every level visible.
+    #[test]
+    fn a_full_table_keeps_the_busiest_and_ends_three_quarters_full() {
+        let counters = MemoryCounters::new(8);
+        let names = ["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"];
+        for (failures, name) in (1..).zip(names) {
+            fail_times(&counters, id(name, 100), failures, t0());
+        }
+        assert_eq!(counters.len(), 8);
+        counters.fail_now(&[id("new", 100)], t0());
+        assert_eq!(counters.len(), 6);
+        // A key kept still has all its failures; a forgotten one is not
+        // locked at any limit it reached.
+        for (failures, name) in (1..).zip(names) {
+            let kept = counters.locked_now(&[id(name, failures)], t0()).is_some();
+            assert_eq!(kept, failures >= 4, "{name}");
+        }
+        assert!(counters.locked_now(&[id("new", 1)], t0()).is_some());
+    }
 }
