@@ -39,6 +39,7 @@ mod clients_file;
 mod counters;
 mod expiry;
 mod memory;
+mod replays;
 
 use std::{
     error::Error as StdError,
@@ -60,6 +61,7 @@ pub use self::{
     clients_file::{ClientsFileError, parse_clients},
     counters::{DEFAULT_COUNTERS_CAPACITY, MemoryCounters},
     memory::MemoryStore,
+    replays::{DEFAULT_REPLAYS_CAPACITY, MemoryReplays},
 };
 pub use crate::secret::CodeKey;
 
@@ -407,6 +409,49 @@ pub trait LockoutStore: Send + Sync + 'static {
         now: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// Where signed requests' one-time values live: the `jti` of client
+/// assertions and DPoP proofs (single use until they expire), and the
+/// server's DPoP nonces. Shared by every process that checks proofs, so
+/// that a replay sent to another process is caught and a nonce issued by
+/// one process is accepted by the others.
+///
+/// Set it with [`Builder::replay_store`](crate::Builder::replay_store); the
+/// default is [`MemoryReplays`], in this process. Checked in one call by
+/// `tokengate::testing::conformance::replay_store_contract`.
+pub trait ReplayStore: Send + Sync + 'static {
+    /// Records the use of the one-time value whose key is `key` (the digest
+    /// of its kind, issuer and `jti`), remembered until `until` (`now` is
+    /// the gate's clock, for a store that measures time-to-live). Answers
+    /// `true` for its first use and `false` when it was recorded before and
+    /// has not expired: a replay.
+    ///
+    /// Atomic: of any number of concurrent calls with one key, from any
+    /// number of processes, exactly one answers `true`. A value may be
+    /// forgotten once `until` has passed, never before; a store that
+    /// cannot record it fails (the gate answers `500`), never answers
+    /// `true` without recording.
+    fn first_use(
+        &self,
+        key: &CodeKey,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The DPoP nonce of time slot `slot`: the one stored for it, or, when
+    /// there is none, `candidate`, stored until `until`.
+    ///
+    /// Atomic: every caller asking for one slot, in any process, gets the
+    /// same nonce while it is stored.
+    fn nonce(
+        &self,
+        slot: u64,
+        candidate: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+}
+
 
 /// A store could not answer. The gate answers `500 server_error`.
 ///

@@ -1,0 +1,128 @@
+//! In-process memory of one-time values: the default [`ReplayStore`] of a
+//! gate that runs as one process.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Mutex, PoisonError},
+    time::{Duration, SystemTime},
+};
+
+use super::{CodeKey, ReplayStore, StoreError};
+
+/// The default bound on the one-time values remembered at once.
+pub const DEFAULT_REPLAYS_CAPACITY: usize = 1 << 20;
+
+/// Used `jti`s and DPoP nonces in this process's memory.
+///
+/// At most `capacity` values are remembered. A full table first forgets
+/// what has expired; if it is still full, the value is refused with a
+/// [`StoreError`] (the gate answers `500`) rather than forgetting a live
+/// one, which would let it be replayed. Only a request that passed client
+/// authentication (an assertion) or its grant's checks (a DPoP proof)
+/// records a value, so filling the table takes valid credentials.
+pub struct MemoryReplays {
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    used: HashMap<[u8; 32], SystemTime>,
+    nonces: HashMap<u64, (String, SystemTime)>,
+    /// When a full table was last swept: a sweep walks every entry, so a
+    /// table full of live values is swept at most once a second, not on
+    /// every refused request.
+    swept: Option<SystemTime>,
+}
+
+impl MemoryReplays {
+    /// A memory for at most `capacity` values (at least one).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub(crate) fn first_use_now(
+        &self,
+        key: &CodeKey,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(expires) = state.used.get(key.as_bytes()) {
+            if now < *expires {
+                return Ok(false);
+            }
+        } else if state.used.len() >= self.capacity {
+            let due = state.swept.is_none_or(|swept| {
+                now.duration_since(swept).unwrap_or_default() >= Duration::from_secs(1)
+            });
+            if due {
+                state.used.retain(|_, expires| now < *expires);
+                state.swept = Some(now);
+            }
+            if state.used.len() >= self.capacity {
+                return Err(StoreError::new(
+                    "the replay memory is full of live one-time values",
+                ));
+            }
+        }
+        state.used.insert(*key.as_bytes(), until);
+        Ok(true)
+    }
+
+    pub(crate) fn nonce_now(
+        &self,
+        slot: u64,
+        candidate: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> String {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.nonces.retain(|_, (_, expires)| now < *expires);
+        state
+            .nonces
+            .entry(slot)
+            .or_insert_with(|| (candidate.to_owned(), until))
+            .0
+            .clone()
+    }
+}
+
+impl Default for MemoryReplays {
+    fn default() -> Self {
+        Self::new(DEFAULT_REPLAYS_CAPACITY)
+    }
+}
+
+impl fmt::Debug for MemoryReplays {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryReplays")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplayStore for MemoryReplays {
+    async fn first_use(
+        &self,
+        key: &CodeKey,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        self.first_use_now(key, until, now)
+    }
+
+    async fn nonce(
+        &self,
+        slot: u64,
+        candidate: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<String, StoreError> {
+        Ok(self.nonce_now(slot, candidate, until, now))
+    }
+}
