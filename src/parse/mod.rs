@@ -33,9 +33,11 @@ pub(crate) enum Param {
     RefreshToken,
     Scope,
     DeviceCode,
+    ClientAssertion,
+    ClientAssertionType,
 }
 
-const PARAMS: usize = 9;
+const PARAMS: usize = 11;
 
 impl Param {
     const ALL: [Self; PARAMS] = [
@@ -48,6 +50,8 @@ impl Param {
         Self::RefreshToken,
         Self::Scope,
         Self::DeviceCode,
+        Self::ClientAssertion,
+        Self::ClientAssertionType,
     ];
 
     fn from_name(name: &str) -> Option<Self> {
@@ -65,6 +69,8 @@ impl Param {
             Self::RefreshToken => "refresh_token",
             Self::Scope => "scope",
             Self::DeviceCode => "device_code",
+            Self::ClientAssertion => "client_assertion",
+            Self::ClientAssertionType => "client_assertion_type",
         }
     }
 
@@ -79,6 +85,8 @@ impl Param {
             Self::RefreshToken => "the refresh_token parameter is repeated",
             Self::Scope => "the scope parameter is repeated",
             Self::DeviceCode => "the device_code parameter is repeated",
+            Self::ClientAssertion => "the client_assertion parameter is repeated",
+            Self::ClientAssertionType => "the client_assertion_type parameter is repeated",
         }
     }
 }
@@ -167,6 +175,12 @@ pub(crate) struct TokenRequest {
     pub(crate) refresh_token: Option<Value>,
     pub(crate) scope: Option<Value>,
     pub(crate) device_code: Option<Value>,
+    /// A signed client assertion (RFC 7523 §2.2) and its type.
+    pub(crate) client_assertion: Option<Value>,
+    pub(crate) client_assertion_type: Option<Value>,
+    /// The thumbprint of the key of the request's DPoP proof, once the
+    /// proof verified: what the grant's bindings are compared with.
+    pub(crate) dpop_jkt: Option<String>,
     /// The `Authorization` header's credentials; a bad header is reported
     /// when client authentication runs, so earlier checks win (docs/contract.md#order-of-checks).
     pub(crate) basic: Option<Result<BasicCredentials, Failure>>,
@@ -186,6 +200,8 @@ impl TokenRequest {
             &self.refresh_token,
             &self.scope,
             &self.device_code,
+            &self.client_assertion,
+            &self.client_assertion_type,
         ]
         .iter()
         .filter(|value| value.is_some())
@@ -245,6 +261,9 @@ pub(crate) fn parse(
         refresh_token: params.take(Param::RefreshToken),
         scope: params.take(Param::Scope),
         device_code: params.take(Param::DeviceCode),
+        client_assertion: params.take(Param::ClientAssertion),
+        client_assertion_type: params.take(Param::ClientAssertionType),
+        dpop_jkt: None,
         basic,
     })
 }

@@ -1354,6 +1354,7 @@ impl<S: CodeStore + Clone> Claims for Codes<S> {
             pkce: None,
             issued_at: now,
             expires_at: now + LONG_TTL,
+            dpop_jkt: None,
         };
         self.store.issue(key, record).await
     }
@@ -1395,6 +1396,7 @@ impl<S> Refresh<S> {
             family: family.to_owned(),
             issued_at: now,
             expires_at: now + LONG_TTL,
+            dpop_jkt: None,
         }
     }
 }
