@@ -64,7 +64,10 @@ fn claim(request: &TokenRequest) -> Result<Claim<'_>, Failure> {
 pub(crate) fn claimed_id(request: &TokenRequest) -> Option<&str> {
     match &request.basic {
         Some(Ok(basic)) => Some(&basic.client_id),
-        _ => request.client_id.as_deref(),
+        _ => request
+            .client_id
+            .as_deref()
+            .or(request.assertion_subject.as_deref()),
     }
 }
 

@@ -178,6 +178,9 @@ pub(crate) struct TokenRequest {
     /// A signed client assertion (RFC 7523 §2.2) and its type.
     pub(crate) client_assertion: Option<Value>,
     pub(crate) client_assertion_type: Option<Value>,
+    /// The `sub` an assertion claims, unverified: the client id the
+    /// request names when it sends no `client_id`, for the lockout and logs.
+    pub(crate) assertion_subject: Option<String>,
     /// The thumbprint of the key of the request's DPoP proof, once the
     /// proof verified: what the grant's bindings are compared with.
     pub(crate) dpop_jkt: Option<String>,
@@ -261,11 +264,31 @@ pub(crate) fn parse(
         refresh_token: params.take(Param::RefreshToken),
         scope: params.take(Param::Scope),
         device_code: params.take(Param::DeviceCode),
+        assertion_subject: params.values[Param::ClientAssertion as usize]
+            .as_deref()
+            .and_then(assertion_subject),
         client_assertion: params.take(Param::ClientAssertion),
         client_assertion_type: params.take(Param::ClientAssertionType),
         dpop_jkt: None,
         basic,
     })
+}
+
+/// The `sub` of a JWT's payload, read without verifying anything: only
+/// ever used to name the client the request claims to be.
+fn assertion_subject(jwt: &str) -> Option<String> {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+    #[derive(serde::Deserialize)]
+    struct Subject {
+        sub: String,
+    }
+    let payload = jwt.split('.').nth(1)?;
+    // The assertion itself is bounded by the body limit.
+    let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice::<Subject>(&payload)
+        .ok()
+        .map(|s| s.sub)
 }
 
 enum BodyKind {
