@@ -176,7 +176,13 @@ impl PublicJwk {
             (Some("RSA"), _) => {
                 let n = bytes("n")?;
                 let e = bytes("e")?;
-                let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+                // Counted from the first octet that is not zero: an empty
+                // or zero modulus has no bits (and some libraries write a
+                // leading zero octet, which adds none).
+                let n = &n[n.iter().position(|&b| b != 0).unwrap_or(n.len())..];
+                let bits = n
+                    .first()
+                    .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
                 if bits < 2048 {
                     return Err(JwksError("an RSA key has at least 2048 bits"));
                 }
@@ -289,6 +295,21 @@ mod tests {
             (
                 json!({"keys": [{"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xff; 256]), "e": ""}]}),
                 "exponent",
+            ),
+            // No modulus, a zero one, or one padded with zero octets to
+            // look longer than it is (the fuzz target's finding: the first
+            // overflowed the bit count).
+            (
+                json!({"keys": [{"kty": "RSA", "n": "", "e": "AQAB"}]}),
+                "2048",
+            ),
+            (
+                json!({"keys": [{"kty": "RSA", "n": "AAAA", "e": "AQAB"}]}),
+                "2048",
+            ),
+            (
+                json!({"keys": [{"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([[0; 300], [0xff; 300]].concat()[..400].to_vec()), "e": "AQAB"}]}),
+                "2048",
             ),
             (
                 json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": X, "kid": "a"}, {"kty": "OKP", "crv": "Ed25519", "x": X, "kid": "a"}]}),
