@@ -45,8 +45,15 @@ pub(crate) struct Header {
     pub(crate) kid: Option<String>,
     #[serde(default)]
     pub(crate) jwk: Option<Map<String, Value>>,
-    #[serde(default)]
-    crit: Option<IgnoredAny>,
+    /// Whether the header has a `crit` member, whatever its value: even
+    /// `null`, which names no extension but is no valid `crit` either.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// `true` for a member that is there, whatever its value.
+fn present<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 /// Why a JWS was refused, in words fit for an `error_description`.
@@ -75,7 +82,7 @@ impl<'a> Jws<'a> {
         let header = decode(header)?;
         let payload = decode(payload)?;
         let header: Header = strict_json(&header)?;
-        if header.crit.is_some() {
+        if header.crit {
             return Err(Malformed("the JWT header names a crit extension"));
         }
         let claims: Map<String, Value> = strict_json(&payload)?;
@@ -314,6 +321,14 @@ mod tests {
             (format!("{header}.{}.s", encode(r#"{"a":1} x"#)), "JSON"),
             (
                 format!("{}.{claims}.s", encode(r#"{"alg":"ES256","crit":["b64"]}"#)),
+                "crit",
+            ),
+            (
+                format!("{}.{claims}.s", encode(r#"{"alg":"ES256","crit":null}"#)),
+                "crit",
+            ),
+            (
+                format!("{}.{claims}.s", encode(r#"{"alg":"ES256","crit":[]}"#)),
                 "crit",
             ),
             (
