@@ -293,6 +293,34 @@ impl TestKey {
                 .expect("a test key signs")
         })
     }
+
+    /// A compact JWS of exactly these texts as its header and claims
+    /// (base64url-encoded as they are), signed with the key's real
+    /// algorithm: for what a [`Value`] cannot hold, such as an object that
+    /// names a member twice, or a part that is not JSON at all.
+    ///
+    /// ```
+    /// use tokengate::testing::jose::TestKey;
+    ///
+    /// let key = TestKey::es256();
+    /// let twice = key.sign_raw(r#"{"alg":"ES256","alg":"none"}"#, r#"{"a":1}"#);
+    /// assert_eq!(twice.split('.').count(), 3);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the signature cannot be made (it always can with these keys).
+    pub fn sign_raw(&self, header: &str, claims: &str) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, self.algorithm)
+                .expect("a test key signs");
+        format!("{message}.{signature}")
+    }
 }
 
 impl fmt::Debug for TestKey {
