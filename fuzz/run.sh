@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs cargo fuzz targets one after another, each for SECONDS (default 600),
 # on one core, and prints each run's last status line (executions, coverage).
-# Usage: fuzz/run.sh [seconds] [target...]   (all four targets by default)
+# Usage: fuzz/run.sh [seconds] [target...]   (all five targets by default)
 # cargo fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain
 # take them.
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(params basic redirect service)
+[ ${#targets[@]} -gt 0 ] || targets=(params basic redirect service jws)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build
 mkdir -p logs
