@@ -18,6 +18,15 @@
 //! batches and one line gives the medians, the difference and their ratio.
 //!
 //! Then:
+//! - `signed`: the same exchange with each way of proving possession, next
+//!   to the secret one (`secret`, the `exchange` group's gate again):
+//!   `private_key_jwt` assertions signed ES256 and EdDSA, and a public
+//!   client's exchange with an ES256 DPoP proof. Assertions and proofs are
+//!   signed beforehand, untimed. An interleaved line then gives each one's
+//!   cost over the secret exchange.
+//! - `jose_parts`: the steps those add, alone: an ES256 and an EdDSA
+//!   signature check (`jsonwebtoken`, as the gate calls it), the strict JWS
+//!   read of a proof, and a key's RFC 7638 thumbprint.
 //! - `rejections`: every row of docs/contract.md's failure table the gate answers
 //!   itself, each timed alone (target: at most 2 µs each).
 //! - `lockout`: an exchange with the brute-force lockout on (the rest of the
@@ -35,8 +44,13 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use support::{Side, call, compare, comparing, config, now_or_never};
 use tokengate::{
     Client, MemoryStore, RequestBody, TokenGateLayer, ValidatedGrant,
-    authorize::AuthorizationRequest, authorize::Authorizer, builder::DEFAULT_TOKEN_PATH,
-    clock::ManualClock, pkce::PkceChallenge,
+    authorize::AuthorizationRequest,
+    authorize::Authorizer,
+    builder::DEFAULT_TOKEN_PATH,
+    client::Jwks,
+    clock::{Clock, ManualClock},
+    pkce::PkceChallenge,
+    testing::jose::{ASSERTION_TYPE, ClientAssertion, DpopProof, TestKey},
 };
 use tower::{Layer, Service, service_fn};
 
@@ -139,9 +153,13 @@ struct Minter {
 
 impl Minter {
     fn new(layer: &TokenGateLayer, clock: ManualClock) -> Self {
+        Self::for_client(layer, clock, CLIENT_ID)
+    }
+
+    fn for_client(layer: &TokenGateLayer, clock: ManualClock, client_id: &str) -> Self {
         let authorizer = layer.authorizer();
         let query = format!(
-            "response_type=code&client_id={CLIENT_ID}\
+            "response_type=code&client_id={client_id}\
              &redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
              &code_challenge={}&code_challenge_method=S256",
             PkceChallenge::s256(VERIFIER).challenge
@@ -154,18 +172,23 @@ impl Minter {
         }
     }
 
-    /// A token request redeeming a code minted just now.
-    fn exchange_request(&self) -> Request<String> {
+    /// A code minted just now.
+    fn code(&self) -> String {
         self.clock.advance(CLOCK_STEP);
         let approval = now_or_never(self.authorizer.approve(&self.request, "user-42"))
             .expect("the memory store issues codes");
         // The code is base64url, so it appears in the Location as is.
-        let code = approval
+        approval
             .location()
             .split_once("code=")
             .and_then(|(_, rest)| rest.split('&').next())
-            .expect("the approval carries a code");
-        exchange_request(code)
+            .expect("the approval carries a code")
+            .to_owned()
+    }
+
+    /// A token request redeeming a code minted just now.
+    fn exchange_request(&self) -> Request<String> {
+        exchange_request(&self.code())
     }
 }
 
@@ -395,6 +418,215 @@ fn exchange(c: &mut Criterion) {
             gate_ns / bare_ns,
         );
     }
+}
+
+/// The token endpoint's URL in `fixture`'s layer: a proof's `htu`, an
+/// assertion's `aud`.
+fn token_url() -> String {
+    format!("https://auth.example.com{DEFAULT_TOKEN_PATH}")
+}
+
+/// The exchange of `code` for a client that authenticates otherwise (the
+/// `extra` parameters), with the same redirect URI and verifier.
+fn code_request(code: &str, extra: &str) -> Request<String> {
+    token_request(format!(
+        "grant_type=authorization_code&code={code}\
+         &redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
+         &code_verifier={VERIFIER}{extra}"
+    ))
+}
+
+/// `fixture`, with clients that prove possession: `keyed-es256` and
+/// `keyed-eddsa` (`private_key_jwt`, one key each), and the public `spa`.
+fn signed_fixture() -> (TokenGateLayer, ManualClock) {
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_clock(clock.clone());
+    store.insert_client(
+        Client::confidential(CLIENT_ID)
+            .with_secret(SECRET)
+            .with_redirect_uri(REDIRECT_URI),
+    );
+    for (id, key) in [
+        ("keyed-es256", TestKey::es256()),
+        ("keyed-eddsa", TestKey::ed25519()),
+    ] {
+        let jwks = Jwks::from_json(&TestKey::jwks(&[&key])).expect("a public key");
+        store.insert_client(
+            Client::confidential(id)
+                .with_jwks(jwks)
+                .with_redirect_uri(REDIRECT_URI),
+        );
+    }
+    store.insert_client(Client::public("spa").with_redirect_uri(REDIRECT_URI));
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .issuer("https://auth.example.com")
+        .clock(clock.clone())
+        .lockout(None)
+        // A batch mints its codes (one clock second each) before it
+        // redeems them: the proofs of its first iterations must still be
+        // fresh at its last.
+        .dpop_proof_window(Duration::from_secs(300))
+        .build();
+    (layer, clock)
+}
+
+fn signed(c: &mut Criterion) {
+    let (layer, clock) = signed_fixture();
+    let url = token_url();
+    let secret = Minter::new(&layer, clock.clone());
+    let keyed = |id: &'static str, key: TestKey| {
+        let minter = Minter::for_client(&layer, clock.clone(), id);
+        let (clock, url) = (clock.clone(), url.clone());
+        move || {
+            let code = minter.code();
+            let assertion = ClientAssertion::new(id, &url)
+                .issued_at(clock.now())
+                .expires_at(Some(clock.now() + Duration::from_secs(120)))
+                .sign(&key);
+            code_request(
+                &code,
+                &format!(
+                    "&client_assertion_type={}&client_assertion={assertion}",
+                    form_urlencoded::byte_serialize(ASSERTION_TYPE.as_bytes()).collect::<String>()
+                ),
+            )
+        }
+    };
+    let es256 = keyed("keyed-es256", TestKey::es256());
+    let eddsa = keyed("keyed-eddsa", TestKey::ed25519());
+    let spa = Minter::for_client(&layer, clock.clone(), "spa");
+    let dpop_key = TestKey::es256();
+    let dpop = || {
+        let code = spa.code();
+        let proof = DpopProof::new("POST", &url)
+            .issued_at(clock.now())
+            .sign(&dpop_key);
+        let mut request = code_request(&code, "&client_id=spa");
+        request
+            .headers_mut()
+            .insert("dpop", proof.parse().expect("a proof is a header value"));
+        request
+    };
+    let mint = || secret.exchange_request();
+
+    // Each really passes, with its binding.
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let catch = std::sync::Arc::clone(&slot);
+    let mut checked = layer.layer(service_fn(move |request: Request<RequestBody<String>>| {
+        *catch.lock().expect("not poisoned") =
+            request.extensions().get::<ValidatedGrant>().cloned();
+        handler(request)
+    }));
+    let thumbprint = dpop_key.thumbprint();
+    let cases: [(&str, &dyn Fn() -> Request<String>, Option<&str>); 4] = [
+        ("secret", &mint, None),
+        ("private_key_jwt_es256", &es256, None),
+        ("private_key_jwt_eddsa", &eddsa, None),
+        ("dpop_es256", &dpop, Some(thumbprint.as_str())),
+    ];
+    for (name, make, jkt) in &cases {
+        assert_eq!(
+            call(&mut checked, make()).status(),
+            StatusCode::OK,
+            "{name}"
+        );
+        let grant = slot
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .expect("forwarded");
+        assert_eq!(grant.dpop_jkt(), *jkt, "{name}");
+    }
+
+    let mut gated = layer.layer(service_fn(handler::<RequestBody<String>>));
+    let mut ran = [false; 4];
+    let mut group = c.benchmark_group("signed");
+    for (i, (name, make, _)) in cases.iter().enumerate() {
+        group.bench_function(*name, |bencher| {
+            ran[i] = true;
+            bencher.iter_batched(
+                make,
+                |request| call(&mut gated, request),
+                BatchSize::NumIterations(EXCHANGE_BATCH),
+            );
+        });
+    }
+    group.finish();
+
+    if comparing(&ran) {
+        for (name, make, _) in &cases[1..] {
+            let mut other = gated.clone();
+            let (secret_ns, signed_ns) = compare_pair(
+                (mint, |request| call(&mut gated, request)),
+                (make, |request| call(&mut other, request)),
+                EXCHANGE_BATCH,
+            );
+            println!(
+                "signed: secret {:.2} µs, {name} {:.2} µs; added {:.2} µs (ratio {:.1})",
+                secret_ns / 1e3,
+                signed_ns / 1e3,
+                (signed_ns - secret_ns) / 1e3,
+                signed_ns / secret_ns,
+            );
+        }
+        println!();
+    }
+}
+
+/// The steps a signed exchange adds, alone, on the requests of `signed`.
+fn jose_parts(c: &mut Criterion) {
+    use jsonwebtoken::{Algorithm, DecodingKey, jwk::Jwk};
+
+    let url = token_url();
+    let now = std::time::SystemTime::now();
+    let key_of = |key: &TestKey| {
+        let jwk: Jwk = serde_json::from_value(key.public_jwk()).expect("a JWK");
+        DecodingKey::from_jwk(&jwk).expect("a key")
+    };
+    let es = TestKey::es256();
+    let ed = TestKey::ed25519();
+    let es_assertion = ClientAssertion::new("keyed-es256", &url).sign(&es);
+    let ed_assertion = ClientAssertion::new("keyed-eddsa", &url).sign(&ed);
+    let proof = DpopProof::new("POST", &url).issued_at(now).sign(&es);
+    let (es_key, ed_key) = (key_of(&es), key_of(&ed));
+    let verify = |token: &str, key: &DecodingKey, alg: Algorithm| {
+        let (message, signature) = token.rsplit_once('.').expect("a JWS");
+        jsonwebtoken::crypto::verify(signature, message.as_bytes(), key, alg).unwrap_or(false)
+    };
+    assert!(verify(&es_assertion, &es_key, Algorithm::ES256));
+    assert!(verify(&ed_assertion, &ed_key, Algorithm::EdDSA));
+    assert_eq!(
+        tokengate::fuzzing::parse_jws(&proof).as_deref(),
+        Ok("ES256")
+    );
+    // The gate's thumbprint: the key's members into jsonwebtoken's Jwk,
+    // then RFC 7638.
+    let mut members = es.public_jwk();
+    members.as_object_mut().expect("an object").remove("kid");
+    let thumbprint = |members: &serde_json::Value| {
+        let jwk: Jwk = serde_json::from_value(members.clone()).expect("a JWK");
+        jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+    };
+    assert_eq!(thumbprint(&members).expect("a thumbprint"), es.thumbprint());
+
+    let mut group = c.benchmark_group("jose_parts");
+    group.bench_function("es256_verify", |bencher| {
+        bencher.iter(|| verify(black_box(&es_assertion), &es_key, Algorithm::ES256));
+    });
+    group.bench_function("eddsa_verify", |bencher| {
+        bencher.iter(|| verify(black_box(&ed_assertion), &ed_key, Algorithm::EdDSA));
+    });
+    group.bench_function("es256_key_and_verify", |bencher| {
+        bencher.iter(|| verify(black_box(&es_assertion), &key_of(&es), Algorithm::ES256));
+    });
+    group.bench_function("jws_parse_proof", |bencher| {
+        bencher.iter(|| tokengate::fuzzing::parse_jws(black_box(&proof)));
+    });
+    group.bench_function("thumbprint", |bencher| {
+        bencher.iter(|| thumbprint(black_box(&members)));
+    });
+    group.finish();
 }
 
 /// A request for each row of the failure table that the gate answers on its
@@ -675,6 +907,8 @@ fn benches() {
     pass_through(&mut criterion);
     rejection(&mut criterion);
     exchange(&mut criterion);
+    signed(&mut criterion);
+    jose_parts(&mut criterion);
     lockout(&mut criterion);
     rejections(&mut criterion);
     grants(&mut criterion);
