@@ -545,3 +545,23 @@ fn secrets_never_show_in_debug() {
     let back = Client::try_from(record).unwrap();
     assert_eq!(back.auth_method(), Some(AuthMethod::ClientSecretJwt));
 }
+
+/// The README's example, as it is printed there.
+#[tokio::test]
+async fn the_readme_example_works() {
+    use tokengate::GrantType;
+    let key = TestKey::es256();
+    let (store, clock) = fixture([Client::confidential("svc")
+        .with_jwks(Jwks::from_json(&TestKey::jwks(&[&key])).unwrap())
+        .with_grant_types([GrantType::ClientCredentials])]);
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .clock(clock)
+        .issuer("https://auth.example.com")
+        .build();
+    let assertion = ClientAssertion::new("svc", "https://auth.example.com").sign(&key);
+    let request = TokenRequest::client_credentials()
+        .client_assertion(&assertion)
+        .build();
+    assert!(matches!(layer.check(request).await, Verdict::Forwarded(_)));
+}
