@@ -127,6 +127,7 @@ impl Jwks {
         self.keys.is_empty()
     }
 
+    #[cfg_attr(not(feature = "jose"), allow(dead_code))]
     pub(crate) fn keys(&self) -> &[PublicJwk] {
         &self.keys
     }
@@ -215,6 +216,7 @@ impl PublicJwk {
     }
 
     /// Whether this key verifies signatures named `alg`.
+    #[cfg_attr(not(feature = "jose"), allow(dead_code))]
     pub(crate) fn allows(&self, alg: &str) -> bool {
         self.kind.allows(alg)
             && self

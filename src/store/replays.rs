@@ -128,12 +128,14 @@ impl ReplayStore for MemoryReplays {
 }
 
 /// Where a running gate keeps one-time values: in this process, or in a
-/// store shared with other processes.
+/// store shared with other processes. (Without `jose`, nothing reads them.)
+#[cfg_attr(not(feature = "jose"), allow(dead_code))]
 pub(crate) enum Replays {
     Memory(MemoryReplays),
     Shared(Arc<dyn DynReplayStore>),
 }
 
+#[cfg_attr(not(feature = "jose"), allow(dead_code))]
 impl Replays {
     /// [`ReplayStore::first_use`].
     pub(crate) async fn first_use(
@@ -173,6 +175,7 @@ impl fmt::Debug for Replays {
 }
 
 /// [`ReplayStore`] with the store type erased.
+#[cfg_attr(not(feature = "jose"), allow(dead_code))]
 pub(crate) trait DynReplayStore: Send + Sync {
     fn first_use<'a>(
         &'a self,
