@@ -181,6 +181,11 @@ impl PublicJwk {
                 if bits < 2048 {
                     return Err(JwksError("an RSA key has at least 2048 bits"));
                 }
+                // A proof's key is the sender's choice: a huge modulus would
+                // make every check it asks for slow.
+                if bits > 4096 {
+                    return Err(JwksError("an RSA key has at most 4096 bits"));
+                }
                 if e.is_empty() || e.len() > 8 {
                     return Err(JwksError("an RSA exponent is 1 to 8 bytes"));
                 }
