@@ -452,7 +452,6 @@ pub trait ReplayStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 }
 
-
 /// A store could not answer. The gate answers `500 server_error`.
 ///
 /// The message must never contain a secret or a code: it is logged.
