@@ -58,3 +58,8 @@ async fn outage_and_recovery() {
 async fn lockout_store() {
     conformance::lockout_store_contract(store(&url(), Duration::from_secs(2)).await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_store() {
+    conformance::replay_store_contract(store(&url(), Duration::from_secs(2)).await).await;
+}
