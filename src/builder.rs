@@ -22,12 +22,19 @@ use crate::{
         device::{DeviceDecision, DeviceRecord, PollOutcome},
         refresh::RefreshRecord,
     },
-    settings::{RefreshReplayHook, ReplayHook, Settings},
+    settings::{RefreshReplayHook, ReplayHook, Settings, Signed},
     store::{
-        Claim, ClientStore, CodeKey, CodeStore, DeviceStore, LockoutStore, Lookup, MemoryCounters,
-        Redemption, RefreshStore, StoreError,
+        Claim, ClientStore, CodeKey, CodeStore, DeviceStore, DynReplayStore, LockoutStore, Lookup,
+        MemoryCounters, MemoryReplays, Redemption, RefreshStore, ReplayStore, Replays, StoreError,
     },
 };
+
+/// The longest a client assertion may live by default: five minutes.
+pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
+/// The clock skew allowed on assertion and proof times by default.
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
+/// How old a DPoP proof may be by default.
+pub const DEFAULT_DPOP_PROOF_WINDOW: Duration = Duration::from_secs(60);
 
 /// The default token path, GitHub's.
 pub const DEFAULT_TOKEN_PATH: &str = "/login/oauth/access_token";
@@ -158,6 +165,11 @@ struct Options {
     user_code_limits: Option<UserCodeLimits>,
     peer: PeerSource,
     lockout_store: Option<Arc<dyn DynLockoutStore>>,
+    replay_store: Option<Arc<dyn DynReplayStore>>,
+    assertion_lifetime: Duration,
+    jwt_leeway: Duration,
+    dpop_proof_window: Duration,
+    dpop_nonces: Option<Duration>,
 }
 
 impl Builder {
@@ -193,6 +205,11 @@ impl Builder {
                 user_code_limits: Some(UserCodeLimits::default()),
                 peer: PeerSource::default(),
                 lockout_store: None,
+                replay_store: None,
+                assertion_lifetime: DEFAULT_ASSERTION_LIFETIME,
+                jwt_leeway: DEFAULT_JWT_LEEWAY,
+                dpop_proof_window: DEFAULT_DPOP_PROOF_WINDOW,
+                dpop_nonces: None,
             },
         }
     }
@@ -508,6 +525,51 @@ impl<C, K, R, D> Builder<C, K, R, D> {
         self
     }
 
+    /// Where the `jti`s of client assertions and DPoP proofs, and the DPoP
+    /// nonces, are kept (default: [`MemoryReplays`](crate::store::MemoryReplays),
+    /// in this process). Gate processes behind one balancer must share one,
+    /// or a proof replayed to another process passes there.
+    #[must_use]
+    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.options.replay_store = Some(Arc::new(store));
+        self
+    }
+
+    /// The longest a client assertion may live, from `iat` (or now) to
+    /// `exp` (default five minutes). Also bounds how long its `jti` is
+    /// remembered.
+    #[must_use]
+    pub fn client_assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.options.assertion_lifetime = lifetime;
+        self
+    }
+
+    /// The clock skew allowed on the time claims of assertions and proofs
+    /// (default 30 seconds).
+    #[must_use]
+    pub fn jwt_leeway(mut self, leeway: Duration) -> Self {
+        self.options.jwt_leeway = leeway;
+        self
+    }
+
+    /// How old a DPoP proof's `iat` may be (default 60 seconds).
+    #[must_use]
+    pub fn dpop_proof_window(mut self, window: Duration) -> Self {
+        self.options.dpop_proof_window = window;
+        self
+    }
+
+    /// Makes DPoP proofs carry a server nonce (RFC 9449 §8). A proof
+    /// without the current one is answered `use_dpop_nonce` with a
+    /// `DPoP-Nonce` header. A nonce changes every `rotation` and is
+    /// accepted during its period and the next; processes that share a
+    /// [`replay_store`](Self::replay_store) share nonces.
+    #[must_use]
+    pub fn dpop_nonces(mut self, rotation: Duration) -> Self {
+        self.options.dpop_nonces = Some(rotation);
+        self
+    }
+
     /// Serves `client_credentials` in the GitHub dialect too (GitHub itself
     /// answers `unsupported_grant_type`; default off). The RFC 6749 dialect
     /// always serves it to clients registered for it.
@@ -548,6 +610,20 @@ where
             return Err(ConfigError("the body limit must be at least one byte"));
         }
         let issuer = options.issuer.as_deref().map(issuer).transpose()?;
+        let token_endpoint = issuer
+            .as_ref()
+            .map(|issuer| format!("{issuer}{}", options.token_path));
+        if options.assertion_lifetime.is_zero() || options.dpop_proof_window.is_zero() {
+            return Err(ConfigError(
+                "the assertion lifetime and the DPoP proof window must be positive",
+            ));
+        }
+        if options
+            .dpop_nonces
+            .is_some_and(|rotation| rotation < Duration::from_secs(1))
+        {
+            return Err(ConfigError("DPoP nonces rotate every second at most"));
+        }
         // The device endpoint needs an absolute URI to send users to; the
         // request's Host header is the client's to choose, so it is never
         // one.
@@ -680,6 +756,18 @@ where
             lockout: options.lockout,
             user_code_limits: options.user_code_limits,
             peer: options.peer,
+            signed: Signed {
+                token_endpoint,
+                assertion_lifetime: options.assertion_lifetime,
+                leeway: options.jwt_leeway,
+                proof_window: options.dpop_proof_window,
+                replays: match options.replay_store {
+                    Some(store) => Replays::Shared(store),
+                    None => Replays::Memory(MemoryReplays::default()),
+                },
+                #[cfg(feature = "jose")]
+                nonces: options.dpop_nonces.map(crate::jose::dpop::Nonces::new),
+            },
         });
         // The gate and the issuing side share each store.
         let (clients, codes) = (Arc::new(clients), Arc::new(codes));

@@ -3,7 +3,70 @@
 
 use std::fmt;
 
-pub use crate::{redirect::RedirectPolicy, secret::SecretDigest};
+pub use crate::{
+    jwks::{Jwks, JwksError},
+    redirect::RedirectPolicy,
+    secret::SecretDigest,
+};
+
+/// How a client authenticates at the token endpoint: its registered
+/// `token_endpoint_auth_method` (RFC 7591 §2). A client registered for one
+/// method is refused when it uses another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// `client_secret_basic`: the secret in HTTP Basic credentials.
+    ClientSecretBasic,
+    /// `client_secret_post`: the secret in the body.
+    ClientSecretPost,
+    /// `client_secret_jwt`: an assertion signed with HS256 keyed by the
+    /// secret (RFC 7523 §2.2, OpenID Connect Core §9).
+    ClientSecretJwt,
+    /// `private_key_jwt`: an assertion signed by one of the client's
+    /// registered public keys.
+    PrivateKeyJwt,
+    /// `none`: a public client, identified by its id alone.
+    None,
+}
+
+impl AuthMethod {
+    /// Every method, in the order above.
+    pub const ALL: [Self; 5] = [
+        Self::ClientSecretBasic,
+        Self::ClientSecretPost,
+        Self::ClientSecretJwt,
+        Self::PrivateKeyJwt,
+        Self::None,
+    ];
+
+    /// The registered name (RFC 7591, OpenID Connect Core §9).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretJwt => "client_secret_jwt",
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::None => "none",
+        }
+    }
+
+    /// The method with this registered name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|method| method.as_str() == name)
+    }
+}
+
+/// The secret of a `client_secret_jwt` client, kept as it is: an HMAC is
+/// checked with the key itself, so for these clients (and only these) the
+/// store holds the secret, not its digest.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct JwtSecret(pub(crate) String);
+
+impl fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// A grant type the gate knows how to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +137,12 @@ pub struct Client {
     redirect_policy: RedirectPolicy,
     grant_types: Vec<GrantType>,
     scopes: Option<Vec<String>>,
+    /// `None`: a confidential client's secret by Basic or in the body, a
+    /// public client's id alone (as before methods were registered).
+    auth_method: Option<AuthMethod>,
+    jwks: Option<Jwks>,
+    jwt_secret: Option<JwtSecret>,
+    dpop_bound: bool,
 }
 
 impl Client {
@@ -97,6 +166,84 @@ impl Client {
             redirect_policy: RedirectPolicy::Exact,
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             scopes: None,
+            auth_method: public.then_some(AuthMethod::None),
+            jwks: None,
+            jwt_secret: None,
+            dpop_bound: false,
+        }
+    }
+
+    /// Registers the one method this confidential client authenticates
+    /// with; any other is refused. Without it, a confidential client's
+    /// secret is accepted by Basic or in the body. [`with_jwks`](Self::with_jwks)
+    /// and [`with_jwt_secret`](Self::with_jwt_secret) set it themselves.
+    /// A public client's method is always `none`.
+    #[must_use]
+    pub fn with_auth_method(mut self, method: AuthMethod) -> Self {
+        if !self.public {
+            self.auth_method = Some(method);
+        }
+        self
+    }
+
+    /// Registers the client's public keys and makes `private_key_jwt` its
+    /// method: it authenticates with assertions signed by one of them
+    /// (ES256, EdDSA / Ed25519, RS256, PS256).
+    #[must_use]
+    pub fn with_jwks(mut self, jwks: Jwks) -> Self {
+        self.jwks = Some(jwks);
+        self.with_auth_method(AuthMethod::PrivateKeyJwt)
+    }
+
+    /// Registers the secret of a `client_secret_jwt` client and makes that
+    /// its method: it authenticates with HS256 assertions keyed by it.
+    ///
+    /// The trade-off: an HMAC is verified with the key itself, so the
+    /// secret is kept as it is, in memory and in the store, where every
+    /// other method keeps only its SHA-256 digest. Whoever reads the store
+    /// can then act as this client. Prefer `private_key_jwt`.
+    #[must_use]
+    pub fn with_jwt_secret(mut self, secret: &str) -> Self {
+        self.jwt_secret = Some(JwtSecret(secret.to_owned()));
+        self.with_auth_method(AuthMethod::ClientSecretJwt)
+    }
+
+    /// Whether every token this client gets must be bound to a DPoP key
+    /// (RFC 9449 §5.2, `dpop_bound_access_tokens`): a token request
+    /// without a valid proof is refused.
+    #[must_use]
+    pub fn with_dpop_bound_access_tokens(mut self, bound: bool) -> Self {
+        self.dpop_bound = bound;
+        self
+    }
+
+    /// The registered authentication method, if one was registered.
+    pub fn auth_method(&self) -> Option<AuthMethod> {
+        self.auth_method
+    }
+
+    /// The registered public keys (`private_key_jwt`).
+    pub fn jwks(&self) -> Option<&Jwks> {
+        self.jwks.as_ref()
+    }
+
+    pub(crate) fn jwt_secret(&self) -> Option<&str> {
+        self.jwt_secret.as_ref().map(|secret| secret.0.as_str())
+    }
+
+    /// Whether the client's tokens must be DPoP-bound.
+    pub fn dpop_bound_access_tokens(&self) -> bool {
+        self.dpop_bound
+    }
+
+    /// Whether a secret sent by Basic (`basic`) or in the body may
+    /// authenticate this client.
+    pub(crate) fn takes_secret(&self, basic: bool) -> bool {
+        match self.auth_method {
+            None => !self.public,
+            Some(AuthMethod::ClientSecretBasic) => basic,
+            Some(AuthMethod::ClientSecretPost) => !basic,
+            Some(_) => false,
         }
     }
 
@@ -224,6 +371,13 @@ impl Client {
                 .map(|g| g.as_str().to_owned())
                 .collect(),
             scopes: self.scopes.clone(),
+            token_endpoint_auth_method: self
+                .auth_method
+                .filter(|_| !self.public)
+                .map(|method| method.as_str().to_owned()),
+            jwks: self.jwks.as_ref().map(Jwks::to_json),
+            jwt_secret: self.jwt_secret.as_ref().map(|secret| secret.0.clone()),
+            dpop_bound_access_tokens: self.dpop_bound,
         }
     }
 
@@ -293,6 +447,20 @@ pub struct ClientRecord {
     pub grant_types: Vec<String>,
     /// [`Client::allowed_scopes`].
     pub scopes: Option<Vec<String>>,
+    /// [`Client::auth_method`] by its registered name; `None` for a public
+    /// client, or a confidential one that may send its secret either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
+    /// [`Client::jwks`]: `{"keys": [...]}`, public keys only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// The secret itself, for a `client_secret_jwt` client only (see
+    /// [`Client::with_jwt_secret`] for why it is not a digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// [`Client::dpop_bound_access_tokens`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl fmt::Debug for ClientRecord {
@@ -310,6 +478,16 @@ impl fmt::Debug for ClientRecord {
             .field("redirect_policy", &self.redirect_policy)
             .field("grant_types", &self.grant_types)
             .field("scopes", &self.scopes)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
+            .field("jwks", &self.jwks)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("dpop_bound_access_tokens", &self.dpop_bound_access_tokens)
             .finish()
     }
 }
@@ -361,7 +539,38 @@ impl ClientRecord {
             RedirectPolicy::from_name(&self.redirect_policy).ok_or("an unknown redirect policy")?;
         client.grant_types = grants;
         client.scopes = self.scopes;
+        if let Some(jwks) = &self.jwks {
+            client.jwks = Some(Jwks::from_json(jwks).map_err(|_| "a JWK set is invalid")?);
+        }
+        client.jwt_secret = self.jwt_secret.map(JwtSecret);
+        client.dpop_bound = self.dpop_bound_access_tokens;
+        if let Some(name) = &self.token_endpoint_auth_method {
+            let method =
+                AuthMethod::from_name(name).ok_or("an unknown token_endpoint_auth_method")?;
+            if client.public != (method == AuthMethod::None) {
+                return Err("token_endpoint_auth_method none is for public clients only");
+            }
+            client.auth_method = Some(method);
+        }
+        client.check_method()?;
         Ok(client)
+    }
+}
+
+impl Client {
+    /// Whether the registered method has what it needs: keys for
+    /// `private_key_jwt`, a secret for `client_secret_jwt`, and nothing the
+    /// method would leave unused (a JWT secret kept in the clear for a
+    /// client that never signs with it).
+    pub(crate) fn check_method(&self) -> Result<(), &'static str> {
+        let method = self.auth_method;
+        if self.jwks.is_some() != (method == Some(AuthMethod::PrivateKeyJwt)) {
+            return Err("jwks goes with token_endpoint_auth_method private_key_jwt");
+        }
+        if self.jwt_secret.is_some() != (method == Some(AuthMethod::ClientSecretJwt)) {
+            return Err("a JWT secret goes with token_endpoint_auth_method client_secret_jwt");
+        }
+        Ok(())
     }
 }
 
@@ -378,6 +587,10 @@ impl fmt::Debug for Client {
             .field("redirect_policy", &self.redirect_policy)
             .field("grant_types", &self.grant_types)
             .field("scopes", &self.scopes)
+            .field("auth_method", &self.auth_method)
+            .field("jwks", &self.jwks)
+            .field("jwt_secret", &self.jwt_secret)
+            .field("dpop_bound_access_tokens", &self.dpop_bound)
             .finish()
     }
 }

@@ -94,6 +94,9 @@ pub mod fuzzing;
 mod grant;
 mod inspect;
 mod issuing;
+#[cfg(feature = "jose")]
+mod jose;
+mod jwks;
 mod layer;
 pub mod lockout;
 pub mod metadata;

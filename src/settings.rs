@@ -13,7 +13,7 @@ use crate::{
     lockout::{Counting, Lockout, UserCodeLimits},
     peer::PeerSource,
     record::{code::CodeRecord, refresh::RefreshRecord},
-    store::{Claim, StoreError},
+    store::{Claim, Replays, StoreError},
 };
 
 /// Called with the record of a code presented again after its redemption.
@@ -62,6 +62,27 @@ pub(crate) struct Settings {
     pub(crate) peer: PeerSource,
     /// Where the defences keep their failure counters.
     pub(crate) counting: Counting,
+    /// Signed requests: client assertions and DPoP proofs.
+    pub(crate) signed: Signed,
+}
+
+/// How client assertions and DPoP proofs are checked.
+#[derive(Debug)]
+pub(crate) struct Signed {
+    /// `{issuer}{token_path}`: an assertion audience, and every proof's
+    /// `htu`. `None` without an issuer: then neither is accepted.
+    pub(crate) token_endpoint: Option<String>,
+    /// The longest an assertion may live (`exp` - `iat`, and `exp` - now).
+    pub(crate) assertion_lifetime: Duration,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    pub(crate) leeway: Duration,
+    /// How old a DPoP proof's `iat` may be.
+    pub(crate) proof_window: Duration,
+    /// Where used `jti`s and nonces are kept.
+    pub(crate) replays: Replays,
+    /// Whether DPoP proofs must carry a server nonce.
+    #[cfg(feature = "jose")]
+    pub(crate) nonces: Option<crate::jose::dpop::Nonces>,
 }
 
 /// How long a claim taken in consume-on-read mode lives: it is confirmed
@@ -114,6 +135,7 @@ impl fmt::Debug for Settings {
             .field("user_code_limits", &self.user_code_limits)
             .field("peer", &self.peer)
             .field("counting", &self.counting)
+            .field("signed", &self.signed)
             .finish_non_exhaustive()
     }
 }

@@ -56,6 +56,7 @@ use sha2::{Digest, Sha256};
 /// A boxed future, where a trait object must return one.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+pub(crate) use self::replays::{DynReplayStore, Replays};
 pub use self::{
     claim::Claim,
     clients_file::{ClientsFileError, parse_clients},

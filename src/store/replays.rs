@@ -4,11 +4,11 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
 
-use super::{CodeKey, ReplayStore, StoreError};
+use super::{BoxFuture, CodeKey, ReplayStore, StoreError};
 
 /// The default bound on the one-time values remembered at once.
 pub const DEFAULT_REPLAYS_CAPACITY: usize = 1 << 20;
@@ -124,6 +124,90 @@ impl ReplayStore for MemoryReplays {
         now: SystemTime,
     ) -> Result<String, StoreError> {
         Ok(self.nonce_now(slot, candidate, until, now))
+    }
+}
+
+/// Where a running gate keeps one-time values: in this process, or in a
+/// store shared with other processes.
+pub(crate) enum Replays {
+    Memory(MemoryReplays),
+    Shared(Arc<dyn DynReplayStore>),
+}
+
+impl Replays {
+    /// [`ReplayStore::first_use`].
+    pub(crate) async fn first_use(
+        &self,
+        key: &CodeKey,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(memory) => memory.first_use_now(key, until, now),
+            Self::Shared(store) => store.first_use(key, until, now).await,
+        }
+    }
+
+    /// [`ReplayStore::nonce`].
+    pub(crate) async fn nonce(
+        &self,
+        slot: u64,
+        candidate: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<String, StoreError> {
+        match self {
+            Self::Memory(memory) => Ok(memory.nonce_now(slot, candidate, until, now)),
+            Self::Shared(store) => store.nonce(slot, candidate, until, now).await,
+        }
+    }
+}
+
+impl fmt::Debug for Replays {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory(memory) => memory.fmt(f),
+            Self::Shared(_) => f.write_str("shared ReplayStore"),
+        }
+    }
+}
+
+/// [`ReplayStore`] with the store type erased.
+pub(crate) trait DynReplayStore: Send + Sync {
+    fn first_use<'a>(
+        &'a self,
+        key: &'a CodeKey,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    fn nonce<'a>(
+        &'a self,
+        slot: u64,
+        candidate: &'a str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<String, StoreError>>;
+}
+
+impl<S: ReplayStore> DynReplayStore for S {
+    fn first_use<'a>(
+        &'a self,
+        key: &'a CodeKey,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(ReplayStore::first_use(self, key, until, now))
+    }
+
+    fn nonce<'a>(
+        &'a self,
+        slot: u64,
+        candidate: &'a str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<String, StoreError>> {
+        Box::pin(ReplayStore::nonce(self, slot, candidate, until, now))
     }
 }
 

@@ -381,6 +381,11 @@ impl ClientStore for PostgresStore {
             redirect_policy: row.try_get(4).map_err(&read)?,
             grant_types: row.try_get(5).map_err(&read)?,
             scopes: row.try_get(6).map_err(&read)?,
+            // Read from their columns once migration 0004 adds them.
+            token_endpoint_auth_method: None,
+            jwks: None,
+            jwt_secret: None,
+            dpop_bound_access_tokens: false,
         };
         let client = Client::try_from(stored).map_err(StoreError::new)?;
         Ok(Some(Arc::new(client)))
