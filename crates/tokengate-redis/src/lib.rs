@@ -128,10 +128,19 @@ impl RedisStore {
             .clone();
         match tokio::time::timeout(self.inner.timeout, op(connection)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(StoreError::with_source(
-                format!("redis: {what} failed"),
-                error,
-            )),
+            Ok(Err(error)) => {
+                // The connection's own response timeout (set to the same
+                // bound) often fires first; the manager does not drop the
+                // connection for it, so without this a hung connection
+                // would fail every later call for good.
+                if error.is_timeout() {
+                    self.reconnect();
+                }
+                Err(StoreError::with_source(
+                    format!("redis: {what} failed"),
+                    error,
+                ))
+            }
             Err(_) => {
                 self.reconnect();
                 Err(StoreError::new(format!("redis: {what} timed out")))

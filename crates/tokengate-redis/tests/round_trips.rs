@@ -266,7 +266,8 @@ async fn replay_calls_are_bounded_by_the_timeout() {
             }
             Err(error) => assert!(
                 Instant::now() < deadline,
-                "the store did not come back within 10 s: {error}"
+                "the store did not come back within 10 s: {error}: {:?}",
+                std::error::Error::source(&error)
             ),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
