@@ -184,12 +184,17 @@ impl PostgresStore {
     /// Registers `client`, replacing one with the same id.
     pub async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         let stored = ClientRecord::from(client);
+        // The JWK set goes in as text, cast to jsonb by the server (as the
+        // records are): no JSON type mapping needed in the driver.
+        let jwks = stored.jwks.as_ref().map(encode).transpose()?;
         self.bounded("insert client", async {
             sqlx::query(
-                "INSERT INTO tokengate_clients (client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO tokengate_clients (client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes,
+                   token_endpoint_auth_method, jwks, jwt_secret, dpop_bound_access_tokens)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)
                  ON CONFLICT (client_id) DO UPDATE SET public = $2, secret_digests = $3, redirect_uris = $4,
-                   redirect_policy = $5, grant_types = $6, scopes = $7",
+                   redirect_policy = $5, grant_types = $6, scopes = $7, token_endpoint_auth_method = $8,
+                   jwks = $9::jsonb, jwt_secret = $10, dpop_bound_access_tokens = $11",
             )
             .bind(&stored.client_id)
             .bind(stored.public)
@@ -198,6 +203,10 @@ impl PostgresStore {
             .bind(&stored.redirect_policy)
             .bind(&stored.grant_types)
             .bind(&stored.scopes)
+            .bind(&stored.token_endpoint_auth_method)
+            .bind(&jwks)
+            .bind(&stored.jwt_secret)
+            .bind(stored.dpop_bound_access_tokens)
             .execute(&self.inner.pool)
             .await
             .map(drop)
@@ -361,7 +370,8 @@ impl ClientStore for PostgresStore {
         let row = self
             .bounded("client look-up", async {
                 sqlx::query(
-                    "SELECT client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes
+                    "SELECT client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes,
+                       token_endpoint_auth_method, jwks::text, jwt_secret, dpop_bound_access_tokens
                      FROM tokengate_clients WHERE client_id = $1",
                 )
                 .bind(client_id)
@@ -373,6 +383,7 @@ impl ClientStore for PostgresStore {
             return Ok(None);
         };
         let read = failed("read client");
+        let jwks: Option<String> = row.try_get(8).map_err(&read)?;
         let stored = ClientRecord {
             client_id: row.try_get(0).map_err(&read)?,
             public: row.try_get(1).map_err(&read)?,
@@ -381,11 +392,10 @@ impl ClientStore for PostgresStore {
             redirect_policy: row.try_get(4).map_err(&read)?,
             grant_types: row.try_get(5).map_err(&read)?,
             scopes: row.try_get(6).map_err(&read)?,
-            // Read from their columns once migration 0004 adds them.
-            token_endpoint_auth_method: None,
-            jwks: None,
-            jwt_secret: None,
-            dpop_bound_access_tokens: false,
+            token_endpoint_auth_method: row.try_get(7).map_err(&read)?,
+            jwks: jwks.as_deref().map(decode).transpose()?,
+            jwt_secret: row.try_get(9).map_err(&read)?,
+            dpop_bound_access_tokens: row.try_get(10).map_err(&read)?,
         };
         let client = Client::try_from(stored).map_err(StoreError::new)?;
         Ok(Some(Arc::new(client)))

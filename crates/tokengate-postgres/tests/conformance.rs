@@ -16,8 +16,10 @@ use std::{
 use tokio::sync::Mutex;
 
 use tokengate::{
+    Client,
+    client::{AuthMethod, ClientRecord, Jwks},
     clock::{Clock, ManualClock},
-    store::{CodeKey, Counter, CounterKey, LockoutStore, ReplayStore},
+    store::{ClientStore, CodeKey, Counter, CounterKey, LockoutStore, ReplayStore},
     testing::conformance::{self, Relay},
 };
 use tokengate_postgres::PostgresStore;
@@ -90,6 +92,78 @@ async fn lockout_store() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let store = migrated(&ManualClock::new()).await;
     conformance::lockout_store_contract(store).await;
+}
+
+/// The fields a client registers for signed requests (its method, keys,
+/// JWT secret, DPoP binding) survive their columns: a client reads back
+/// equal, and registering it again without them clears them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_clients_round_trip() {
+    let store = migrated(&ManualClock::new()).await;
+
+    for client in signed_clients() {
+        let written = ClientRecord::from(&client);
+        assert!(
+            written.token_endpoint_auth_method.is_some() || written.dpop_bound_access_tokens,
+            "each client sets a new field: {written:?}"
+        );
+        store
+            .insert_client(&client)
+            .await
+            .expect("PostgreSQL is up");
+        let read = store
+            .client(client.client_id())
+            .await
+            .expect("PostgreSQL is up")
+            .expect("the client was stored");
+        assert_eq!(
+            ClientRecord::from(&*read),
+            written,
+            "a client reads back as it was written"
+        );
+    }
+    // Registered again without them: the fields are cleared, not kept.
+    let [keys, ..] = &signed_clients()[..] else {
+        unreachable!()
+    };
+    let id = keys.client_id().to_owned();
+    store.insert_client(keys).await.expect("PostgreSQL is up");
+    let plain = Client::confidential(&id).with_secret("s3cret");
+    store.insert_client(&plain).await.expect("PostgreSQL is up");
+    let read = store
+        .client(&id)
+        .await
+        .expect("PostgreSQL is up")
+        .expect("the client was stored");
+    assert_eq!(ClientRecord::from(&*read), ClientRecord::from(&plain));
+}
+
+/// Clients registered for signed requests, one per new `ClientRecord`
+/// field: keys for `private_key_jwt` with DPoP-bound tokens, the secret of
+/// a `client_secret_jwt` client, and a method named for a secret client.
+fn signed_clients() -> Vec<Client> {
+    let jwks = Jwks::from_json(&serde_json::json!({"keys": [{
+        "kty": "OKP", "crv": "Ed25519", "kid": "k1",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+    }]}))
+    .expect("a valid public JWK set");
+    vec![
+        Client::confidential(fresh_client_id("keys"))
+            .with_redirect_uri("https://client.example.com/cb")
+            .with_jwks(jwks)
+            .with_dpop_bound_access_tokens(true),
+        Client::confidential(fresh_client_id("hmac"))
+            .with_jwt_secret("a shared secret of some length"),
+        Client::confidential(fresh_client_id("post"))
+            .with_secret("s3cret")
+            .with_auth_method(AuthMethod::ClientSecretPost),
+        Client::public(fresh_client_id("dpop")).with_dpop_bound_access_tokens(true),
+    ]
+}
+
+/// A client id no other run shares.
+fn fresh_client_id(name: &str) -> String {
+    format!("{name}-{}", fresh_id())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
