@@ -43,6 +43,7 @@ fn record(clock: &ManualClock) -> CodeRecord {
         )),
         issued_at: now,
         expires_at: now + LIFETIME,
+        dpop_jkt: None,
     }
 }
 

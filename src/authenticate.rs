@@ -10,6 +10,7 @@ use crate::{
     error::Failure,
     parse::{BasicCredentials, TokenRequest},
     secret::SecretDigest,
+    settings::Settings,
     store::ClientStore,
 };
 
@@ -18,6 +19,8 @@ use crate::{
 struct Claim<'a> {
     client_id: &'a str,
     secret: Option<&'a str>,
+    /// Whether the secret came by HTTP Basic.
+    basic: bool,
 }
 
 /// Picks the one authentication method the request used.
@@ -43,6 +46,7 @@ fn claim(request: &TokenRequest) -> Result<Claim<'_>, Failure> {
             Ok(Claim {
                 client_id,
                 secret: Some(client_secret.as_str()).filter(|s| !s.is_empty()),
+                basic: true,
             })
         }
         None => Ok(Claim {
@@ -51,6 +55,7 @@ fn claim(request: &TokenRequest) -> Result<Claim<'_>, Failure> {
                 .as_deref()
                 .ok_or(Failure::BadClientCredentials)?,
             secret: request.client_secret.as_deref(),
+            basic: false,
         }),
     }
 }
@@ -59,12 +64,17 @@ fn claim(request: &TokenRequest) -> Result<Claim<'_>, Failure> {
 pub(crate) fn claimed_id(request: &TokenRequest) -> Option<&str> {
     match &request.basic {
         Some(Ok(basic)) => Some(&basic.client_id),
-        _ => request.client_id.as_deref(),
+        _ => request
+            .client_id
+            .as_deref()
+            .or(request.assertion_subject.as_deref()),
     }
 }
 
 /// Authenticates the client of `request`: `client_secret_basic`,
-/// `client_secret_post`, or none for a public client.
+/// `client_secret_post`, a signed assertion (`private_key_jwt`,
+/// `client_secret_jwt`), or none for a public client. A client registered
+/// for one method is refused when it uses another.
 ///
 /// An unknown client, a wrong secret, a missing secret and a secret sent by
 /// a public client all give the same failure after the same work: one
@@ -75,9 +85,24 @@ pub(crate) fn claimed_id(request: &TokenRequest) -> Option<&str> {
 /// that is sent must still be right.
 pub(crate) async fn authenticate<C: ClientStore>(
     store: &C,
+    settings: &Settings,
     request: &TokenRequest,
     id_suffices: bool,
 ) -> Result<Arc<Client>, Failure> {
+    match (&request.client_assertion, &request.client_assertion_type) {
+        (None, None) => {}
+        (Some(assertion), Some(kind)) => {
+            if request.basic.is_some() || request.client_secret.is_some() {
+                return Err(Failure::TwoAuthMethods);
+            }
+            return assertion::authenticate(store, settings, request, assertion, kind).await;
+        }
+        _ => {
+            return Err(Failure::Malformed(
+                "client_assertion and client_assertion_type go together",
+            ));
+        }
+    }
     let claim = claim(request)?;
     let client = store.client(claim.client_id).await.map_err(|error| {
         tracing::error!(%error, "credential store failed");
@@ -91,7 +116,9 @@ pub(crate) async fn authenticate<C: ClientStore>(
             claim.secret.is_none()
         }
         Some(client) => match claim.secret {
-            Some(_) => client.verify_digest(&presented),
+            // Compared whatever the method, so that the time taken does not
+            // tell a client registered for another method.
+            Some(_) => client.verify_digest(&presented) & client.takes_secret(claim.basic),
             None => {
                 black_box(DUMMY.matches(&presented));
                 id_suffices
@@ -112,3 +139,83 @@ pub(crate) async fn authenticate<C: ClientStore>(
 /// no real one so that the time taken does not reveal which case it was.
 static DUMMY: LazyLock<SecretDigest> =
     LazyLock::new(|| SecretDigest::of("tokengate: no such client"));
+
+/// Signed client assertions (RFC 7523 §2.2).
+mod assertion {
+    use std::sync::Arc;
+
+    use crate::{
+        client::Client, error::Failure, parse::TokenRequest, settings::Settings, store::ClientStore,
+    };
+
+    /// Authenticates a request that carries `assertion` of type `kind`.
+    #[cfg(feature = "jose")]
+    pub(super) async fn authenticate<C: ClientStore>(
+        store: &C,
+        settings: &Settings,
+        request: &TokenRequest,
+        assertion: &str,
+        kind: &str,
+    ) -> Result<Arc<Client>, Failure> {
+        use crate::jose::{
+            Jws,
+            assertion::{JWT_BEARER, Rules, subject, verify},
+        };
+
+        if kind != JWT_BEARER {
+            return Err(Failure::BadClientCredentials);
+        }
+        let Ok(jws) = Jws::parse(assertion) else {
+            return Err(Failure::BadClientCredentials);
+        };
+        let client_id = match request.client_id.as_deref() {
+            Some(id) => id,
+            None => subject(&jws).ok_or(Failure::BadClientCredentials)?,
+        };
+        let (Some(issuer), Some(endpoint)) = (&settings.issuer, &settings.signed.token_endpoint)
+        else {
+            tracing::error!("a client assertion needs the issuer: set Builder::issuer");
+            return Err(Failure::BadClientCredentials);
+        };
+        let client = store.client(client_id).await.map_err(|error| {
+            tracing::error!(%error, "credential store failed");
+            Failure::Store
+        })?;
+        let signed = &settings.signed;
+        let now = settings.clock.now();
+        let rules = Rules {
+            audiences: [issuer, endpoint],
+            max_lifetime: signed.assertion_lifetime,
+            leeway: signed.leeway,
+            now,
+        };
+        let one_time = verify(&jws, client.as_deref(), client_id, &rules).map_err(|why| {
+            tracing::debug!(why = why.0, "client assertion refused");
+            Failure::BadClientCredentials
+        })?;
+        let Some(client) = client else {
+            return Err(Failure::BadClientCredentials);
+        };
+        let first = signed
+            .replays
+            .first_use(&one_time.key, one_time.until, now)
+            .await
+            .map_err(crate::grant::store_failed)?;
+        if !first {
+            return Err(Failure::AssertionReplayed);
+        }
+        Ok(client)
+    }
+
+    /// Without the `jose` feature no assertion verifies.
+    #[cfg(not(feature = "jose"))]
+    pub(super) async fn authenticate<C: ClientStore>(
+        _: &C,
+        _: &Settings,
+        _: &TokenRequest,
+        _: &str,
+        _: &str,
+    ) -> Result<Arc<Client>, Failure> {
+        Err(Failure::BadClientCredentials)
+    }
+}

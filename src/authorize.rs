@@ -65,6 +65,7 @@ pub struct AuthorizationRequest {
     state: Option<String>,
     scopes: Vec<String>,
     pkce: Option<PkceChallenge>,
+    dpop_jkt: Option<String>,
 }
 
 /// The user approved: the code and where to send it.
@@ -99,6 +100,7 @@ struct Params {
     response_type: Option<String>,
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
+    dpop_jkt: Option<String>,
 }
 
 impl Params {
@@ -114,6 +116,7 @@ impl Params {
                 "response_type" => &mut params.response_type,
                 "code_challenge" => &mut params.code_challenge,
                 "code_challenge_method" => &mut params.code_challenge_method,
+                "dpop_jkt" => &mut params.dpop_jkt,
                 _ => continue,
             };
             // `Some("")` marks a parameter seen empty: still absent, but a
@@ -131,6 +134,7 @@ impl Params {
             &mut params.response_type,
             &mut params.code_challenge,
             &mut params.code_challenge_method,
+            &mut params.dpop_jkt,
         ] {
             if slot.as_deref() == Some("") {
                 *slot = None;
@@ -249,6 +253,18 @@ impl Authorizer {
             }
             (None, None) => None,
         };
+        // RFC 9449 §10: a SHA-256 thumbprint is 43 base64url characters.
+        if let Some(jkt) = &params.dpop_jkt
+            && (jkt.len() != 43
+                || !jkt
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(fail(
+                "invalid_request",
+                "dpop_jkt must be a JWK SHA-256 thumbprint: 43 base64url characters",
+            ));
+        }
         let scopes = scope::parse(params.scope.as_deref(), self.dialect());
         if !scope::is_valid(&scopes) || !client.allows_scopes(&scopes) {
             return Err(fail(
@@ -263,6 +279,7 @@ impl Authorizer {
             state: params.state,
             scopes,
             pkce,
+            dpop_jkt: params.dpop_jkt,
         })
     }
 
@@ -353,6 +370,7 @@ impl Authorizer {
             pkce: request.pkce.clone(),
             issued_at: now,
             expires_at: now + settings.code_lifetime,
+            dpop_jkt: request.dpop_jkt.clone(),
         };
         self.issuing
             .codes
@@ -397,6 +415,12 @@ impl AuthorizationRequest {
     /// The PKCE challenge.
     pub fn pkce(&self) -> Option<&PkceChallenge> {
         self.pkce.as_ref()
+    }
+
+    /// The DPoP key thumbprint the code will be bound to (`dpop_jkt`,
+    /// RFC 9449 §10), when the request named one.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.dpop_jkt.as_deref()
     }
 
     /// The user declined: `access_denied` back to the client.

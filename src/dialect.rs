@@ -64,7 +64,14 @@ impl Presentation {
         let (status, code, description) = rfc6749(failure);
         // Framing and server failures keep their own status and code in both
         // dialects; only OAuth errors take GitHub's names and its status.
-        if self.dialect == Dialect::Rfc6749 || !status.is_client_error() || is_framing(status) {
+        // DPoP has no GitHub form: its errors keep RFC 9449's code and status
+        // in both dialects, so that a DPoP client recognises them.
+        let dpop = matches!(code, ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce);
+        if self.dialect == Dialect::Rfc6749
+            || !status.is_client_error()
+            || is_framing(status)
+            || dpop
+        {
             let uri = self
                 .error_uri_base
                 .as_ref()
@@ -170,7 +177,7 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             InvalidRequest,
             "client_id in the body differs from the Authorization header",
         ),
-        F::BadClientCredentials => (
+        F::BadClientCredentials | F::AssertionReplayed => (
             StatusCode::UNAUTHORIZED,
             InvalidClient,
             "client authentication failed",
@@ -273,6 +280,23 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             UnauthorizedClient,
             "the device flow is not enabled for this client",
         ),
+        F::DpopInvalid(why) => (bad, InvalidDpopProof, why),
+        F::DpopReplayed => (bad, InvalidDpopProof, "the DPoP proof was used before"),
+        F::DpopNonce => (
+            bad,
+            UseDpopNonce,
+            "the DPoP proof must carry the nonce in the DPoP-Nonce header",
+        ),
+        F::DpopRequired => (
+            bad,
+            InvalidDpopProof,
+            "a DPoP proof is required for this client or grant",
+        ),
+        F::DpopKeyMismatch => (
+            bad,
+            InvalidDpopProof,
+            "the DPoP proof's key is not the one the grant is bound to",
+        ),
         F::Store => (
             StatusCode::INTERNAL_SERVER_ERROR,
             ServerError,
@@ -356,7 +380,9 @@ fn github_name(failure: Failure) -> Option<GitHubName> {
             github::DEVICE_FLOW_DISABLED,
             device_anchor,
         ),
-        F::BadClientCredentials | F::MalformedAuthorization(_) => credentials,
+        F::BadClientCredentials | F::AssertionReplayed | F::MalformedAuthorization(_) => {
+            credentials
+        }
         F::CodeMissing | F::CodeInvalid | F::CodeSpent | F::CodeHeld | F::PkceRequired => code,
         F::RedirectNotRegistered | F::RedirectNotBound => redirect,
         F::VerifierMissing | F::VerifierUnexpected | F::VerifierMalformed | F::VerifierWrong => {

@@ -50,6 +50,11 @@ pub enum ErrorCode {
     DeviceFlowDisabled,
     /// GitHub: `unverified_user_email`.
     UnverifiedUserEmail,
+    /// `invalid_dpop_proof` (RFC 9449 §5).
+    InvalidDpopProof,
+    /// `use_dpop_nonce` (RFC 9449 §8): retry with the nonce in the
+    /// `DPoP-Nonce` header.
+    UseDpopNonce,
     /// An error code of the application's own, from a policy; the wire name
     /// is [`Rejection::error`].
     Other,
@@ -79,13 +84,15 @@ impl ErrorCode {
             Self::IncorrectDeviceCode => "incorrect_device_code",
             Self::DeviceFlowDisabled => "device_flow_disabled",
             Self::UnverifiedUserEmail => "unverified_user_email",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
             Self::Other => "other",
         }
     }
 
     /// The standard code with this wire name, or [`ErrorCode::Other`].
     pub fn from_name(name: &str) -> Self {
-        const NAMED: [ErrorCode; 20] = [
+        const NAMED: [ErrorCode; 22] = [
             ErrorCode::InvalidRequest,
             ErrorCode::InvalidClient,
             ErrorCode::InvalidGrant,
@@ -106,6 +113,8 @@ impl ErrorCode {
             ErrorCode::IncorrectDeviceCode,
             ErrorCode::DeviceFlowDisabled,
             ErrorCode::UnverifiedUserEmail,
+            ErrorCode::InvalidDpopProof,
+            ErrorCode::UseDpopNonce,
         ];
         NAMED
             .into_iter()
@@ -288,6 +297,10 @@ pub(crate) enum Failure {
     ClientIdConflict,
     /// Unknown client, wrong or missing secret, or an unsupported scheme.
     BadClientCredentials,
+    /// A client assertion that verified, presented again: answered as
+    /// [`Failure::BadClientCredentials`], but not a guess (whoever sends
+    /// it once held a valid one).
+    AssertionReplayed,
     /// The client is not registered for this grant type.
     GrantNotAllowed,
     /// No `code`.
@@ -348,6 +361,16 @@ pub(crate) enum Failure {
     DeviceExpired,
     /// The client is not enabled for the device flow.
     DeviceFlowDisabled,
+    /// The DPoP proof is malformed or fails a check; the text says which.
+    DpopInvalid(&'static str),
+    /// The DPoP proof was used before.
+    DpopReplayed,
+    /// The DPoP proof lacks the server's current nonce.
+    DpopNonce,
+    /// The client or the grant requires a DPoP proof and none was sent.
+    DpopRequired,
+    /// The proof's key is not the one the code or refresh token is bound to.
+    DpopKeyMismatch,
     /// A store failed or timed out.
     Store,
     /// Too many failures for the client id or address; the seconds until

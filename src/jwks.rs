@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 /// The most keys one client may register: enough for a rotation with
 /// several algorithms, few enough that trying each costs little.
-pub const MAX_KEYS: usize = 8;
+pub(crate) const MAX_KEYS: usize = 8;
 
 /// Members that only a private or symmetric key has. A registration (and a
 /// DPoP proof's `jwk`) holding one of them is refused: whoever sent it

@@ -36,7 +36,14 @@ pub struct Metadata {
     response_types_supported: Vec<&'static str>,
     grant_types_supported: Vec<&'static str>,
     token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// RFC 8414 §2: the algorithms of `private_key_jwt` and
+    /// `client_secret_jwt` assertions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     code_challenge_methods_supported: Vec<&'static str>,
+    /// RFC 9449 §5.1: the algorithms of DPoP proofs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dpop_signing_alg_values_supported: Vec<&'static str>,
 }
 
 impl Metadata {
@@ -54,6 +61,24 @@ impl Metadata {
             })
             .map(GrantType::as_str)
             .collect();
+        let mut token_endpoint_auth_methods_supported =
+            vec!["client_secret_basic", "client_secret_post", "none"];
+        // Assertions and proofs need the JOSE checks and the issuer (their
+        // audience and `htu`).
+        let signed = cfg!(feature = "jose") && settings.signed.token_endpoint.is_some();
+        let (
+            mut token_endpoint_auth_signing_alg_values_supported,
+            mut dpop_signing_alg_values_supported,
+        ) = (Vec::new(), Vec::new());
+        #[cfg(feature = "jose")]
+        if signed {
+            token_endpoint_auth_methods_supported.extend(["private_key_jwt", "client_secret_jwt"]);
+            token_endpoint_auth_signing_alg_values_supported
+                .extend(crate::jose::SIGNING_ALGORITHMS);
+            token_endpoint_auth_signing_alg_values_supported.push("HS256");
+            dpop_signing_alg_values_supported.extend(crate::jose::SIGNING_ALGORITHMS);
+        }
+        let _ = signed;
         let mut code_challenge_methods_supported = vec!["S256"];
         if settings.allow_plain_pkce {
             code_challenge_methods_supported.push("plain");
@@ -68,12 +93,10 @@ impl Metadata {
             issuer,
             response_types_supported: vec!["code"],
             grant_types_supported,
-            token_endpoint_auth_methods_supported: vec![
-                "client_secret_basic",
-                "client_secret_post",
-                "none",
-            ],
+            token_endpoint_auth_methods_supported,
+            token_endpoint_auth_signing_alg_values_supported,
             code_challenge_methods_supported,
+            dpop_signing_alg_values_supported,
         }
     }
 

@@ -72,6 +72,13 @@ impl RefreshTokens {
             Some(previous) => previous.scopes.clone(),
             None => grant.scopes().to_vec(),
         };
+        // RFC 9449 §5: a public client's refresh token is bound to the key
+        // of the proof it was issued with, and a successor keeps the binding.
+        let dpop_jkt = match grant.refresh() {
+            Some(previous) if previous.dpop_jkt.is_some() => previous.dpop_jkt.clone(),
+            _ if grant.client().is_public() => grant.dpop_jkt().map(str::to_owned),
+            _ => None,
+        };
         let record = RefreshRecord {
             client_id: grant.client().client_id().to_owned(),
             subject: subject.to_owned(),
@@ -79,6 +86,7 @@ impl RefreshTokens {
             family,
             issued_at: now,
             expires_at: now + settings.refresh_lifetime,
+            dpop_jkt,
         };
         store.issue(CodeKey::of(&token), record).await?;
         Ok(token)

@@ -55,6 +55,7 @@ fn bare_record(client_id: &str, clock: &ManualClock, lifetime: Duration) -> Code
         pkce: None,
         issued_at: now,
         expires_at: now + lifetime,
+        dpop_jkt: None,
     }
 }
 

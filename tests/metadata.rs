@@ -119,7 +119,21 @@ fn the_document_names_every_required_field() {
     );
     assert_eq!(
         json["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+            "private_key_jwt",
+            "client_secret_jwt"
+        ])
+    );
+    assert_eq!(
+        json["token_endpoint_auth_signing_alg_values_supported"],
+        serde_json::json!(["ES256", "EdDSA", "Ed25519", "RS256", "PS256", "HS256"])
+    );
+    assert_eq!(
+        json["dpop_signing_alg_values_supported"],
+        serde_json::json!(["ES256", "EdDSA", "Ed25519", "RS256", "PS256"])
     );
     assert_eq!(
         json["code_challenge_methods_supported"],

@@ -60,7 +60,7 @@ where
             .as_deref()
             .ok_or(Failure::GrantTypeUnsupported)?;
         let id_suffices = settings.dialect() == Dialect::GitHub;
-        let client = authenticate(&*self.clients, request, id_suffices).await?;
+        let client = authenticate(&*self.clients, &self.settings, request, id_suffices).await?;
         if !client.allows_grant(GrantType::DeviceCode) {
             return Err(Failure::DeviceFlowDisabled);
         }

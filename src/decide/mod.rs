@@ -10,6 +10,7 @@
 
 mod claim;
 mod device_authorization;
+mod dpop;
 
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
@@ -180,11 +181,7 @@ where
         peer: Option<IpAddr>,
     ) -> Result<Judged, Refusal> {
         let settings = &*self.settings;
-        let request = parse(parts, &body, settings.dialect())?;
-        let refusal = |failure| {
-            let client_id = claimed_id(&request).map(str::to_owned);
-            Refusal { failure, client_id }
-        };
+        let mut request = parse(parts, &body, settings.dialect())?;
         // A locked-out peer is refused before any other store is asked.
         if let Some(lockout) = &settings.lockout
             && let Some(wait) = locked(settings, lockout, peer, claimed_id(&request)).await?
@@ -201,12 +198,52 @@ where
         // sizes, which cost every exchange more than these boxes cost them).
         if endpoint == Endpoint::DeviceAuthorization {
             let authorization = Box::pin(self.authorize_device(&request)).await;
+            let refusal = |failure| {
+                let client_id = claimed_id(&request).map(str::to_owned);
+                Refusal { failure, client_id }
+            };
             return Ok(Judged::Answer(
                 authorization.map_err(refusal)?.response(format),
             ));
         }
+        // The DPoP proof, before the client: its key is what the grant's
+        // bindings are compared with.
+        let proof = if parts.headers.contains_key("dpop") {
+            match Box::pin(dpop::verify(settings, parts)).await {
+                Ok(proof) => proof,
+                Err(Failure::DpopNonce) => {
+                    let client_id = claimed_id(&request);
+                    let answer = match Box::pin(dpop::nonce_header(settings)).await {
+                        Ok(nonce) => dpop::with_nonce(
+                            refuse(settings, Failure::DpopNonce, format, client_id),
+                            nonce,
+                        ),
+                        Err(failure) => refuse(settings, failure, format, client_id),
+                    };
+                    return Ok(Judged::Answer(answer));
+                }
+                Err(failure) => {
+                    let client_id = claimed_id(&request).map(str::to_owned);
+                    return Err(Refusal { failure, client_id });
+                }
+            }
+        } else {
+            None
+        };
+        request.dpop_jkt = proof.as_ref().map(|proof| proof.jkt.clone());
+        let refusal = |failure| {
+            let client_id = claimed_id(&request).map(str::to_owned);
+            Refusal { failure, client_id }
+        };
         let (grant, claim) = self.check(&request).await.map_err(refusal)?;
+        let grant = grant.with_dpop(request.dpop_jkt.clone());
         let claim = claim.map(|claim| self.guard(claim, format, &grant));
+        if let Some(proof) = &proof {
+            // A replayed proof drops the claim, which hands the code back.
+            Box::pin(dpop::record(settings, proof))
+                .await
+                .map_err(refusal)?;
+        }
         let claim = if self.policies.is_empty() {
             claim
         } else {
@@ -233,12 +270,16 @@ where
         };
         // GitHub's device flow identifies the client by its id alone.
         let id_suffices = grant == GrantType::DeviceCode && settings.dialect() == Dialect::GitHub;
-        let client = authenticate(&*self.clients, request, id_suffices).await?;
+        let client = authenticate(&*self.clients, &self.settings, request, id_suffices).await?;
         if !client.allows_grant(grant) {
             return Err(match grant {
                 GrantType::DeviceCode => Failure::DeviceFlowDisabled,
                 _ => Failure::GrantNotAllowed,
             });
+        }
+        // RFC 9449 §5.2: such a client gets no bearer token.
+        if client.dpop_bound_access_tokens() && request.dpop_jkt.is_none() {
+            return Err(Failure::DpopRequired);
         }
         match (grant, &self.refresh, &self.devices) {
             (GrantType::AuthorizationCode, _, _) => {

@@ -153,6 +153,14 @@ fn verify_bindings(
         }
         _ => {}
     }
+    // RFC 9449 §10: a code bound to a key needs a proof with that key.
+    if let Some(bound) = &record.dpop_jkt {
+        match &request.dpop_jkt {
+            None => return Err(Failure::DpopRequired),
+            Some(jkt) if jkt != bound => return Err(Failure::DpopKeyMismatch),
+            Some(_) => {}
+        }
+    }
     match (&record.pkce, &request.code_verifier) {
         (Some(challenge), Some(verifier)) => {
             pkce::verify(challenge, verifier, settings.allow_plain_pkce).map_err(|e| match e {

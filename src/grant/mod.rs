@@ -77,6 +77,9 @@ pub struct ValidatedGrant {
 struct Inner {
     client: Arc<Client>,
     kind: Kind,
+    /// The thumbprint of the request's DPoP key, when it carried a valid
+    /// proof.
+    dpop_jkt: Option<String>,
 }
 
 #[derive(Debug)]
@@ -105,8 +108,31 @@ enum Kind {
 impl ValidatedGrant {
     fn new(client: Arc<Client>, kind: Kind) -> Self {
         Self {
-            inner: Arc::new(Inner { client, kind }),
+            inner: Arc::new(Inner {
+                client,
+                kind,
+                dpop_jkt: None,
+            }),
         }
+    }
+
+    /// The grant, proven by a DPoP proof with the key of thumbprint `jkt`.
+    pub(crate) fn with_dpop(mut self, jkt: Option<String>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.dpop_jkt = jkt,
+            // Fresh from its constructor, so never shared; were it shared,
+            // the binding would be lost, never invented.
+            None => debug_assert!(jkt.is_none(), "a shared grant gets no DPoP key"),
+        }
+        self
+    }
+
+    /// The RFC 7638 thumbprint (SHA-256, base64url) of the key of the
+    /// request's DPoP proof, when it carried one that verified (RFC 9449).
+    /// Mint a DPoP-bound token with it (`cnf.jkt`, `token_type` `DPoP`);
+    /// `None` means a bearer token.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.inner.dpop_jkt.as_deref()
     }
 
     pub(crate) fn authorization_code(

@@ -51,6 +51,14 @@ pub(crate) async fn check<R: RefreshStore>(
     if used {
         return Err(replayed(store, settings, client, &record).await);
     }
+    // RFC 9449 §5: a bound token is used only with its key.
+    if let Some(bound) = &record.dpop_jkt {
+        match &request.dpop_jkt {
+            None => return Err(Failure::DpopRequired),
+            Some(jkt) if jkt != bound => return Err(Failure::DpopKeyMismatch),
+            Some(_) => {}
+        }
+    }
     let requested = scope::parse(request.scope.as_deref(), settings.dialect());
     // RFC 6749 §6: omitted means the scope originally granted.
     let scopes = if requested.is_empty() {

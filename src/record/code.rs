@@ -29,6 +29,11 @@ pub struct CodeRecord {
     pub issued_at: SystemTime,
     /// When the code stops being redeemable.
     pub expires_at: SystemTime,
+    /// The thumbprint of the DPoP key the authorization request bound the
+    /// code to (`dpop_jkt`, RFC 9449 §10): only a token request proving
+    /// possession of that key redeems it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 impl CodeRecord {

@@ -22,6 +22,11 @@ pub struct RefreshRecord {
     pub issued_at: SystemTime,
     /// When it stops being accepted.
     pub expires_at: SystemTime,
+    /// The thumbprint of the DPoP key the token is bound to (RFC 9449 §5:
+    /// tokens issued to public clients with a proof): only a request
+    /// proving possession of that key may use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 impl RefreshRecord {

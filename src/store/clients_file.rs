@@ -4,17 +4,22 @@
 //! {"clients":[{"client_id":"..","client_secret":"..","redirect_uris":[".."],
 //!              "public":false,"redirect_policy":"exact|loopback|github",
 //!              "grant_types":["authorization_code","refresh_token","client_credentials"],
-//!              "scopes":["repo","user"],"device_flow":true}]}
+//!              "scopes":["repo","user"],"device_flow":true,
+//!              "token_endpoint_auth_method":"client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt|none",
+//!              "jwks":{"keys":[..]},"dpop_bound_access_tokens":false}]}
 //! ```
 //!
-//! Secrets are hashed as they are read and never kept in the clear.
+//! Secrets are hashed as they are read and never kept in the clear, but
+//! for a `client_secret_jwt` client, whose HS256 assertions are checked
+//! with the secret itself. `private_key_jwt` takes `jwks` (public keys
+//! only) and no secret; `none` is a public client.
 
 use std::{collections::HashSet, fmt, io, path::Path};
 
 use serde::Deserialize;
 
 use crate::{
-    client::{Client, GrantType},
+    client::{AuthMethod, Client, GrantType, Jwks},
     redirect::{self, RedirectPolicy},
 };
 
@@ -48,6 +53,15 @@ struct Entry {
     /// Adds the device grant.
     #[serde(default)]
     device_flow: bool,
+    /// RFC 7591: the one method the client authenticates with.
+    #[serde(default)]
+    token_endpoint_auth_method: Option<String>,
+    /// RFC 7591: the client's public keys, for `private_key_jwt`.
+    #[serde(default)]
+    jwks: Option<serde_json::Value>,
+    /// RFC 9449 §5.2: every token must be DPoP-bound.
+    #[serde(default)]
+    dpop_bound_access_tokens: bool,
 }
 
 /// A clients document that could not be read or is invalid. The message
@@ -118,14 +132,37 @@ pub(super) fn parse(json: &str) -> Result<Vec<Client>, ClientsFileError> {
             if secrets.iter().any(|s| s.is_empty()) {
                 return Err(fault("a client secret is empty"));
             }
-            match (entry.public, secrets.is_empty()) {
-                (true, false) => return Err(fault("a public client has no secret")),
-                (false, true) => {
+            let method = match &entry.token_endpoint_auth_method {
+                None => None,
+                Some(name) => Some(AuthMethod::from_name(name).ok_or_else(|| {
+                    fault(&format!(
+                        "unknown token_endpoint_auth_method {name:?} (client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt, none)"
+                    ))
+                })?),
+            };
+            // `none` is what a public client is.
+            let public = entry.public || method == Some(AuthMethod::None);
+            if method.is_some_and(|m| m != AuthMethod::None) && entry.public {
+                return Err(fault("a public client's token_endpoint_auth_method is none"));
+            }
+            let keyed = method == Some(AuthMethod::PrivateKeyJwt);
+            match (public, keyed, secrets.is_empty()) {
+                (true, _, false) => return Err(fault("a public client has no secret")),
+                (false, true, false) => {
+                    return Err(fault("a private_key_jwt client has jwks, not a secret"));
+                }
+                (false, false, true) => {
                     return Err(fault(
                         "a confidential client needs client_secret or client_secrets",
                     ));
                 }
                 _ => {}
+            }
+            if keyed != entry.jwks.is_some() {
+                return Err(fault("jwks goes with token_endpoint_auth_method private_key_jwt"));
+            }
+            if method == Some(AuthMethod::ClientSecretJwt) && secrets.len() != 1 {
+                return Err(fault("a client_secret_jwt client has exactly one client_secret"));
             }
             if let Some(uri) = entry.redirect_uris.iter().find(|u| {
                 u.parse::<http::Uri>()
@@ -150,14 +187,34 @@ pub(super) fn parse(json: &str) -> Result<Vec<Client>, ClientsFileError> {
                     "redirect URI #{position} names `{name}` in its query, a parameter the authorization response adds itself"
                 )));
             }
-            let mut client = if entry.public {
+            let mut client = if public {
                 Client::public(entry.client_id.clone())
             } else {
                 Client::confidential(entry.client_id.clone())
             };
-            for secret in secrets {
-                client = client.with_secret(secret);
+            match method {
+                Some(AuthMethod::ClientSecretJwt) => {
+                    client = client.with_jwt_secret(secrets[0]);
+                }
+                Some(AuthMethod::PrivateKeyJwt) => {
+                    let jwks = entry.jwks.as_ref().ok_or_else(|| fault("jwks is missing"))?;
+                    let jwks =
+                        Jwks::from_json(jwks).map_err(|error| fault(&format!("jwks: {error}")))?;
+                    client = client.with_jwks(jwks);
+                }
+                Some(method) => {
+                    for secret in &secrets {
+                        client = client.with_secret(secret);
+                    }
+                    client = client.with_auth_method(method);
+                }
+                None => {
+                    for secret in &secrets {
+                        client = client.with_secret(secret);
+                    }
+                }
             }
+            client = client.with_dpop_bound_access_tokens(entry.dpop_bound_access_tokens);
             for uri in &entry.redirect_uris {
                 client = client.with_redirect_uri(uri.clone());
             }
@@ -172,7 +229,7 @@ pub(super) fn parse(json: &str) -> Result<Vec<Client>, ClientsFileError> {
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                if entry.public && grants.contains(&GrantType::ClientCredentials) {
+                if public && grants.contains(&GrantType::ClientCredentials) {
                     return Err(fault("a public client cannot use client_credentials"));
                 }
                 client = client.with_grant_types(grants);

@@ -532,6 +532,7 @@ mod tests {
             pkce: None,
             issued_at: clock.now(),
             expires_at: clock.now() + lifetime,
+            dpop_jkt: None,
         }
     }
 
@@ -571,6 +572,7 @@ mod tests {
             family: family.into(),
             issued_at: clock.now(),
             expires_at: clock.now() + Duration::from_secs(3600),
+            dpop_jkt: None,
         }
     }
 

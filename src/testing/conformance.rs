@@ -1359,6 +1359,7 @@ impl<S: CodeStore + Clone> Claims for Codes<S> {
             pkce: None,
             issued_at: now,
             expires_at: now + LONG_TTL,
+            dpop_jkt: None,
         };
         self.store.issue(key, record).await
     }
@@ -1400,6 +1401,7 @@ impl<S> Refresh<S> {
             family: family.to_owned(),
             issued_at: now,
             expires_at: now + LONG_TTL,
+            dpop_jkt: None,
         }
     }
 }

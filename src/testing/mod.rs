@@ -51,6 +51,9 @@
 //! ```
 
 pub mod conformance;
+#[cfg(feature = "jose")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+pub mod jose;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -83,6 +86,8 @@ pub struct TokenRequest {
     basic: Option<(String, String)>,
     json: bool,
     accept: Option<String>,
+    #[cfg(feature = "jose")]
+    dpop: Vec<String>,
     peer: SocketAddr,
 }
 
@@ -94,6 +99,8 @@ impl TokenRequest {
             basic: None,
             json: false,
             accept: None,
+            #[cfg(feature = "jose")]
+            dpop: Vec::new(),
             peer: TEST_PEER,
         }
     }
@@ -126,6 +133,8 @@ impl TokenRequest {
             basic: None,
             json: false,
             accept: None,
+            #[cfg(feature = "jose")]
+            dpop: Vec::new(),
             peer: TEST_PEER,
         }
     }
@@ -190,6 +199,29 @@ impl TokenRequest {
         self
     }
 
+    /// Client authentication by a signed assertion (`private_key_jwt` or
+    /// `client_secret_jwt`, RFC 7523 §2.2): `client_assertion_type` set to
+    /// [`ASSERTION_TYPE`](jose::ASSERTION_TYPE) and `client_assertion` in
+    /// the body. Build the assertion with [`jose::ClientAssertion`].
+    #[cfg(feature = "jose")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+    #[must_use]
+    pub fn client_assertion(self, assertion: &str) -> Self {
+        self.param("client_assertion_type", jose::ASSERTION_TYPE)
+            .param("client_assertion", assertion)
+    }
+
+    /// A `DPoP` header carrying `proof` (RFC 9449 §4.1). Call it twice to
+    /// send two `DPoP` headers (§4.3 refuses that). Build the proof with
+    /// [`jose::DpopProof`].
+    #[cfg(feature = "jose")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+    #[must_use]
+    pub fn dpop(mut self, proof: &str) -> Self {
+        self.dpop.push(proof.to_owned());
+        self
+    }
+
     /// Another path than the default token path.
     #[must_use]
     pub fn path(mut self, path: &str) -> Self {
@@ -201,7 +233,8 @@ impl TokenRequest {
     ///
     /// # Panics
     ///
-    /// If a header value is not valid (a media type with control bytes).
+    /// If a header value is not valid (a media type or a `DPoP` proof with
+    /// control bytes).
     pub fn build(self) -> Request<String> {
         let (content_type, body) = if self.json {
             let object: serde_json::Map<String, serde_json::Value> = self
@@ -229,6 +262,10 @@ impl TokenRequest {
         }
         if let Some(accept) = self.accept {
             builder = builder.header("accept", accept);
+        }
+        #[cfg(feature = "jose")]
+        for proof in self.dpop {
+            builder = builder.header("dpop", proof);
         }
         let mut request = builder.body(body).expect("valid test request");
         request.extensions_mut().insert(self.peer);
