@@ -228,3 +228,62 @@ async fn stopping_redis_is_a_500_and_restarting_it_restores_service() {
     drop(restarted);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// DPoP across processes: a nonce handed out by one process is accepted by
+/// the other, and a proof used through one is a replay through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis; .ci/run runs it"]
+async fn two_processes_on_redis_share_dpop_nonces_and_proofs() {
+    let url = std::env::var("TOKENGATE_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    one_dpop(&url).await;
+}
+
+/// The same on one PostgreSQL database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
+async fn two_processes_on_postgres_share_dpop_nonces_and_proofs() {
+    let url = std::env::var("TOKENGATE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    one_dpop(&url).await;
+}
+
+async fn one_dpop(store: &str) {
+    use tokengate::testing::jose::{DpopProof, TestKey};
+
+    // One public name for both, as behind one balancer: the proofs' htu.
+    let issuer = "https://auth.example.com";
+    let htu = format!("{issuer}/login/oauth/access_token");
+    let args = [
+        "--store",
+        store,
+        "--dialect",
+        "rfc6749",
+        "--issuer",
+        issuer,
+        "--dpop-nonce",
+    ];
+    let (a, b) = (start(&args), start(&args));
+    let key = TestKey::es256();
+    // No nonce: process a names the current one.
+    let code = authorize(&a.addr, "demo-client").await;
+    let proof = DpopProof::new("POST", &htu).sign(&key);
+    let reply = token(&a.addr, &format!("DPoP: {proof}"), &demo_exchange(&code)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "use_dpop_nonce");
+    let nonce = reply.headers["dpop-nonce"].clone();
+    // Process b accepts it.
+    let proof = DpopProof::new("POST", &htu).nonce(&nonce).sign(&key);
+    let reply = token(&b.addr, &format!("DPoP: {proof}"), &demo_exchange(&code)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["token_type"], "DPoP");
+    // The same proof through process a, with a fresh code: a replay.
+    let code = authorize(&a.addr, "demo-client").await;
+    let reply = token(&a.addr, &format!("DPoP: {proof}"), &demo_exchange(&code)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "invalid_dpop_proof");
+    // A fresh proof redeems it through a.
+    let fresh = DpopProof::new("POST", &htu).nonce(&nonce).sign(&key);
+    let reply = token(&a.addr, &format!("DPoP: {fresh}"), &demo_exchange(&code)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
