@@ -526,7 +526,7 @@ impl<C, K, R, D> Builder<C, K, R, D> {
     }
 
     /// Where the `jti`s of client assertions and DPoP proofs, and the DPoP
-    /// nonces, are kept (default: [`MemoryReplays`](crate::store::MemoryReplays),
+    /// nonces, are kept (default: [`MemoryReplays`],
     /// in this process). Gate processes behind one balancer must share one,
     /// or a proof replayed to another process passes there.
     #[must_use]

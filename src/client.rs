@@ -227,6 +227,7 @@ impl Client {
         self.jwks.as_ref()
     }
 
+    #[cfg_attr(not(feature = "jose"), allow(dead_code))]
     pub(crate) fn jwt_secret(&self) -> Option<&str> {
         self.jwt_secret.as_ref().map(|secret| secret.0.as_str())
     }
