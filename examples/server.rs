@@ -56,10 +56,10 @@
 //! - `--store memory|redis://..|postgres://..` picks where clients, codes,
 //!   refresh tokens and device codes live (default `memory`); with Redis or
 //!   PostgreSQL (the `tokengate-redis` and `tokengate-postgres` crates),
-//!   several demo processes share them. The `jti`s of client assertions and
-//!   DPoP proofs, and the DPoP nonces, stay in each process's memory for
-//!   now (the replay store is not yet implemented for those crates): run
-//!   one process when clients sign their requests.
+//!   several demo processes share them, with the lockout's counters and
+//!   the replay store: the `jti`s of client assertions and DPoP proofs (a
+//!   request replayed to another process is refused there) and the DPoP
+//!   nonces (any process accepts the nonce another handed out).
 //! - `--lockout FAILURES/SECONDS|off` sets the brute-force defence (default
 //!   `10/60`, the gate's default: ten failed authentications or redemptions
 //!   per client id per minute, then `429` with `Retry-After`).
@@ -518,14 +518,11 @@ async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGate
                 .map_err(|e| Exit(1, format!("cannot register clients in Redis: {e}")))?;
         }
         // The lockout's counters live in Redis too: every demo process on
-        // this Redis enforces one threshold.
-        // REPLAY STORE, to wire once `RedisStore` implements `ReplayStore`:
-        // `.replay_store(redis.clone())` here, so every process refuses an
-        // assertion or proof `jti` another process saw, and all hand out
-        // the same DPoP nonces. Until then each keeps its own in memory.
-        replays_per_process("redis");
+        // this Redis enforces one threshold. So do the one-time values of
+        // signed requests: a process refuses an assertion or proof `jti`
+        // another process saw, and all accept the same DPoP nonces.
         return Ok(gate_with(redis.clone(), options, |b| {
-            b.lockout_store(redis)
+            b.lockout_store(redis.clone()).replay_store(redis)
         }));
     }
     let postgres = tokengate_postgres::PostgresStore::connect(store)
@@ -541,23 +538,11 @@ async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGate
             .await
             .map_err(|e| Exit(1, format!("cannot register clients in PostgreSQL: {e}")))?;
     }
-    // The lockout's counters live in PostgreSQL too: every demo process on
-    // this database enforces one threshold.
-    // REPLAY STORE, to wire once `PostgresStore` implements `ReplayStore`:
-    // `.replay_store(postgres.clone())` here, as for Redis above.
-    replays_per_process("postgres");
+    // The lockout's counters and the one-time values of signed requests
+    // live in PostgreSQL too, as in Redis above.
     Ok(gate_with(postgres.clone(), options, |b| {
-        b.lockout_store(postgres)
+        b.lockout_store(postgres.clone()).replay_store(postgres)
     }))
-}
-
-/// Says that signed requests' one-time values stay in this process while
-/// the rest of the state is shared (see the REPLAY STORE notes above).
-fn replays_per_process(store: &str) {
-    eprintln!(
-        "note: --store {store}: the jti of client assertions and DPoP proofs, and DPoP nonces, \
-         are kept in this process's memory, not in the shared store"
-    );
 }
 
 fn gate<S>(store: S, options: &Options) -> TokenGateLayer
