@@ -1459,7 +1459,8 @@ async fn signed_clients_from_the_clients_file_redeem_codes_with_assertions() {
     // client_secret_jwt: HS256 keyed by the registered secret; the secret
     // itself is not taken from this client.
     let code = authorize(addr, "hmac").await;
-    let assertion = ClientAssertion::new("hmac", &issuer).sign_hs256("hmac-secret-of-at-least-32-bytes!");
+    let assertion =
+        ClientAssertion::new("hmac", &issuer).sign_hs256("hmac-secret-of-at-least-32-bytes!");
     let reply = token(addr, "", &signed_exchange("hmac", &code, &assertion)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let code = authorize(addr, "hmac").await;

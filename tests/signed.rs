@@ -565,3 +565,35 @@ async fn the_readme_example_works() {
         .build();
     assert!(matches!(layer.check(request).await, Verdict::Forwarded(_)));
 }
+
+/// GitHub's device flow takes a confidential client's id alone, but not
+/// from a client registered for a method: it is held to that method.
+#[tokio::test]
+async fn a_registered_method_outranks_githubs_id_only_device_rule() {
+    let (store, clock) = fixture([
+        Client::confidential("keyed-device")
+            .with_jwks(jwks(&[&TestKey::es256()]))
+            .with_device_flow(true),
+        Client::confidential("legacy-device")
+            .with_secret("s3cret")
+            .with_device_flow(true),
+    ]);
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .clock(clock)
+        .dialect(Dialect::GitHub)
+        .issuer(ISSUER)
+        .build();
+    let legacy = TokenRequest::device_authorization("legacy-device").build();
+    assert!(matches!(layer.check(legacy).await, Verdict::NotChecked));
+    let bare = TokenRequest::device_authorization("keyed-device").build();
+    rejected(
+        layer.check(bare).await,
+        ErrorCode::IncorrectClientCredentials,
+    );
+    let assertion = ClientAssertion::new("keyed-device", ISSUER).sign(&TestKey::es256());
+    let signed = TokenRequest::device_authorization("keyed-device")
+        .client_assertion(&assertion)
+        .build();
+    assert!(matches!(layer.check(signed).await, Verdict::NotChecked));
+}
