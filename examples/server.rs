@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --example server -- [--addr 127.0.0.1:8080] [--issuer URL] [--dialect github|rfc6749]
 //!                               [--clients FILE] [--no-gate] [--lockout 10/60|off]
-//!                               [--metrics-addr 127.0.0.1:9090]
+//!                               [--dpop-nonce] [--metrics-addr 127.0.0.1:9090]
 //! ```
 //!
 //! - `GET /login/oauth/authorize?client_id&redirect_uri&state&scope&code_challenge&code_challenge_method`
@@ -12,7 +12,9 @@
 //!   redirect URI with `code` and `state`.
 //! - `POST /login/oauth/access_token` runs behind the gate; its handler mints
 //!   an opaque token and answers `access_token`, `token_type` and `scope` in
-//!   the negotiated format.
+//!   the negotiated format. `token_type` is `DPoP` when the request carried
+//!   a valid DPoP proof (RFC 9449: the gate checked it and hands over the
+//!   key's thumbprint, [`ValidatedGrant::dpop_jkt`]), else `bearer`.
 //!   With it come `refresh_token`, `expires_in` and
 //!   `refresh_token_expires_in` when the client may refresh; the refresh,
 //!   device and client-credentials grants are served there too.
@@ -36,6 +38,15 @@
 //!   `issuer` and endpoints, the device flow's `verification_uri` and the
 //!   origin the device page accepts all come from it. Set it whenever
 //!   browsers reach the demo by another name (`localhost`, a proxy).
+//!   It is also what signed clients write: a client assertion's `aud` must
+//!   be the issuer or the token endpoint, `{issuer}/login/oauth/access_token`,
+//!   and a DPoP proof's `htu` must be the token endpoint; a client that
+//!   reaches the demo under another name than the issuer is refused.
+//! - `--dpop-nonce` demands server nonces in DPoP proofs (RFC 9449 §8): a
+//!   proof without the current nonce is answered `400` `use_dpop_nonce`
+//!   with the nonce in a `DPoP-Nonce` header, and the client retries with
+//!   it. A nonce changes every five minutes and is accepted during its
+//!   period and the next (so for five to ten minutes).
 //! - `--metrics-addr ADDR` serves `GET /metrics`, the gate's counters and
 //!   latency histogram in Prometheus text format, on a listener of its own
 //!   (off unless given; the public listener answers `404` there) and prints
@@ -45,7 +56,10 @@
 //! - `--store memory|redis://..|postgres://..` picks where clients, codes,
 //!   refresh tokens and device codes live (default `memory`); with Redis or
 //!   PostgreSQL (the `tokengate-redis` and `tokengate-postgres` crates),
-//!   several demo processes share them.
+//!   several demo processes share them, with the lockout's counters and
+//!   the replay store: the `jti`s of client assertions and DPoP proofs (a
+//!   request replayed to another process is refused there) and the DPoP
+//!   nonces (any process accepts the nonce another handed out).
 //! - `--lockout FAILURES/SECONDS|off` sets the brute-force defence (default
 //!   `10/60`, the gate's default: ten failed authentications or redemptions
 //!   per client id per minute, then `429` with `Retry-After`).
@@ -54,7 +68,28 @@
 //!
 //! Without `--clients` one demo client is registered and printed; it may use
 //! every grant. The clients file:
-//! `{"clients":[{"client_id":"..","client_secret":"..","redirect_uris":[".."],"public":false,"redirect_policy":"exact|loopback|github","grant_types":[".."],"scopes":[".."],"device_flow":true}]}`
+//!
+//! ```text
+//! {"clients":[{"client_id":"..","client_secret":"..","redirect_uris":[".."],"public":false,
+//!              "redirect_policy":"exact|loopback|github","grant_types":[".."],"scopes":[".."],
+//!              "device_flow":true,
+//!              "token_endpoint_auth_method":"client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt|none",
+//!              "jwks":{"keys":[..]},"dpop_bound_access_tokens":false}]}
+//! ```
+//!
+//! - `token_endpoint_auth_method` (RFC 7591) registers the one method the
+//!   client authenticates with; without it a confidential client's secret
+//!   is taken by Basic or in the body, and a public client is `none`.
+//! - `private_key_jwt` takes `jwks`, the client's public keys (ES256,
+//!   EdDSA / Ed25519, RS256, PS256), and no secret; `client_secret_jwt`
+//!   takes exactly one `client_secret`, the HS256 key of its assertions
+//!   (kept as it is, not hashed: an HMAC needs the key).
+//! - `dpop_bound_access_tokens: true` (RFC 9449 §5.2): the client gets no
+//!   token without a DPoP proof.
+//!
+//! The metadata lists `private_key_jwt` and `client_secret_jwt` among the
+//! methods, with `token_endpoint_auth_signing_alg_values_supported` and
+//! `dpop_signing_alg_values_supported`.
 
 use std::{collections::HashMap, net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
@@ -81,11 +116,30 @@ use tokengate::{
     refresh::RefreshTokens,
 };
 
-const USAGE: &str = "usage: server [--addr 127.0.0.1:8080] [--issuer http(s)://HOST[:PORT][/PATH]]
+const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s)://HOST[:PORT][/PATH]]
               [--dialect github|rfc6749] [--clients FILE] [--no-gate]
               [--store memory|redis://HOST:PORT|postgres://USER@HOST:PORT/DB]
               [--lockout FAILURES/SECONDS|off] [--code-lifetime SECONDS]
-              [--metrics-addr 127.0.0.1:9090]";
+              [--dpop-nonce] [--metrics-addr 127.0.0.1:9090]
+
+  --issuer URL    the public base URL (default: http:// and the bound address).
+                  Signed clients write it: a client assertion's aud is the
+                  issuer or {issuer}/login/oauth/access_token, a DPoP proof's
+                  htu is {issuer}/login/oauth/access_token.
+  --dpop-nonce    DPoP proofs must carry a server nonce: without the current
+                  one, 400 use_dpop_nonce with the nonce in a DPoP-Nonce
+                  header. A nonce rotates every 300 seconds and is accepted
+                  during its period and the next.
+  --clients FILE  {"clients":[{"client_id":"..","client_secret":"..",
+                   "redirect_uris":[".."],"public":false,
+                   "redirect_policy":"exact|loopback|github",
+                   "grant_types":[".."],"scopes":[".."],"device_flow":false,
+                   "token_endpoint_auth_method":"client_secret_basic|
+                     client_secret_post|client_secret_jwt|private_key_jwt|none",
+                   "jwks":{"keys":[..]},"dpop_bound_access_tokens":false}]}
+                  private_key_jwt takes jwks (public keys) and no secret,
+                  client_secret_jwt exactly one client_secret;
+                  dpop_bound_access_tokens: no token without a DPoP proof."#;
 const DEMO_CLIENT_ID: &str = "demo-client";
 const DEMO_CLIENT_SECRET: &str = "demo-secret";
 const DEMO_REDIRECT_URI: &str = "http://127.0.0.1/callback";
@@ -98,6 +152,9 @@ const ACCESS_TOKEN_LIFETIME: u64 = 8 * 3600;
 const SESSION_COOKIE: &str = "tokengate_device";
 /// Where the device page lives; its session cookie is scoped to it.
 const DEVICE_PAGE: &str = "/login/device";
+/// How often the DPoP nonce changes under `--dpop-nonce`; a nonce is
+/// accepted during its period and the next.
+const DPOP_NONCE_ROTATION: Duration = Duration::from_secs(300);
 
 struct Options {
     addr: SocketAddr,
@@ -113,6 +170,8 @@ struct Options {
     store: String,
     lockout: Option<Lockout>,
     code_lifetime: Duration,
+    /// Whether DPoP proofs must carry a server nonce (`--dpop-nonce`).
+    dpop_nonce: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -126,6 +185,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         store: "memory".to_owned(),
         lockout: Some(Lockout::default()),
         code_lifetime: tokengate::builder::DEFAULT_CODE_LIFETIME,
+        dpop_nonce: false,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -152,6 +212,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             }
             "--clients" => options.clients = Some(value()?),
             "--no-gate" => options.gate = false,
+            "--dpop-nonce" => options.dpop_nonce = true,
             "--store" => {
                 let store = value()?;
                 let known = store == "memory"
@@ -457,9 +518,11 @@ async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGate
                 .map_err(|e| Exit(1, format!("cannot register clients in Redis: {e}")))?;
         }
         // The lockout's counters live in Redis too: every demo process on
-        // this Redis enforces one threshold.
+        // this Redis enforces one threshold. So do the one-time values of
+        // signed requests: a process refuses an assertion or proof `jti`
+        // another process saw, and all accept the same DPoP nonces.
         return Ok(gate_with(redis.clone(), options, |b| {
-            b.lockout_store(redis)
+            b.lockout_store(redis.clone()).replay_store(redis)
         }));
     }
     let postgres = tokengate_postgres::PostgresStore::connect(store)
@@ -475,10 +538,10 @@ async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGate
             .await
             .map_err(|e| Exit(1, format!("cannot register clients in PostgreSQL: {e}")))?;
     }
-    // The lockout's counters live in PostgreSQL too: every demo process on
-    // this database enforces one threshold.
+    // The lockout's counters and the one-time values of signed requests
+    // live in PostgreSQL too, as in Redis above.
     Ok(gate_with(postgres.clone(), options, |b| {
-        b.lockout_store(postgres)
+        b.lockout_store(postgres.clone()).replay_store(postgres)
     }))
 }
 
@@ -512,6 +575,9 @@ where
         // The demo serves client credentials to the clients that allow it,
         // in both dialects.
         .github_client_credentials(true);
+    if options.dpop_nonce {
+        builder = builder.dpop_nonces(DPOP_NONCE_ROTATION);
+    }
     // The public base URL: the device endpoint's `verification_uri` (the
     // issuer's page) and every other absolute URL come from it, never
     // from the request's `Host`.
@@ -686,9 +752,19 @@ async fn mint_token(State(demo): State<Demo>, request: Request) -> Response<Body
         }
         _ => None,
     };
+    // The gate checked the request's DPoP proof (RFC 9449) and hands over
+    // its key's thumbprint: the token is bound to that key. The demo keeps
+    // no record of the access tokens it mints (there is no resource server
+    // to check them), so the binding is the client's to honour; a real
+    // server stores the thumbprint with the token (`cnf.jkt`) and asks a
+    // proof of the same key with every use.
+    let token_type = match grant.and_then(ValidatedGrant::dpop_jkt) {
+        Some(_) => "DPoP",
+        None => "bearer",
+    };
     let mut fields = vec![
         ("access_token", FieldValue::from(access_token.as_str())),
-        ("token_type", "bearer".into()),
+        ("token_type", token_type.into()),
         ("scope", scope.as_str().into()),
     ];
     if let Some(refresh_token) = &refresh_token {

@@ -121,7 +121,8 @@ pub(crate) async fn authenticate<C: ClientStore>(
             Some(_) => client.verify_digest(&presented) & client.takes_secret(claim.basic),
             None => {
                 black_box(DUMMY.matches(&presented));
-                id_suffices
+                // Not for a client registered for a method: it is held to it.
+                id_suffices && client.auth_method().is_none()
             }
         },
         None => {

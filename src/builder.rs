@@ -526,7 +526,7 @@ impl<C, K, R, D> Builder<C, K, R, D> {
     }
 
     /// Where the `jti`s of client assertions and DPoP proofs, and the DPoP
-    /// nonces, are kept (default: [`MemoryReplays`](crate::store::MemoryReplays),
+    /// nonces, are kept (default: [`MemoryReplays`],
     /// in this process). Gate processes behind one balancer must share one,
     /// or a proof replayed to another process passes there.
     #[must_use]
@@ -613,9 +613,20 @@ where
         let token_endpoint = issuer
             .as_ref()
             .map(|issuer| format!("{issuer}{}", options.token_path));
-        if options.assertion_lifetime.is_zero() || options.dpop_proof_window.is_zero() {
+        // Times in JWTs are whole seconds, and so are these.
+        let whole = |d: Duration| d.subsec_nanos() == 0;
+        if options.assertion_lifetime < Duration::from_secs(1)
+            || options.dpop_proof_window < Duration::from_secs(1)
+            || ![
+                options.assertion_lifetime,
+                options.dpop_proof_window,
+                options.jwt_leeway,
+            ]
+            .into_iter()
+            .all(whole)
+        {
             return Err(ConfigError(
-                "the assertion lifetime and the DPoP proof window must be positive",
+                "the assertion lifetime, the DPoP proof window and the JWT leeway are whole seconds, the first two at least one",
             ));
         }
         if options

@@ -201,7 +201,10 @@ impl Client {
     /// The trade-off: an HMAC is verified with the key itself, so the
     /// secret is kept as it is, in memory and in the store, where every
     /// other method keeps only its SHA-256 digest. Whoever reads the store
-    /// can then act as this client. Prefer `private_key_jwt`.
+    /// can then act as this client. Prefer `private_key_jwt`. Give it at
+    /// least 32 random bytes (RFC 7518 §3.2): one captured assertion lets
+    /// anyone search for a shorter secret offline. A clients file refuses
+    /// a shorter one.
     #[must_use]
     pub fn with_jwt_secret(mut self, secret: &str) -> Self {
         self.jwt_secret = Some(JwtSecret(secret.to_owned()));
@@ -227,6 +230,7 @@ impl Client {
         self.jwks.as_ref()
     }
 
+    #[cfg_attr(not(feature = "jose"), allow(dead_code))]
     pub(crate) fn jwt_secret(&self) -> Option<&str> {
         self.jwt_secret.as_ref().map(|secret| secret.0.as_str())
     }

@@ -266,6 +266,8 @@ pub(crate) fn is_valid_uri(text: &str) -> bool {
 
 /// Why the gate refused a request, before a dialect names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Without `jose`, the assertion and proof failures are never made.
+#[cfg_attr(not(feature = "jose"), allow(dead_code))]
 pub(crate) enum Failure {
     /// The token path was called with another method than POST.
     MethodNotAllowed,

@@ -127,6 +127,7 @@ impl Jwks {
         self.keys.is_empty()
     }
 
+    #[cfg_attr(not(feature = "jose"), allow(dead_code))]
     pub(crate) fn keys(&self) -> &[PublicJwk] {
         &self.keys
     }
@@ -168,25 +169,36 @@ impl PublicJwk {
                 KeyKind::P256
             }
             (Some("OKP"), Some("Ed25519")) => {
-                if bytes("x")?.len() != 32 {
-                    return Err(JwksError("an Ed25519 key has a 32-byte x"));
+                let x: [u8; 32] = bytes("x")?
+                    .try_into()
+                    .map_err(|_| JwksError("an Ed25519 key has a 32-byte x"))?;
+                if weak_ed25519(&x) {
+                    return Err(JwksError(
+                        "an Ed25519 key is not a valid point of large order",
+                    ));
                 }
                 KeyKind::Ed25519
             }
             (Some("RSA"), _) => {
                 let n = bytes("n")?;
                 let e = bytes("e")?;
-                // Counted from the first octet that is not zero: an empty
-                // or zero modulus has no bits (and some libraries write a
-                // leading zero octet, which adds none).
-                let n = &n[n.iter().position(|&b| b != 0).unwrap_or(n.len())..];
-                let bits = n
-                    .first()
-                    .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
+                // RFC 7518 §6.3.1: the fewest octets. A leading zero would
+                // hide a short modulus and give one key two thumbprints.
+                if n.first().is_none_or(|b| *b == 0) || e.first().is_none_or(|b| *b == 0) {
+                    return Err(JwksError(
+                        "an RSA key's n and e are unsigned big-endian without leading zeros",
+                    ));
+                }
+                let bits = n.len() * 8 - n[0].leading_zeros() as usize;
                 if bits < 2048 {
                     return Err(JwksError("an RSA key has at least 2048 bits"));
                 }
-                if e.is_empty() || e.len() > 8 {
+                // A proof's key is the sender's choice: a huge modulus would
+                // make every check it asks for slow.
+                if bits > 4096 {
+                    return Err(JwksError("an RSA key has at most 4096 bits"));
+                }
+                if e.len() > 8 {
                     return Err(JwksError("an RSA exponent is 1 to 8 bytes"));
                 }
                 KeyKind::Rsa
@@ -221,6 +233,7 @@ impl PublicJwk {
     }
 
     /// Whether this key verifies signatures named `alg`.
+    #[cfg_attr(not(feature = "jose"), allow(dead_code))]
     pub(crate) fn allows(&self, alg: &str) -> bool {
         self.kind.allows(alg)
             && self
@@ -240,6 +253,19 @@ impl KeyKind {
                 | (Self::Rsa, "RS256" | "PS256")
         )
     }
+}
+
+/// Whether `x` is no Ed25519 public key, or one of small order: against
+/// such a key a signature can be forged for any message.
+#[cfg(feature = "jose")]
+fn weak_ed25519(x: &[u8; 32]) -> bool {
+    ed25519_dalek::VerifyingKey::from_bytes(x).map_or(true, |key| key.is_weak())
+}
+
+/// Without `jose` no signature is verified, so no key is weak.
+#[cfg(not(feature = "jose"))]
+fn weak_ed25519(_: &[u8; 32]) -> bool {
+    false
 }
 
 /// `EdDSA` on an Ed25519 key and the fully specified `Ed25519` (RFC 9864)
@@ -294,22 +320,29 @@ mod tests {
             ),
             (
                 json!({"keys": [{"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xff; 256]), "e": ""}]}),
-                "exponent",
+                "leading zeros",
             ),
-            // No modulus, a zero one, or one padded with zero octets to
-            // look longer than it is (the fuzz target's finding: the first
-            // overflowed the bit count).
             (
                 json!({"keys": [{"kty": "RSA", "n": "", "e": "AQAB"}]}),
-                "2048",
+                "leading zeros",
             ),
             (
-                json!({"keys": [{"kty": "RSA", "n": "AAAA", "e": "AQAB"}]}),
-                "2048",
+                // A 1024-bit modulus behind 128 zero bytes.
+                json!({"keys": [{"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([[0u8; 128], [0xff; 128]].concat()), "e": "AQAB"}]}),
+                "leading zeros",
             ),
             (
-                json!({"keys": [{"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([[0; 300], [0xff; 300]].concat()[..400].to_vec()), "e": "AQAB"}]}),
-                "2048",
+                json!({"keys": [{"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xff; 256]), "e": URL_SAFE_NO_PAD.encode([1; 9])}]}),
+                "exponent",
+            ),
+            (
+                json!({"keys": [{"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xff; 513]), "e": "AQAB"}]}),
+                "4096",
+            ),
+            (
+                // The identity point: a forged signature verifies against it.
+                json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}),
+                "large order",
             ),
             (
                 json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": X, "kid": "a"}, {"kty": "OKP", "crv": "Ed25519", "x": X, "kid": "a"}]}),

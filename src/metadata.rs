@@ -61,24 +61,11 @@ impl Metadata {
             })
             .map(GrantType::as_str)
             .collect();
-        let mut token_endpoint_auth_methods_supported =
-            vec!["client_secret_basic", "client_secret_post", "none"];
-        // Assertions and proofs need the JOSE checks and the issuer (their
-        // audience and `htu`).
-        let signed = cfg!(feature = "jose") && settings.signed.token_endpoint.is_some();
         let (
-            mut token_endpoint_auth_signing_alg_values_supported,
-            mut dpop_signing_alg_values_supported,
-        ) = (Vec::new(), Vec::new());
-        #[cfg(feature = "jose")]
-        if signed {
-            token_endpoint_auth_methods_supported.extend(["private_key_jwt", "client_secret_jwt"]);
-            token_endpoint_auth_signing_alg_values_supported
-                .extend(crate::jose::SIGNING_ALGORITHMS);
-            token_endpoint_auth_signing_alg_values_supported.push("HS256");
-            dpop_signing_alg_values_supported.extend(crate::jose::SIGNING_ALGORITHMS);
-        }
-        let _ = signed;
+            token_endpoint_auth_methods_supported,
+            token_endpoint_auth_signing_alg_values_supported,
+            dpop_signing_alg_values_supported,
+        ) = signing(settings);
         let mut code_challenge_methods_supported = vec!["S256"];
         if settings.allow_plain_pkce {
             code_challenge_methods_supported.push("plain");
@@ -148,4 +135,27 @@ impl Metadata {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL_VALUE));
         response
     }
+}
+
+type Lists = (Vec<&'static str>, Vec<&'static str>, Vec<&'static str>);
+
+/// The authentication methods, and the algorithms of assertions and DPoP
+/// proofs. Assertions and proofs need the JOSE checks and the issuer (their
+/// audience and `htu`).
+fn signing(settings: &Settings) -> Lists {
+    #[cfg_attr(not(feature = "jose"), allow(unused_mut))]
+    let mut methods = vec!["client_secret_basic", "client_secret_post", "none"];
+    #[cfg(feature = "jose")]
+    if settings.signed.token_endpoint.is_some() {
+        methods.extend(["private_key_jwt", "client_secret_jwt"]);
+        let mut assertions = crate::jose::SIGNING_ALGORITHMS.to_vec();
+        assertions.push("HS256");
+        return (
+            methods,
+            assertions,
+            crate::jose::SIGNING_ALGORITHMS.to_vec(),
+        );
+    }
+    let _ = settings;
+    (methods, Vec::new(), Vec::new())
 }

@@ -68,6 +68,7 @@ pub(crate) struct Settings {
 
 /// How client assertions and DPoP proofs are checked.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "jose"), allow(dead_code))]
 pub(crate) struct Signed {
     /// `{issuer}{token_path}`: an assertion audience, and every proof's
     /// `htu`. `None` without an issuer: then neither is accepted.

@@ -290,3 +290,11 @@ async fn memory_counters_keep_the_lockout_store_contract() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_replays_keep_the_replay_store_contract() {
+    tokengate::testing::conformance::replay_store_contract(
+        tokengate::store::MemoryReplays::default(),
+    )
+    .await;
+}

@@ -3,7 +3,10 @@
 //! docs/contract.md's rows, and 100 concurrent redemptions of one code; its
 //! device page attacked as a browser would be (cross-site forms, another
 //! session's token), its metadata asked with a forged `Host`, and its
-//! metrics looked for on the public listener.
+//! metrics looked for on the public listener. Signed clients and DPoP: the
+//! metadata's methods and algorithms, `private_key_jwt` and
+//! `client_secret_jwt` clients from a clients file, `token_type` `DPoP` for
+//! a request with a proof, and `--dpop-nonce`'s `use_dpop_nonce` round trip.
 
 mod common;
 
@@ -406,6 +409,31 @@ async fn serves_its_metadata() {
             "client_credentials"
         ])
     );
+    // Signed client authentication and DPoP: the issuer (here the default
+    // one) is their audience and `htu`, so the gate serves them and says so.
+    assert_eq!(
+        json["token_endpoint_auth_methods_supported"],
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+            "private_key_jwt",
+            "client_secret_jwt"
+        ])
+    );
+    let algs = |name: &str| -> Vec<String> {
+        serde_json::from_value(json[name].clone()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let assertion_algs = algs("token_endpoint_auth_signing_alg_values_supported");
+    for alg in ["ES256", "EdDSA", "Ed25519", "RS256", "PS256", "HS256"] {
+        assert!(assertion_algs.iter().any(|a| a == alg), "{alg}: {json}");
+    }
+    let dpop_algs = algs("dpop_signing_alg_values_supported");
+    for alg in ["ES256", "EdDSA", "Ed25519", "RS256", "PS256"] {
+        assert!(dpop_algs.iter().any(|a| a == alg), "{alg}: {json}");
+    }
+    // A proof must be signed by the key it carries: never a shared secret.
+    assert!(!dpop_algs.iter().any(|a| a.starts_with("HS")), "{json}");
     // A forged `Host` steers nothing: a shared cache keeps this answer
     // for an hour, so one request must not poison it for everyone.
     let forged = send(
@@ -536,7 +564,18 @@ fn bad_flags_and_bad_files_exit_2_with_a_message() {
     let help = Command::new(binary()).arg("--help").output().unwrap();
     assert_eq!(help.status.code(), Some(0));
     let usage = String::from_utf8_lossy(&help.stdout).into_owned();
-    for flag in ["--no-gate", "--issuer", "--metrics-addr"] {
+    for flag in [
+        "--no-gate",
+        "--issuer",
+        "--metrics-addr",
+        "--dpop-nonce",
+        // The clients file's fields for signed clients and DPoP.
+        "token_endpoint_auth_method",
+        "private_key_jwt",
+        "client_secret_jwt",
+        "jwks",
+        "dpop_bound_access_tokens",
+    ] {
         assert!(usage.contains(flag), "{flag}: {usage}");
     }
     std::fs::remove_dir_all(dir).unwrap();
@@ -1327,4 +1366,197 @@ async fn an_issuer_with_a_path_scopes_the_page_beneath_it() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(poll_device(addr, &device_code).await["access_token"].is_string());
+}
+
+/// The token endpoint under the demo's default issuer (`http://` and its
+/// address): the `htu` of every DPoP proof, and an assertion audience.
+fn token_endpoint(server: &Server) -> String {
+    format!("http://{}/login/oauth/access_token", server.addr)
+}
+
+/// A clients file in a directory of its own (removed by the caller).
+fn clients_file(name: &str, document: &serde_json::Value) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("tokengate-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("clients.json");
+    std::fs::write(&file, document.to_string()).unwrap();
+    let path = file.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
+/// A code exchange authenticated by `assertion` (RFC 7523 §2.2).
+fn signed_exchange(client_id: &str, code: &str, assertion: &str) -> String {
+    format!(
+        "grant_type=authorization_code&client_id={client_id}&code={code}&redirect_uri={REDIRECT}&code_verifier={VERIFIER}&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}"
+    )
+}
+
+#[tokio::test]
+async fn signed_clients_from_the_clients_file_redeem_codes_with_assertions() {
+    use tokengate::testing::jose::{ClientAssertion, DpopProof, TestKey};
+
+    let key = TestKey::es256();
+    let loopback = |entry: serde_json::Value| {
+        let mut entry = entry;
+        entry["redirect_uris"] = serde_json::json!(["http://127.0.0.1/callback"]);
+        entry["redirect_policy"] = "loopback".into();
+        entry
+    };
+    let (dir, file) = clients_file(
+        "signed",
+        &serde_json::json!({"clients": [
+            loopback(serde_json::json!({"client_id": "signed",
+                "token_endpoint_auth_method": "private_key_jwt",
+                "jwks": TestKey::jwks(&[&key])})),
+            loopback(serde_json::json!({"client_id": "hmac",
+                "token_endpoint_auth_method": "client_secret_jwt",
+                "client_secret": "hmac-secret-of-at-least-32-bytes!"})),
+            loopback(serde_json::json!({"client_id": "bound", "public": true,
+                "dpop_bound_access_tokens": true})),
+        ]}),
+    );
+    let server = start(&["--clients", &file, "--dialect", "rfc6749"]);
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|l| l.contains("loaded 3 client(s)")),
+        "{:?}",
+        server.banner
+    );
+    let addr = server.addr.as_str();
+    let issuer = format!("http://{addr}");
+    // private_key_jwt, for both audiences the gate accepts: the issuer and
+    // the token endpoint.
+    for audience in [issuer.clone(), token_endpoint(&server)] {
+        let code = authorize(addr, "signed").await;
+        let assertion = ClientAssertion::new("signed", &audience).sign(&key);
+        let reply = token(addr, "", &signed_exchange("signed", &code, &assertion)).await;
+        assert_eq!(reply.status, 200, "{audience}: {}", reply.body);
+        let json = reply.json();
+        assert_eq!(json["token_type"], "bearer", "{json}");
+        assert!(json["refresh_token"].is_string(), "{json}");
+        // The same assertion again, on a fresh code: its jti was used.
+        let code = authorize(addr, "signed").await;
+        let reply = token(addr, "", &signed_exchange("signed", &code, &assertion)).await;
+        assert_eq!(reply.status, 401, "{}", reply.body);
+        assert_eq!(reply.json()["error"], "invalid_client");
+    }
+    let code = authorize(addr, "signed").await;
+    // A key the client never registered.
+    let stranger = ClientAssertion::new("signed", &issuer).sign(&TestKey::es256_other());
+    let reply = token(addr, "", &signed_exchange("signed", &code, &stranger)).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    // Another audience: an assertion made for someone else.
+    let elsewhere = ClientAssertion::new("signed", "https://elsewhere.example").sign(&key);
+    let reply = token(addr, "", &signed_exchange("signed", &code, &elsewhere)).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    // The refusals did not use the code up.
+    let assertion = ClientAssertion::new("signed", &issuer).sign(&key);
+    let reply = token(addr, "", &signed_exchange("signed", &code, &assertion)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // client_secret_jwt: HS256 keyed by the registered secret; the secret
+    // itself is not taken from this client.
+    let code = authorize(addr, "hmac").await;
+    let assertion =
+        ClientAssertion::new("hmac", &issuer).sign_hs256("hmac-secret-of-at-least-32-bytes!");
+    let reply = token(addr, "", &signed_exchange("hmac", &code, &assertion)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let code = authorize(addr, "hmac").await;
+    let body = format!(
+        "grant_type=authorization_code&client_id=hmac&client_secret=hmac-secret&code={code}&redirect_uri={REDIRECT}&code_verifier={VERIFIER}"
+    );
+    let reply = token(addr, "", &body).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+
+    // dpop_bound_access_tokens: no proof, no token; with one, a DPoP token.
+    let code = authorize(addr, "bound").await;
+    let body = format!(
+        "grant_type=authorization_code&client_id=bound&code={code}&redirect_uri={REDIRECT}&code_verifier={VERIFIER}"
+    );
+    let reply = token(addr, "", &body).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "invalid_dpop_proof");
+    let proof = DpopProof::new("POST", &token_endpoint(&server)).sign(&TestKey::ed25519());
+    let reply = token(addr, &format!("DPoP: {proof}"), &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["token_type"], "DPoP");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_dpop_proof_gets_a_dpop_token() {
+    use tokengate::testing::jose::{DpopProof, TestKey};
+
+    // The GitHub dialect: DPoP answers keep RFC 9449's form there too.
+    let server = start(&[]);
+    let addr = server.addr.as_str();
+    let key = TestKey::es256();
+    let code = authorize(addr, "demo-client").await;
+    let proof = DpopProof::new("POST", &token_endpoint(&server)).sign(&key);
+    let headers = format!("Accept: application/json\r\nDPoP: {proof}");
+    let reply = token(addr, &headers, &exchange(&code)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let json = reply.json();
+    assert_eq!(json["token_type"], "DPoP", "{json}");
+    assert!(json["access_token"].is_string(), "{json}");
+    // The same proof again: its jti was used (400 in GitHub's dialect too).
+    let code = authorize(addr, "demo-client").await;
+    let reply = token(addr, &headers, &exchange(&code)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "invalid_dpop_proof");
+    // A proof for another URL (the issuer is the demo's own address).
+    let elsewhere =
+        DpopProof::new("POST", "https://elsewhere.example/login/oauth/access_token").sign(&key);
+    let reply = token(
+        addr,
+        &format!("Accept: application/json\r\nDPoP: {elsewhere}"),
+        &exchange(&code),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "invalid_dpop_proof");
+    // Without a proof the same code still redeems, as a bearer token.
+    let reply = token(addr, "Accept: application/json", &exchange(&code)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["token_type"], "bearer");
+}
+
+#[tokio::test]
+async fn dpop_nonce_demands_the_servers_nonce_and_a_retry_with_it_succeeds() {
+    use tokengate::testing::jose::{DpopProof, TestKey};
+
+    let server = start(&["--dpop-nonce", "--dialect", "rfc6749"]);
+    let addr = server.addr.as_str();
+    let htu = token_endpoint(&server);
+    let key = TestKey::ed25519();
+    let code = authorize(addr, "demo-client").await;
+    // No nonce: 400 use_dpop_nonce, and the nonce to use.
+    let proof = DpopProof::new("POST", &htu).sign(&key);
+    let reply = token(addr, &format!("DPoP: {proof}"), &exchange(&code)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "use_dpop_nonce");
+    let nonce = reply
+        .headers
+        .get("dpop-nonce")
+        .unwrap_or_else(|| panic!("no DPoP-Nonce header: {reply:?}"))
+        .clone();
+    assert!(!nonce.is_empty());
+    // A nonce the server never gave is no better.
+    let forged = DpopProof::new("POST", &htu).nonce("forged").sign(&key);
+    let reply = token(addr, &format!("DPoP: {forged}"), &exchange(&code)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "use_dpop_nonce");
+    assert_eq!(reply.headers["dpop-nonce"], nonce);
+    // The retry with it: the refusals left the code unused.
+    let retry = DpopProof::new("POST", &htu).nonce(&nonce).sign(&key);
+    let reply = token(addr, &format!("DPoP: {retry}"), &exchange(&code)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["token_type"], "DPoP");
+    // Nonces are for proofs: a bearer request needs none.
+    let code = authorize(addr, "demo-client").await;
+    let reply = token(addr, "", &exchange(&code)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["token_type"], "bearer");
 }

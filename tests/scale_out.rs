@@ -1,7 +1,8 @@
 //! Several gate processes, one store: two demo servers share Redis (then
 //! PostgreSQL); codes issued through one are redeemed through both at once,
 //! and each code gives exactly one token; failures counted through either
-//! lock the address out of both.
+//! lock the address out of both; a DPoP nonce handed out by one is accepted
+//! by the other, and a proof used at one is refused at the other.
 //!
 //! Needs the Redis and PostgreSQL servers (`TOKENGATE_REDIS_URL`, default
 //! `redis://127.0.0.1:6379`; `TOKENGATE_POSTGRES_URL`, default
@@ -138,6 +139,77 @@ async fn two_processes_share_postgres() {
     let url = std::env::var("TOKENGATE_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     one_token_per_code(&url).await;
+}
+
+/// Signed requests across processes: two demo processes on `store` with
+/// one issuer (so a proof's `htu` is the same at both) and `--dpop-nonce`.
+/// The nonce one hands out is accepted by the other, and a proof used at
+/// one is refused at the other: both go through the store, the demo's
+/// replay store.
+async fn one_replay_store(store: &str) {
+    use tokengate::testing::jose::{DpopProof, TestKey};
+
+    let issuer = "http://gate.example";
+    let args = [
+        "--store",
+        store,
+        "--issuer",
+        issuer,
+        "--dpop-nonce",
+        "--dialect",
+        "rfc6749",
+        "--lockout",
+        "off",
+    ];
+    let a = start(&args);
+    let b = start(&args);
+    let htu = format!("{issuer}/login/oauth/access_token");
+    let key = TestKey::es256();
+    let dpop = |proof: &str| format!("DPoP: {proof}");
+    // The nonce, from A.
+    let code = authorize(&a.addr, "demo-client").await;
+    let bare = DpopProof::new("POST", &htu).sign(&key);
+    let reply = token(&a.addr, &dpop(&bare), &demo_exchange(&code)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "use_dpop_nonce");
+    let nonce = reply.headers["dpop-nonce"].clone();
+    // Accepted by B.
+    let proof = DpopProof::new("POST", &htu).nonce(&nonce).sign(&key);
+    let reply = token(&b.addr, &dpop(&proof), &demo_exchange(&code)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["token_type"], "DPoP");
+    // That proof again, at A, with a code of its own: its jti was used.
+    let code = authorize(&a.addr, "demo-client").await;
+    let reply = token(&a.addr, &dpop(&proof), &demo_exchange(&code)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "invalid_dpop_proof");
+    assert!(
+        reply.json()["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("used before")),
+        "{}",
+        reply.body
+    );
+    // The code was not used up by the refusal.
+    let fresh = DpopProof::new("POST", &htu).nonce(&nonce).sign(&key);
+    let reply = token(&a.addr, &dpop(&fresh), &demo_exchange(&code)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis; .ci/run runs it"]
+async fn two_processes_on_redis_share_one_replay_store() {
+    let url = std::env::var("TOKENGATE_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    one_replay_store(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
+async fn two_processes_on_postgres_share_one_replay_store() {
+    let url = std::env::var("TOKENGATE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    one_replay_store(&url).await;
 }
 
 /// A Redis server of the test's own, on a free port, so it can be stopped

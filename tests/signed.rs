@@ -545,3 +545,55 @@ fn secrets_never_show_in_debug() {
     let back = Client::try_from(record).unwrap();
     assert_eq!(back.auth_method(), Some(AuthMethod::ClientSecretJwt));
 }
+
+/// The README's example, as it is printed there.
+#[tokio::test]
+async fn the_readme_example_works() {
+    use tokengate::GrantType;
+    let key = TestKey::es256();
+    let (store, clock) = fixture([Client::confidential("svc")
+        .with_jwks(Jwks::from_json(&TestKey::jwks(&[&key])).unwrap())
+        .with_grant_types([GrantType::ClientCredentials])]);
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .clock(clock)
+        .issuer("https://auth.example.com")
+        .build();
+    let assertion = ClientAssertion::new("svc", "https://auth.example.com").sign(&key);
+    let request = TokenRequest::client_credentials()
+        .client_assertion(&assertion)
+        .build();
+    assert!(matches!(layer.check(request).await, Verdict::Forwarded(_)));
+}
+
+/// GitHub's device flow takes a confidential client's id alone, but not
+/// from a client registered for a method: it is held to that method.
+#[tokio::test]
+async fn a_registered_method_outranks_githubs_id_only_device_rule() {
+    let (store, clock) = fixture([
+        Client::confidential("keyed-device")
+            .with_jwks(jwks(&[&TestKey::es256()]))
+            .with_device_flow(true),
+        Client::confidential("legacy-device")
+            .with_secret("s3cret")
+            .with_device_flow(true),
+    ]);
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .clock(clock)
+        .dialect(Dialect::GitHub)
+        .issuer(ISSUER)
+        .build();
+    let legacy = TokenRequest::device_authorization("legacy-device").build();
+    assert!(matches!(layer.check(legacy).await, Verdict::NotChecked));
+    let bare = TokenRequest::device_authorization("keyed-device").build();
+    rejected(
+        layer.check(bare).await,
+        ErrorCode::IncorrectClientCredentials,
+    );
+    let assertion = ClientAssertion::new("keyed-device", ISSUER).sign(&TestKey::es256());
+    let signed = TokenRequest::device_authorization("keyed-device")
+        .client_assertion(&assertion)
+        .build();
+    assert!(matches!(layer.check(signed).await, Verdict::NotChecked));
+}

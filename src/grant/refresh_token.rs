@@ -48,16 +48,18 @@ pub(crate) async fn check<R: RefreshStore>(
     if record.is_expired(settings.clock.now()) {
         return Err(Failure::RefreshTokenSpent);
     }
-    if used {
-        return Err(replayed(store, settings, client, &record).await);
-    }
-    // RFC 9449 §5: a bound token is used only with its key.
+    // RFC 9449 §5: a bound token is used only with its key. Checked before
+    // the replay: whoever lacks the key cannot revoke the family with an
+    // old token either.
     if let Some(bound) = &record.dpop_jkt {
         match &request.dpop_jkt {
             None => return Err(Failure::DpopRequired),
             Some(jkt) if jkt != bound => return Err(Failure::DpopKeyMismatch),
             Some(_) => {}
         }
+    }
+    if used {
+        return Err(replayed(store, settings, client, &record).await);
     }
     let requested = scope::parse(request.scope.as_deref(), settings.dialect());
     // RFC 6749 §6: omitted means the scope originally granted.

@@ -166,7 +166,9 @@ fn check_claims(jws: &Jws<'_>, client_id: &str, rules: &Rules<'_>) -> Result<One
         .ok_or(Malformed("the assertion needs a jti of 1 to 256 bytes"))?;
     Ok(OneTime {
         key: CodeKey::of(&format!("client-assertion\0{client_id}\0{jti}")),
-        until: at(exp.saturating_add(leeway)),
+        // Accepted while the whole-second `now` is before exp + leeway: up
+        // to a second longer in real time.
+        until: at(exp.saturating_add(leeway).saturating_add(1)),
     })
 }
 

@@ -94,8 +94,12 @@ pub(crate) fn verify(proof: &str, rules: &Rules<'_>) -> Result<Proof, Malformed>
     Ok(Proof {
         one_time: OneTime {
             key: CodeKey::of(&format!("dpop\0{jkt}\0{jti}")),
-            // Past this, the iat check refuses the proof anyway.
-            until: at(iat.saturating_add(window).saturating_add(leeway)),
+            // Past this, the iat check refuses the proof anyway; `now` is in
+            // whole seconds, so it is accepted up to a second longer.
+            until: at(iat
+                .saturating_add(window)
+                .saturating_add(leeway)
+                .saturating_add(1)),
         },
         jkt,
         nonce,

@@ -164,6 +164,11 @@ pub(super) fn parse(json: &str) -> Result<Vec<Client>, ClientsFileError> {
             if method == Some(AuthMethod::ClientSecretJwt) && secrets.len() != 1 {
                 return Err(fault("a client_secret_jwt client has exactly one client_secret"));
             }
+            // RFC 7518 §3.2: an HS256 key has at least 256 bits; a shorter
+            // one falls to an offline search from one captured assertion.
+            if method == Some(AuthMethod::ClientSecretJwt) && secrets[0].len() < 32 {
+                return Err(fault("a client_secret_jwt secret has at least 32 bytes"));
+            }
             if let Some(uri) = entry.redirect_uris.iter().find(|u| {
                 u.parse::<http::Uri>()
                     .map_or(true, |u| u.scheme().is_none())

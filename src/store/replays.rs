@@ -128,12 +128,14 @@ impl ReplayStore for MemoryReplays {
 }
 
 /// Where a running gate keeps one-time values: in this process, or in a
-/// store shared with other processes.
+/// store shared with other processes. (Without `jose`, nothing reads them.)
+#[cfg_attr(not(feature = "jose"), allow(dead_code))]
 pub(crate) enum Replays {
     Memory(MemoryReplays),
     Shared(Arc<dyn DynReplayStore>),
 }
 
+#[cfg_attr(not(feature = "jose"), allow(dead_code))]
 impl Replays {
     /// [`ReplayStore::first_use`].
     pub(crate) async fn first_use(
@@ -173,6 +175,7 @@ impl fmt::Debug for Replays {
 }
 
 /// [`ReplayStore`] with the store type erased.
+#[cfg_attr(not(feature = "jose"), allow(dead_code))]
 pub(crate) trait DynReplayStore: Send + Sync {
     fn first_use<'a>(
         &'a self,
@@ -208,5 +211,44 @@ impl<S: ReplayStore> DynReplayStore for S {
         now: SystemTime,
     ) -> BoxFuture<'a, Result<String, StoreError>> {
         Box::pin(ReplayStore::nonce(self, slot, candidate, until, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn t0() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
+    }
+
+    #[test]
+    fn a_full_table_refuses_until_its_values_expire() {
+        let replays = MemoryReplays::new(2);
+        let (a, b, c) = (CodeKey::of("a"), CodeKey::of("b"), CodeKey::of("c"));
+        assert!(replays.first_use_now(&a, t0() + MINUTE, t0()).unwrap());
+        assert!(replays.first_use_now(&b, t0() + MINUTE, t0()).unwrap());
+        assert!(
+            replays.first_use_now(&c, t0() + MINUTE, t0()).is_err(),
+            "a third live value does not fit, and no live one is forgotten"
+        );
+        assert!(
+            !replays.first_use_now(&a, t0() + MINUTE, t0()).unwrap(),
+            "a full table still tells a replay"
+        );
+        // Both expired, and the last sweep (of the refusal) is over a
+        // second ago: the sweep frees the table.
+        let later = t0() + MINUTE + Duration::from_secs(1);
+        assert!(replays.first_use_now(&c, later + MINUTE, later).unwrap());
+        assert!(
+            replays.first_use_now(&a, later + MINUTE, later).unwrap(),
+            "an expired value is forgotten"
+        );
+        assert!(
+            replays.first_use_now(&b, later + MINUTE, later).is_err(),
+            "and the table is full again"
+        );
     }
 }

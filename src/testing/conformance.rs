@@ -77,6 +77,11 @@
 //!   [`LockoutStore`]'s limits per counter, the longest wait of several,
 //!   windows that end by themselves in real time, and 64 concurrent
 //!   failures all counted.
+//! - [`replay_store_contract`], on its own too: [`ReplayStore`]'s single
+//!   use of one-time values (32 concurrent first uses, one wins), values
+//!   that are forgotten once their `until` passed in real time, and DPoP
+//!   nonces shared per slot (16 concurrent askers get one nonce) until
+//!   they expire.
 //!
 //! Not checked: that a store forgets what expired (memory use), and expiry
 //! on the store's side for codes and refresh tokens (the gate checks it
@@ -124,7 +129,7 @@ use crate::{
     secret::{CodeKey, random_code},
     store::{
         Claim, ClientStore, CodeStore, Counter, CounterKey, DeviceStore, LockoutStore, Lookup,
-        MemoryStore, Redemption, RefreshStore, StoreError,
+        MemoryStore, Redemption, RefreshStore, ReplayStore, StoreError,
     },
 };
 
@@ -2267,4 +2272,141 @@ pub async fn lockout_store_contract<S: LockoutStore>(store: S) {
         None,
         "and not as more"
     );
+}
+
+/// [`ReplayStore`]'s guarantees, straight on the store, in real time (a
+/// store on its server's clock cannot be moved, so every `now` is
+/// [`SystemTime::now`]): a one-time value's first use answers `true` and
+/// its replay `false`; of 32 concurrent first uses of one value exactly
+/// one wins; a value is remembered until its `until` and forgotten after;
+/// a DPoP slot keeps its first nonce, 16 concurrent askers all get the
+/// same one, and it gives way to a new one once its `until` passed. Keys
+/// and slots are random per run. Takes about a second and a half.
+///
+/// # Panics
+///
+/// On the first broken guarantee, saying which.
+pub async fn replay_store_contract<S: ReplayStore>(store: S) {
+    let store = Arc::new(store);
+    let long = Duration::from_secs(600);
+    let short = Duration::from_millis(700);
+    let first_use = |key: CodeKey, lasts: Duration| {
+        let store = Arc::clone(&store);
+        async move {
+            let now = SystemTime::now();
+            store
+                .first_use(&key, now + lasts, now)
+                .await
+                .expect("the replay store answers")
+        }
+    };
+    let nonce = |slot: u64, candidate: String, lasts: Duration| {
+        let store = Arc::clone(&store);
+        async move {
+            let now = SystemTime::now();
+            store
+                .nonce(slot, &candidate, now + lasts, now)
+                .await
+                .expect("the replay store answers")
+        }
+    };
+
+    // Single use.
+    let (key, other) = (fresh_key(), fresh_key());
+    assert!(first_use(key, long).await, "a first use answers true");
+    assert!(!first_use(key, long).await, "a second use is a replay");
+    assert!(!first_use(key, long).await, "and so is a third");
+    assert!(first_use(other, long).await, "keys are remembered apart");
+
+    // Of concurrent first uses, exactly one wins.
+    let crowd = fresh_key();
+    let uses = (0..32)
+        .map(|_| tokio::spawn(first_use(crowd, long)))
+        .collect::<Vec<_>>();
+    let mut firsts = 0;
+    for used in uses {
+        firsts += usize::from(used.await.expect("no panic"));
+    }
+    assert_eq!(firsts, 1, "of 32 concurrent first uses, exactly one wins");
+
+    // Nonces: one per slot, the first candidate's.
+    let (slot, another) = (fresh_slot(), fresh_slot());
+    assert_eq!(
+        nonce(slot, "a".into(), long).await,
+        "a",
+        "a fresh slot takes the candidate"
+    );
+    assert_eq!(
+        nonce(slot, "b".into(), long).await,
+        "a",
+        "a slot keeps its nonce"
+    );
+    assert_eq!(
+        nonce(another, "c".into(), long).await,
+        "c",
+        "slots are kept apart"
+    );
+    let crowd = fresh_slot();
+    let askers = (0..16)
+        .map(|i| tokio::spawn(nonce(crowd, format!("n{i}"), long)))
+        .collect::<Vec<_>>();
+    let mut answers = Vec::new();
+    for asker in askers {
+        answers.push(asker.await.expect("no panic"));
+    }
+    assert!(
+        answers.iter().all(|answer| *answer == answers[0]),
+        "16 concurrent askers of one slot get one nonce: {answers:?}"
+    );
+    assert!(
+        (0..16).any(|i| answers[0] == format!("n{i}")),
+        "and it is one of their candidates: {}",
+        answers[0]
+    );
+
+    // Expiry, in real time: a value and a nonce stored for 700 ms.
+    let brief = fresh_key();
+    let brief_slot = fresh_slot();
+    assert!(first_use(brief, short).await, "a first use answers true");
+    assert_eq!(nonce(brief_slot, "x".into(), short).await, "x");
+    assert!(
+        !first_use(brief, long).await,
+        "a value is remembered until its `until`"
+    );
+    assert_eq!(
+        nonce(brief_slot, "y".into(), short).await,
+        "x",
+        "a nonce is kept until its `until`"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        first_use(brief, long).await,
+        "a value whose `until` passed is forgotten: its next use is a first use"
+    );
+    assert!(
+        !first_use(brief, long).await,
+        "and that use is remembered again"
+    );
+    assert_eq!(
+        nonce(brief_slot, "y".into(), long).await,
+        "y",
+        "a nonce whose `until` passed gives way to a new candidate"
+    );
+    assert_eq!(
+        nonce(brief_slot, "z".into(), long).await,
+        "y",
+        "which the slot then keeps"
+    );
+    assert!(
+        !first_use(key, long).await,
+        "a live value is still remembered after the others expired"
+    );
+}
+
+/// A random DPoP slot: never used before, in this run or another.
+fn fresh_slot() -> u64 {
+    let key = fresh_key();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&key.as_bytes()[..8]);
+    u64::from_le_bytes(bytes)
 }

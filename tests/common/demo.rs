@@ -66,6 +66,12 @@ pub fn start(args: &[&str]) -> Server {
 /// Starts the example `exe` with `args` on a free port and waits, at most
 /// 30 s, for its `listening on` line; the lines before it are its banner.
 pub fn spawn(exe: &Path, args: &[&str]) -> Server {
+    try_spawn(exe, args).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// [`spawn`], or why the example did not listen (it exited, say because
+/// an `--addr` it was given is taken).
+pub fn try_spawn(exe: &Path, args: &[&str]) -> Result<Server, String> {
     let child = Command::new(exe)
         .args(["--addr", "127.0.0.1:0"])
         .args(args)
@@ -102,10 +108,13 @@ pub fn spawn(exe: &Path, args: &[&str]) -> Server {
         }
         Err(_) => {
             let status = server.child.try_wait().ok().flatten();
-            panic!("{} did not listen ({status:?}): {args:?}", exe.display());
+            return Err(format!(
+                "{} did not listen ({status:?}): {args:?}",
+                exe.display()
+            ));
         }
     }
-    server
+    Ok(server)
 }
 
 #[derive(Debug)]

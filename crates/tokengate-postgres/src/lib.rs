@@ -17,6 +17,13 @@
 //! and are deleted by the same [`sweep`](PostgresStore::sweep) as expired
 //! codes.
 //!
+//! As a [`ReplayStore`], it remembers the one-time values (`jti`) of signed
+//! client assertions and DPoP proofs in `tokengate_replays` and the DPoP
+//! nonces in `tokengate_nonces` (schema version 4), so a value replayed to
+//! another process is caught and a nonce issued by one is accepted by all:
+//! each call is one atomic `INSERT .. ON CONFLICT DO UPDATE`, and expired
+//! rows go with the same sweep.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokengate::StoreError> {
 //! use tokengate::TokenGateLayer;
@@ -57,7 +64,7 @@ use tokengate::{
     refresh::RefreshRecord,
     store::{
         Claim, ClientStore, CodeKey, CodeStore, Counter, DeviceStore, LockoutStore, Lookup,
-        Redemption, RefreshStore, StoreError,
+        Redemption, RefreshStore, ReplayStore, StoreError,
     },
 };
 
@@ -70,6 +77,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_tokengate.sql")),
     (2, include_str!("../migrations/0002_claims.sql")),
     (3, include_str!("../migrations/0003_lockout.sql")),
+    (4, include_str!("../migrations/0004_replays.sql")),
 ];
 
 /// How often expired rows are swept, at most, per process.
@@ -176,12 +184,17 @@ impl PostgresStore {
     /// Registers `client`, replacing one with the same id.
     pub async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         let stored = ClientRecord::from(client);
+        // The JWK set goes in as text, cast to jsonb by the server (as the
+        // records are): no JSON type mapping needed in the driver.
+        let jwks = stored.jwks.as_ref().map(encode).transpose()?;
         self.bounded("insert client", async {
             sqlx::query(
-                "INSERT INTO tokengate_clients (client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO tokengate_clients (client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes,
+                   token_endpoint_auth_method, jwks, jwt_secret, dpop_bound_access_tokens)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)
                  ON CONFLICT (client_id) DO UPDATE SET public = $2, secret_digests = $3, redirect_uris = $4,
-                   redirect_policy = $5, grant_types = $6, scopes = $7",
+                   redirect_policy = $5, grant_types = $6, scopes = $7, token_endpoint_auth_method = $8,
+                   jwks = $9::jsonb, jwt_secret = $10, dpop_bound_access_tokens = $11",
             )
             .bind(&stored.client_id)
             .bind(stored.public)
@@ -190,6 +203,10 @@ impl PostgresStore {
             .bind(&stored.redirect_policy)
             .bind(&stored.grant_types)
             .bind(&stored.scopes)
+            .bind(&stored.token_endpoint_auth_method)
+            .bind(&jwks)
+            .bind(&stored.jwt_secret)
+            .bind(stored.dpop_bound_access_tokens)
             .execute(&self.inner.pool)
             .await
             .map(drop)
@@ -210,9 +227,10 @@ impl PostgresStore {
     }
 
     /// Deletes every row past its expiry (replay markers included), every
-    /// revocation that outlived its family, and every failure counter whose
-    /// window ended. Runs by itself, at most every 30 s per process, when
-    /// something is issued or a failure is counted.
+    /// revocation that outlived its family, every failure counter whose
+    /// window ended, and every one-time value and DPoP nonce past its
+    /// `until`. Runs by itself, at most every 30 s per process, when
+    /// something is issued, a failure is counted or a one-time value used.
     pub async fn sweep(&self) -> Result<(), StoreError> {
         let now = millis(self.inner.clock.now());
         self.bounded("sweep", async {
@@ -250,6 +268,23 @@ impl PostgresStore {
             sqlx::query(
                 "DELETE FROM tokengate_lockout WHERE key IN
                  (SELECT key FROM tokengate_lockout WHERE ends_ms <= $1 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(now)
+            .execute(&self.inner.pool)
+            .await?;
+            // Expired one-time values and nonces, skipping the rows a use
+            // holds for the same reasons (a use that takes an expired row
+            // over makes it live again).
+            sqlx::query(
+                "DELETE FROM tokengate_replays WHERE key IN
+                 (SELECT key FROM tokengate_replays WHERE until_ms <= $1 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(now)
+            .execute(&self.inner.pool)
+            .await?;
+            sqlx::query(
+                "DELETE FROM tokengate_nonces WHERE slot IN
+                 (SELECT slot FROM tokengate_nonces WHERE until_ms <= $1 FOR UPDATE SKIP LOCKED)",
             )
             .bind(now)
             .execute(&self.inner.pool)
@@ -335,7 +370,8 @@ impl ClientStore for PostgresStore {
         let row = self
             .bounded("client look-up", async {
                 sqlx::query(
-                    "SELECT client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes
+                    "SELECT client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes,
+                       token_endpoint_auth_method, jwks::text, jwt_secret, dpop_bound_access_tokens
                      FROM tokengate_clients WHERE client_id = $1",
                 )
                 .bind(client_id)
@@ -347,6 +383,7 @@ impl ClientStore for PostgresStore {
             return Ok(None);
         };
         let read = failed("read client");
+        let jwks: Option<String> = row.try_get(8).map_err(&read)?;
         let stored = ClientRecord {
             client_id: row.try_get(0).map_err(&read)?,
             public: row.try_get(1).map_err(&read)?,
@@ -355,11 +392,10 @@ impl ClientStore for PostgresStore {
             redirect_policy: row.try_get(4).map_err(&read)?,
             grant_types: row.try_get(5).map_err(&read)?,
             scopes: row.try_get(6).map_err(&read)?,
-            // Read from their columns once migration 0004 adds them.
-            token_endpoint_auth_method: None,
-            jwks: None,
-            jwt_secret: None,
-            dpop_bound_access_tokens: false,
+            token_endpoint_auth_method: row.try_get(7).map_err(&read)?,
+            jwks: jwks.as_deref().map(decode).transpose()?,
+            jwt_secret: row.try_get(9).map_err(&read)?,
+            dpop_bound_access_tokens: row.try_get(10).map_err(&read)?,
         };
         let client = Client::try_from(stored).map_err(StoreError::new)?;
         Ok(Some(Arc::new(client)))
@@ -824,6 +860,82 @@ impl LockoutStore for PostgresStore {
             .execute(&self.inner.pool)
             .await
             .map(drop)
+        })
+        .await
+    }
+}
+
+/// One-time values and DPoP nonces, shared by every gate process on this
+/// database: used values in `tokengate_replays`, nonces in
+/// `tokengate_nonces`, each with its `until` on the gate's clock (the `now`
+/// it passes), like every other expiry in this store.
+///
+/// Each call is one statement, an `INSERT .. ON CONFLICT DO UPDATE`: the
+/// unique index and the row lock make it atomic among concurrent callers
+/// of every process, with no transaction around it. A row past its `until`
+/// counts as gone (the next use or nonce takes it over) and is deleted by
+/// the sweep, which a first use runs when it is due, as an issue does (that
+/// use then takes the sweep's statements on top of its own): a gate that
+/// only checks assertions (client credentials) issues nothing, and its
+/// table must not grow for good. Like the lockout's table, these have no
+/// cap; disk bounds them.
+impl ReplayStore for PostgresStore {
+    async fn first_use(
+        &self,
+        key: &CodeKey,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        self.sweep_if_due().await?;
+        // A new key is inserted; a live one is left alone (the WHERE fails,
+        // nothing is returned: a replay); an expired one is taken over with
+        // the new `until`. Concurrent first uses of a new key wait on the
+        // first insert and then see its row: exactly one gets a row back.
+        let taken = self
+            .bounded("record one-time value", async {
+                sqlx::query_scalar::<_, bool>(
+                    "INSERT INTO tokengate_replays AS t (key, until_ms) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET until_ms = EXCLUDED.until_ms
+                       WHERE t.until_ms <= $3
+                     RETURNING true",
+                )
+                .bind(&key.as_bytes()[..])
+                .bind(millis(until))
+                .bind(millis(now))
+                .fetch_optional(&self.inner.pool)
+                .await
+            })
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    async fn nonce(
+        &self,
+        slot: u64,
+        candidate: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<String, StoreError> {
+        // Get-or-insert in one statement: the candidate goes in for a slot
+        // without a live nonce; a live one is kept and returned. The update
+        // always runs (so RETURNING always has the row, also one another
+        // caller inserted after this statement's snapshot), which costs a
+        // row version per call on a table of a handful of rows.
+        self.bounded("DPoP nonce", async {
+            sqlx::query_scalar::<_, String>(
+                "INSERT INTO tokengate_nonces AS t (slot, nonce, until_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (slot) DO UPDATE SET
+                   nonce = CASE WHEN t.until_ms <= $4 THEN EXCLUDED.nonce ELSE t.nonce END,
+                   until_ms = CASE WHEN t.until_ms <= $4 THEN EXCLUDED.until_ms ELSE t.until_ms END
+                 RETURNING nonce",
+            )
+            // Slots are u64s; the column is a bigint of the same bits.
+            .bind(slot.cast_signed())
+            .bind(candidate)
+            .bind(millis(until))
+            .bind(millis(now))
+            .fetch_one(&self.inner.pool)
+            .await
         })
         .await
     }

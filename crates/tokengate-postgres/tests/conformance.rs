@@ -16,8 +16,10 @@ use std::{
 use tokio::sync::Mutex;
 
 use tokengate::{
+    Client,
+    client::{AuthMethod, ClientRecord, Jwks},
     clock::{Clock, ManualClock},
-    store::{Counter, CounterKey, LockoutStore},
+    store::{ClientStore, CodeKey, Counter, CounterKey, LockoutStore, ReplayStore},
     testing::conformance::{self, Relay},
 };
 use tokengate_postgres::PostgresStore;
@@ -90,6 +92,194 @@ async fn lockout_store() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let store = migrated(&ManualClock::new()).await;
     conformance::lockout_store_contract(store).await;
+}
+
+/// The fields a client registers for signed requests (its method, keys,
+/// JWT secret, DPoP binding) survive their columns: a client reads back
+/// equal, and registering it again without them clears them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_clients_round_trip() {
+    let store = migrated(&ManualClock::new()).await;
+
+    for client in signed_clients() {
+        let written = ClientRecord::from(&client);
+        assert!(
+            written.token_endpoint_auth_method.is_some() || written.dpop_bound_access_tokens,
+            "each client sets a new field: {written:?}"
+        );
+        store
+            .insert_client(&client)
+            .await
+            .expect("PostgreSQL is up");
+        let read = store
+            .client(client.client_id())
+            .await
+            .expect("PostgreSQL is up")
+            .expect("the client was stored");
+        assert_eq!(
+            ClientRecord::from(&*read),
+            written,
+            "a client reads back as it was written"
+        );
+    }
+    // Registered again without them: the fields are cleared, not kept.
+    let [keys, ..] = &signed_clients()[..] else {
+        unreachable!()
+    };
+    let id = keys.client_id().to_owned();
+    store.insert_client(keys).await.expect("PostgreSQL is up");
+    let plain = Client::confidential(&id).with_secret("s3cret");
+    store.insert_client(&plain).await.expect("PostgreSQL is up");
+    let read = store
+        .client(&id)
+        .await
+        .expect("PostgreSQL is up")
+        .expect("the client was stored");
+    assert_eq!(ClientRecord::from(&*read), ClientRecord::from(&plain));
+}
+
+/// Clients registered for signed requests, one per new `ClientRecord`
+/// field: keys for `private_key_jwt` with DPoP-bound tokens, the secret of
+/// a `client_secret_jwt` client, and a method named for a secret client.
+fn signed_clients() -> Vec<Client> {
+    let jwks = Jwks::from_json(&serde_json::json!({"keys": [{
+        "kty": "OKP", "crv": "Ed25519", "kid": "k1",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+    }]}))
+    .expect("a valid public JWK set");
+    vec![
+        Client::confidential(fresh_client_id("keys"))
+            .with_redirect_uri("https://client.example.com/cb")
+            .with_jwks(jwks)
+            .with_dpop_bound_access_tokens(true),
+        Client::confidential(fresh_client_id("hmac"))
+            .with_jwt_secret("a shared secret of some length"),
+        Client::confidential(fresh_client_id("post"))
+            .with_secret("s3cret")
+            .with_auth_method(AuthMethod::ClientSecretPost),
+        Client::public(fresh_client_id("dpop")).with_dpop_bound_access_tokens(true),
+    ]
+}
+
+/// A client id no other run shares.
+fn fresh_client_id(name: &str) -> String {
+    format!("{name}-{}", fresh_id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_store() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let store = migrated(&ManualClock::new()).await;
+    conformance::replay_store_contract(store).await;
+}
+
+/// Expired one-time values and nonces do not pile up: the sweep deletes
+/// their rows and leaves live ones alone, which still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_deletes_expired_replays_and_nonces() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let clock = ManualClock::new();
+    let store = migrated(&clock).await;
+    let (brief, lasting) = (fresh_key(), fresh_key());
+    let (brief_slot, lasting_slot) = (fresh_slot(), fresh_slot());
+    let now = clock.now();
+    let (soon, later) = (now + Duration::from_secs(1), now + Duration::from_secs(600));
+    for (key, until) in [(brief, soon), (lasting, later)] {
+        assert!(store.first_use(&key, until, now).await.expect("up"));
+    }
+    for (slot, until) in [(brief_slot, soon), (lasting_slot, later)] {
+        assert_eq!(store.nonce(slot, "n", until, now).await.expect("up"), "n");
+    }
+    assert_eq!(replay_rows(&[brief, lasting]).await, 2, "one row per value");
+    assert_eq!(nonce_rows(&[brief_slot, lasting_slot]).await, 2);
+
+    clock.advance(Duration::from_secs(2));
+    store.sweep().await.expect("PostgreSQL is up");
+    assert_eq!(replay_rows(&[brief]).await, 0, "the expired value is swept");
+    assert_eq!(nonce_rows(&[brief_slot]).await, 0, "the expired nonce too");
+    assert_eq!(replay_rows(&[lasting]).await, 1, "the live value stays");
+    assert_eq!(nonce_rows(&[lasting_slot]).await, 1, "the live nonce too");
+    let now = clock.now();
+    assert!(
+        !store
+            .first_use(&lasting, now + Duration::from_secs(600), now)
+            .await
+            .expect("up"),
+        "and is still a replay"
+    );
+    assert_eq!(
+        store
+            .nonce(lasting_slot, "m", now + Duration::from_secs(600), now)
+            .await
+            .expect("up"),
+        "n",
+        "and the slot keeps its nonce"
+    );
+}
+
+/// With the server hung, a first use and a nonce each answer an error (the
+/// gate fails closed on it) within the store's timeout; once the server
+/// answers again, so do they.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_calls_are_bounded_by_the_timeout() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let url = url();
+    let clock = ManualClock::new();
+    migrated(&clock).await;
+    let relay = StallingRelay::start(authority(&url)).await;
+    let timeout = Duration::from_millis(500);
+    let relayed = url.replacen(authority(&url), &relay.addr, 1);
+    let store = store(&relayed, timeout, &clock).await;
+    let (key, slot) = (fresh_key(), fresh_slot());
+    let long = Duration::from_secs(600);
+    // Connected, and the sweep this first use runs is done: each call
+    // below waits on its own statement alone.
+    let now = clock.now();
+    assert!(
+        store
+            .first_use(&fresh_key(), now + long, now)
+            .await
+            .expect("PostgreSQL is up")
+    );
+    relay.stall(true).await;
+    let bound = timeout + Duration::from_millis(400);
+    for _ in 0..2 {
+        let started = Instant::now();
+        let used = tokio::time::timeout(bound * 4, store.first_use(&key, now + long, now))
+            .await
+            .expect("a first use with the server hung must not hang");
+        assert!(used.is_err(), "a first use with the server hung: {used:?}");
+        assert!(
+            started.elapsed() < bound,
+            "the first use took {:?}",
+            started.elapsed()
+        );
+        let started = Instant::now();
+        let nonce = tokio::time::timeout(bound * 4, store.nonce(slot, "a", now + long, now))
+            .await
+            .expect("a nonce with the server hung must not hang");
+        assert!(nonce.is_err(), "a nonce with the server hung: {nonce:?}");
+        assert!(
+            started.elapsed() < bound,
+            "the nonce took {:?}",
+            started.elapsed()
+        );
+    }
+    relay.stall(false).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.nonce(slot, "b", now + long, now).await {
+            Ok(nonce) => {
+                assert!(nonce == "a" || nonce == "b", "a nonce of the slot: {nonce}");
+                break;
+            }
+            Err(error) => assert!(
+                Instant::now() < deadline,
+                "the store did not come back within 10 s: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Ended windows do not pile up: the sweep deletes their rows, and leaves
@@ -368,4 +558,42 @@ async fn rows(counters: &[Counter<'_>]) -> i64 {
         .fetch_one(&pool)
         .await
         .expect("the lockout table exists")
+}
+
+/// The key of a value no other run uses.
+fn fresh_key() -> CodeKey {
+    CodeKey::of(&fresh_id())
+}
+
+/// A DPoP slot no other run uses.
+fn fresh_slot() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("randomness");
+    u64::from_le_bytes(bytes)
+}
+
+/// How many of `keys` have a row in `tokengate_replays`.
+async fn replay_rows(keys: &[CodeKey]) -> i64 {
+    let pool = sqlx::PgPool::connect(&url())
+        .await
+        .expect("PostgreSQL is up");
+    let keys: Vec<Vec<u8>> = keys.iter().map(|key| key.as_bytes().to_vec()).collect();
+    sqlx::query_scalar("SELECT count(*) FROM tokengate_replays WHERE key = ANY($1)")
+        .bind(&keys)
+        .fetch_one(&pool)
+        .await
+        .expect("the replays table exists")
+}
+
+/// How many of `slots` have a row in `tokengate_nonces`.
+async fn nonce_rows(slots: &[u64]) -> i64 {
+    let pool = sqlx::PgPool::connect(&url())
+        .await
+        .expect("PostgreSQL is up");
+    let slots: Vec<i64> = slots.iter().map(|slot| slot.cast_signed()).collect();
+    sqlx::query_scalar("SELECT count(*) FROM tokengate_nonces WHERE slot = ANY($1)")
+        .bind(&slots)
+        .fetch_one(&pool)
+        .await
+        .expect("the nonces table exists")
 }

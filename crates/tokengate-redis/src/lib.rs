@@ -10,6 +10,13 @@
 //! with a compare-and-set script, retried when another poll got there first:
 //! the rules live in one place, the core.
 //!
+//! As a [`ReplayStore`], it remembers the one-time values (`jti`) of signed
+//! client assertions and DPoP proofs, and the DPoP nonces, for every gate
+//! process on the server: each call is one native `SET`, one round trip,
+//! atomic on the server, and lifetimes are Redis expirations. Nonces need
+//! Redis 7.0 or later (`SET .. NX GET`); an older server answers an error,
+//! and the gate answers `500` (fail closed).
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokengate::StoreError> {
 //! use tokengate::TokenGateLayer;
@@ -39,7 +46,7 @@ use tokengate::{
     refresh::RefreshRecord,
     store::{
         Claim, ClientStore, CodeKey, CodeStore, Counter, DeviceStore, LockoutStore, Lookup,
-        Redemption, RefreshStore, StoreError,
+        Redemption, RefreshStore, ReplayStore, StoreError,
     },
 };
 
@@ -121,10 +128,19 @@ impl RedisStore {
             .clone();
         match tokio::time::timeout(self.inner.timeout, op(connection)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(StoreError::with_source(
-                format!("redis: {what} failed"),
-                error,
-            )),
+            Ok(Err(error)) => {
+                // The connection's own response timeout (set to the same
+                // bound) often fires first; the manager does not drop the
+                // connection for it, so without this a hung connection
+                // would fail every later call for good.
+                if error.is_timeout() {
+                    self.reconnect();
+                }
+                Err(StoreError::with_source(
+                    format!("redis: {what} failed"),
+                    error,
+                ))
+            }
             Err(_) => {
                 self.reconnect();
                 Err(StoreError::new(format!("redis: {what} timed out")))
@@ -789,5 +805,80 @@ impl LockoutStore for RedisStore {
             invocation.invoke_async::<()>(&mut c).await
         })
         .await
+    }
+}
+
+/// One-time values and DPoP nonces, shared by every gate process on this
+/// Redis. Each call is one plain `SET` (no script: nothing to load, so the
+/// first call after a restart costs one round trip too), atomic on the
+/// server, and bounded by the store's timeout like every other call: a
+/// timeout is a [`StoreError`], and the gate answers `500` (fail closed).
+///
+/// Lifetimes are Redis expirations of `until - now` milliseconds (at least
+/// one), counted from when the server runs the command: a value is never
+/// forgotten before its `until`, only possibly a little after.
+impl ReplayStore for RedisStore {
+    async fn first_use(
+        &self,
+        key: &CodeKey,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let key = self.key("replay", &key.to_hex());
+        let ttl = ttl(now, until);
+        // SET NX: of concurrent first uses, in any number of processes,
+        // the server lets exactly one create the key (`OK`); the others
+        // find it and get nil. The key expires by itself at `until`.
+        let reply: Value = self
+            .run("record one-time value", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        match reply {
+            Value::Okay => Ok(true),
+            Value::Nil => Ok(false),
+            _ => Err(StoreError::new(
+                "unexpected Redis reply to recording a one-time value",
+            )),
+        }
+    }
+
+    async fn nonce(
+        &self,
+        slot: u64,
+        candidate: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<String, StoreError> {
+        let key = self.key("nonce", &slot.to_string());
+        let ttl = ttl(now, until);
+        // Get-or-set in one native command: `SET .. NX GET` stores the
+        // candidate only if the slot has no nonce and answers the nonce it
+        // found (nil when it stored ours), atomically. Chosen over a Lua
+        // script doing the same: one plain command, no script to load (an
+        // EVALSHA that misses costs a second round trip), and nothing for
+        // the server to interpret. It needs Redis 7.0 (NX and GET together;
+        // 6.2 refuses the pair), which then fails closed with an error.
+        let found: Option<String> = self
+            .run("DPoP nonce", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(candidate)
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(found.unwrap_or_else(|| candidate.to_owned()))
     }
 }

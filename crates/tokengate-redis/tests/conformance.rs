@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use tokengate::{
+    Client,
+    client::{AuthMethod, ClientRecord, Jwks},
     clock::ManualClock,
+    store::ClientStore,
     testing::conformance::{self, Relay},
 };
 use tokengate_redis::RedisStore;
@@ -57,4 +60,78 @@ async fn outage_and_recovery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lockout_store() {
     conformance::lockout_store_contract(store(&url(), Duration::from_secs(2)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_store() {
+    conformance::replay_store_contract(store(&url(), Duration::from_secs(2)).await).await;
+}
+
+/// The fields a client registers for signed requests (its method, keys,
+/// JWT secret, DPoP binding) survive the store: a client reads back equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_clients_round_trip() {
+    let store = store(&url(), Duration::from_secs(2)).await;
+
+    for client in signed_clients() {
+        let written = ClientRecord::from(&client);
+        assert!(
+            written.token_endpoint_auth_method.is_some() || written.dpop_bound_access_tokens,
+            "each client sets a new field: {written:?}"
+        );
+        store.insert_client(&client).await.expect("Redis is up");
+        let read = store
+            .client(client.client_id())
+            .await
+            .expect("Redis is up")
+            .expect("the client was stored");
+        assert_eq!(
+            ClientRecord::from(&*read),
+            written,
+            "a client reads back as it was written"
+        );
+    }
+    // Registered again without them: the fields are cleared, not kept.
+    let [keys, ..] = &signed_clients()[..] else {
+        unreachable!()
+    };
+    let id = keys.client_id().to_owned();
+    store.insert_client(keys).await.expect("Redis is up");
+    let plain = Client::confidential(&id).with_secret("s3cret");
+    store.insert_client(&plain).await.expect("Redis is up");
+    let read = store
+        .client(&id)
+        .await
+        .expect("Redis is up")
+        .expect("the client was stored");
+    assert_eq!(ClientRecord::from(&*read), ClientRecord::from(&plain));
+}
+
+/// Clients registered for signed requests, one per new `ClientRecord`
+/// field: keys for `private_key_jwt` with DPoP-bound tokens, the secret of
+/// a `client_secret_jwt` client, and a method named for a secret client.
+fn signed_clients() -> Vec<Client> {
+    let jwks = Jwks::from_json(&serde_json::json!({"keys": [{
+        "kty": "OKP", "crv": "Ed25519", "kid": "k1",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+    }]}))
+    .expect("a valid public JWK set");
+    vec![
+        Client::confidential(unique_id("keys"))
+            .with_redirect_uri("https://client.example.com/cb")
+            .with_jwks(jwks)
+            .with_dpop_bound_access_tokens(true),
+        Client::confidential(unique_id("hmac")).with_jwt_secret("a shared secret of some length"),
+        Client::confidential(unique_id("post"))
+            .with_secret("s3cret")
+            .with_auth_method(AuthMethod::ClientSecretPost),
+        Client::public(unique_id("dpop")).with_dpop_bound_access_tokens(true),
+    ]
+}
+
+/// A client id no other run shares.
+fn unique_id(name: &str) -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("randomness");
+    format!("{name}-{}", hex::encode(bytes))
 }

@@ -1,0 +1,224 @@
+//! A real OAuth client proves possession against the demo server:
+//! [oauth4webapi](https://github.com/panva/oauth4webapi) (the JavaScript
+//! client certified by the OpenID Foundation; its exact version is pinned in
+//! `tests/js/package.json` and `package-lock.json`) runs
+//! `tests/js/possession.mjs` on Node against the demo binary. The script
+//! drives oauth4webapi's own functions: RFC 8414 discovery, the
+//! authorization-code flow with PKCE, `private_key_jwt` with ES256 and
+//! Ed25519 keys made by WebCrypto, `client_secret_jwt`, and DPoP (a public
+//! client's code bound by `dpop_jkt`, refreshes with the same key, another
+//! key and none; a `dpop_bound_access_tokens` client), and, with
+//! `--dpop-nonce`, `use_dpop_nonce` answered and retried.
+//!
+//! Ignored by the plain `cargo test`, which must not need Node: `.ci/run`
+//! runs `cargo test --test real_clients -- --ignored`, and there a missing
+//! `node` or `npm` fails the test. `tests/js/node_modules` is installed by
+//! `npm ci` (from the lock file) when it is missing.
+//!
+//! The demo runs twice: in the RFC 6749 dialect without nonces, and in
+//! GitHub's dialect (its default) with `--dpop-nonce`. There oauth4webapi
+//! reads GitHub's 200-status errors as malformed token responses, as the
+//! oauth2 crate does (tests/oauth2_client.rs); DPoP's errors are 400 in
+//! both dialects, so it recognises them in both.
+
+mod common;
+
+use std::{
+    io::Read,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::Once,
+    time::{Duration, Instant},
+};
+
+use common::demo::{Server, binary, try_spawn};
+
+/// The script's directory, `tests/js`.
+fn js() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("js")
+}
+
+/// Node 20 or later and npm, or the test fails saying so: `.ci/run` must
+/// not pass without having run the real client.
+fn require_node() {
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("node is needed (Node 20 or later, and npm): cannot run `node`: {e}")
+        });
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|major| major.parse().ok())
+        .unwrap_or_else(|| panic!("node --version said {version:?}"));
+    assert!(
+        major >= 20,
+        "node {version}: oauth4webapi needs Node 20 or later"
+    );
+    let npm = Command::new("npm").arg("--version").output();
+    assert!(
+        npm.as_ref().is_ok_and(|out| out.status.success()),
+        "npm is needed to install tests/js: {npm:?}"
+    );
+}
+
+/// Installs `tests/js/node_modules` from the lock file once per run, if it
+/// is missing.
+fn install() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        require_node();
+        if js().join("node_modules").join("oauth4webapi").is_dir() {
+            return;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(js())
+            .status()
+            .expect("npm ci");
+        assert!(status.success(), "npm ci --prefix tests/js failed");
+    });
+}
+
+/// `node tests/js/possession.mjs ARGS`, killed after two minutes; its
+/// output is printed (the test's log shows every check).
+fn node(args: &[&str]) -> Output {
+    let mut child = Command::new("node")
+        .arg(js().join("possession.mjs"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node");
+    // Read while it runs, so a full pipe cannot stall it.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        stdout.read_to_end(&mut text).map(|_| text)
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        stderr.read_to_end(&mut text).map(|_| text)
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("node possession.mjs {args:?} ran for more than two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap().unwrap(),
+        stderr: err.join().unwrap().unwrap(),
+    };
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// The demo on a port picked here, with `--issuer` naming that very
+/// address: the client builds the assertions' audience and the proofs'
+/// `htu` from the URL it uses, and the gate from the issuer. A port taken
+/// between the pick and the start is picked again.
+fn start_demo(clients: &str, extra: &[&str]) -> (Server, String) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let issuer = format!("http://{addr}");
+        let mut args = vec!["--addr", &addr, "--issuer", &issuer, "--clients", clients];
+        args.extend_from_slice(extra);
+        match try_spawn(&binary(), &args) {
+            Ok(server) => {
+                assert_eq!(server.addr, addr, "the demo listens where it was told");
+                return (server, issuer);
+            }
+            Err(why) => last = why,
+        }
+    }
+    panic!("the demo did not start: {last}");
+}
+
+/// `setup` writes the clients file (the keys the run will sign with), the
+/// demo loads it, `run` drives it; every check must pass.
+fn possession(name: &str, demo_flags: &[&str], run_flags: &[&str]) -> String {
+    install();
+    let dir = std::env::temp_dir().join(format!("tokengate-js-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clients = dir.join("clients.json");
+    let clients = clients.to_str().unwrap();
+    let setup = node(&["setup", clients]);
+    assert!(setup.status.success(), "possession.mjs setup failed");
+    let (server, issuer) = start_demo(clients, demo_flags);
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|line| line.contains("loaded 5 client(s)")),
+        "{:?}",
+        server.banner
+    );
+    let mut args = vec!["run", issuer.as_str(), clients];
+    args.extend_from_slice(run_flags);
+    let run = node(&args);
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "oauth4webapi against the demo failed ({}):\n{stdout}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("checks passed"), "{stdout}");
+    stdout
+}
+
+#[test]
+#[ignore = "needs Node 20+ and npm; .ci/run runs it"]
+fn oauth4webapi_signs_and_proves_possession_against_the_demo() {
+    let out = possession("plain", &["--dialect", "rfc6749"], &[]);
+    for line in [
+        "private_key_jwt es256: code exchange",
+        "private_key_jwt ed25519: code exchange",
+        "client_secret_jwt: code exchange with an HS256 assertion",
+        "-> token_type DPoP",
+        "refresh with another key: refused 400 invalid_dpop_proof",
+        "dpop_bound_access_tokens: private_key_jwt and a DPoP proof -> token_type DPoP",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+    // No nonce was asked for.
+    assert!(!out.contains("use_dpop_nonce"), "{out}");
+}
+
+#[test]
+#[ignore = "needs Node 20+ and npm; .ci/run runs it"]
+fn oauth4webapi_retries_with_the_dpop_nonce_the_demo_demands() {
+    let out = possession("nonce", &["--dpop-nonce"], &["--dpop-nonce", "--github"]);
+    assert!(
+        out.contains("DPoP ES256: use_dpop_nonce (isDPoPNonceError) with a DPoP-Nonce header"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DPoP Ed25519: use_dpop_nonce (isDPoPNonceError)"),
+        "{out}"
+    );
+    assert!(out.contains("-> token_type DPoP"), "{out}");
+}
