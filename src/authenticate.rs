@@ -64,10 +64,7 @@ fn claim(request: &TokenRequest) -> Result<Claim<'_>, Failure> {
 pub(crate) fn claimed_id(request: &TokenRequest) -> Option<&str> {
     match &request.basic {
         Some(Ok(basic)) => Some(&basic.client_id),
-        _ => request
-            .client_id
-            .as_deref()
-            .or(request.assertion_subject.as_deref()),
+        _ => request.client_id.as_deref().or(request.assertion_subject()),
     }
 }
 
@@ -89,7 +86,7 @@ pub(crate) async fn authenticate<C: ClientStore>(
     request: &TokenRequest,
     id_suffices: bool,
 ) -> Result<Arc<Client>, Failure> {
-    match (&request.client_assertion, &request.client_assertion_type) {
+    match request.assertion() {
         (None, None) => {}
         (Some(assertion), Some(kind)) => {
             if request.basic.is_some() || request.client_secret.is_some() {

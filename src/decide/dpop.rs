@@ -1,11 +1,15 @@
 //! The DPoP step (RFC 9449 §4.3, §8): the request's proof, checked before
 //! the client is, and its `jti` recorded once the grant's own checks passed.
 
-use http::{HeaderValue, Response, request::Parts};
+use http::{HeaderName, HeaderValue, Response, request::Parts};
 
 use bytes::Bytes;
 
 use crate::{error::Failure, settings::Settings};
+
+/// The `DPoP` header (RFC 9449 §4.1), named once: looking it up by a string
+/// would parse the name on every request.
+pub(super) const DPOP: HeaderName = HeaderName::from_static("dpop");
 
 /// A request's proof that verified: its key's thumbprint, and its `jti`
 /// still to record.
@@ -22,10 +26,10 @@ pub(super) struct Verified {
 pub(super) async fn verify(
     settings: &Settings,
     parts: &Parts,
-) -> Result<Option<Verified>, Failure> {
+) -> Result<Option<Box<Verified>>, Failure> {
     use crate::{grant::store_failed, jose::dpop};
 
-    let mut headers = parts.headers.get_all("dpop").iter();
+    let mut headers = parts.headers.get_all(DPOP).iter();
     let value = match (headers.next(), headers.next()) {
         (None, _) => return Ok(None),
         (Some(value), None) => value,
@@ -59,14 +63,16 @@ pub(super) async fn verify(
             return Err(Failure::DpopNonce);
         }
     }
-    Ok(Some(Verified {
+    // Boxed: kept across the grant's checks, it would otherwise size the
+    // future of every exchange, proof or not.
+    Ok(Some(Box::new(Verified {
         jkt: proof.jkt,
         one_time: proof.one_time,
-    }))
+    })))
 }
 
 #[cfg(not(feature = "jose"))]
-pub(super) async fn verify(_: &Settings, _: &Parts) -> Result<Option<Verified>, Failure> {
+pub(super) async fn verify(_: &Settings, _: &Parts) -> Result<Option<Box<Verified>>, Failure> {
     Ok(None)
 }
 

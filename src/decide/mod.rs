@@ -208,7 +208,9 @@ where
         }
         // The DPoP proof, before the client: its key is what the grant's
         // bindings are compared with.
-        let proof = if parts.headers.contains_key("dpop") {
+        // A scan, not a hashed look-up: a request has a few headers, and
+        // this runs on every exchange, proof or not.
+        let proof = if parts.headers.keys().any(|name| *name == dpop::DPOP) {
             match Box::pin(dpop::verify(settings, parts)).await {
                 Ok(proof) => proof,
                 Err(Failure::DpopNonce) => {
@@ -230,13 +232,18 @@ where
         } else {
             None
         };
-        request.dpop_jkt = proof.as_ref().map(|proof| proof.jkt.clone());
+        if let Some(proof) = &proof {
+            request.set_dpop_jkt(proof.jkt.clone());
+        }
         let refusal = |failure| {
             let client_id = claimed_id(&request).map(str::to_owned);
             Refusal { failure, client_id }
         };
         let (grant, claim) = self.check(&request).await.map_err(refusal)?;
-        let grant = grant.with_dpop(request.dpop_jkt.clone());
+        let grant = match request.dpop_jkt() {
+            Some(jkt) => grant.with_dpop(Some(jkt.to_owned())),
+            None => grant,
+        };
         let claim = claim.map(|claim| self.guard(claim, format, &grant));
         if let Some(proof) = &proof {
             // A replayed proof drops the claim, which hands the code back.
@@ -278,7 +285,7 @@ where
             });
         }
         // RFC 9449 §5.2: such a client gets no bearer token.
-        if client.dpop_bound_access_tokens() && request.dpop_jkt.is_none() {
+        if client.dpop_bound_access_tokens() && request.dpop_jkt().is_none() {
             return Err(Failure::DpopRequired);
         }
         match (grant, &self.refresh, &self.devices) {

@@ -155,7 +155,7 @@ fn verify_bindings(
     }
     // RFC 9449 §10: a code bound to a key needs a proof with that key.
     if let Some(bound) = &record.dpop_jkt {
-        match &request.dpop_jkt {
+        match request.dpop_jkt() {
             None => return Err(Failure::DpopRequired),
             Some(jkt) if jkt != bound => return Err(Failure::DpopKeyMismatch),
             Some(_) => {}

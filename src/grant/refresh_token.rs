@@ -52,7 +52,7 @@ pub(crate) async fn check<R: RefreshStore>(
     // the replay: whoever lacks the key cannot revoke the family with an
     // old token either.
     if let Some(bound) = &record.dpop_jkt {
-        match &request.dpop_jkt {
+        match request.dpop_jkt() {
             None => return Err(Failure::DpopRequired),
             Some(jkt) if jkt != bound => return Err(Failure::DpopKeyMismatch),
             Some(_) => {}

@@ -29,12 +29,20 @@ pub(crate) fn pairs(
 /// be UTF-8.
 pub(crate) fn decode(raw: &[u8]) -> Result<Cow<'_, str>, &'static str> {
     let mut rest = raw;
+    let mut escaped = false;
     while let Some(at) = rest.iter().position(|&b| b == b'%') {
         let hex = rest.get(at + 1..at + 3);
         if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
             return Err("the request body has malformed percent-encoding");
         }
+        escaped = true;
         rest = &rest[at + 3..];
+    }
+    // Most values (codes, verifiers, ids) need no decoding: no second scan.
+    if !escaped && !raw.contains(&b'+') {
+        return std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| INVALID_UTF8);
     }
     let plus_free: Cow<'_, [u8]> = if raw.contains(&b'+') {
         Cow::Owned(

@@ -40,6 +40,7 @@ pub(crate) enum Param {
 const PARAMS: usize = 11;
 
 impl Param {
+    #[cfg(test)]
     const ALL: [Self; PARAMS] = [
         Self::GrantType,
         Self::Code,
@@ -55,9 +56,25 @@ impl Param {
     ];
 
     fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.name() == name)
+        // A match, not a scan of ALL: compiled to a length switch, it costs
+        // the same however many parameters there are.
+        Some(match name {
+            "grant_type" => Self::GrantType,
+            "code" => Self::Code,
+            "redirect_uri" => Self::RedirectUri,
+            "client_id" => Self::ClientId,
+            "client_secret" => Self::ClientSecret,
+            "code_verifier" => Self::CodeVerifier,
+            "refresh_token" => Self::RefreshToken,
+            "scope" => Self::Scope,
+            "device_code" => Self::DeviceCode,
+            "client_assertion" => Self::ClientAssertion,
+            "client_assertion_type" => Self::ClientAssertionType,
+            _ => return None,
+        })
     }
 
+    #[cfg(test)]
     const fn name(self) -> &'static str {
         match self {
             Self::GrantType => "grant_type",
@@ -175,15 +192,9 @@ pub(crate) struct TokenRequest {
     pub(crate) refresh_token: Option<Value>,
     pub(crate) scope: Option<Value>,
     pub(crate) device_code: Option<Value>,
-    /// A signed client assertion (RFC 7523 §2.2) and its type.
-    pub(crate) client_assertion: Option<Value>,
-    pub(crate) client_assertion_type: Option<Value>,
-    /// The `sub` an assertion claims, unverified: the client id the
-    /// request names when it sends no `client_id`, for the lockout and logs.
-    pub(crate) assertion_subject: Option<String>,
-    /// The thumbprint of the key of the request's DPoP proof, once the
-    /// proof verified: what the grant's bindings are compared with.
-    pub(crate) dpop_jkt: Option<String>,
+    /// What signed requests carry: rare, so boxed, and absent from the
+    /// exchanges that send a secret.
+    pub(crate) signed: Option<Box<Signed>>,
     /// The `Authorization` header's credentials; a bad header is reported
     /// when client authentication runs, so earlier checks win (docs/contract.md#order-of-checks).
     pub(crate) basic: Option<Result<BasicCredentials, Failure>>,
@@ -203,13 +214,15 @@ impl TokenRequest {
             &self.refresh_token,
             &self.scope,
             &self.device_code,
-            &self.client_assertion,
-            &self.client_assertion_type,
         ]
         .iter()
         .filter(|value| value.is_some())
         .count()
             + usize::from(self.basic.is_some())
+            + self.signed.as_ref().map_or(0, |signed| {
+                usize::from(signed.assertion.is_some())
+                    + usize::from(signed.assertion_type.is_some())
+            })
     }
 }
 
@@ -264,14 +277,64 @@ pub(crate) fn parse(
         refresh_token: params.take(Param::RefreshToken),
         scope: params.take(Param::Scope),
         device_code: params.take(Param::DeviceCode),
-        assertion_subject: params.values[Param::ClientAssertion as usize]
-            .as_deref()
-            .and_then(assertion_subject),
-        client_assertion: params.take(Param::ClientAssertion),
-        client_assertion_type: params.take(Param::ClientAssertionType),
-        dpop_jkt: None,
+        signed: Signed::read(&mut params),
         basic,
     })
+}
+
+/// A signed client assertion (RFC 7523 §2.2) with its type, and the key
+/// of a DPoP proof once it verified.
+#[derive(Default)]
+pub(crate) struct Signed {
+    pub(crate) assertion: Option<Value>,
+    pub(crate) assertion_type: Option<Value>,
+    /// The `sub` the assertion claims, unverified: the client id the
+    /// request names when it sends no `client_id`, for the lockout and logs.
+    pub(crate) subject: Option<String>,
+    /// The thumbprint of the key of the request's DPoP proof, once the
+    /// proof verified: what the grant's bindings are compared with.
+    pub(crate) dpop_jkt: Option<String>,
+}
+
+impl Signed {
+    fn read(params: &mut Params) -> Option<Box<Self>> {
+        let assertion = params.take(Param::ClientAssertion);
+        let assertion_type = params.take(Param::ClientAssertionType);
+        if assertion.is_none() && assertion_type.is_none() {
+            return None;
+        }
+        let subject = assertion.as_deref().and_then(assertion_subject);
+        Some(Box::new(Self {
+            assertion,
+            assertion_type,
+            subject,
+            dpop_jkt: None,
+        }))
+    }
+}
+
+impl TokenRequest {
+    /// The assertion and its type, as sent.
+    pub(crate) fn assertion(&self) -> (Option<&Value>, Option<&Value>) {
+        match &self.signed {
+            Some(signed) => (signed.assertion.as_ref(), signed.assertion_type.as_ref()),
+            None => (None, None),
+        }
+    }
+
+    /// The `sub` of the assertion, unverified.
+    pub(crate) fn assertion_subject(&self) -> Option<&str> {
+        self.signed.as_ref()?.subject.as_deref()
+    }
+
+    /// The thumbprint of the verified DPoP proof's key.
+    pub(crate) fn dpop_jkt(&self) -> Option<&str> {
+        self.signed.as_ref()?.dpop_jkt.as_deref()
+    }
+
+    pub(crate) fn set_dpop_jkt(&mut self, jkt: String) {
+        self.signed.get_or_insert_with(Box::default).dpop_jkt = Some(jkt);
+    }
 }
 
 /// The `sub` of a JWT's payload, read without verifying anything: only
@@ -338,6 +401,15 @@ mod tests {
     use http::Request;
 
     use super::*;
+
+    #[test]
+    fn every_parameter_is_found_by_its_name() {
+        for param in Param::ALL {
+            assert!(Param::from_name(param.name()) == Some(param));
+            assert!(param.repeated().contains(param.name()));
+        }
+        assert!(Param::from_name("Code").is_none() && Param::from_name("").is_none());
+    }
 
     fn request(uri: &str, content_type: Option<&str>) -> Parts {
         let mut builder = Request::post(uri);
