@@ -597,3 +597,29 @@ async fn a_registered_method_outranks_githubs_id_only_device_rule() {
         .build();
     assert!(matches!(layer.check(signed).await, Verdict::NotChecked));
 }
+
+/// A proof's `jwk` that names its own `alg` is used with that one only.
+#[tokio::test]
+async fn a_proof_keys_own_alg_must_match_the_header() {
+    let layer = layer(Dialect::Rfc6749);
+    let key = TestKey::ps256();
+    let mut jwk = key.public_jwk();
+    jwk["alg"] = "RS256".into();
+    let proof = DpopProof::new("POST", TOKEN_URL).jwk(jwk).sign(&key);
+    let request = code_request(&layer, "spa")
+        .await
+        .public_client("spa")
+        .dpop(&proof);
+    rejected(
+        layer.check(request.build()).await,
+        ErrorCode::InvalidDpopProof,
+    );
+    let mut jwk = key.public_jwk();
+    jwk["alg"] = "PS256".into();
+    let proof = DpopProof::new("POST", TOKEN_URL).jwk(jwk).sign(&key);
+    let request = code_request(&layer, "spa")
+        .await
+        .public_client("spa")
+        .dpop(&proof);
+    forwarded(layer.check(request.build()).await);
+}

@@ -184,3 +184,16 @@ pub(crate) fn seconds(time: SystemTime) -> i64 {
 pub(crate) fn at(seconds: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_count_from_the_epoch_either_way() {
+        assert_eq!(seconds(UNIX_EPOCH + Duration::from_millis(10_900)), 10);
+        assert_eq!(seconds(UNIX_EPOCH - Duration::from_secs(10)), -10);
+        assert_eq!(at(-5), UNIX_EPOCH);
+        assert_eq!(at(7), UNIX_EPOCH + Duration::from_secs(7));
+    }
+}

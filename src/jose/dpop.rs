@@ -45,7 +45,7 @@ pub(crate) fn verify(proof: &str, rules: &Rules<'_>) -> Result<Proof, Malformed>
     if jws.header.typ.as_deref() != Some("dpop+jwt") {
         return Err(Malformed("the DPoP proof's typ is not dpop+jwt"));
     }
-    let (algorithm, kind) = asymmetric(&jws.header.alg).ok_or(Malformed(
+    let (algorithm, _) = asymmetric(&jws.header.alg).ok_or(Malformed(
         "the DPoP proof's alg is not an asymmetric one the server accepts",
     ))?;
     let jwk = jws
@@ -54,7 +54,9 @@ pub(crate) fn verify(proof: &str, rules: &Rules<'_>) -> Result<Proof, Malformed>
         .as_ref()
         .ok_or(Malformed("the DPoP proof has no jwk"))?;
     let jwk = PublicJwk::check(jwk).map_err(|error| Malformed(error.0))?;
-    if jwk.kind != kind || !jwk.allows(&jws.header.alg) {
+    // The key's kind fits the alg, and so does the key's own `alg`, if it
+    // names one.
+    if !jwk.allows(&jws.header.alg) {
         return Err(Malformed("the DPoP proof's jwk does not fit its alg"));
     }
     let key = decoding_key(&jwk).ok_or(Malformed("the DPoP proof's jwk is not a valid key"))?;
