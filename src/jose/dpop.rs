@@ -191,3 +191,33 @@ impl std::fmt::Debug for Nonces {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::store::MemoryReplays;
+
+    /// A nonce is the same through its slot, accepted through the next, and
+    /// this process remembers only the two slots it can still accept.
+    #[tokio::test]
+    async fn nonces_rotate_by_slot_and_are_forgotten_after_the_next() {
+        let replays = Replays::Memory(MemoryReplays::default());
+        let nonces = Nonces::new(Duration::from_secs(60));
+        let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let first = nonces.current(&replays, start).await.unwrap();
+        let later = start + Duration::from_secs(59);
+        assert_eq!(nonces.current(&replays, later).await.unwrap(), first);
+        let next = start + Duration::from_secs(60);
+        assert_ne!(nonces.current(&replays, next).await.unwrap(), first);
+        assert!(nonces.accepts(&replays, &first, next).await.unwrap());
+        let after = start + Duration::from_secs(120);
+        assert!(!nonces.accepts(&replays, &first, after).await.unwrap());
+        for minute in 3..20 {
+            let now = start + Duration::from_secs(60 * minute);
+            nonces.current(&replays, now).await.unwrap();
+            assert!(nonces.known.lock().unwrap().len() <= 2);
+        }
+    }
+}
