@@ -220,4 +220,52 @@ mod tests {
             assert!(nonces.known.lock().unwrap().len() <= 2);
         }
     }
+
+    /// Counts the store's nonce calls.
+    struct Counting(MemoryReplays, std::sync::atomic::AtomicUsize);
+
+    impl crate::store::ReplayStore for Counting {
+        async fn first_use(
+            &self,
+            key: &CodeKey,
+            until: SystemTime,
+            now: SystemTime,
+        ) -> Result<bool, StoreError> {
+            self.0.first_use(key, until, now).await
+        }
+
+        async fn nonce(
+            &self,
+            slot: u64,
+            candidate: &str,
+            until: SystemTime,
+            now: SystemTime,
+        ) -> Result<String, StoreError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.nonce(slot, candidate, until, now).await
+        }
+    }
+
+    /// The store is asked once per slot and process: the slot a process
+    /// hands out, and the previous one it still accepts, are remembered.
+    #[tokio::test]
+    async fn the_store_is_asked_once_per_slot() {
+        let store = std::sync::Arc::new(Counting(MemoryReplays::default(), 0.into()));
+        let replays = Replays::Shared(store.clone());
+        let calls = || store.1.load(std::sync::atomic::Ordering::SeqCst);
+        let nonces = Nonces::new(Duration::from_secs(60));
+        let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let first = nonces.current(&replays, start).await.unwrap();
+        assert_eq!(calls(), 1);
+        let next = start + Duration::from_secs(60);
+        let second = nonces.current(&replays, next).await.unwrap();
+        assert_eq!(calls(), 2);
+        // Both are known now: no further call, whichever is presented.
+        for _ in 0..3 {
+            assert!(nonces.accepts(&replays, &first, next).await.unwrap());
+            assert!(nonces.accepts(&replays, &second, next).await.unwrap());
+            assert_eq!(nonces.current(&replays, next).await.unwrap(), second);
+        }
+        assert_eq!(calls(), 2);
+    }
 }
