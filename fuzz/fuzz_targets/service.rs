@@ -96,6 +96,7 @@ fuzz_target!(|data: &[u8]| {
                     pkce: None,
                     issued_at: now,
                     expires_at: now + Duration::from_secs(600),
+                    dpop_jkt: None,
                 },
             )
             .await
