@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
-use super::{Jws, Malformed, asymmetric, decoding_key, stand_in};
+use super::{Jws, Malformed, asymmetric, decoding_key, stand_in, to_jwk};
 use crate::{
     client::{AuthMethod, Client},
     jwks::KeyKind,
@@ -105,7 +105,11 @@ fn verify_with_keys(
         let _ = jws.verifies(stand_in(kind), algorithm);
         return false;
     }
-    candidates.any(|key| decoding_key(key).is_some_and(|key| jws.verifies(&key, algorithm)))
+    candidates.any(|key| {
+        to_jwk(key)
+            .and_then(|jwk| decoding_key(&jwk))
+            .is_some_and(|key| jws.verifies(&key, algorithm))
+    })
 }
 
 /// HMAC key for a client that has no JWT secret.

@@ -9,7 +9,7 @@ use std::{
 use super::{
     Jws, Malformed,
     assertion::{OneTime, at, seconds},
-    asymmetric, decoding_key, thumbprint,
+    asymmetric, decoding_key, thumbprint, to_jwk,
 };
 use crate::{
     jwks::PublicJwk,
@@ -59,6 +59,8 @@ pub(crate) fn verify(proof: &str, rules: &Rules<'_>) -> Result<Proof, Malformed>
     if !jwk.allows(&jws.header.alg) {
         return Err(Malformed("the DPoP proof's jwk does not fit its alg"));
     }
+    // Converted once: the key and the thumbprint both come from it.
+    let jwk = to_jwk(&jwk).ok_or(Malformed("the DPoP proof's jwk is not a valid key"))?;
     let key = decoding_key(&jwk).ok_or(Malformed("the DPoP proof's jwk is not a valid key"))?;
     if !jws.verifies(&key, algorithm) {
         return Err(Malformed("the DPoP proof's signature does not verify"));

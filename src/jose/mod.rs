@@ -220,15 +220,19 @@ pub(crate) fn asymmetric(alg: &str) -> Option<(Algorithm, KeyKind)> {
 /// The asymmetric algorithms, as the metadata lists them.
 pub(crate) const SIGNING_ALGORITHMS: [&str; 5] = ["ES256", "EdDSA", "Ed25519", "RS256", "PS256"];
 
-/// The JOSE crate's key for a checked public JWK.
-pub(crate) fn decoding_key(jwk: &PublicJwk) -> Option<DecodingKey> {
-    let jwk: Jwk = serde_json::from_value(Value::Object(public_members(jwk))).ok()?;
-    DecodingKey::from_jwk(&jwk).ok()
+/// A checked public JWK as the JOSE crate reads it: converted once, then
+/// used for both the key and the thumbprint.
+pub(crate) fn to_jwk(jwk: &PublicJwk) -> Option<Jwk> {
+    serde_json::from_value(Value::Object(public_members(jwk))).ok()
 }
 
-/// The RFC 7638 thumbprint (SHA-256, base64url) of a checked public JWK.
-pub(crate) fn thumbprint(jwk: &PublicJwk) -> Option<String> {
-    let jwk: Jwk = serde_json::from_value(Value::Object(public_members(jwk))).ok()?;
+/// The JOSE crate's key for a JWK.
+pub(crate) fn decoding_key(jwk: &Jwk) -> Option<DecodingKey> {
+    DecodingKey::from_jwk(jwk).ok()
+}
+
+/// The RFC 7638 thumbprint (SHA-256, base64url) of a JWK.
+pub(crate) fn thumbprint(jwk: &Jwk) -> Option<String> {
     jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
         .ok()
 }
@@ -296,7 +300,7 @@ mod tests {
         let json = serde_json::json!({"kty": "RSA", "n": RFC7638_N, "e": "AQAB", "alg": "RS256", "kid": "2011-04-29"});
         let jwk = PublicJwk::check(json.as_object().unwrap()).unwrap();
         assert_eq!(
-            thumbprint(&jwk).unwrap(),
+            thumbprint(&to_jwk(&jwk).unwrap()).unwrap(),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
         );
     }
