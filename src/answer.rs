@@ -14,6 +14,7 @@ use crate::{
     format::{FieldValue, ResponseFormat},
     policy::PolicyError,
     settings::Settings,
+    telemetry::Endpoint,
 };
 
 /// The response for `failure`, and a log event naming it. `client_id` is
@@ -24,7 +25,18 @@ pub(crate) fn refuse(
     format: ResponseFormat,
     client_id: Option<&str>,
 ) -> Response<Bytes> {
-    let rejection = settings.presentation.reject(failure);
+    refuse_at(settings, Endpoint::Token, failure, format, client_id)
+}
+
+/// [`refuse`] at `endpoint`, which may present errors its own way.
+pub(crate) fn refuse_at(
+    settings: &Settings,
+    endpoint: Endpoint,
+    failure: Failure,
+    format: ResponseFormat,
+    client_id: Option<&str>,
+) -> Response<Bytes> {
+    let rejection = settings.presentation_at(endpoint).reject(failure);
     let client_id = client_id.map(loggable);
     if rejection.status().is_server_error() {
         tracing::warn!(error = rejection.error(), client_id, "token request failed");

@@ -25,7 +25,8 @@ use crate::{
     settings::{RefreshReplayHook, ReplayHook, Settings, Signed},
     store::{
         Claim, ClientStore, CodeKey, CodeStore, DeviceStore, DynReplayStore, LockoutStore, Lookup,
-        MemoryCounters, MemoryReplays, Redemption, RefreshStore, ReplayStore, Replays, StoreError,
+        MemoryCounters, MemoryReplays, Redemption, RefreshStore, ReplayStore, Replays, Reuse,
+        ReuseWindow, StoreError,
     },
 };
 
@@ -54,6 +55,15 @@ const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// The default device authorization endpoint, GitHub's.
 pub const DEFAULT_DEVICE_PATH: &str = "/login/device/code";
+/// The default revocation endpoint (RFC 7009).
+pub const DEFAULT_REVOCATION_PATH: &str = "/login/oauth/revoke";
+/// The default introspection endpoint (RFC 7662).
+pub const DEFAULT_INTROSPECTION_PATH: &str = "/login/oauth/introspect";
+/// The longest refresh reuse window the builder takes: five minutes. A
+/// longer one would leave a stolen, rotated token usable for that long.
+pub const MAX_REFRESH_REUSE_WINDOW: Duration = Duration::from_secs(300);
+/// The most reuses of one rotated refresh token the builder takes.
+pub const MAX_REFRESH_REUSES: u32 = 10;
 /// The default refresh token lifetime: 30 days.
 pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -118,6 +128,10 @@ impl RefreshStore for NoStore {
     async fn revoke_family(&self, _: &str) -> Result<(), StoreError> {
         match *self {}
     }
+
+    async fn reuse(&self, _: &CodeKey, _: ReuseWindow) -> Result<Reuse<RefreshRecord>, StoreError> {
+        match *self {}
+    }
 }
 
 impl DeviceStore for NoStore {
@@ -154,6 +168,10 @@ struct Options {
     on_code_replay: Option<ReplayHook>,
     refresh_lifetime: Duration,
     on_refresh_replay: Option<RefreshReplayHook>,
+    refresh_reuse: Option<ReuseWindow>,
+    on_refresh_revocation: Option<RefreshReplayHook>,
+    revocation_path: Option<String>,
+    introspection_path: Option<String>,
     device_path: String,
     device_lifetime: Duration,
     device_interval: u64,
@@ -194,6 +212,10 @@ impl Builder {
                 on_code_replay: None,
                 refresh_lifetime: DEFAULT_REFRESH_LIFETIME,
                 on_refresh_replay: None,
+                refresh_reuse: None,
+                on_refresh_revocation: None,
+                revocation_path: Some(DEFAULT_REVOCATION_PATH.to_owned()),
+                introspection_path: Some(DEFAULT_INTROSPECTION_PATH.to_owned()),
                 device_path: DEFAULT_DEVICE_PATH.to_owned(),
                 device_lifetime: Duration::from_secs(900),
                 device_interval: 5,
@@ -482,6 +504,64 @@ impl<C, K, R, D> Builder<C, K, R, D> {
         self
     }
 
+    /// A reuse window for rotated refresh tokens (off by default: every
+    /// presentation of a rotated token is a replay, and revokes its family).
+    ///
+    /// Within `within` of its rotation (or while a request rotating it is
+    /// in flight), a refresh token presented again by its own client (with
+    /// its DPoP key, if it is bound to one) gets a fresh pair in the same
+    /// family instead of a revocation, `limit` times at most. That is what
+    /// a client whose refresh answer was lost, or that refreshes from two
+    /// tabs at once, needs to keep its session. After the window, past the
+    /// limit, or from another client, the presentation is refused as
+    /// before (a replay revokes the family).
+    ///
+    /// Every successor stays valid: the one whose answer was lost is
+    /// simply never used, and two tabs each keep their own. So one token
+    /// has at most `1 + limit` successors, all in its family, and a replay
+    /// of any member revokes them all. A thief who presents a stolen,
+    /// rotated token inside the window is not detected: keep it short
+    /// (seconds), and bind tokens with DPoP where clients can.
+    ///
+    /// `within` is at most [`MAX_REFRESH_REUSE_WINDOW`] and `limit` at most
+    /// [`MAX_REFRESH_REUSES`]; a zero in either turns the window off.
+    #[must_use]
+    pub fn refresh_reuse(mut self, within: Duration, limit: u32) -> Self {
+        self.options.refresh_reuse =
+            (!within.is_zero() && limit > 0).then_some(ReuseWindow { within, limit });
+        self
+    }
+
+    /// Called with the record of a refresh token whose family a revocation
+    /// request (RFC 7009) revoked, so the application can revoke the access
+    /// tokens issued from the same grant too (§2.1: it SHOULD).
+    #[must_use]
+    pub fn on_refresh_revocation(
+        mut self,
+        hook: impl Fn(&RefreshRecord) + Send + Sync + 'static,
+    ) -> Self {
+        self.options.on_refresh_revocation = Some(Arc::new(hook));
+        self
+    }
+
+    /// The path of the revocation endpoint (RFC 7009; default
+    /// [`DEFAULT_REVOCATION_PATH`]); `None` leaves that path to the inner
+    /// service unguarded. See [`TokenAction`](crate::TokenAction).
+    #[must_use]
+    pub fn revocation_path(mut self, path: Option<&str>) -> Self {
+        self.options.revocation_path = path.map(str::to_owned);
+        self
+    }
+
+    /// The path of the introspection endpoint (RFC 7662; default
+    /// [`DEFAULT_INTROSPECTION_PATH`]); `None` leaves that path to the
+    /// inner service unguarded. See [`TokenAction`](crate::TokenAction).
+    #[must_use]
+    pub fn introspection_path(mut self, path: Option<&str>) -> Self {
+        self.options.introspection_path = path.map(str::to_owned);
+        self
+    }
+
     /// The path of the device authorization endpoint (default
     /// [`DEFAULT_DEVICE_PATH`]), served when a device store is set.
     #[must_use]
@@ -661,6 +741,28 @@ where
                 ));
             }
         }
+        if options.refresh_reuse.is_some_and(|window| {
+            window.within > MAX_REFRESH_REUSE_WINDOW || window.limit > MAX_REFRESH_REUSES
+        }) {
+            return Err(ConfigError(
+                "the refresh reuse window lasts five minutes and ten reuses at most",
+            ));
+        }
+        let mut paths = vec![options.token_path.as_str()];
+        if devices.is_some() {
+            paths.push(&options.device_path);
+        }
+        paths.extend(options.revocation_path.as_deref());
+        paths.extend(options.introspection_path.as_deref());
+        if paths.iter().any(|path| !path.starts_with('/')) {
+            return Err(ConfigError("every endpoint path must start with `/`"));
+        }
+        let mut distinct = paths.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != paths.len() {
+            return Err(ConfigError("the gate's endpoint paths must differ"));
+        }
         if options.refresh_lifetime.is_zero() {
             return Err(ConfigError("the refresh token lifetime must be positive"));
         }
@@ -733,6 +835,11 @@ where
             ))?;
         let settings = Arc::new(Settings {
             token_path: options.token_path,
+            rfc_presentation: Presentation {
+                dialect: Dialect::Rfc6749,
+                error_uri_base: error_uri_base.clone(),
+                github_status: options.github_status,
+            },
             presentation: Presentation {
                 dialect: options.dialect,
                 error_uri_base,
@@ -749,6 +856,10 @@ where
             refresh_lifetime: options.refresh_lifetime,
             refresh_enabled: refresh.is_some(),
             on_refresh_replay: options.on_refresh_replay,
+            refresh_reuse: options.refresh_reuse,
+            on_refresh_revocation: options.on_refresh_revocation,
+            revocation_path: options.revocation_path,
+            introspection_path: options.introspection_path,
             device_path: devices.is_some().then_some(options.device_path),
             device_lifetime: options.device_lifetime,
             device_interval: options.device_interval,

@@ -143,6 +143,7 @@ pub struct Client {
     jwks: Option<Jwks>,
     jwt_secret: Option<JwtSecret>,
     dpop_bound: bool,
+    introspect: bool,
 }
 
 impl Client {
@@ -170,6 +171,7 @@ impl Client {
             jwks: None,
             jwt_secret: None,
             dpop_bound: false,
+            introspect: false,
         }
     }
 
@@ -218,6 +220,21 @@ impl Client {
     pub fn with_dpop_bound_access_tokens(mut self, bound: bool) -> Self {
         self.dpop_bound = bound;
         self
+    }
+
+    /// Whether this client (a resource server) may ask the introspection
+    /// endpoint (RFC 7662) about tokens: any token, whoever it was issued
+    /// to, so only clients registered for it may. Public clients never
+    /// may: anyone can name them.
+    #[must_use]
+    pub fn with_introspection(mut self, allowed: bool) -> Self {
+        self.introspect = allowed && !self.public;
+        self
+    }
+
+    /// Whether the client may introspect tokens.
+    pub fn may_introspect(&self) -> bool {
+        self.introspect
     }
 
     /// The registered authentication method, if one was registered.
@@ -382,6 +399,7 @@ impl Client {
             jwks: self.jwks.as_ref().map(Jwks::to_json),
             jwt_secret: self.jwt_secret.as_ref().map(|secret| secret.0.clone()),
             dpop_bound_access_tokens: self.dpop_bound,
+            introspect: self.introspect,
         }
     }
 
@@ -465,6 +483,9 @@ pub struct ClientRecord {
     /// [`Client::dpop_bound_access_tokens`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// [`Client::may_introspect`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub introspect: bool,
 }
 
 impl fmt::Debug for ClientRecord {
@@ -492,6 +513,7 @@ impl fmt::Debug for ClientRecord {
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("dpop_bound_access_tokens", &self.dpop_bound_access_tokens)
+            .field("introspect", &self.introspect)
             .finish()
     }
 }
@@ -548,6 +570,10 @@ impl ClientRecord {
         }
         client.jwt_secret = self.jwt_secret.map(JwtSecret);
         client.dpop_bound = self.dpop_bound_access_tokens;
+        if self.introspect && client.public {
+            return Err("introspect is for confidential clients only");
+        }
+        client.introspect = self.introspect;
         if let Some(name) = &self.token_endpoint_auth_method {
             let method =
                 AuthMethod::from_name(name).ok_or("an unknown token_endpoint_auth_method")?;
@@ -595,6 +621,7 @@ impl fmt::Debug for Client {
             .field("jwks", &self.jwks)
             .field("jwt_secret", &self.jwt_secret)
             .field("dpop_bound_access_tokens", &self.dpop_bound)
+            .field("introspect", &self.introspect)
             .finish()
     }
 }

@@ -297,6 +297,17 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             InvalidDpopProof,
             "the DPoP proof's key is not the one the grant is bound to",
         ),
+        F::TokenMissing => (bad, InvalidRequest, "the token parameter is missing"),
+        F::TokenTypeUnsupported => (
+            bad,
+            UnsupportedTokenType,
+            "the token_type_hint names a kind of token that is not revoked here",
+        ),
+        F::IntrospectionNotAllowed => (
+            StatusCode::FORBIDDEN,
+            UnauthorizedClient,
+            "the client is not registered to introspect tokens",
+        ),
         F::Store => (
             StatusCode::INTERNAL_SERVER_ERROR,
             ServerError,

@@ -55,6 +55,9 @@ pub enum ErrorCode {
     /// `use_dpop_nonce` (RFC 9449 §8): retry with the nonce in the
     /// `DPoP-Nonce` header.
     UseDpopNonce,
+    /// `unsupported_token_type` (RFC 7009 §2.2.1): a `token_type_hint` of
+    /// a kind of token nobody behind the revocation endpoint handles.
+    UnsupportedTokenType,
     /// An error code of the application's own, from a policy; the wire name
     /// is [`Rejection::error`].
     Other,
@@ -86,13 +89,14 @@ impl ErrorCode {
             Self::UnverifiedUserEmail => "unverified_user_email",
             Self::InvalidDpopProof => "invalid_dpop_proof",
             Self::UseDpopNonce => "use_dpop_nonce",
+            Self::UnsupportedTokenType => "unsupported_token_type",
             Self::Other => "other",
         }
     }
 
     /// The standard code with this wire name, or [`ErrorCode::Other`].
     pub fn from_name(name: &str) -> Self {
-        const NAMED: [ErrorCode; 22] = [
+        const NAMED: [ErrorCode; 23] = [
             ErrorCode::InvalidRequest,
             ErrorCode::InvalidClient,
             ErrorCode::InvalidGrant,
@@ -115,6 +119,7 @@ impl ErrorCode {
             ErrorCode::UnverifiedUserEmail,
             ErrorCode::InvalidDpopProof,
             ErrorCode::UseDpopNonce,
+            ErrorCode::UnsupportedTokenType,
         ];
         NAMED
             .into_iter()
@@ -373,6 +378,13 @@ pub(crate) enum Failure {
     DpopRequired,
     /// The proof's key is not the one the code or refresh token is bound to.
     DpopKeyMismatch,
+    /// No `token` at the revocation or introspection endpoint.
+    TokenMissing,
+    /// A `token_type_hint` other than `access_token` or `refresh_token`
+    /// at the revocation endpoint.
+    TokenTypeUnsupported,
+    /// An authenticated client not registered to introspect tokens.
+    IntrospectionNotAllowed,
     /// A store failed or timed out.
     Store,
     /// Too many failures for the client id or address; the seconds until

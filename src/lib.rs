@@ -98,6 +98,7 @@ mod issuing;
 mod jose;
 mod jwks;
 mod layer;
+pub mod lifecycle;
 pub mod lockout;
 pub mod metadata;
 mod parse;
@@ -128,6 +129,7 @@ pub use self::{
     grant::ValidatedGrant,
     inspect::Verdict,
     layer::TokenGateLayer,
+    lifecycle::TokenAction,
     service::TokenGate,
     store::{MemoryStore, StoreError},
 };

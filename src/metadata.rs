@@ -44,6 +44,21 @@ pub struct Metadata {
     /// RFC 9449 §5.1: the algorithms of DPoP proofs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     dpop_signing_alg_values_supported: Vec<&'static str>,
+    /// RFC 7009, with the token endpoint's methods (RFC 8414 §2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revocation_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revocation_endpoint_auth_methods_supported: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revocation_endpoint_auth_signing_alg_values_supported: Option<Vec<&'static str>>,
+    /// RFC 7662, with the token endpoint's methods but `none`: a public
+    /// client never introspects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    introspection_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    introspection_endpoint_auth_methods_supported: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    introspection_endpoint_auth_signing_alg_values_supported: Option<Vec<&'static str>>,
 }
 
 impl Metadata {
@@ -66,6 +81,19 @@ impl Metadata {
             token_endpoint_auth_signing_alg_values_supported,
             dpop_signing_alg_values_supported,
         ) = signing(settings);
+        let algorithms = Some(token_endpoint_auth_signing_alg_values_supported.clone())
+            .filter(|algorithms| !algorithms.is_empty());
+        let revocation = settings.revocation_path.as_ref().map(|path| {
+            (
+                format!("{issuer}{path}"),
+                token_endpoint_auth_methods_supported.clone(),
+            )
+        });
+        let introspection = settings.introspection_path.as_ref().map(|path| {
+            let mut methods = token_endpoint_auth_methods_supported.clone();
+            methods.retain(|method| *method != "none");
+            (format!("{issuer}{path}"), methods)
+        });
         let mut code_challenge_methods_supported = vec!["S256"];
         if settings.allow_plain_pkce {
             code_challenge_methods_supported.push("plain");
@@ -84,6 +112,20 @@ impl Metadata {
             token_endpoint_auth_signing_alg_values_supported,
             code_challenge_methods_supported,
             dpop_signing_alg_values_supported,
+            revocation_endpoint_auth_signing_alg_values_supported: revocation
+                .as_ref()
+                .and(algorithms.clone()),
+            introspection_endpoint_auth_signing_alg_values_supported: introspection
+                .as_ref()
+                .and(algorithms),
+            revocation_endpoint_auth_methods_supported: revocation
+                .as_ref()
+                .map(|(_, methods)| methods.clone()),
+            revocation_endpoint: revocation.map(|(url, _)| url),
+            introspection_endpoint_auth_methods_supported: introspection
+                .as_ref()
+                .map(|(_, methods)| methods.clone()),
+            introspection_endpoint: introspection.map(|(url, _)| url),
         }
     }
 

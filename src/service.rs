@@ -13,7 +13,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::{
-    answer::refuse,
+    answer::refuse_at,
     body::{RequestBody, ResponseBody},
     decide::Decide,
     error::Failure,
@@ -97,8 +97,8 @@ where
         let path = request.uri().path();
         let endpoint = if path == settings.token_path {
             Endpoint::Token
-        } else if settings.device_path.as_deref() == Some(path) {
-            Endpoint::DeviceAuthorization
+        } else if let Some(endpoint) = settings.other_endpoint(path) {
+            endpoint
         } else {
             return ResponseFuture::pass_through(
                 self.inner.call(request.map(RequestBody::streaming)),
@@ -118,7 +118,10 @@ impl<S> TokenGate<S> {
     {
         let settings = self.gate.settings();
         let started = Instant::now();
-        let format = ResponseFormat::negotiate(request.headers(), settings.dialect());
+        // The revocation and introspection endpoints answer JSON in either
+        // dialect, as their RFCs say.
+        let dialect = settings.presentation_at(endpoint).dialect;
+        let format = ResponseFormat::negotiate(request.headers(), dialect);
         let early = if request.method() != Method::POST {
             Some(Failure::MethodNotAllowed)
         } else if declared_length(&request).is_some_and(|len| len > settings.body_limit as u64) {
@@ -128,7 +131,7 @@ impl<S> TokenGate<S> {
             None
         };
         if let Some(failure) = early {
-            let response = refuse(settings, failure, format, None);
+            let response = refuse_at(settings, endpoint, failure, format, None);
             telemetry::record_answer(settings.dialect(), endpoint, started, &response);
             return ResponseFuture::refused(response);
         }

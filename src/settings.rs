@@ -13,7 +13,8 @@ use crate::{
     lockout::{Counting, Lockout, UserCodeLimits},
     peer::PeerSource,
     record::{code::CodeRecord, refresh::RefreshRecord},
-    store::{Claim, Replays, StoreError},
+    store::{Claim, Replays, ReuseWindow, StoreError},
+    telemetry::Endpoint,
 };
 
 /// Called with the record of a code presented again after its redemption.
@@ -26,6 +27,10 @@ pub(crate) type RefreshReplayHook = Arc<dyn Fn(&RefreshRecord) + Send + Sync>;
 pub(crate) struct Settings {
     pub(crate) token_path: String,
     pub(crate) presentation: Presentation,
+    /// How the revocation and introspection endpoints present errors in
+    /// either dialect: as RFC 7009 and RFC 7662 say (GitHub has no such
+    /// endpoints, and its `200` for an error would read as success).
+    pub(crate) rfc_presentation: Presentation,
     pub(crate) body_limit: usize,
     /// How long a token request body may take to arrive.
     pub(crate) read_timeout: Option<Duration>,
@@ -41,6 +46,16 @@ pub(crate) struct Settings {
     /// Whether a refresh store is set (the refresh grant is served).
     pub(crate) refresh_enabled: bool,
     pub(crate) on_refresh_replay: Option<RefreshReplayHook>,
+    /// How long and how often a rotated refresh token may come back; `None`
+    /// takes every return for a replay.
+    pub(crate) refresh_reuse: Option<ReuseWindow>,
+    /// Called with a refresh token's record once a revocation request
+    /// revoked its family.
+    pub(crate) on_refresh_revocation: Option<RefreshReplayHook>,
+    /// The revocation endpoint (RFC 7009); `None` when it is not guarded.
+    pub(crate) revocation_path: Option<String>,
+    /// The introspection endpoint (RFC 7662); `None` when it is not guarded.
+    pub(crate) introspection_path: Option<String>,
     /// The device authorization endpoint; `None` without a device store.
     pub(crate) device_path: Option<String>,
     pub(crate) device_lifetime: Duration,
@@ -95,11 +110,33 @@ impl Settings {
         self.presentation.dialect
     }
 
+    /// How errors are presented at `endpoint`.
+    pub(crate) fn presentation_at(&self, endpoint: Endpoint) -> &Presentation {
+        match endpoint {
+            Endpoint::Token | Endpoint::DeviceAuthorization => &self.presentation,
+            Endpoint::Revocation | Endpoint::Introspection => &self.rfc_presentation,
+        }
+    }
+
     /// A new claim for a request that passed its checks, and whether it is
     /// to be confirmed at once (two-phase redemption off).
     pub(crate) fn claim(&self) -> Result<(Claim, bool), StoreError> {
         let ttl = self.claim_ttl.unwrap_or(CONSUME_ON_READ_TTL);
         Ok((Claim::new(ttl)?, self.claim_ttl.is_none()))
+    }
+
+    /// The gate's endpoint at `path` other than the token endpoint, if any.
+    pub(crate) fn other_endpoint(&self, path: &str) -> Option<Endpoint> {
+        let at = |endpoint: &Option<String>| endpoint.as_deref() == Some(path);
+        if at(&self.device_path) {
+            Some(Endpoint::DeviceAuthorization)
+        } else if at(&self.revocation_path) {
+            Some(Endpoint::Revocation)
+        } else if at(&self.introspection_path) {
+            Some(Endpoint::Introspection)
+        } else {
+            None
+        }
     }
 
     /// Whether the layer serves `grant` at all (before asking which client).
@@ -129,6 +166,9 @@ impl fmt::Debug for Settings {
             .field("claim_ttl", &self.claim_ttl)
             .field("refresh_enabled", &self.refresh_enabled)
             .field("refresh_lifetime", &self.refresh_lifetime)
+            .field("refresh_reuse", &self.refresh_reuse)
+            .field("revocation_path", &self.revocation_path)
+            .field("introspection_path", &self.introspection_path)
             .field("device_path", &self.device_path)
             .field("issuer", &self.issuer)
             .field("verification_uri", &self.verification_uri)

@@ -23,6 +23,22 @@ use crate::{dialect::Dialect, error::Rejection};
 pub(crate) enum Endpoint {
     Token,
     DeviceAuthorization,
+    /// RFC 7009.
+    Revocation,
+    /// RFC 7662.
+    Introspection,
+}
+
+impl Endpoint {
+    /// The lifecycle action this endpoint takes, if it is one of those.
+    pub(crate) fn token_action(self) -> Option<crate::lifecycle::TokenActionKind> {
+        use crate::lifecycle::TokenActionKind;
+        match self {
+            Self::Revocation => Some(TokenActionKind::Revocation),
+            Self::Introspection => Some(TokenActionKind::Introspection),
+            Self::Token | Self::DeviceAuthorization => None,
+        }
+    }
 }
 
 /// How a gated request ended.
@@ -48,6 +64,8 @@ pub(crate) fn record(dialect: Dialect, endpoint: Endpoint, started: Instant, out
     let endpoint = match endpoint {
         Endpoint::Token => "token",
         Endpoint::DeviceAuthorization => "device_authorization",
+        Endpoint::Revocation => "revocation",
+        Endpoint::Introspection => "introspection",
     };
     let (outcome, grant, error) = match outcome {
         Outcome::Forwarded { grant } => ("forwarded", grant, Cow::Borrowed("")),

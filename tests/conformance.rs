@@ -18,6 +18,7 @@ use tokengate::{
     refresh::RefreshRecord,
     store::{
         Claim, ClientStore, CodeKey, CodeStore, DeviceStore, Lookup, Redemption, RefreshStore,
+        Reuse, ReuseWindow,
     },
     testing::conformance,
 };
@@ -84,12 +85,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().expect("no panic while a map is locked")
 }
 
-/// A code or refresh token: its record, whether it was used, and the claim
-/// on it with when that lapses.
+/// A code or refresh token: its record, whether it was used (and when),
+/// the claim on it with when that lapses, and the reuses granted since its
+/// use.
 struct Held<T> {
     record: T,
     used: bool,
+    used_at: Option<SystemTime>,
     claim: Option<(Claim, SystemTime)>,
+    reuses: u32,
 }
 
 impl<T: Clone> Held<T> {
@@ -97,7 +101,9 @@ impl<T: Clone> Held<T> {
         Self {
             record,
             used: false,
+            used_at: None,
             claim: None,
+            reuses: 0,
         }
     }
 
@@ -113,11 +119,12 @@ impl<T: Clone> Held<T> {
     }
 
     /// Confirms (`used`) or releases the claim if `claim` still holds it.
-    fn end(&mut self, claim: &Claim, used: bool) -> bool {
+    fn end(&mut self, claim: &Claim, used: bool, now: SystemTime) -> bool {
         let holds = !self.used && self.claim.is_some_and(|(held, _)| held.id() == claim.id());
         if holds {
             self.claim = None;
             self.used = used;
+            self.used_at = used.then_some(now);
         }
         holds
     }
@@ -152,13 +159,17 @@ impl CodeStore for MapStore {
     }
 
     async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
+        let now = self.now();
         let mut codes = lock(&self.0.codes);
-        Ok(codes.get_mut(key).is_some_and(|held| held.end(claim, true)))
+        Ok(codes
+            .get_mut(key)
+            .is_some_and(|held| held.end(claim, true, now)))
     }
 
     async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
+        let now = self.now();
         if let Some(held) = lock(&self.0.codes).get_mut(key) {
-            held.end(claim, false);
+            held.end(claim, false, now);
         }
         Ok(())
     }
@@ -201,15 +212,17 @@ impl RefreshStore for MapStore {
 
     // A revoked family's tokens are gone, so their claims confirm nothing.
     async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
+        let now = self.now();
         let mut tokens = lock(&self.0.refresh);
         Ok(tokens
             .get_mut(key)
-            .is_some_and(|held| held.end(claim, true)))
+            .is_some_and(|held| held.end(claim, true, now)))
     }
 
     async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
+        let now = self.now();
         if let Some(held) = lock(&self.0.refresh).get_mut(key) {
-            held.end(claim, false);
+            held.end(claim, false, now);
         }
         Ok(())
     }
@@ -219,6 +232,29 @@ impl RefreshStore for MapStore {
         revoked.push(family.to_owned());
         lock(&self.0.refresh).retain(|_, held| held.record.family != family);
         Ok(())
+    }
+
+    async fn reuse(
+        &self,
+        key: &CodeKey,
+        window: ReuseWindow,
+    ) -> Result<Reuse<RefreshRecord>, StoreError> {
+        let now = self.now();
+        let mut tokens = lock(&self.0.refresh);
+        let Some(held) = tokens.get_mut(key).filter(|h| !h.record.is_expired(now)) else {
+            return Ok(Reuse::Unknown);
+        };
+        let in_flight = held.claim.is_some_and(|(_, until)| now < until);
+        let in_window = match held.used_at {
+            Some(at) => now < at + window.within,
+            None if in_flight => true,
+            None => return Ok(Reuse::NotRotated),
+        };
+        if in_window && held.reuses < window.limit {
+            held.reuses += 1;
+            return Ok(Reuse::Granted(held.record.clone()));
+        }
+        Ok(Reuse::Refused(held.record.clone()))
     }
 }
 

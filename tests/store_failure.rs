@@ -15,7 +15,7 @@ use tokengate::{
     Client, Dialect, MemoryStore, StoreError, TokenGateLayer, authorize::CodeRecord,
     device::DeviceDecision, device::DeviceRecord, device::PollOutcome, refresh::RefreshRecord,
     store::Claim, store::ClientStore, store::CodeKey, store::CodeStore, store::DeviceStore,
-    store::Lookup, store::Redemption, store::RefreshStore,
+    store::Lookup, store::Redemption, store::RefreshStore, store::Reuse, store::ReuseWindow,
 };
 
 /// A memory store whose client look-ups or redemptions can be switched off.
@@ -73,6 +73,15 @@ impl RefreshStore for Flaky {
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
         self.tokens()?;
         self.inner.revoke_family(family).await
+    }
+
+    async fn reuse(
+        &self,
+        key: &CodeKey,
+        window: ReuseWindow,
+    ) -> Result<Reuse<RefreshRecord>, StoreError> {
+        self.tokens()?;
+        self.inner.reuse(key, window).await
     }
 }
 

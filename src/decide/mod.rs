@@ -11,6 +11,7 @@
 mod claim;
 mod device_authorization;
 mod dpop;
+mod lifecycle;
 
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
@@ -18,8 +19,9 @@ use bytes::Bytes;
 use http::{Request, Response, request::Parts};
 
 pub(crate) use self::claim::{ClaimGuard, End};
+use self::lifecycle::Handled;
 use crate::{
-    answer::{refuse, refuse_by_policy},
+    answer::{refuse, refuse_at, refuse_by_policy},
     authenticate::{authenticate, claimed_id},
     client::GrantType,
     dialect::Dialect,
@@ -27,7 +29,8 @@ use crate::{
     format::ResponseFormat,
     grant::{
         ClaimOn, GrantClaim, ValidatedGrant, authorization_code, client_credentials, device_code,
-        refresh_token, store_failed,
+        refresh_token::{self, Committed},
+        store_failed,
     },
     lockout::{Lockout, warn_no_peer},
     parse::{TokenRequest, parse},
@@ -164,7 +167,7 @@ where
                         tracing::error!(%error, "store failed while counting a failed attempt");
                     }
                 }
-                refuse(settings, failure, format, client_id)
+                refuse_at(settings, endpoint, failure, format, client_id)
             }
         };
         telemetry::record_answer(settings.dialect(), endpoint, started, &response);
@@ -191,7 +194,23 @@ where
             let failure = Failure::LockedOut(seconds.max(1));
             // Not counted again: a locked-out request is not a guess.
             let client_id = claimed_id(&request);
-            return Ok(Judged::Answer(refuse(settings, failure, format, client_id)));
+            let answer = refuse_at(settings, endpoint, failure, format, client_id);
+            return Ok(Judged::Answer(answer));
+        }
+        if let Some(kind) = endpoint.token_action() {
+            let handled = Box::pin(self.token_action(&request, kind)).await;
+            return match handled {
+                Ok(Handled::Answer(answer)) => Ok(Judged::Answer(answer)),
+                Ok(Handled::Forward(action)) => {
+                    parts.extensions.insert(action);
+                    parts.extensions.insert(format);
+                    Ok(Judged::Forward { body, claim: None })
+                }
+                Err(failure) => {
+                    let client_id = claimed_id(&request).map(str::to_owned);
+                    Err(Refusal { failure, client_id })
+                }
+            };
         }
         // The rarer paths run boxed: inline, their state would size the
         // future every token request allocates (past the allocator's fast
@@ -300,9 +319,8 @@ where
                 ))
             }
             (GrantType::RefreshToken, Some(store), _) => {
-                let (key, previous, scopes) =
-                    refresh_token::check(&**store, settings, &client, request).await?;
-                let grant = ValidatedGrant::refresh_token(client, key, previous, scopes);
+                let checked = refresh_token::check(&**store, settings, &client, request).await?;
+                let grant = ValidatedGrant::refresh_token(client, checked);
                 Ok((grant, None))
             }
             (GrantType::DeviceCode, _, Some(store)) => {
@@ -375,20 +393,24 @@ where
         claim: Option<ClaimGuard>,
         format: ResponseFormat,
     ) -> Result<Judged, Refusal> {
-        let claim = match (grant.uncommitted_refresh(), grant.refresh(), &self.refresh) {
+        let (grant, claim) = match (grant.uncommitted_refresh(), grant.refresh(), &self.refresh) {
             (Some(key), Some(previous), Some(store)) => {
                 let client = grant.client();
                 let settings = &self.settings;
                 let commit = refresh_token::commit(&**store, settings, client, *key, previous);
                 match Box::pin(commit).await {
-                    Ok(claim) => claim.map(|claim| self.guard(claim, format, &grant)),
+                    Ok(Committed::Rotated(claim)) => {
+                        let claim = claim.map(|claim| self.guard(claim, format, &grant));
+                        (grant, claim)
+                    }
+                    Ok(Committed::Reused) => (grant.into_reuse(), None),
                     Err(failure) => {
                         let client_id = Some(client.client_id().to_owned());
                         return Err(Refusal { failure, client_id });
                     }
                 }
             }
-            _ => claim,
+            _ => (grant, claim),
         };
         tracing::debug!(client_id = ?grant.client().client_id(), "token request forwarded");
         parts.extensions.insert(grant);

@@ -73,7 +73,7 @@ pub struct ValidatedGrant {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     client: Arc<Client>,
     kind: Kind,
@@ -82,7 +82,7 @@ struct Inner {
     dpop_jkt: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Kind {
     AuthorizationCode {
         record: Arc<CodeRecord>,
@@ -95,6 +95,8 @@ enum Kind {
         key: CodeKey,
         previous: RefreshRecord,
         scopes: Vec<String>,
+        /// Rotated already, and granted a reuse within the window.
+        reused: bool,
     },
     DeviceCode {
         record: DeviceRecord,
@@ -153,29 +155,51 @@ impl ValidatedGrant {
         }
     }
 
-    pub(crate) fn refresh_token(
-        client: Arc<Client>,
-        key: CodeKey,
-        previous: RefreshRecord,
-        scopes: Vec<String>,
-    ) -> Self {
+    pub(crate) fn refresh_token(client: Arc<Client>, checked: refresh_token::Checked) -> Self {
+        let refresh_token::Checked {
+            key,
+            record,
+            scopes,
+            reused,
+        } = checked;
         Self::new(
             client,
             Kind::RefreshToken {
                 key,
-                previous,
+                previous: record,
                 scopes,
+                reused,
             },
         )
     }
 
     /// The refresh token still to rotate before the request may be
-    /// forwarded, for the refresh grant.
+    /// forwarded, for the refresh grant (none for a reuse: rotated already).
     pub(crate) fn uncommitted_refresh(&self) -> Option<&CodeKey> {
         match &self.inner.kind {
-            Kind::RefreshToken { key, .. } => Some(key),
+            Kind::RefreshToken {
+                key, reused: false, ..
+            } => Some(key),
             _ => None,
         }
+    }
+
+    /// The same grant, granted a reuse within the window when it was
+    /// committed (a concurrent request rotated the token first).
+    pub(crate) fn into_reuse(mut self) -> Self {
+        if let Kind::RefreshToken { reused, .. } = &mut Arc::make_mut(&mut self.inner).kind {
+            *reused = true;
+        }
+        self
+    }
+
+    /// Whether this refresh presented a token rotated a moment ago, granted
+    /// one more use within the reuse window
+    /// ([`Builder::refresh_reuse`](crate::Builder::refresh_reuse)) rather
+    /// than taken for a replay. The successor the application issues joins
+    /// the same family, like any other.
+    pub fn is_refresh_reuse(&self) -> bool {
+        matches!(self.inner.kind, Kind::RefreshToken { reused: true, .. })
     }
 
     pub(crate) fn device_code(client: Arc<Client>, record: DeviceRecord, subject: String) -> Self {

@@ -6,6 +6,13 @@
 //! client's token valid, so its corrected retry is not mistaken for a
 //! replay. [`commit`] rotates it atomically once every check and policy
 //! passed, just before the request is forwarded.
+//!
+//! With a reuse window ([`Builder::refresh_reuse`](crate::Builder::refresh_reuse)),
+//! a token rotated a moment ago (or being rotated by a request in flight)
+//! and presented again by its own client is granted one more use in the
+//! same family instead of being taken for a replay, a few times at most:
+//! the client whose answer was lost, or that refreshed from two places at
+//! once, keeps its session.
 
 use super::{ClaimOn, GrantClaim, store_failed};
 use crate::{
@@ -16,21 +23,32 @@ use crate::{
     scope,
     secret::CodeKey,
     settings::Settings,
-    store::{Lookup, Redemption, RefreshStore},
+    store::{Lookup, Redemption, RefreshStore, Reuse},
 };
+
+/// A refresh token [`check`] accepted.
+pub(crate) struct Checked {
+    pub(crate) key: CodeKey,
+    pub(crate) record: RefreshRecord,
+    pub(crate) scopes: Vec<String>,
+    /// Granted a reuse within the window: already rotated, nothing to
+    /// commit.
+    pub(crate) reused: bool,
+}
 
 /// Checks the request's refresh token for `client` without using it up:
 /// the token's key, its record and the scopes to grant.
 ///
 /// Only a token already rotated away and presented again by its own client
 /// is a replay: its whole family (the successor included) is revoked and
-/// the hook told. A token presented by another client is left alone.
+/// the hook told, unless the reuse window grants it one more use. A token
+/// presented by another client is left alone.
 pub(crate) async fn check<R: RefreshStore>(
     store: &R,
     settings: &Settings,
     client: &Client,
     request: &TokenRequest,
-) -> Result<(CodeKey, RefreshRecord, Vec<String>), Failure> {
+) -> Result<Checked, Failure> {
     let token = request
         .refresh_token
         .as_deref()
@@ -58,8 +76,10 @@ pub(crate) async fn check<R: RefreshStore>(
             Some(_) => {}
         }
     }
+    // A reuse is counted before the scope and the policies are checked: a
+    // request they refuse spends it, as a refused rotation spends a token.
     if used {
-        return Err(replayed(store, settings, client, &record).await);
+        reuse(store, settings, client, &key, &record).await?;
     }
     let requested = scope::parse(request.scope.as_deref(), settings.dialect());
     // RFC 6749 §6: omitted means the scope originally granted.
@@ -75,7 +95,37 @@ pub(crate) async fn check<R: RefreshStore>(
     if !client.allows_scopes(&scopes) {
         return Err(Failure::ScopeNotAllowed);
     }
-    Ok((key, record, scopes))
+    Ok(Checked {
+        key,
+        record,
+        scopes,
+        reused: used,
+    })
+}
+
+/// A used token came back from its own client: granted one more use within
+/// the reuse window (`Ok`), else a replay.
+async fn reuse<R: RefreshStore>(
+    store: &R,
+    settings: &Settings,
+    client: &Client,
+    key: &CodeKey,
+    record: &RefreshRecord,
+) -> Result<(), Failure> {
+    let Some(window) = settings.refresh_reuse else {
+        return Err(replayed(store, settings, client, record).await);
+    };
+    match store.reuse(key, window).await.map_err(store_failed)? {
+        Reuse::Granted(_) => {
+            tracing::info!(client_id = ?client.client_id(), "rotated refresh token reused within the window");
+            Ok(())
+        }
+        Reuse::Refused(record) => Err(replayed(store, settings, client, &record).await),
+        // Handed back by the request that held it, a moment ago: a race.
+        Reuse::NotRotated => Err(Failure::RefreshTokenHeld),
+        // Revoked, expired or forgotten since it was read.
+        Reuse::Unknown => Err(Failure::RefreshTokenSpent),
+    }
 }
 
 /// Rotates the token [`check`] accepted: claims it for the inner service's
@@ -89,23 +139,29 @@ pub(crate) async fn commit<R: RefreshStore>(
     client: &Client,
     key: CodeKey,
     previous: &RefreshRecord,
-) -> Result<Option<GrantClaim>, Failure> {
+) -> Result<Committed, Failure> {
     let (claim, at_once) = settings.claim().map_err(store_failed)?;
     match store.claim(&key, &claim).await.map_err(store_failed)? {
         Redemption::Claimed(_) if at_once => {
             if store.confirm(&key, &claim).await.map_err(store_failed)? {
-                Ok(None)
+                Ok(Committed::Rotated(None))
             } else {
                 // Revoked or taken over between the two calls: lost to a
                 // race, not guessed.
                 Err(Failure::RefreshTokenSpent)
             }
         }
-        Redemption::Claimed(_) => Ok(Some(GrantClaim {
+        Redemption::Claimed(_) => Ok(Committed::Rotated(Some(GrantClaim {
             on: ClaimOn::RefreshToken,
             key,
             claim,
-        })),
+        }))),
+        // Rotated by a concurrent request since `check` read it, or being
+        // rotated by one in flight: a reuse within the window, or a replay.
+        Redemption::Used(_) | Redemption::Busy if settings.refresh_reuse.is_some() => {
+            reuse(store, settings, client, &key, previous).await?;
+            Ok(Committed::Reused)
+        }
         Redemption::Used(record) => Err(replayed(store, settings, client, &record).await),
         // With two-phase redemption off, a claim is confirmed as soon as it
         // is taken: another one is a redemption of the same token a moment
@@ -120,6 +176,14 @@ pub(crate) async fn commit<R: RefreshStore>(
         // expired or forgotten since, a race and not a guess.
         Redemption::Unknown => Err(Failure::RefreshTokenSpent),
     }
+}
+
+/// What [`commit`] did with the token.
+pub(crate) enum Committed {
+    /// Rotated away, or claimed for the inner service's call (the claim).
+    Rotated(Option<GrantClaim>),
+    /// Rotated by a concurrent request, and granted a reuse in the window.
+    Reused,
 }
 
 /// A used token came back from its own client: revoke the family, tell the

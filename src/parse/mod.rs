@@ -35,9 +35,11 @@ pub(crate) enum Param {
     DeviceCode,
     ClientAssertion,
     ClientAssertionType,
+    Token,
+    TokenTypeHint,
 }
 
-const PARAMS: usize = 11;
+const PARAMS: usize = 13;
 
 impl Param {
     #[cfg(test)]
@@ -53,6 +55,8 @@ impl Param {
         Self::DeviceCode,
         Self::ClientAssertion,
         Self::ClientAssertionType,
+        Self::Token,
+        Self::TokenTypeHint,
     ];
 
     fn from_name(name: &str) -> Option<Self> {
@@ -70,6 +74,8 @@ impl Param {
             "device_code" => Self::DeviceCode,
             "client_assertion" => Self::ClientAssertion,
             "client_assertion_type" => Self::ClientAssertionType,
+            "token" => Self::Token,
+            "token_type_hint" => Self::TokenTypeHint,
             _ => return None,
         })
     }
@@ -88,6 +94,8 @@ impl Param {
             Self::DeviceCode => "device_code",
             Self::ClientAssertion => "client_assertion",
             Self::ClientAssertionType => "client_assertion_type",
+            Self::Token => "token",
+            Self::TokenTypeHint => "token_type_hint",
         }
     }
 
@@ -104,6 +112,8 @@ impl Param {
             Self::DeviceCode => "the device_code parameter is repeated",
             Self::ClientAssertion => "the client_assertion parameter is repeated",
             Self::ClientAssertionType => "the client_assertion_type parameter is repeated",
+            Self::Token => "the token parameter is repeated",
+            Self::TokenTypeHint => "the token_type_hint parameter is repeated",
         }
     }
 }
@@ -195,6 +205,9 @@ pub(crate) struct TokenRequest {
     /// What signed requests carry: rare, so boxed, and absent from the
     /// exchanges that send a secret.
     pub(crate) signed: Option<Box<Signed>>,
+    /// The token a revocation or introspection request is about: absent
+    /// from token requests, so boxed.
+    pub(crate) presented: Option<Box<Presented>>,
     /// The `Authorization` header's credentials; a bad header is reported
     /// when client authentication runs, so earlier checks win (docs/contract.md#order-of-checks).
     pub(crate) basic: Option<Result<BasicCredentials, Failure>>,
@@ -219,6 +232,10 @@ impl TokenRequest {
         .filter(|value| value.is_some())
         .count()
             + usize::from(self.basic.is_some())
+            + self.presented.as_ref().map_or(0, |presented| {
+                usize::from(presented.token.is_some())
+                    + usize::from(presented.token_type_hint.is_some())
+            })
             + self.signed.as_ref().map_or(0, |signed| {
                 usize::from(signed.assertion.is_some())
                     + usize::from(signed.assertion_type.is_some())
@@ -278,8 +295,29 @@ pub(crate) fn parse(
         scope: params.take(Param::Scope),
         device_code: params.take(Param::DeviceCode),
         signed: Signed::read(&mut params),
+        presented: Presented::read(&mut params),
         basic,
     })
+}
+
+/// The parameters of a revocation (RFC 7009 §2.1) or introspection
+/// (RFC 7662 §2.1) request.
+pub(crate) struct Presented {
+    pub(crate) token: Option<Value>,
+    pub(crate) token_type_hint: Option<Value>,
+}
+
+impl Presented {
+    fn read(params: &mut Params) -> Option<Box<Self>> {
+        let token = params.take(Param::Token);
+        let token_type_hint = params.take(Param::TokenTypeHint);
+        (token.is_some() || token_type_hint.is_some()).then(|| {
+            Box::new(Self {
+                token,
+                token_type_hint,
+            })
+        })
+    }
 }
 
 /// A signed client assertion (RFC 7523 §2.2) with its type, and the key

@@ -6,8 +6,11 @@
 //!              "grant_types":["authorization_code","refresh_token","client_credentials"],
 //!              "scopes":["repo","user"],"device_flow":true,
 //!              "token_endpoint_auth_method":"client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt|none",
-//!              "jwks":{"keys":[..]},"dpop_bound_access_tokens":false}]}
+//!              "jwks":{"keys":[..]},"dpop_bound_access_tokens":false,"introspect":false}]}
 //! ```
+//!
+//! `introspect: true` lets a confidential client (a resource server) ask
+//! the introspection endpoint about tokens (RFC 7662).
 //!
 //! Secrets are hashed as they are read and never kept in the clear, but
 //! for a `client_secret_jwt` client, whose HS256 assertions are checked
@@ -62,6 +65,9 @@ struct Entry {
     /// RFC 9449 §5.2: every token must be DPoP-bound.
     #[serde(default)]
     dpop_bound_access_tokens: bool,
+    /// RFC 7662: may ask the introspection endpoint about tokens.
+    #[serde(default)]
+    introspect: bool,
 }
 
 /// A clients document that could not be read or is invalid. The message
@@ -220,6 +226,12 @@ pub(super) fn parse(json: &str) -> Result<Vec<Client>, ClientsFileError> {
                 }
             }
             client = client.with_dpop_bound_access_tokens(entry.dpop_bound_access_tokens);
+            if entry.introspect && public {
+                return Err(fault(
+                    "introspect is for confidential clients only (anyone can name a public client)",
+                ));
+            }
+            client = client.with_introspection(entry.introspect);
             for uri in &entry.redirect_uris {
                 client = client.with_redirect_uri(uri.clone());
             }

@@ -11,7 +11,7 @@ use std::{
 
 use super::{
     Claim, ClientStore, ClientsFileError, CodeStore, DeviceStore, Lookup, Redemption, RefreshStore,
-    StoreError, clients_file, expiry::ExpiryQueue,
+    Reuse, ReuseWindow, StoreError, clients_file, expiry::ExpiryQueue,
 };
 use crate::{
     client::Client,
@@ -90,22 +90,26 @@ struct Codes {
 
 struct Entry<T> {
     record: T,
-    used: bool,
+    /// When it was used up (rotated away, for a refresh token).
+    used: Option<SystemTime>,
     /// The two-phase claim on it: the claim's id and when it lapses.
     claim: Option<([u8; 16], SystemTime)>,
+    /// Reuses granted after its rotation (refresh tokens).
+    reuses: u32,
 }
 
 impl<T: Clone> Entry<T> {
     fn new(record: T) -> Self {
         Self {
             record,
-            used: false,
+            used: None,
             claim: None,
+            reuses: 0,
         }
     }
 
     fn claim(&mut self, claim: &Claim, now: SystemTime) -> Redemption<T> {
-        if self.used {
+        if self.used.is_some() {
             return Redemption::Used(self.record.clone());
         }
         if self.claim.is_some_and(|(_, until)| now < until) {
@@ -116,14 +120,14 @@ impl<T: Clone> Entry<T> {
     }
 
     fn holds(&self, claim: &Claim) -> bool {
-        !self.used && self.claim.is_some_and(|(id, _)| id == *claim.id())
+        self.used.is_none() && self.claim.is_some_and(|(id, _)| id == *claim.id())
     }
 
-    fn confirm(&mut self, claim: &Claim) -> bool {
+    fn confirm(&mut self, claim: &Claim, now: SystemTime) -> bool {
         if !self.holds(claim) {
             return false;
         }
-        self.used = true;
+        self.used = Some(now);
         self.claim = None;
         true
     }
@@ -350,11 +354,12 @@ impl CodeStore for MemoryStore {
     }
 
     async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
+        let now = self.inner.clock.now();
         Ok(self
             .codes()
             .entries
             .get_mut(key)
-            .is_some_and(|entry| entry.confirm(claim)))
+            .is_some_and(|entry| entry.confirm(claim, now)))
     }
 
     async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
@@ -388,7 +393,7 @@ impl RefreshStore for MemoryStore {
         let refresh = lock(&self.inner.refresh);
         Ok(match refresh.tokens.get(key) {
             Some(entry) if entry.record.is_expired(now) => Lookup::Unknown,
-            Some(entry) if entry.used => Lookup::Used(entry.record.clone()),
+            Some(entry) if entry.used.is_some() => Lookup::Used(entry.record.clone()),
             Some(entry) => Lookup::Unused(entry.record.clone()),
             None => Lookup::Unknown,
         })
@@ -415,10 +420,11 @@ impl RefreshStore for MemoryStore {
     // A revoked family's tokens are removed by `revoke_family`, so a claim
     // on one finds nothing to confirm.
     async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
+        let now = self.inner.clock.now();
         Ok(lock(&self.inner.refresh)
             .tokens
             .get_mut(key)
-            .is_some_and(|entry| entry.confirm(claim)))
+            .is_some_and(|entry| entry.confirm(claim, now)))
     }
 
     async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
@@ -444,6 +450,35 @@ impl RefreshStore for MemoryStore {
             .revoked
             .insert(family.to_owned(), until.max(previous));
         Ok(())
+    }
+
+    async fn reuse(
+        &self,
+        key: &CodeKey,
+        window: ReuseWindow,
+    ) -> Result<Reuse<RefreshRecord>, StoreError> {
+        let now = self.inner.clock.now();
+        let mut refresh = lock(&self.inner.refresh);
+        // Revoked families' tokens are removed by `revoke_family`.
+        let Some(entry) = refresh.tokens.get_mut(key) else {
+            return Ok(Reuse::Unknown);
+        };
+        if entry.record.is_expired(now) {
+            return Ok(Reuse::Unknown);
+        }
+        let in_window = match entry.used {
+            Some(used) => now < used + window.within,
+            // Being rotated by a request still in flight.
+            None if entry.claim.is_some_and(|(_, until)| now < until) => true,
+            None => return Ok(Reuse::NotRotated),
+        };
+        if in_window && entry.reuses < window.limit {
+            entry.reuses += 1;
+            Ok(Reuse::Granted(entry.record.clone()))
+        } else {
+            // Past the window, or (used or in flight) past the limit.
+            Ok(Reuse::Refused(entry.record.clone()))
+        }
     }
 }
 

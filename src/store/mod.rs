@@ -263,6 +263,57 @@ pub trait RefreshStore: Send + Sync + 'static {
 
     /// Revokes every token of `family`, used or not.
     fn revoke_family(&self, family: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Grants one more use of a token already rotated away, or being
+    /// rotated (claimed by a request still in flight): the reuse window of
+    /// [`Builder::refresh_reuse`](crate::Builder::refresh_reuse), for
+    /// clients whose refresh answer was lost or that refresh from two
+    /// places at once. In one atomic step:
+    ///
+    /// - [`Reuse::Granted`] when the token was rotated less than
+    ///   `window.within` ago (by the store's clock, from the `confirm` that
+    ///   used it up) or is claimed by a live claim, its family is not
+    ///   revoked, and it was granted fewer than `window.limit` reuses
+    ///   before; the reuse is counted.
+    /// - [`Reuse::Refused`] when it was used and the window has passed or
+    ///   its reuses are spent: a replay.
+    /// - [`Reuse::NotRotated`] when it is neither used nor claimed (a claim
+    ///   was released or lapsed meanwhile): nothing changes.
+    /// - [`Reuse::Unknown`] for no such live token.
+    ///
+    /// Of any number of concurrent calls, from any number of processes, at
+    /// most `window.limit` answer `Granted` for one token, ever.
+    fn reuse(
+        &self,
+        key: &CodeKey,
+        window: ReuseWindow,
+    ) -> impl Future<Output = Result<Reuse<RefreshRecord>, StoreError>> + Send;
+}
+
+/// How long, and how many times, a rotated refresh token may be presented
+/// again without being taken for a replay (see
+/// [`Builder::refresh_reuse`](crate::Builder::refresh_reuse)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReuseWindow {
+    /// How long after its rotation a token may be reused.
+    pub within: Duration,
+    /// How many reuses one token is granted at most.
+    pub limit: u32,
+}
+
+/// What [`RefreshStore::reuse`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reuse<T> {
+    /// Within the window and the limit: this call was granted a reuse, and
+    /// it was counted.
+    Granted(T),
+    /// Used, and outside the window or past the limit: a replay.
+    Refused(T),
+    /// Neither used nor claimed: not a rotated token (any more).
+    NotRotated,
+    /// No such live token (never issued, expired, revoked, or forgotten).
+    Unknown,
 }
 
 /// Keeps device authorizations (RFC 8628), by the digest of the device code

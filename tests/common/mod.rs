@@ -243,6 +243,7 @@ impl Harness {
                         body,
                         grant: parts.extensions.get::<ValidatedGrant>().cloned(),
                         format: parts.extensions.get::<ResponseFormat>().copied(),
+                        action: parts.extensions.get::<tokengate::TokenAction>().cloned(),
                     });
                     Ok::<_, Infallible>(Response::new("inner".to_owned()))
                 }
@@ -265,6 +266,7 @@ pub struct Seen {
     pub body: Bytes,
     pub grant: Option<ValidatedGrant>,
     pub format: Option<ResponseFormat>,
+    pub action: Option<tokengate::TokenAction>,
 }
 
 /// A response, read whole.

@@ -64,7 +64,7 @@ use tokengate::{
     refresh::RefreshRecord,
     store::{
         Claim, ClientStore, CodeKey, CodeStore, Counter, DeviceStore, LockoutStore, Lookup,
-        Redemption, RefreshStore, ReplayStore, StoreError,
+        Redemption, RefreshStore, ReplayStore, Reuse, ReuseWindow, StoreError,
     },
 };
 
@@ -78,6 +78,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../migrations/0002_claims.sql")),
     (3, include_str!("../migrations/0003_lockout.sql")),
     (4, include_str!("../migrations/0004_replays.sql")),
+    (5, include_str!("../migrations/0005_reuse.sql")),
 ];
 
 /// How often expired rows are swept, at most, per process.
@@ -190,11 +191,11 @@ impl PostgresStore {
         self.bounded("insert client", async {
             sqlx::query(
                 "INSERT INTO tokengate_clients (client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes,
-                   token_endpoint_auth_method, jwks, jwt_secret, dpop_bound_access_tokens)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)
+                   token_endpoint_auth_method, jwks, jwt_secret, dpop_bound_access_tokens, introspect)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
                  ON CONFLICT (client_id) DO UPDATE SET public = $2, secret_digests = $3, redirect_uris = $4,
                    redirect_policy = $5, grant_types = $6, scopes = $7, token_endpoint_auth_method = $8,
-                   jwks = $9::jsonb, jwt_secret = $10, dpop_bound_access_tokens = $11",
+                   jwks = $9::jsonb, jwt_secret = $10, dpop_bound_access_tokens = $11, introspect = $12",
             )
             .bind(&stored.client_id)
             .bind(stored.public)
@@ -207,6 +208,7 @@ impl PostgresStore {
             .bind(&jwks)
             .bind(&stored.jwt_secret)
             .bind(stored.dpop_bound_access_tokens)
+            .bind(stored.introspect)
             .execute(&self.inner.pool)
             .await
             .map(drop)
@@ -371,7 +373,8 @@ impl ClientStore for PostgresStore {
             .bounded("client look-up", async {
                 sqlx::query(
                     "SELECT client_id, public, secret_digests, redirect_uris, redirect_policy, grant_types, scopes,
-                       token_endpoint_auth_method, jwks::text, jwt_secret, dpop_bound_access_tokens
+                       token_endpoint_auth_method, jwks::text, jwt_secret, dpop_bound_access_tokens,
+                       introspect
                      FROM tokengate_clients WHERE client_id = $1",
                 )
                 .bind(client_id)
@@ -396,6 +399,7 @@ impl ClientStore for PostgresStore {
             jwks: jwks.as_deref().map(decode).transpose()?,
             jwt_secret: row.try_get(9).map_err(&read)?,
             dpop_bound_access_tokens: row.try_get(10).map_err(&read)?,
+            introspect: row.try_get(11).map_err(&read)?,
         };
         let client = Client::try_from(stored).map_err(StoreError::new)?;
         Ok(Some(Arc::new(client)))
@@ -529,20 +533,27 @@ impl PostgresStore {
         } else {
             ("uses", "")
         };
-        let family = if confirm && table == "tokengate_refresh_tokens" {
-            format!(" AND {NOT_REVOKED}")
+        // A rotated refresh token notes when: its reuse window starts there.
+        let rotated = confirm && table == "tokengate_refresh_tokens";
+        let (family, used_at) = if rotated {
+            (format!(" AND {NOT_REVOKED}"), ", used_at_ms = $3")
         } else {
-            String::new()
+            (String::new(), "")
         };
         let done = self
             .bounded(if confirm { "confirm claim" } else { "release claim" }, async {
-                sqlx::query(&format!(
-                    "UPDATE {table} t SET uses = {uses}, holder = NULL, held_until_ms = NULL WHERE key = $1 AND holder = $2{unused}{family}"
-                ))
-                .bind(&key.as_bytes()[..])
-                .bind(&claim.id()[..])
-                .execute(&self.inner.pool)
-                .await
+                let sql = format!(
+                    "UPDATE {table} t SET uses = {uses}, holder = NULL, held_until_ms = NULL{used_at} WHERE key = $1 AND holder = $2{unused}{family}"
+                );
+                let query = sqlx::query(&sql)
+                    .bind(&key.as_bytes()[..])
+                    .bind(&claim.id()[..]);
+                let query = if rotated {
+                    query.bind(millis(self.inner.clock.now()))
+                } else {
+                    query
+                };
+                query.execute(&self.inner.pool).await
             })
             .await?;
         Ok(done.rows_affected() == 1)
@@ -616,6 +627,60 @@ impl RefreshStore for PostgresStore {
         self.end_claim("tokengate_refresh_tokens", key, claim, false)
             .await
             .map(drop)
+    }
+
+    async fn reuse(
+        &self,
+        key: &CodeKey,
+        window: ReuseWindow,
+    ) -> Result<Reuse<RefreshRecord>, StoreError> {
+        let now = millis(self.inner.clock.now());
+        // One statement grants and counts it; the row lock orders
+        // concurrent reuses, and each re-reads `reuses` after the one
+        // before. Only a refusal reads the row again, to say why.
+        let granted = self
+            .bounded("reuse refresh token", async {
+                sqlx::query(&format!(
+                    "UPDATE tokengate_refresh_tokens t SET reuses = reuses + 1
+                     WHERE key = $1 AND expires_at_ms > $2 AND {NOT_REVOKED} AND reuses < $4
+                     AND ((uses > 0 AND used_at_ms + $3 > $2) OR (uses = 0 AND held_until_ms > $2))
+                     RETURNING record::text"
+                ))
+                .bind(&key.as_bytes()[..])
+                .bind(now)
+                .bind(millis_of(window.within))
+                .bind(i64::from(window.limit))
+                .fetch_optional(&self.inner.pool)
+                .await
+            })
+            .await?;
+        if let Some(row) = granted {
+            let json: String = row.try_get(0).map_err(failed("read record"))?;
+            return Ok(Reuse::Granted(decode(&json)?));
+        }
+        let row = self
+            .bounded("read refresh token", async {
+                sqlx::query(&format!(
+                    "SELECT record::text, uses, COALESCE(held_until_ms > $2, false)
+                     FROM tokengate_refresh_tokens t
+                     WHERE key = $1 AND expires_at_ms > $2 AND {NOT_REVOKED}"
+                ))
+                .bind(&key.as_bytes()[..])
+                .bind(now)
+                .fetch_optional(&self.inner.pool)
+                .await
+            })
+            .await?;
+        let Some(row) = row else {
+            return Ok(Reuse::Unknown);
+        };
+        let (record, uses) = record_and_uses::<RefreshRecord>(&row)?;
+        let held: bool = row.try_get(2).map_err(failed("read claim"))?;
+        Ok(if uses > 0 || held {
+            Reuse::Refused(record)
+        } else {
+            Reuse::NotRotated
+        })
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {

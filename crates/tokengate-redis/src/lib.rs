@@ -46,7 +46,7 @@ use tokengate::{
     refresh::RefreshRecord,
     store::{
         Claim, ClientStore, CodeKey, CodeStore, Counter, DeviceStore, LockoutStore, Lookup,
-        Redemption, RefreshStore, ReplayStore, StoreError,
+        Redemption, RefreshStore, ReplayStore, Reuse, ReuseWindow, StoreError,
     },
 };
 
@@ -236,14 +236,44 @@ return {'claimed', f[1]}
 
 /// Uses up a value claimed by ARGV[1]: 1, or 0 if the claim was lost (to
 /// another claim after it lapsed, or, for a refresh token, to its family's
-/// revocation; ARGV[2] the revoked-marker prefix or '').
+/// revocation; ARGV[2] the revoked-marker prefix or ''). Notes when, by the
+/// server's clock: a refresh token's reuse window starts there.
 const CONFIRM: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'holder', 'uses', 'family')
 if f[1] ~= ARGV[1] or tonumber(f[2]) ~= 0 then return 0 end
 if ARGV[2] ~= '' and f[3] and redis.call('EXISTS', ARGV[2] .. f[3]) == 1 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HINCRBY', KEYS[1], 'uses', 1)
+redis.call('HSET', KEYS[1], 'used_at', now)
 redis.call('HDEL', KEYS[1], 'holder', 'held_until')
 return 1
+";
+
+/// One more use of a rotated refresh token (ARGV[1] the revoked-marker
+/// prefix): `granted` and the record when it was used less than ARGV[2] ms
+/// ago (or is claimed by a live claim) and granted fewer than ARGV[3]
+/// reuses, counted here; `refused` and the record when used otherwise;
+/// `free` when neither used nor claimed; nothing for no live token.
+const REUSE: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family', 'held_until', 'used_at', 'reuses')
+if not f[1] then return false end
+if f[3] and redis.call('EXISTS', ARGV[1] .. f[3]) == 1 then return false end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local in_window = false
+if tonumber(f[2]) > 0 then
+  in_window = f[5] ~= false and tonumber(f[5]) + tonumber(ARGV[2]) > now
+elseif f[4] and tonumber(f[4]) > now then
+  in_window = true
+else
+  return {'free'}
+end
+if in_window and tonumber(f[6] or '0') < tonumber(ARGV[3]) then
+  redis.call('HINCRBY', KEYS[1], 'reuses', 1)
+  return {'granted', f[1]}
+end
+return {'refused', f[1]}
 ";
 
 /// Hands back a value claimed by ARGV[1], unused; a lost claim is left be.
@@ -322,6 +352,7 @@ struct Scripts {
     issue_refresh: Script,
     peek_refresh: Script,
     revoke_family: Script,
+    reuse: Script,
     issue_device: Script,
     swap_device: Script,
     locked: Script,
@@ -365,6 +396,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     issue_refresh: Script::new(ISSUE_REFRESH),
     peek_refresh: Script::new(PEEK_REFRESH),
     revoke_family: Script::new(REVOKE_FAMILY),
+    reuse: Script::new(REUSE),
     issue_device: Script::new(ISSUE_DEVICE),
     swap_device: Script::new(SWAP_DEVICE),
     locked: Script::new(LOCKED),
@@ -572,6 +604,39 @@ impl RefreshStore for RedisStore {
         self.end_claim(key, String::new(), claim, false)
             .await
             .map(drop)
+    }
+
+    async fn reuse(
+        &self,
+        key: &CodeKey,
+        window: ReuseWindow,
+    ) -> Result<Reuse<RefreshRecord>, StoreError> {
+        let token_key = self.key("refresh", &key.to_hex());
+        let revoked_prefix = self.key("revoked", "");
+        let value: Value = self
+            .run("reuse refresh token", |mut c| async move {
+                SCRIPTS
+                    .reuse
+                    .key(token_key)
+                    .arg(revoked_prefix)
+                    .arg(millis_of(window.within))
+                    .arg(window.limit)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if value == Value::Nil {
+            return Ok(Reuse::Unknown);
+        }
+        let mut reply: Vec<String> = redis::from_redis_value(value)
+            .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?;
+        let json = if reply.len() == 2 { reply.pop() } else { None };
+        Ok(match (reply.first().map(String::as_str), json) {
+            (Some("granted"), Some(json)) => Reuse::Granted(decode(&json)?),
+            (Some("refused"), Some(json)) => Reuse::Refused(decode(&json)?),
+            (Some("free"), None) => Reuse::NotRotated,
+            _ => return Err(StoreError::new("unexpected Redis reply to a reuse")),
+        })
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
