@@ -448,19 +448,8 @@ async fn metadata_lists_both_endpoints() {
 
 #[tokio::test]
 async fn the_builder_bounds_the_window_and_keeps_paths_apart() {
-    let build = |configure: fn(
-        tokengate::Builder<
-            tokengate::MemoryStore,
-            tokengate::MemoryStore,
-            tokengate::MemoryStore,
-            tokengate::MemoryStore,
-        >,
-    ) -> tokengate::Builder<
-        tokengate::MemoryStore,
-        tokengate::MemoryStore,
-        tokengate::MemoryStore,
-        tokengate::MemoryStore,
-    >| {
+    type Memory = tokengate::Builder<Store, Store, Store, Store>;
+    let build = |configure: fn(Memory) -> Memory| {
         configure(
             TokenGateLayer::builder()
                 .store(tokengate::MemoryStore::new())
