@@ -57,6 +57,8 @@
 //!   and `tokengate-postgres` crates.
 //! - [`authorize`], [`refresh`], [`device`]: the issuing side, which mints
 //!   what the gate later redeems.
+//! - [`lifecycle`]: the revocation (RFC 7009) and introspection (RFC 7662)
+//!   endpoints the gate also guards, and what they hand your service.
 //! - [`policy`]: the application's own rules, run after the built-in checks.
 //! - [`client`], [`pkce`], [`clock`], [`lockout`], [`metadata`], [`builder`]:
 //!   registrations, PKCE, time, the brute-force defence, RFC 8414 metadata,
