@@ -29,18 +29,6 @@ pub(crate) enum Endpoint {
     Introspection,
 }
 
-impl Endpoint {
-    /// The lifecycle action this endpoint takes, if it is one of those.
-    pub(crate) fn token_action(self) -> Option<crate::lifecycle::TokenActionKind> {
-        use crate::lifecycle::TokenActionKind;
-        match self {
-            Self::Revocation => Some(TokenActionKind::Revocation),
-            Self::Introspection => Some(TokenActionKind::Introspection),
-            Self::Token | Self::DeviceAuthorization => None,
-        }
-    }
-}
-
 /// How a gated request ended.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) enum Outcome {

@@ -17,7 +17,17 @@ use crate::{
     parse::TokenRequest,
     secret::CodeKey,
     store::{ClientStore, CodeStore, DeviceStore, Lookup, RefreshStore},
+    telemetry::Endpoint,
 };
+
+/// The lifecycle action `endpoint` takes, if it is one of those.
+pub(super) fn action_at(endpoint: Endpoint) -> Option<TokenActionKind> {
+    match endpoint {
+        Endpoint::Revocation => Some(TokenActionKind::Revocation),
+        Endpoint::Introspection => Some(TokenActionKind::Introspection),
+        Endpoint::Token | Endpoint::DeviceAuthorization => None,
+    }
+}
 
 /// What the gate does with a revocation or introspection request.
 pub(super) enum Handled {

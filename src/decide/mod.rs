@@ -197,7 +197,7 @@ where
             let answer = refuse_at(settings, endpoint, failure, format, client_id);
             return Ok(Judged::Answer(answer));
         }
-        if let Some(kind) = endpoint.token_action() {
+        if let Some(kind) = lifecycle::action_at(endpoint) {
             let handled = Box::pin(self.token_action(&request, kind)).await;
             return match handled {
                 Ok(Handled::Answer(answer)) => Ok(Judged::Answer(answer)),
