@@ -12,7 +12,10 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::{body::RequestBody, error::Rejection, grant::ValidatedGrant, layer::TokenGateLayer};
+use crate::{
+    body::RequestBody, error::Rejection, grant::ValidatedGrant, layer::TokenGateLayer,
+    lifecycle::TokenAction,
+};
 
 /// An inner service that only hands back the grant it was given.
 #[derive(Clone, Copy)]
@@ -32,6 +35,9 @@ impl<B> Service<Request<RequestBody<B>>> for Capture {
         if let Some(grant) = request.extensions().get::<ValidatedGrant>() {
             response.extensions_mut().insert(grant.clone());
         }
+        if let Some(action) = request.extensions().get::<TokenAction>() {
+            response.extensions_mut().insert(action.clone());
+        }
         ready(Ok(response))
     }
 }
@@ -44,9 +50,14 @@ pub enum Verdict {
     Forwarded(ValidatedGrant),
     /// The gate answered instead: its rejection.
     Rejected(Rejection),
+    /// The revocation or introspection endpoint authenticated the caller
+    /// and would hand the token to the inner service (it is none of the
+    /// gate's refresh tokens).
+    Handed(TokenAction),
     /// The gate answered with something other than an error (the device
-    /// authorization endpoint's reply), or the request is for another path
-    /// and would pass through untouched.
+    /// authorization endpoint's reply, a revocation or introspection of one
+    /// of its refresh tokens), or the request is for another path and would
+    /// pass through untouched.
     NotChecked,
 }
 
@@ -84,6 +95,9 @@ impl TokenGateLayer {
         };
         if let Some(rejection) = response.extensions().get::<Rejection>() {
             return Verdict::Rejected(rejection.clone());
+        }
+        if let Some(action) = response.extensions().get::<TokenAction>() {
+            return Verdict::Handed(action.clone());
         }
         match response.extensions().get::<ValidatedGrant>() {
             Some(grant) => Verdict::Forwarded(grant.clone()),

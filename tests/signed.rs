@@ -47,6 +47,9 @@ fn clients() -> Vec<Client> {
         Client::public("bound-spa")
             .with_redirect_uri(CB)
             .with_dpop_bound_access_tokens(true),
+        Client::confidential("keyed-rs")
+            .with_jwks(jwks(&[&TestKey::es256()]))
+            .with_introspection(true),
     ]
 }
 
@@ -380,6 +383,71 @@ async fn a_public_clients_refresh_token_is_bound_to_its_key() {
         layer.check(request.build()).await,
         ErrorCode::InvalidDpopProof,
     );
+}
+
+/// A form POST to one of the gate's other endpoints.
+fn post_to(path: &str, body: String) -> http::Request<String> {
+    http::Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_bound_refresh_token_is_introspected_with_its_key_and_revoked_by_its_client() {
+    let layer = layer(Dialect::GitHub);
+    let key = TestKey::es256();
+    let proof = DpopProof::new("POST", TOKEN_URL).sign(&key);
+    let request = code_request(&layer, "spa")
+        .await
+        .public_client("spa")
+        .dpop(&proof);
+    let grant = forwarded(layer.check(request.build()).await);
+    let token = layer.refresh_tokens().issue(&grant).await.unwrap();
+    // A resource server authenticating with private_key_jwt; the assertion
+    // names the issuer as its audience.
+    let introspect = |token: &str| {
+        let assertion = ClientAssertion::new("keyed-rs", ISSUER).sign(&TestKey::es256());
+        post_to(
+            "/login/oauth/introspect",
+            format!(
+                "token={token}&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}"
+            ),
+        )
+    };
+    let service = tower::ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(tower::service_fn(|_: http::Request<_>| async {
+            panic!("the gate answers for its own refresh tokens");
+            #[allow(unreachable_code)]
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        }));
+    let response = tower::ServiceExt::oneshot(service.clone(), introspect(&token))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["active"], true);
+    assert_eq!(json["client_id"], "spa");
+    assert_eq!(json["cnf"]["jkt"], key.thumbprint());
+    // The public client revokes it by its id alone.
+    let revoke = post_to(
+        "/login/oauth/revoke",
+        format!("token={token}&client_id=spa&token_type_hint=refresh_token"),
+    );
+    let response = tower::ServiceExt::oneshot(service.clone(), revoke)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Gone: the gate no longer knows it, so it would hand it on.
+    match layer.check(introspect(&token)).await {
+        Verdict::Handed(action) => assert_eq!(action.client().client_id(), "keyed-rs"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

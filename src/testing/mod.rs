@@ -44,7 +44,7 @@
 //!             assert!(!allowed);
 //!             assert_eq!(rejection.code(), ErrorCode::UnauthorizedClient);
 //!         }
-//!         Verdict::NotChecked => unreachable!(),
+//!         Verdict::Handed(_) | Verdict::NotChecked => unreachable!(),
 //!     }
 //! }
 //! # }
