@@ -20,12 +20,13 @@
 //!
 //! `clock` is the clock the store reads time from, if it takes one. The
 //! suite moves it, and also waits real time (a few hundred milliseconds)
-//! for claims to lapse, so a store that keeps time by its server's clock
+//! for claims to lapse and reuse windows to pass, so a store that keeps time by its server's clock
 //! passes too. Client ids, codes, tokens and user codes are random per run,
 //! so a networked backend shared between runs is fine. Clients come from a
 //! [`MemoryStore`] inside the suite; check your [`ClientStore`] with
 //! [`run_clients`]. A failure is a panic that says, in words, what broke.
-//! The whole suite takes about three seconds against an in-memory store.
+//! The whole suite takes about three and a half seconds against an
+//! in-memory store.
 //!
 //! Each case is also a function of its own, so you can run one alone.
 //!
