@@ -275,8 +275,9 @@ pub trait RefreshStore: Send + Sync + 'static {
     ///   used it up) or is claimed by a live claim, its family is not
     ///   revoked, and it was granted fewer than `window.limit` reuses
     ///   before; the reuse is counted.
-    /// - [`Reuse::Refused`] when it was used and the window has passed or
-    ///   its reuses are spent: a replay.
+    /// - [`Reuse::Refused`] when its reuses are spent (it was used, or is
+    ///   claimed by a live claim), or it was used and the window has
+    ///   passed: a replay.
     /// - [`Reuse::NotRotated`] when it is neither used nor claimed (a claim
     ///   was released or lapsed meanwhile): nothing changes.
     /// - [`Reuse::Unknown`] for no such live token.
@@ -308,7 +309,8 @@ pub enum Reuse<T> {
     /// Within the window and the limit: this call was granted a reuse, and
     /// it was counted.
     Granted(T),
-    /// Used, and outside the window or past the limit: a replay.
+    /// Past the limit (used or in flight), or used and outside the window:
+    /// a replay.
     Refused(T),
     /// Neither used nor claimed: not a rotated token (any more).
     NotRotated,

@@ -20,12 +20,13 @@
 //!
 //! `clock` is the clock the store reads time from, if it takes one. The
 //! suite moves it, and also waits real time (a few hundred milliseconds)
-//! for claims to lapse, so a store that keeps time by its server's clock
+//! for claims to lapse and reuse windows to pass, so a store that keeps time by its server's clock
 //! passes too. Client ids, codes, tokens and user codes are random per run,
 //! so a networked backend shared between runs is fine. Clients come from a
 //! [`MemoryStore`] inside the suite; check your [`ClientStore`] with
 //! [`run_clients`]. A failure is a panic that says, in words, what broke.
-//! The whole suite takes about three seconds against an in-memory store.
+//! The whole suite takes about three and a half seconds against an
+//! in-memory store.
 //!
 //! Each case is also a function of its own, so you can run one alone.
 //!
@@ -44,6 +45,11 @@
 //!   replay revokes the family, no new member joins it, and a refresh may
 //!   narrow the scope but never widen it (*read before use*, *revocation
 //!   wins*).
+//! - [`refresh_reuse_window`]: with a reuse window, a lost answer's retry
+//!   gets a fresh pair in the same family and both successors work; the
+//!   limit plus one concurrent refreshes all get tokens without a replay;
+//!   one more, or one after the window, is a replay that revokes the family
+//!   ([`RefreshStore::reuse`], *revocation wins*).
 //! - [`code_replay_revokes_its_refresh_tokens`]: a code replayed by its own
 //!   client revokes the refresh tokens issued from it, also one the
 //!   application issues only after the replay (*revocation wins*, for a
@@ -70,6 +76,11 @@
 //!   `confirm` and `release` of [`CodeStore`] and [`RefreshStore`] step by
 //!   step, 32 concurrent claims, and for refresh tokens `find` and
 //!   `revoke_family` (of a family with members, and of one without).
+//! - [`refresh_reuse_contract`]: [`RefreshStore::reuse`] of a rotated token
+//!   up to its limit and past it, inside its window and after it, of one
+//!   in flight, of one neither used nor claimed (also after a released or
+//!   lapsed claim), of a revoked, an expired and an unknown one, and 32
+//!   concurrent reuses of one token granted exactly up to the limit.
 //! - [`device_store_contract`]: [`DeviceStore`]'s `issue`, `find`, `decide`
 //!   and concurrent `poll`s.
 //! - [`lockout_store_contract`], run on its own (a store may keep failure
@@ -105,7 +116,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use serde_json::Value;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Barrier, Notify, oneshot};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -129,7 +140,7 @@ use crate::{
     secret::{CodeKey, random_code},
     store::{
         Claim, ClientStore, CodeStore, Counter, CounterKey, DeviceStore, LockoutStore, Lookup,
-        MemoryStore, Redemption, RefreshStore, ReplayStore, StoreError,
+        MemoryStore, Redemption, RefreshStore, ReplayStore, Reuse, ReuseWindow, StoreError,
     },
 };
 
@@ -147,6 +158,12 @@ const LONG_TTL: Duration = Duration::from_secs(3600);
 const SHORT_TTL: Duration = Duration::from_millis(300);
 /// A little more than [`SHORT_TTL`].
 const PAST_SHORT_TTL: Duration = Duration::from_millis(400);
+/// The reuse window the reuse cases wait out, in real time too: short, to
+/// keep them fast, yet long enough for the steps that must land inside it
+/// on a store on its server's clock.
+const REUSE_WITHIN: Duration = Duration::from_millis(400);
+/// A little more than [`REUSE_WITHIN`] (and than [`SHORT_TTL`]).
+const PAST_REUSE_WITHIN: Duration = Duration::from_millis(500);
 /// The gate's device settings, which the device cases count on.
 const DEVICE_LIFETIME: Duration = Duration::from_secs(900);
 const DEVICE_INTERVAL: u64 = 5;
@@ -168,6 +185,7 @@ where
     expiry_and_wrong_client(store.clone(), clock.clone()).await;
     concurrent_redemption(store.clone(), clock.clone()).await;
     refresh_rotation_and_revocation(store.clone(), clock.clone()).await;
+    refresh_reuse_window(store.clone(), clock.clone()).await;
     code_replay_revokes_its_refresh_tokens(store.clone(), clock.clone()).await;
     device_flow(store.clone(), clock.clone()).await;
     claims_survive_failures(store.clone(), clock.clone()).await;
@@ -176,6 +194,7 @@ where
     consume_on_read(store.clone(), clock.clone()).await;
     code_claim_contract(store.clone(), clock.clone()).await;
     refresh_claim_contract(store.clone(), clock.clone()).await;
+    refresh_reuse_contract(store.clone(), clock.clone()).await;
     device_store_contract(store, clock).await;
 }
 
@@ -489,6 +508,156 @@ where
     gate.post(gate.refresh(&narrow)).await.expect_forwarded(
         "a refresh token after a refused widening (RefreshStore::find must not use it up)",
     );
+}
+
+/// The reuse window through the gate (`Builder::refresh_reuse`, a window of
+/// a few hundred milliseconds, two reuses): a client whose answer was lost
+/// retries within the window and gets a fresh pair in the same family, and
+/// both successors work; three concurrent refreshes of one token (the
+/// limit plus one) all get tokens, one rotation and two reuses granted
+/// while the rotation is in flight, and the family survives; one more presentation past the limit is a replay that
+/// revokes the family, so one token never has more than `1 + limit`
+/// successors; and a presentation after the window is a replay that
+/// revokes the family, the successors' successors with it. Takes about
+/// half a second.
+///
+/// Covers [`RefreshStore::reuse`] as the gate uses it: `Granted` after a
+/// rotation and while one is in flight, `Refused` past the limit and the
+/// window, and *revocation wins* after a refusal.
+///
+/// # Panics
+///
+/// When a reuse inside the window is refused or revokes the family, or a
+/// token gets more successors than the limit allows, or a presentation
+/// after the window is forwarded or leaves its family standing.
+pub async fn refresh_reuse_window<S>(store: S, clock: ManualClock)
+where
+    S: CodeStore + RefreshStore + DeviceStore + Clone,
+{
+    let limit = 2;
+    let window = ReuseWindow {
+        within: REUSE_WITHIN,
+        limit,
+    };
+    let gate = Gate::reusing(store, clock, window);
+
+    // The answer to the first refresh is lost; the client retries.
+    let old = gate.refresh_token("read").await;
+    let first = gate
+        .post(gate.refresh(&old))
+        .await
+        .expect_forwarded("a fresh refresh token");
+    assert!(
+        !first.is_refresh_reuse(),
+        "the first refresh of a token is a rotation, not a reuse"
+    );
+    let lost = gate.successor(&first).await;
+    let retry = gate.post(gate.refresh(&old)).await.expect_forwarded(
+        "a refresh token presented again within the reuse window (a lost answer's retry)",
+    );
+    assert!(
+        retry.is_refresh_reuse(),
+        "a retry within the window must be granted as a reuse (RefreshStore::reuse answering Granted)"
+    );
+    assert!(
+        retry.family().is_some() && retry.family() == first.family(),
+        "a reuse stays in the token's family: {:?}, not {:?}",
+        first.family(),
+        retry.family()
+    );
+    let kept = gate.successor(&retry).await;
+    assert_eq!(
+        gate.refresh_replays(),
+        0,
+        "a reuse within the window is no replay"
+    );
+    // Both successors work, each rotated once; their own successors keep
+    // the family going until the replay below.
+    let mut next = Vec::new();
+    for (token, what) in [
+        (&kept, "the retry's successor"),
+        (&lost, "the lost successor"),
+    ] {
+        let grant = gate
+            .post(gate.refresh(token))
+            .await
+            .expect_forwarded(&format!("{what}, its family standing"));
+        next.push(gate.successor(&grant).await);
+    }
+
+    // The limit plus one at once, all held in the inner service until the
+    // last is in: one rotates, and the others are reuses granted while that
+    // rotation is in flight (its claim live, not yet confirmed).
+    let shared = gate.refresh_token("read").await;
+    let requests = usize::try_from(limit).expect("a small limit") + 1;
+    let inner = Inner::minting_together(requests);
+    let tasks: Vec<_> = (0..requests)
+        .map(|_| tokio::spawn(send(&gate.layer, inner.clone(), gate.refresh(&shared))))
+        .collect();
+    let mut grants = Vec::new();
+    for task in tasks {
+        let answer = task
+            .await
+            .expect("a request task panicked")
+            .expect("the minting inner service never fails");
+        grants.push(answer.expect_forwarded(&format!(
+            "one of {requests} concurrent refreshes of one token, with {limit} reuses allowed"
+        )));
+    }
+    let reuses = grants.iter().filter(|g| g.is_refresh_reuse()).count();
+    assert_eq!(
+        reuses,
+        requests - 1,
+        "of {requests} concurrent refreshes of one token, one rotates it and the others reuse \
+         it while the rotation is in flight"
+    );
+    assert_eq!(
+        gate.refresh_replays(),
+        0,
+        "concurrent refreshes within the window and the limit are no replay"
+    );
+    let mut successors = Vec::new();
+    for grant in &grants {
+        successors.push(gate.successor(grant).await);
+    }
+    gate.post(gate.refresh(&shared)).await.expect_refused(
+        400,
+        "invalid_grant",
+        "a refresh token presented once more than its reuses allow",
+    );
+    assert_eq!(
+        gate.refresh_replays(),
+        1,
+        "a presentation past the limit is a replay, told once"
+    );
+    for successor in &successors {
+        gate.post(gate.refresh(successor)).await.expect_refused(
+            400,
+            "invalid_grant",
+            "a successor of a token presented past its limit (its family must be revoked)",
+        );
+    }
+
+    // After the window, the old token is a replay (one reuse of two left:
+    // the window refuses it, not the limit).
+    let_pass(&gate.clock, PAST_REUSE_WITHIN).await;
+    gate.post(gate.refresh(&old)).await.expect_refused(
+        400,
+        "invalid_grant",
+        "a rotated refresh token presented after the reuse window",
+    );
+    assert_eq!(
+        gate.refresh_replays(),
+        2,
+        "a presentation after the window is a replay, told once"
+    );
+    for token in &next {
+        gate.post(gate.refresh(token)).await.expect_refused(
+            400,
+            "invalid_grant",
+            "a token of the family of a token presented after the window (it must be revoked)",
+        );
+    }
 }
 
 /// A code replayed by its own client, in an otherwise valid request,
@@ -955,6 +1124,253 @@ where
     );
 }
 
+/// [`RefreshStore::reuse`]'s contract, straight on the store, with a window
+/// of a few hundred milliseconds waited out in real time too: a rotated
+/// token is `Granted` (with its record) up to the limit, then `Refused`,
+/// and `Refused` once the window passed; a token claimed by a live claim
+/// (a rotation in flight) is `Granted`, counted against the same limit; an
+/// unused token is `NotRotated` and nothing is counted, also once a claim
+/// on it was released or lapsed; a token of a revoked family, an expired
+/// one and a key never issued are `Unknown`; of 32 concurrent reuses of one
+/// rotated token with a limit of 5, exactly 5 are `Granted`. A reuse
+/// revives nothing: the token stays used. Takes about half a second.
+///
+/// # Panics
+///
+/// On the first step that goes otherwise.
+pub async fn refresh_reuse_contract<S>(store: S, clock: ManualClock)
+where
+    S: RefreshStore + Clone,
+{
+    let tokens = Refresh {
+        store: store.clone(),
+        clock: clock.clone(),
+        family: unique("family"),
+    };
+    let window = |limit| ReuseWindow {
+        within: REUSE_WITHIN,
+        limit,
+    };
+    let granted = |tag: &str| Reuse::Granted(tag.to_owned());
+    let refused = |tag: &str| Reuse::Refused(tag.to_owned());
+
+    // Rotated: granted up to the limit, then refused; the whole record
+    // comes back, and the token stays used.
+    let rotated = fresh_key();
+    let record = tokens.record("rotated", &tokens.family);
+    store
+        .issue(rotated, record.clone())
+        .await
+        .unwrap_or_else(|e| panic!("RefreshStore::issue failed: {e}"));
+    tokens.rotate(&rotated).await;
+    let first = store.reuse(&rotated, window(2)).await;
+    assert_eq!(
+        first.unwrap_or_else(|e| panic!("RefreshStore::reuse failed: {e}")),
+        Reuse::Granted(record),
+        "RefreshStore::reuse of a token rotated a moment ago must answer Granted with its record"
+    );
+    assert_eq!(
+        tokens.reuse(&rotated, window(2)).await,
+        granted("rotated"),
+        "RefreshStore::reuse: the second of a limit of two"
+    );
+    assert_eq!(
+        tokens.reuse(&rotated, window(2)).await,
+        refused("rotated"),
+        "RefreshStore::reuse past the limit, inside the window, must answer Refused"
+    );
+    assert_eq!(
+        tokens.claim(&rotated, &new_claim(LONG_TTL)).await,
+        Redemption::Used("rotated".to_owned()),
+        "RefreshStore::claim of a reused token: a reuse must not make it unused again"
+    );
+
+    // In flight: claimed by a live claim, granted from the same count, which
+    // the confirmation that follows keeps.
+    let flight = tokens.issue("in flight").await;
+    let holder = new_claim(LONG_TTL);
+    assert_eq!(
+        tokens.claim(&flight, &holder).await,
+        Redemption::Claimed("in flight".to_owned()),
+        "RefreshStore::claim of a fresh token"
+    );
+    for nth in ["first", "second"] {
+        assert_eq!(
+            tokens.reuse(&flight, window(2)).await,
+            granted("in flight"),
+            "RefreshStore::reuse of a token claimed by a live claim (the {nth} of a limit of two)"
+        );
+    }
+    assert_eq!(
+        tokens.reuse(&flight, window(2)).await,
+        refused("in flight"),
+        "RefreshStore::reuse of a claimed token past the limit must answer Refused"
+    );
+    assert!(
+        tokens.confirm(&flight, &holder).await,
+        "RefreshStore::confirm by the holder, after reuses"
+    );
+    assert_eq!(
+        tokens.reuse(&flight, window(2)).await,
+        refused("in flight"),
+        "RefreshStore::reuse once the claim was confirmed: the reuses granted while it was \
+         in flight count against the same limit"
+    );
+
+    // Neither used nor claimed: nothing changes, nothing is counted.
+    let unused = tokens.issue("unused").await;
+    for _ in 0..3 {
+        assert_eq!(
+            tokens.reuse(&unused, window(2)).await,
+            Reuse::NotRotated,
+            "RefreshStore::reuse of a token neither used nor claimed"
+        );
+    }
+    let released = tokens.issue("released").await;
+    let dropped = new_claim(LONG_TTL);
+    assert_eq!(
+        tokens.claim(&released, &dropped).await,
+        Redemption::Claimed("released".to_owned()),
+        "RefreshStore::claim of a fresh token"
+    );
+    tokens.release(&released, &dropped).await;
+    assert_eq!(
+        tokens.reuse(&released, window(2)).await,
+        Reuse::NotRotated,
+        "RefreshStore::reuse of a token whose claim was released"
+    );
+    let later = new_claim(LONG_TTL);
+    assert_eq!(
+        tokens.claim(&unused, &later).await,
+        Redemption::Claimed("unused".to_owned()),
+        "RefreshStore::claim after NotRotated reuses: they must leave the token as it was"
+    );
+    for nth in ["first", "second"] {
+        assert_eq!(
+            tokens.reuse(&unused, window(2)).await,
+            granted("unused"),
+            "RefreshStore::reuse of a claimed token after NotRotated answers, which must not \
+             count (the {nth} of a limit of two)"
+        );
+    }
+
+    // Unknown: a revoked family's tokens (rotated, in flight), and a key
+    // never issued.
+    let doomed = Refresh {
+        family: unique("family"),
+        ..tokens.clone()
+    };
+    let (doomed_rotated, doomed_flight) =
+        (doomed.issue("doomed").await, doomed.issue("doomed").await);
+    doomed.rotate(&doomed_rotated).await;
+    assert_eq!(
+        doomed.claim(&doomed_flight, &new_claim(LONG_TTL)).await,
+        Redemption::Claimed("doomed".to_owned()),
+        "RefreshStore::claim of a fresh token"
+    );
+    store
+        .revoke_family(&doomed.family)
+        .await
+        .unwrap_or_else(|e| panic!("RefreshStore::revoke_family failed: {e}"));
+    for (key, what) in [(doomed_rotated, "rotated"), (doomed_flight, "claimed")] {
+        assert_eq!(
+            tokens.reuse(&key, window(2)).await,
+            Reuse::Unknown,
+            "RefreshStore::reuse of a {what} token of a revoked family"
+        );
+    }
+    assert_eq!(
+        tokens.reuse(&fresh_key(), window(2)).await,
+        Reuse::Unknown,
+        "RefreshStore::reuse of a key never issued"
+    );
+
+    // Of concurrent reuses, exactly `limit` are granted.
+    let contended = tokens.issue("contended").await;
+    tokens.rotate(&contended).await;
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let tokens = tokens.clone();
+            tokio::spawn(async move { tokens.reuse(&contended, window(5)).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("a reuse task panicked"));
+    }
+    let won = outcomes
+        .iter()
+        .filter(|o| **o == granted("contended"))
+        .count();
+    let lost = outcomes
+        .iter()
+        .filter(|o| **o == refused("contended"))
+        .count();
+    assert!(
+        won == 5 && lost == 27,
+        "of 32 concurrent RefreshStore::reuses of one rotated token with a limit of 5, exactly \
+         5 must answer Granted and the others Refused, not {outcomes:?}"
+    );
+
+    // Waited out together: the window (for a token reused once, and one
+    // never reused), a claim, and a token's lifetime.
+    let late = tokens.issue("late").await;
+    let idle = tokens.issue("idle").await;
+    tokens.rotate(&late).await;
+    tokens.rotate(&idle).await;
+    assert_eq!(
+        tokens.reuse(&late, window(2)).await,
+        granted("late"),
+        "RefreshStore::reuse of a token rotated a moment ago"
+    );
+    let lapsing = tokens.issue("lapsing").await;
+    assert_eq!(
+        tokens.claim(&lapsing, &new_claim(SHORT_TTL)).await,
+        Redemption::Claimed("lapsing".to_owned()),
+        "RefreshStore::claim of a fresh token"
+    );
+    // Lives as long as the window; reused under a window ten seconds long,
+    // so only its expiry can refuse it below.
+    let expiring = fresh_key();
+    let mut record = tokens.record("expiring", &tokens.family);
+    record.expires_at = record.issued_at + REUSE_WITHIN;
+    store
+        .issue(expiring, record)
+        .await
+        .unwrap_or_else(|e| panic!("RefreshStore::issue failed: {e}"));
+    tokens.rotate(&expiring).await;
+    let long_window = ReuseWindow {
+        within: Duration::from_secs(10),
+        limit: 2,
+    };
+    assert_eq!(
+        tokens.reuse(&expiring, long_window).await,
+        granted("expiring"),
+        "RefreshStore::reuse of a live token rotated a moment ago"
+    );
+    let_pass(&clock, PAST_REUSE_WITHIN).await;
+    assert_eq!(
+        tokens.reuse(&late, window(2)).await,
+        refused("late"),
+        "RefreshStore::reuse once the window passed (one reuse of two left) must answer Refused"
+    );
+    assert_eq!(
+        tokens.reuse(&idle, window(2)).await,
+        refused("idle"),
+        "RefreshStore::reuse once the window passed, never reused before, must answer Refused"
+    );
+    assert_eq!(
+        tokens.reuse(&lapsing, window(2)).await,
+        Reuse::NotRotated,
+        "RefreshStore::reuse of a token whose claim lapsed"
+    );
+    assert_eq!(
+        tokens.reuse(&expiring, long_window).await,
+        Reuse::Unknown,
+        "RefreshStore::reuse of an expired token, inside its window and under its limit"
+    );
+}
+
 /// [`DeviceStore`]'s contract, straight on the store: `issue` refuses a
 /// user code of a live authorization and a key in use; `find` answers only
 /// live, undecided authorizations; `decide` takes one decision; of 16
@@ -1406,6 +1822,33 @@ impl<S> Refresh<S> {
     }
 }
 
+impl<S: RefreshStore + Clone> Refresh<S> {
+    /// Rotates the token away: claims and confirms it.
+    async fn rotate(&self, key: &CodeKey) {
+        let claim = new_claim(LONG_TTL);
+        let claimed = Claims::claim(self, key, &claim).await;
+        assert!(
+            matches!(claimed, Redemption::Claimed(_)),
+            "RefreshStore::claim of a fresh token must answer Claimed, not {claimed:?}"
+        );
+        assert!(
+            Claims::confirm(self, key, &claim).await,
+            "RefreshStore::confirm by the holder must answer true"
+        );
+    }
+
+    /// A reuse of the token under `window`, its record reduced to its tag.
+    async fn reuse(&self, key: &CodeKey, window: ReuseWindow) -> Reuse<String> {
+        let reuse = self.store.reuse(key, window).await;
+        match reuse.unwrap_or_else(|e| panic!("RefreshStore::reuse failed: {e}")) {
+            Reuse::Granted(record) => Reuse::Granted(record.subject),
+            Reuse::Refused(record) => Reuse::Refused(record.subject),
+            Reuse::NotRotated => Reuse::NotRotated,
+            Reuse::Unknown => Reuse::Unknown,
+        }
+    }
+}
+
 impl<S: RefreshStore + Clone> Claims for Refresh<S> {
     const NAME: &'static str = "RefreshStore";
 
@@ -1705,6 +2148,8 @@ struct Gate {
     challenge: String,
     /// How many times the code replay hook fired.
     replays: Arc<AtomicUsize>,
+    /// How many times the refresh token replay hook fired.
+    refresh_replays: Arc<AtomicUsize>,
 }
 
 impl Gate {
@@ -1718,6 +2163,26 @@ impl Gate {
     /// A gate whose claims are confirmed at once (two-phase redemption off)
     /// when `claim_ttl` is `None`.
     fn with<S>(store: S, clock: ManualClock, claim_ttl: Option<Duration>) -> Self
+    where
+        S: CodeStore + RefreshStore + DeviceStore + Clone,
+    {
+        Self::build(store, clock, claim_ttl, None)
+    }
+
+    /// A gate whose rotated refresh tokens may be reused within `window`.
+    fn reusing<S>(store: S, clock: ManualClock, window: ReuseWindow) -> Self
+    where
+        S: CodeStore + RefreshStore + DeviceStore + Clone,
+    {
+        Self::build(store, clock, Some(LONG_TTL), Some(window))
+    }
+
+    fn build<S>(
+        store: S,
+        clock: ManualClock,
+        claim_ttl: Option<Duration>,
+        reuse: Option<ReuseWindow>,
+    ) -> Self
     where
         S: CodeStore + RefreshStore + DeviceStore + Clone,
     {
@@ -1741,6 +2206,9 @@ impl Gate {
         );
         let replays = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&replays);
+        let refresh_replays = Arc::new(AtomicUsize::new(0));
+        let refresh_counter = Arc::clone(&refresh_replays);
+        let (within, limit) = reuse.map_or((Duration::ZERO, 0), |w| (w.within, w.limit));
         let layer = TokenGateLayer::builder()
             .client_store(clients)
             .code_store(store.clone())
@@ -1756,6 +2224,11 @@ impl Gate {
             .on_code_replay(move |_| {
                 counter.fetch_add(1, Ordering::SeqCst);
             })
+            .on_refresh_replay(move |_| {
+                refresh_counter.fetch_add(1, Ordering::SeqCst);
+            })
+            // A zero turns the window off: every other gate of the suite.
+            .refresh_reuse(within, limit)
             .build();
         let (verifier, challenge) = pkce_pair();
         Self {
@@ -1767,11 +2240,22 @@ impl Gate {
             verifier,
             challenge,
             replays,
+            refresh_replays,
         }
     }
 
     fn replays(&self) -> usize {
         self.replays.load(Ordering::SeqCst)
+    }
+
+    fn refresh_replays(&self) -> usize {
+        self.refresh_replays.load(Ordering::SeqCst)
+    }
+
+    /// The successor the application issues after `grant`.
+    async fn successor(&self, grant: &ValidatedGrant) -> String {
+        let issued = self.layer.refresh_tokens().issue(grant).await;
+        issued.unwrap_or_else(|e| panic!("RefreshStore::issue of a successor failed: {e}"))
     }
 
     /// A code for `app` and `scope`, minted through the issuing side.
@@ -2012,6 +2496,26 @@ impl Inner {
         Fut: Future<Output = Result<Response<String>, io::Error>> + Send + 'static,
     {
         Self(Arc::new(move |request| Box::pin(call(request))))
+    }
+
+    /// Mints as [`minting`](Self::minting), each call only once `calls`
+    /// calls are in, so every request that reaches it overlaps the others.
+    /// After five seconds it mints anyway: a request the gate refused never
+    /// comes, and the case must fail on that answer rather than hang.
+    fn minting_together(calls: usize) -> Self {
+        let together = Arc::new(Barrier::new(calls));
+        Self::new(move |request| {
+            let grant = request.extensions().get::<ValidatedGrant>().cloned();
+            let together = Arc::clone(&together);
+            async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), together.wait()).await;
+                let mut response = Response::new("token".to_owned());
+                if let Some(grant) = grant {
+                    response.extensions_mut().insert(grant);
+                }
+                Ok(response)
+            }
+        })
     }
 
     /// Mints a token: `200`, with the grant it received in the response's

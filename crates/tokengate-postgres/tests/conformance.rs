@@ -94,9 +94,10 @@ async fn lockout_store() {
     conformance::lockout_store_contract(store).await;
 }
 
-/// The fields a client registers for signed requests (its method, keys,
-/// JWT secret, DPoP binding) survive their columns: a client reads back
-/// equal, and registering it again without them clears them.
+/// The fields a client registers beyond the first schema (its method,
+/// keys, JWT secret, DPoP binding, whether it may introspect) survive their
+/// columns: a client reads back equal, and registering it again without
+/// them clears them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_clients_round_trip() {
     let store = migrated(&ManualClock::new()).await;
@@ -104,7 +105,9 @@ async fn signed_clients_round_trip() {
     for client in signed_clients() {
         let written = ClientRecord::from(&client);
         assert!(
-            written.token_endpoint_auth_method.is_some() || written.dpop_bound_access_tokens,
+            written.token_endpoint_auth_method.is_some()
+                || written.dpop_bound_access_tokens
+                || written.introspect,
             "each client sets a new field: {written:?}"
         );
         store
@@ -123,24 +126,31 @@ async fn signed_clients_round_trip() {
         );
     }
     // Registered again without them: the fields are cleared, not kept.
-    let [keys, ..] = &signed_clients()[..] else {
-        unreachable!()
-    };
-    let id = keys.client_id().to_owned();
-    store.insert_client(keys).await.expect("PostgreSQL is up");
-    let plain = Client::confidential(&id).with_secret("s3cret");
-    store.insert_client(&plain).await.expect("PostgreSQL is up");
-    let read = store
-        .client(&id)
-        .await
-        .expect("PostgreSQL is up")
-        .expect("the client was stored");
-    assert_eq!(ClientRecord::from(&*read), ClientRecord::from(&plain));
+    for client in signed_clients() {
+        let id = client.client_id().to_owned();
+        store
+            .insert_client(&client)
+            .await
+            .expect("PostgreSQL is up");
+        let plain = Client::confidential(&id).with_secret("s3cret");
+        store.insert_client(&plain).await.expect("PostgreSQL is up");
+        let read = store
+            .client(&id)
+            .await
+            .expect("PostgreSQL is up")
+            .expect("the client was stored");
+        assert_eq!(
+            ClientRecord::from(&*read),
+            ClientRecord::from(&plain),
+            "a client registered again without its fields reads back without them"
+        );
+    }
 }
 
 /// Clients registered for signed requests, one per new `ClientRecord`
 /// field: keys for `private_key_jwt` with DPoP-bound tokens, the secret of
-/// a `client_secret_jwt` client, and a method named for a secret client.
+/// a `client_secret_jwt` client, a method named for a secret client, and a
+/// resource server that may introspect (RFC 7662).
 fn signed_clients() -> Vec<Client> {
     let jwks = Jwks::from_json(&serde_json::json!({"keys": [{
         "kty": "OKP", "crv": "Ed25519", "kid": "k1",
@@ -158,6 +168,9 @@ fn signed_clients() -> Vec<Client> {
             .with_secret("s3cret")
             .with_auth_method(AuthMethod::ClientSecretPost),
         Client::public(fresh_client_id("dpop")).with_dpop_bound_access_tokens(true),
+        Client::confidential(fresh_client_id("introspect"))
+            .with_secret("s3cret")
+            .with_introspection(true),
     ]
 }
 

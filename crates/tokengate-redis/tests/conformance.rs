@@ -67,8 +67,10 @@ async fn replay_store() {
     conformance::replay_store_contract(store(&url(), Duration::from_secs(2)).await).await;
 }
 
-/// The fields a client registers for signed requests (its method, keys,
-/// JWT secret, DPoP binding) survive the store: a client reads back equal.
+/// The fields a client registers beyond the first ones (its method, keys,
+/// JWT secret, DPoP binding, whether it may introspect) survive the store:
+/// a client reads back equal, and registering it again without them clears
+/// them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_clients_round_trip() {
     let store = store(&url(), Duration::from_secs(2)).await;
@@ -76,7 +78,9 @@ async fn signed_clients_round_trip() {
     for client in signed_clients() {
         let written = ClientRecord::from(&client);
         assert!(
-            written.token_endpoint_auth_method.is_some() || written.dpop_bound_access_tokens,
+            written.token_endpoint_auth_method.is_some()
+                || written.dpop_bound_access_tokens
+                || written.introspect,
             "each client sets a new field: {written:?}"
         );
         store.insert_client(&client).await.expect("Redis is up");
@@ -92,24 +96,28 @@ async fn signed_clients_round_trip() {
         );
     }
     // Registered again without them: the fields are cleared, not kept.
-    let [keys, ..] = &signed_clients()[..] else {
-        unreachable!()
-    };
-    let id = keys.client_id().to_owned();
-    store.insert_client(keys).await.expect("Redis is up");
-    let plain = Client::confidential(&id).with_secret("s3cret");
-    store.insert_client(&plain).await.expect("Redis is up");
-    let read = store
-        .client(&id)
-        .await
-        .expect("Redis is up")
-        .expect("the client was stored");
-    assert_eq!(ClientRecord::from(&*read), ClientRecord::from(&plain));
+    for client in signed_clients() {
+        let id = client.client_id().to_owned();
+        store.insert_client(&client).await.expect("Redis is up");
+        let plain = Client::confidential(&id).with_secret("s3cret");
+        store.insert_client(&plain).await.expect("Redis is up");
+        let read = store
+            .client(&id)
+            .await
+            .expect("Redis is up")
+            .expect("the client was stored");
+        assert_eq!(
+            ClientRecord::from(&*read),
+            ClientRecord::from(&plain),
+            "a client registered again without its fields reads back without them"
+        );
+    }
 }
 
 /// Clients registered for signed requests, one per new `ClientRecord`
 /// field: keys for `private_key_jwt` with DPoP-bound tokens, the secret of
-/// a `client_secret_jwt` client, and a method named for a secret client.
+/// a `client_secret_jwt` client, a method named for a secret client, and a
+/// resource server that may introspect (RFC 7662).
 fn signed_clients() -> Vec<Client> {
     let jwks = Jwks::from_json(&serde_json::json!({"keys": [{
         "kty": "OKP", "crv": "Ed25519", "kid": "k1",
@@ -126,6 +134,9 @@ fn signed_clients() -> Vec<Client> {
             .with_secret("s3cret")
             .with_auth_method(AuthMethod::ClientSecretPost),
         Client::public(unique_id("dpop")).with_dpop_bound_access_tokens(true),
+        Client::confidential(unique_id("introspect"))
+            .with_secret("s3cret")
+            .with_introspection(true),
     ]
 }
 

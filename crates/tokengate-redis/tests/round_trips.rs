@@ -6,7 +6,8 @@
 //! And how many the replay store costs: one command per first use of a
 //! one-time value, one per DPoP nonce, counted by a relay between the store
 //! and the server (so the server's other clients never count), which can
-//! also stall to show each call bounded by the store's timeout.
+//! also stall to show each call bounded by the store's timeout. A reuse of
+//! a rotated refresh token is counted the same way: one command.
 //!
 //! Needs a Redis server (`TOKENGATE_REDIS_URL`, default
 //! `redis://127.0.0.1:6379`): without one this test fails, it never skips.
@@ -22,7 +23,8 @@ use std::{
 
 use tokengate::{
     Client, Dialect, MemoryStore, TokenGateLayer,
-    store::{CodeKey, ReplayStore},
+    refresh::RefreshRecord,
+    store::{Claim, CodeKey, Redemption, RefreshStore, ReplayStore, Reuse, ReuseWindow},
     testing::{TokenRequest, pkce_pair},
 };
 use tokengate_redis::RedisStore;
@@ -56,8 +58,14 @@ async fn processed(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
         .sum()
 }
 
+/// Held by every test of this binary that runs scripts: the lockout's
+/// count is of every script the server runs, so another test's scripts
+/// must not run meanwhile.
+static SCRIPTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_round_trip_per_check_and_one_per_failure() {
+    let _alone = SCRIPTS.lock().await;
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes).expect("randomness");
     let prefix = format!("tokengate-test-{}", hex::encode(bytes));
@@ -204,6 +212,64 @@ async fn one_round_trip_per_first_use_and_per_nonce() {
         relay.commands() - before,
         20,
         "one command per nonce, stored or found"
+    );
+}
+
+/// A reuse of a rotated refresh token is one command (one script), whatever
+/// it answers: granted, refused past the limit, not rotated, or unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_round_trip_per_reuse() {
+    let _alone = SCRIPTS.lock().await;
+    let relay = CountingRelay::start(&authority(&url())).await;
+    let store = RedisStore::connect_with(
+        &format!("redis://{}", relay.addr),
+        &prefix(),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("a valid Redis URL");
+    let now = SystemTime::now();
+    let record = RefreshRecord {
+        client_id: "app".to_owned(),
+        subject: "alice".to_owned(),
+        scopes: vec!["read".to_owned()],
+        family: hex::encode(fresh_key().as_bytes()),
+        issued_at: now,
+        expires_at: now + Duration::from_secs(600),
+        dpop_jkt: None,
+    };
+    let (rotated, unused) = (fresh_key(), fresh_key());
+    for key in [rotated, unused] {
+        store.issue(key, record.clone()).await.expect("Redis is up");
+    }
+    let claim = Claim::new(Duration::from_secs(600)).expect("randomness");
+    assert!(matches!(
+        store.claim(&rotated, &claim).await,
+        Ok(Redemption::Claimed(_))
+    ));
+    assert!(store.confirm(&rotated, &claim).await.expect("Redis is up"));
+    let window = ReuseWindow {
+        within: Duration::from_secs(60),
+        limit: 2,
+    };
+    // Warm up: the script is loaded once (EVALSHA's first miss).
+    let reuse = |key: CodeKey| {
+        let store = &store;
+        async move { store.reuse(&key, window).await.expect("Redis is up") }
+    };
+    assert_eq!(reuse(fresh_key()).await, Reuse::Unknown);
+
+    let before = relay.commands();
+    let granted = Reuse::Granted(record.clone());
+    assert_eq!(reuse(rotated).await, granted);
+    assert_eq!(reuse(rotated).await, granted);
+    assert_eq!(reuse(rotated).await, Reuse::Refused(record));
+    assert_eq!(reuse(unused).await, Reuse::NotRotated);
+    assert_eq!(reuse(fresh_key()).await, Reuse::Unknown);
+    assert_eq!(
+        relay.commands() - before,
+        5,
+        "one command per reuse, whatever it answers"
     );
 }
 
