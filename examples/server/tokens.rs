@@ -283,6 +283,12 @@ impl Registry {
         self.lock().tokens.len()
     }
 
+    /// How many keys wait in the expiry queue (revoked ones included).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.lock().order.len()
+    }
+
     /// How many refresh families have live tokens here.
     #[cfg(test)]
     pub(crate) fn families(&self) -> usize {
