@@ -20,7 +20,7 @@
 //!   `refresh_token_expires_in` when the client may refresh; the refresh,
 //!   device and client-credentials grants are served there too. The demo
 //!   keeps a registry of the access tokens it mints (under their SHA-256,
-//!   never the tokens; at most 2^20 live ones, the oldest forgotten when
+//!   never the tokens; at most 458,752 live ones, the oldest forgotten when
 //!   full: see `tokens.rs`) for the two endpoints below.
 //! - `POST /login/oauth/revoke` (RFC 7009) and `POST /login/oauth/introspect`
 //!   (RFC 7662) run behind the gate, which authenticates the caller as at
