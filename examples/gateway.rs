@@ -10,7 +10,7 @@
 //!
 //! It prints `listening on http://ADDR` once it accepts connections
 //! (`--addr 127.0.0.1:0` picks a free port). The clients file has the demo
-//! server's format (see `examples/server.rs` or the README); without it the
+//! server's format (see `examples/server/main.rs` or the README); without it the
 //! demo client is registered (`demo-client` / `demo-secret`, any loopback
 //! redirect URI). The dialect defaults to `github`. A bad flag or clients
 //! file exits with code 2. Try it in front of the demo server without its

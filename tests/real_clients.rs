@@ -10,6 +10,16 @@
 //! key and none; a `dpop_bound_access_tokens` client), and, with
 //! `--dpop-nonce`, `use_dpop_nonce` answered and retried.
 //!
+//! `tests/js/lifecycle.mjs` drives the token lifecycle the same way:
+//! discovery of the revocation and introspection endpoints,
+//! `revocationRequest` / `processRevocationResponse` for access and refresh
+//! tokens, `introspectionRequest` / `processIntrospectionResponse` by a
+//! `client_secret_basic` and a `private_key_jwt` resource server (clients
+//! file `"introspect": true`), `refreshTokenGrantRequest` retried within
+//! `--refresh-reuse` (served) or without it (a replay), and the refusals as
+//! oauth4webapi's error types. It runs in the RFC 6749 dialect with and
+//! without a reuse window, and in GitHub's with one.
+//!
 //! Ignored by the plain `cargo test`, which must not need Node: `.ci/run`
 //! runs `cargo test --test real_clients -- --ignored`, and there a missing
 //! `node` or `npm` fails the test. `tests/js/node_modules` is installed by
@@ -86,11 +96,11 @@ fn install() {
     });
 }
 
-/// `node tests/js/possession.mjs ARGS`, killed after two minutes; its
-/// output is printed (the test's log shows every check).
-fn node(args: &[&str]) -> Output {
+/// `node tests/js/SCRIPT ARGS`, killed after two minutes; its output is
+/// printed (the test's log shows every check).
+fn node(script: &str, args: &[&str]) -> Output {
     let mut child = Command::new("node")
-        .arg(js().join("possession.mjs"))
+        .arg(js().join(script))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -115,7 +125,7 @@ fn node(args: &[&str]) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("node possession.mjs {args:?} ran for more than two minutes");
+            panic!("node {script} {args:?} ran for more than two minutes");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -158,31 +168,42 @@ fn start_demo(clients: &str, extra: &[&str]) -> (Server, String) {
 /// `setup` writes the clients file (the keys the run will sign with), the
 /// demo loads it, `run` drives it; every check must pass.
 fn possession(name: &str, demo_flags: &[&str], run_flags: &[&str]) -> String {
+    drive("possession.mjs", 5, name, demo_flags, run_flags)
+}
+
+/// `script`'s `setup` writes a clients file of `clients` clients, the demo
+/// (with `demo_flags`) loads it, `run` (with `run_flags`) drives it; every
+/// check must pass. Its output.
+fn drive(
+    script: &str,
+    clients: usize,
+    name: &str,
+    demo_flags: &[&str],
+    run_flags: &[&str],
+) -> String {
     install();
     let dir = std::env::temp_dir().join(format!("tokengate-js-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let clients = dir.join("clients.json");
-    let clients = clients.to_str().unwrap();
-    let setup = node(&["setup", clients]);
-    assert!(setup.status.success(), "possession.mjs setup failed");
-    let (server, issuer) = start_demo(clients, demo_flags);
+    let clients_file = dir.join("clients.json");
+    let clients_file = clients_file.to_str().unwrap();
+    let setup = node(script, &["setup", clients_file]);
+    assert!(setup.status.success(), "{script} setup failed");
+    let (server, issuer) = start_demo(clients_file, demo_flags);
+    let loaded = format!("loaded {clients} client(s)");
     assert!(
-        server
-            .banner
-            .iter()
-            .any(|line| line.contains("loaded 5 client(s)")),
+        server.banner.iter().any(|line| line.contains(&loaded)),
         "{:?}",
         server.banner
     );
-    let mut args = vec!["run", issuer.as_str(), clients];
+    let mut args = vec!["run", issuer.as_str(), clients_file];
     args.extend_from_slice(run_flags);
-    let run = node(&args);
+    let run = node(script, &args);
     drop(server);
     std::fs::remove_dir_all(&dir).unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
-        "oauth4webapi against the demo failed ({}):\n{stdout}\n{}",
+        "oauth4webapi ({script}) against the demo failed ({}):\n{stdout}\n{}",
         run.status,
         String::from_utf8_lossy(&run.stderr)
     );
@@ -221,4 +242,75 @@ fn oauth4webapi_retries_with_the_dpop_nonce_the_demo_demands() {
         "{out}"
     );
     assert!(out.contains("-> token_type DPoP"), "{out}");
+}
+
+/// Lines every lifecycle run prints, whatever the dialect or window.
+const LIFECYCLE: [&str; 9] = [
+    "discovery: ",
+    "introspection (client_secret_basic): the access token is active, Bearer",
+    "introspection (private_key_jwt, ES256): the same answer",
+    "introspection: the refresh token is active, token_type refresh_token",
+    "revocationRequest of an access token (hint access_token): processRevocationResponse, then {\"active\":false}",
+    "revocationRequest of a refresh token (hint refresh_token): the family and its access tokens are inactive",
+    "introspection by a client not registered to introspect: refused 403 unauthorized_client (ResponseBodyError)",
+    "revocation with a wrong client secret: refused 401 invalid_client",
+    "revocation of a kind of token nobody here revokes: refused 400 unsupported_token_type (ResponseBodyError)",
+];
+
+#[test]
+#[ignore = "needs Node 20+ and npm; .ci/run runs it"]
+fn oauth4webapi_revokes_introspects_and_retries_a_refresh_within_the_reuse_window() {
+    let out = drive(
+        "lifecycle.mjs",
+        4,
+        "lifecycle-reuse",
+        &["--dialect", "rfc6749", "--refresh-reuse", "60"],
+        &["--refresh-reuse"],
+    );
+    for line in LIFECYCLE.iter().chain(&[
+        "a refresh retried within --refresh-reuse: new tokens in the same family, not a replay",
+        "past 3 reuses, a replay: refused 400 invalid_grant (ResponseBodyError)",
+        "a revoked refresh token at the token endpoint: refused 400 invalid_grant (ResponseBodyError)",
+    ]) {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+}
+
+#[test]
+#[ignore = "needs Node 20+ and npm; .ci/run runs it"]
+fn oauth4webapi_without_a_reuse_window_sees_a_retry_refused_as_a_replay() {
+    let out = drive(
+        "lifecycle.mjs",
+        4,
+        "lifecycle-replay",
+        &["--dialect", "rfc6749"],
+        &[],
+    );
+    for line in LIFECYCLE.iter().chain(&[
+        "a refresh retried without a reuse window: a replay: refused 400 invalid_grant (ResponseBodyError)",
+    ]) {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+    assert!(!out.contains("within --refresh-reuse"), "{out}");
+}
+
+/// GitHub's dialect: the token endpoint's refusals are 200s there (read by
+/// oauth4webapi as malformed token responses), the lifecycle endpoints'
+/// keep their RFC status.
+#[test]
+#[ignore = "needs Node 20+ and npm; .ci/run runs it"]
+fn oauth4webapi_drives_the_lifecycle_in_the_github_dialect() {
+    let out = drive(
+        "lifecycle.mjs",
+        4,
+        "lifecycle-github",
+        &["--refresh-reuse", "60"],
+        &["--refresh-reuse", "--github"],
+    );
+    for line in LIFECYCLE.iter().chain(&[
+        "a refresh retried within --refresh-reuse: new tokens in the same family, not a replay",
+        "past 3 reuses, a replay: refused 200 bad_refresh_token (OperationProcessingError",
+    ]) {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
 }

@@ -2,7 +2,9 @@
 //! PostgreSQL); codes issued through one are redeemed through both at once,
 //! and each code gives exactly one token; failures counted through either
 //! lock the address out of both; a DPoP nonce handed out by one is accepted
-//! by the other, and a proof used at one is refused at the other.
+//! by the other, and a proof used at one is refused at the other; with
+//! `--refresh-reuse`, one refresh token sent to both at once gets tokens
+//! from both, and a later replay revokes the family as both see it.
 //!
 //! Needs the Redis and PostgreSQL servers (`TOKENGATE_REDIS_URL`, default
 //! `redis://127.0.0.1:6379`; `TOKENGATE_POSTGRES_URL`, default
@@ -210,6 +212,102 @@ async fn two_processes_on_postgres_share_one_replay_store() {
     let url = std::env::var("TOKENGATE_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     one_replay_store(&url).await;
+}
+
+/// The refresh reuse window across processes: two demo processes on
+/// `store` with `--refresh-reuse`. One refresh token sent to both at once
+/// gets tokens from both (one rotates it, the other is granted a reuse,
+/// whichever comes first); two more reuses spend the limit (3); the next
+/// presentation is a replay, and the family it revokes is revoked as both
+/// processes see it: every successor refused and introspected inactive at
+/// both, and each process's access tokens of the family inactive there
+/// (the one that saw the replay dropped its own; the other finds the
+/// refresh tokens issued with its own gone from the shared store).
+async fn one_reuse_window(store: &str) {
+    let args = [
+        "--store",
+        store,
+        "--dialect",
+        "rfc6749",
+        "--lockout",
+        "off",
+        "--refresh-reuse",
+        "120",
+    ];
+    let (a, b) = (start(&args), start(&args));
+    let code = authorize(&a.addr, "demo-client").await;
+    let first = token(&a.addr, "", &demo_exchange(&code)).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let original = first.json()["refresh_token"].as_str().unwrap().to_owned();
+    let body = refresh_body("demo-client", "demo-secret", &original);
+    // Per process: the access and refresh tokens it minted.
+    let mut minted: [Vec<(String, String)>; 2] = [Vec::new(), Vec::new()];
+    let pair = |reply: &Reply| {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let json = reply.json();
+        let field = |name: &str| {
+            json[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{json}"))
+                .to_owned()
+        };
+        (field("access_token"), field("refresh_token"))
+    };
+    let (at_a, at_b) = tokio::join!(token(&a.addr, "", &body), token(&b.addr, "", &body));
+    minted[0].push(pair(&at_a));
+    minted[1].push(pair(&at_b));
+    assert_ne!(minted[0][0].1, minted[1][0].1);
+    // Each successor is live, seen from either process (the gate answers
+    // for refresh tokens from the shared store).
+    for server in [&a, &b] {
+        for (_, successor) in minted.iter().flatten() {
+            let reply = introspect(&server.addr, "demo-client", "demo-secret", successor).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            assert_eq!(reply.json()["active"], true, "{}", reply.body);
+        }
+    }
+    // Two more reuses, one through each process: the limit is spent.
+    minted[0].push(pair(&token(&a.addr, "", &body).await));
+    minted[1].push(pair(&token(&b.addr, "", &body).await));
+    // Once more, through B: a replay, and the family is revoked.
+    let replay = token(&b.addr, "", &body).await;
+    assert_eq!(replay.status, 400, "{}", replay.body);
+    assert_eq!(replay.json()["error"], "invalid_grant", "{}", replay.body);
+    for (n, server) in [&a, &b].into_iter().enumerate() {
+        for (_, successor) in minted.iter().flatten() {
+            let refused = token(
+                &server.addr,
+                "",
+                &refresh_body("demo-client", "demo-secret", successor),
+            )
+            .await;
+            assert_eq!(refused.status, 400, "{}", refused.body);
+            assert_eq!(refused.json()["error"], "invalid_grant");
+            let reply = introspect(&server.addr, "demo-client", "demo-secret", successor).await;
+            assert_eq!(reply.body, r#"{"active":false}"#);
+        }
+        for (access, _) in &minted[n] {
+            let reply = introspect(&server.addr, "demo-client", "demo-secret", access).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            assert_eq!(reply.body, r#"{"active":false}"#, "process {n}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis; .ci/run runs it"]
+async fn two_processes_on_redis_share_one_reuse_window() {
+    let url = std::env::var("TOKENGATE_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    one_reuse_window(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
+async fn two_processes_on_postgres_share_one_reuse_window() {
+    let url = std::env::var("TOKENGATE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    one_reuse_window(&url).await;
 }
 
 /// A Redis server of the test's own, on a free port, so it can be stopped

@@ -72,13 +72,24 @@ pub fn spawn(exe: &Path, args: &[&str]) -> Server {
 /// [`spawn`], or why the example did not listen (it exited, say because
 /// an `--addr` it was given is taken).
 pub fn try_spawn(exe: &Path, args: &[&str]) -> Result<Server, String> {
-    let child = Command::new(exe)
+    try_spawn_with(exe, args, |_| {})
+}
+
+/// [`try_spawn`], with the command changed by `configure` before it runs
+/// (its environment, where its stderr goes).
+pub fn try_spawn_with(
+    exe: &Path,
+    args: &[&str],
+    configure: impl FnOnce(&mut Command),
+) -> Result<Server, String> {
+    let mut command = Command::new(exe);
+    command
         .args(["--addr", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    configure(&mut command);
+    let child = command.spawn().unwrap();
     // Owned by `Server` at once, so the process is killed on every path.
     let mut server = Server {
         child,
@@ -230,4 +241,28 @@ pub async fn form_post(addr: &str, path: &str, extra_headers: &str, body: &str) 
         head = format!("{head}\r\n{extra_headers}");
     }
     send(addr, &head, body).await
+}
+
+/// The demo's revocation endpoint (RFC 7009).
+pub const REVOKE: &str = "/login/oauth/revoke";
+/// The demo's introspection endpoint (RFC 7662).
+pub const INTROSPECT: &str = "/login/oauth/introspect";
+
+/// `POST /login/oauth/revoke` of `token` by the client `id` with `secret`
+/// (Basic), with `extra` form fields (`&token_type_hint=..`).
+pub async fn revoke(addr: &str, id: &str, secret: &str, token: &str, extra: &str) -> Reply {
+    let auth = format!("Authorization: {}", super::basic(id, secret));
+    form_post(addr, REVOKE, &auth, &format!("token={token}{extra}")).await
+}
+
+/// `POST /login/oauth/introspect` of `token` by the client `id` with
+/// `secret` (Basic).
+pub async fn introspect(addr: &str, id: &str, secret: &str, token: &str) -> Reply {
+    let auth = format!("Authorization: {}", super::basic(id, secret));
+    form_post(addr, INTROSPECT, &auth, &format!("token={token}")).await
+}
+
+/// A refresh grant of `token` by the client `id` with `secret` in the body.
+pub fn refresh_body(id: &str, secret: &str, token: &str) -> String {
+    format!("grant_type=refresh_token&refresh_token={token}&client_id={id}&client_secret={secret}")
 }

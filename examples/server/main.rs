@@ -5,6 +5,7 @@
 //! cargo run --example server -- [--addr 127.0.0.1:8080] [--issuer URL] [--dialect github|rfc6749]
 //!                               [--clients FILE] [--no-gate] [--lockout 10/60|off]
 //!                               [--dpop-nonce] [--metrics-addr 127.0.0.1:9090]
+//!                               [--refresh-reuse SECS]
 //! ```
 //!
 //! - `GET /login/oauth/authorize?client_id&redirect_uri&state&scope&code_challenge&code_challenge_method`
@@ -17,7 +18,25 @@
 //!   key's thumbprint, [`ValidatedGrant::dpop_jkt`]), else `bearer`.
 //!   With it come `refresh_token`, `expires_in` and
 //!   `refresh_token_expires_in` when the client may refresh; the refresh,
-//!   device and client-credentials grants are served there too.
+//!   device and client-credentials grants are served there too. The demo
+//!   keeps a registry of the access tokens it mints (under their SHA-256,
+//!   never the tokens; at most 458,752 live ones, the oldest forgotten when
+//!   full: see `tokens.rs`) for the two endpoints below.
+//! - `POST /login/oauth/revoke` (RFC 7009) and `POST /login/oauth/introspect`
+//!   (RFC 7662) run behind the gate, which authenticates the caller as at
+//!   the token endpoint (every method, the lockout) and answers for refresh
+//!   tokens itself: revoking one revokes its whole family (and the demo
+//!   drops that family's access tokens), introspecting one describes it.
+//!   Any other token reaches the demo: revocation deletes it if it is an
+//!   access token of the calling client and answers `200` with an empty
+//!   body either way; introspection answers `active` with `client_id`,
+//!   `sub`, `scope`, `token_type` (`Bearer`, or `DPoP` with `cnf.jkt`),
+//!   `iat`, `exp` and `iss` for a live access token, else
+//!   `{"active":false}`. Only clients registered with `"introspect": true`
+//!   may introspect (others: `403` `unauthorized_client`); errors are
+//!   RFC 6749 JSON in both dialects. A refresh token replayed after its
+//!   rotation also drops its family's access tokens. Under `--no-gate`
+//!   neither path is served.
 //! - `POST /login/device/code` is the device authorization endpoint, answered
 //!   by the gate; `GET /login/device` is the page where a person types the
 //!   user code and approves or denies it (for the demo user). The page holds
@@ -65,16 +84,23 @@
 //!   per client id per minute, then `429` with `Retry-After`).
 //! - `--code-lifetime SECONDS` sets how long codes stay redeemable (default
 //!   600); used codes are remembered as replay markers that long.
+//! - `--refresh-reuse SECS` (0 to 300; default 0, off) opens a reuse window
+//!   for rotated refresh tokens (`Builder::refresh_reuse`): within `SECS`
+//!   of its rotation, a refresh token presented again by its own client
+//!   (a lost answer, two tabs) gets a fresh pair in the same family instead
+//!   of revoking it, at most `REFRESH_REUSES` (3) times. Without it,
+//!   every presentation of a rotated token is a replay and revokes the
+//!   family.
 //!
 //! Without `--clients` one demo client is registered and printed; it may use
-//! every grant. The clients file:
+//! every grant and introspect. The clients file:
 //!
 //! ```text
 //! {"clients":[{"client_id":"..","client_secret":"..","redirect_uris":[".."],"public":false,
 //!              "redirect_policy":"exact|loopback|github","grant_types":[".."],"scopes":[".."],
 //!              "device_flow":true,
 //!              "token_endpoint_auth_method":"client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt|none",
-//!              "jwks":{"keys":[..]},"dpop_bound_access_tokens":false}]}
+//!              "jwks":{"keys":[..]},"dpop_bound_access_tokens":false,"introspect":false}]}
 //! ```
 //!
 //! - `token_endpoint_auth_method` (RFC 7591) registers the one method the
@@ -86,17 +112,29 @@
 //!   (kept as it is, not hashed: an HMAC needs the key).
 //! - `dpop_bound_access_tokens: true` (RFC 9449 §5.2): the client gets no
 //!   token without a DPoP proof.
+//! - `introspect: true` (default false) lets a confidential client (a
+//!   resource server) ask the introspection endpoint about any token; a
+//!   public client cannot have it (the file is refused).
 //!
 //! The metadata lists `private_key_jwt` and `client_secret_jwt` among the
 //! methods, with `token_endpoint_auth_signing_alg_values_supported` and
-//! `dpop_signing_alg_values_supported`.
+//! `dpop_signing_alg_values_supported`, and the `revocation_endpoint` and
+//! `introspection_endpoint` with their methods.
 
-use std::{collections::HashMap, net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+mod tokens;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use axum::{
     Form, Router,
     body::Body,
-    extract::{ConnectInfo, Query, Request, State, rejection::FormRejection},
+    extract::{ConnectInfo, FromRef, Query, Request, State, rejection::FormRejection},
     http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, header},
     response::{Html, IntoResponse},
     routing::{get, post},
@@ -114,13 +152,17 @@ use tokengate::{
     device::{Devices, VerifyError},
     lockout::Lockout,
     refresh::RefreshTokens,
+    store::{CodeKey, Lookup, RefreshStore},
 };
+
+use tokens::{Issued, Lifecycle, RefreshAlive, Registry};
 
 const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s)://HOST[:PORT][/PATH]]
               [--dialect github|rfc6749] [--clients FILE] [--no-gate]
               [--store memory|redis://HOST:PORT|postgres://USER@HOST:PORT/DB]
               [--lockout FAILURES/SECONDS|off] [--code-lifetime SECONDS]
               [--dpop-nonce] [--metrics-addr 127.0.0.1:9090]
+              [--refresh-reuse SECS]
 
   --issuer URL    the public base URL (default: http:// and the bound address).
                   Signed clients write it: a client assertion's aud is the
@@ -130,16 +172,26 @@ const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s):/
                   one, 400 use_dpop_nonce with the nonce in a DPoP-Nonce
                   header. A nonce rotates every 300 seconds and is accepted
                   during its period and the next.
+  --refresh-reuse SECS
+                  a rotated refresh token presented again by its own client
+                  within SECS (0 to 300; default 0, off) gets a fresh pair in
+                  its family instead of revoking it, 3 times at most.
   --clients FILE  {"clients":[{"client_id":"..","client_secret":"..",
                    "redirect_uris":[".."],"public":false,
                    "redirect_policy":"exact|loopback|github",
                    "grant_types":[".."],"scopes":[".."],"device_flow":false,
                    "token_endpoint_auth_method":"client_secret_basic|
                      client_secret_post|client_secret_jwt|private_key_jwt|none",
-                   "jwks":{"keys":[..]},"dpop_bound_access_tokens":false}]}
+                   "jwks":{"keys":[..]},"dpop_bound_access_tokens":false,
+                   "introspect":false}]}
                   private_key_jwt takes jwks (public keys) and no secret,
                   client_secret_jwt exactly one client_secret;
-                  dpop_bound_access_tokens: no token without a DPoP proof."#;
+                  dpop_bound_access_tokens: no token without a DPoP proof;
+                  introspect: a confidential client may ask
+                  POST /login/oauth/introspect about tokens.
+
+Endpoints besides the token endpoint: POST /login/oauth/revoke (RFC 7009)
+and POST /login/oauth/introspect (RFC 7662), behind the gate."#;
 const DEMO_CLIENT_ID: &str = "demo-client";
 const DEMO_CLIENT_SECRET: &str = "demo-secret";
 const DEMO_REDIRECT_URI: &str = "http://127.0.0.1/callback";
@@ -155,6 +207,10 @@ const DEVICE_PAGE: &str = "/login/device";
 /// How often the DPoP nonce changes under `--dpop-nonce`; a nonce is
 /// accepted during its period and the next.
 const DPOP_NONCE_ROTATION: Duration = Duration::from_secs(300);
+/// How many times one rotated refresh token may be reused within the
+/// `--refresh-reuse` window (`Builder::refresh_reuse`'s limit): a lost
+/// answer retried, or a few tabs refreshing at once.
+const REFRESH_REUSES: u32 = 3;
 
 struct Options {
     addr: SocketAddr,
@@ -172,6 +228,9 @@ struct Options {
     code_lifetime: Duration,
     /// Whether DPoP proofs must carry a server nonce (`--dpop-nonce`).
     dpop_nonce: bool,
+    /// The reuse window for rotated refresh tokens (`--refresh-reuse`);
+    /// zero: none.
+    refresh_reuse: Duration,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -186,6 +245,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         lockout: Some(Lockout::default()),
         code_lifetime: tokengate::builder::DEFAULT_CODE_LIFETIME,
         dpop_nonce: false,
+        refresh_reuse: Duration::ZERO,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -234,6 +294,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                     _ => {
                         return Err(format!(
                             "--code-lifetime: {seconds:?} is not a number of seconds from 1 to 86400"
+                        ));
+                    }
+                };
+            }
+            "--refresh-reuse" => {
+                let seconds = value()?;
+                options.refresh_reuse = match seconds.parse::<u64>() {
+                    Ok(seconds @ 0..=300) => Duration::from_secs(seconds),
+                    _ => {
+                        return Err(format!(
+                            "--refresh-reuse: {seconds:?} is not a number of seconds from 0 to 300"
                         ));
                     }
                 };
@@ -359,7 +430,8 @@ async fn main() -> ExitCode {
                     .with_secret(DEMO_CLIENT_SECRET)
                     .with_redirect_uri(DEMO_REDIRECT_URI)
                     .with_redirect_policy(RedirectPolicy::Loopback)
-                    .with_grant_types(GrantType::ALL),
+                    .with_grant_types(GrantType::ALL)
+                    .with_introspection(true),
             ]
         }
     };
@@ -383,8 +455,9 @@ async fn main() -> ExitCode {
         eprintln!("error: the issuer {issuer:?} has no origin");
         return ExitCode::from(2);
     };
-    let layer = match open_store(&options, clients).await {
-        Ok(layer) => layer,
+    let tokens = Registry::new(tokens::CAPACITY, Duration::from_secs(ACCESS_TOKEN_LIFETIME));
+    let (layer, refresh_alive) = match open_store(&options, clients, &tokens).await {
+        Ok(opened) => opened,
         Err(Exit(code, error)) => {
             eprintln!("error: {error}");
             return ExitCode::from(code);
@@ -447,6 +520,11 @@ async fn main() -> ExitCode {
         authorizer: layer.authorizer(),
         refresh_tokens: layer.refresh_tokens(),
         devices: layer.devices(),
+        lifecycle: Lifecycle {
+            tokens,
+            refresh_alive,
+            issuer: issuer.as_str().into(),
+        },
     };
     let app = Router::new()
         .route("/login/oauth/authorize", get(authorize))
@@ -459,8 +537,22 @@ async fn main() -> ExitCode {
                 // the extractors' rejections get the headers too.
                 .layer(axum::middleware::map_response(page_headers)),
         )
-        .route("/.well-known/oauth-authorization-server", get(metadata))
-        .with_state(state);
+        .route("/.well-known/oauth-authorization-server", get(metadata));
+    // Only behind the gate: it authenticates the caller and hands the
+    // token over; without it there is nobody to answer.
+    let app = if options.gate {
+        app.route(
+            tokengate::builder::DEFAULT_REVOCATION_PATH,
+            post(tokens::revoke),
+        )
+        .route(
+            tokengate::builder::DEFAULT_INTROSPECTION_PATH,
+            post(tokens::introspect),
+        )
+    } else {
+        app
+    };
+    let app = app.with_state(state);
     // The gate goes outermost, so no routing or path rewriting inside it can
     // let a token request around it.
     let app = if options.gate {
@@ -497,15 +589,21 @@ async fn main() -> ExitCode {
 /// A failure before serving: the exit code and the message.
 struct Exit(u8, String);
 
-/// The gate over the store `--store` names, with `clients` registered in it.
-async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGateLayer, Exit> {
+/// The gate over the store `--store` names, with `clients` registered in
+/// it and `tokens` told of the refresh families it revokes; and how the
+/// registry asks that store whether a refresh token still lives.
+async fn open_store(
+    options: &Options,
+    clients: Vec<Client>,
+    tokens: &Registry,
+) -> Result<(TokenGateLayer, RefreshAlive), Exit> {
     let store = options.store.as_str();
     if store == "memory" {
         let memory = MemoryStore::new();
         for client in clients {
             memory.insert_client(client);
         }
-        return Ok(gate(memory, options));
+        return Ok(gate(memory, options, tokens));
     }
     if store.starts_with("redis://") {
         let redis = tokengate_redis::RedisStore::connect(store)
@@ -521,7 +619,7 @@ async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGate
         // this Redis enforces one threshold. So do the one-time values of
         // signed requests: a process refuses an assertion or proof `jti`
         // another process saw, and all accept the same DPoP nonces.
-        return Ok(gate_with(redis.clone(), options, |b| {
+        return Ok(gate_with(redis.clone(), options, tokens, |b| {
             b.lockout_store(redis.clone()).replay_store(redis)
         }));
     }
@@ -540,12 +638,12 @@ async fn open_store(options: &Options, clients: Vec<Client>) -> Result<TokenGate
     }
     // The lockout's counters and the one-time values of signed requests
     // live in PostgreSQL too, as in Redis above.
-    Ok(gate_with(postgres.clone(), options, |b| {
+    Ok(gate_with(postgres.clone(), options, tokens, |b| {
         b.lockout_store(postgres.clone()).replay_store(postgres)
     }))
 }
 
-fn gate<S>(store: S, options: &Options) -> TokenGateLayer
+fn gate<S>(store: S, options: &Options, tokens: &Registry) -> (TokenGateLayer, RefreshAlive)
 where
     S: tokengate::store::ClientStore
         + tokengate::store::CodeStore
@@ -553,14 +651,15 @@ where
         + tokengate::store::DeviceStore
         + Clone,
 {
-    gate_with(store, options, |builder| builder)
+    gate_with(store, options, tokens, |builder| builder)
 }
 
 fn gate_with<S>(
     store: S,
     options: &Options,
+    tokens: &Registry,
     more: impl FnOnce(Builder<S, S, S, S>) -> Builder<S, S, S, S>,
-) -> TokenGateLayer
+) -> (TokenGateLayer, RefreshAlive)
 where
     S: tokengate::store::ClientStore
         + tokengate::store::CodeStore
@@ -568,13 +667,26 @@ where
         + tokengate::store::DeviceStore
         + Clone,
 {
+    let refresh_alive = refresh_alive(store.clone());
+    let (on_revocation, on_replay) = (tokens.clone(), tokens.clone());
     let mut builder = more(TokenGateLayer::builder().store(store))
         .dialect(options.dialect)
         .lockout(options.lockout.clone())
         .code_lifetime(options.code_lifetime)
         // The demo serves client credentials to the clients that allow it,
         // in both dialects.
-        .github_client_credentials(true);
+        .github_client_credentials(true)
+        // A refresh family revoked on request (RFC 7009 §2.1), or for a
+        // replay (RFC 9700 §4.14.2), takes its access tokens with it.
+        .on_refresh_revocation(move |record| {
+            on_revocation.revoke_family(&record.family);
+        })
+        .on_refresh_replay(move |record| {
+            on_replay.revoke_family(&record.family);
+        });
+    if !options.refresh_reuse.is_zero() {
+        builder = builder.refresh_reuse(options.refresh_reuse, REFRESH_REUSES);
+    }
     if options.dpop_nonce {
         builder = builder.dpop_nonces(DPOP_NONCE_ROTATION);
     }
@@ -584,7 +696,19 @@ where
     if let Some(issuer) = &options.issuer {
         builder = builder.issuer(issuer);
     }
-    builder.build()
+    (builder.build(), refresh_alive)
+}
+
+/// Asks `store` whether a refresh token is still known (unused or rotated,
+/// its family not revoked): the access tokens issued with it live as long.
+fn refresh_alive<S: RefreshStore + Clone>(store: S) -> RefreshAlive {
+    Arc::new(move |key: CodeKey| {
+        let store = store.clone();
+        Box::pin(async move {
+            let found = store.find(&key).await?;
+            Ok(!matches!(found, Lookup::Unknown))
+        })
+    })
 }
 
 /// What the demo's handlers share.
@@ -608,6 +732,15 @@ struct Demo {
     authorizer: Authorizer,
     refresh_tokens: RefreshTokens,
     devices: Devices,
+    /// The access tokens minted, and what the revocation and introspection
+    /// handlers need.
+    lifecycle: Lifecycle,
+}
+
+impl FromRef<Demo> for Lifecycle {
+    fn from_ref(demo: &Demo) -> Self {
+        demo.lifecycle.clone()
+    }
 }
 
 impl Demo {
@@ -752,12 +885,21 @@ async fn mint_token(State(demo): State<Demo>, request: Request) -> Response<Body
         }
         _ => None,
     };
+    // Kept (under its digest) for revocation and introspection, with the
+    // refresh token beside it, whose family it lives and dies with.
+    if let Some(grant) = grant {
+        demo.lifecycle.tokens.insert(
+            &access_token,
+            Issued::of(grant, refresh_token.as_deref()),
+            SystemTime::now(),
+        );
+    }
     // The gate checked the request's DPoP proof (RFC 9449) and hands over
-    // its key's thumbprint: the token is bound to that key. The demo keeps
-    // no record of the access tokens it mints (there is no resource server
-    // to check them), so the binding is the client's to honour; a real
-    // server stores the thumbprint with the token (`cnf.jkt`) and asks a
-    // proof of the same key with every use.
+    // its key's thumbprint: the token is bound to that key. The demo has
+    // no resource server of its own, so the binding is the client's to
+    // honour; the registry keeps the thumbprint, and introspection reports
+    // it as `cnf.jkt` for a resource server to ask a proof of the same key
+    // with every use.
     let token_type = match grant.and_then(ValidatedGrant::dpop_jkt) {
         Some(_) => "DPoP",
         None => "bearer",
