@@ -464,3 +464,52 @@ async fn the_builder_bounds_the_window_and_keeps_paths_apart() {
     assert!(build(|b| b.introspection_path(Some(REVOKE))).is_err());
     assert!(build(|b| b.revocation_path(Some("revoke"))).is_err());
 }
+
+#[tokio::test]
+async fn a_token_the_store_still_keeps_past_the_gates_expiry_is_inactive() {
+    // The store reads the system clock, the gate a manual one moved past
+    // the token's expiry: the store still answers it, the gate must not
+    // call it active (a store on a server clock can lag the gate's).
+    let clock = tokengate::clock::ManualClock::new();
+    let store = tokengate::MemoryStore::new();
+    store.insert_client(
+        Client::confidential("app")
+            .with_secret("s3cret")
+            .with_redirect_uri(CB),
+    );
+    store.insert_client(
+        Client::confidential("rs")
+            .with_secret("rs-s3cret")
+            .with_introspection(true),
+    );
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .issuer("https://auth.example.com")
+        .clock(clock.clone())
+        .build();
+    let grant = {
+        let h = harness(Dialect::Rfc6749);
+        h.exchanged_grant().await
+    };
+    let token = layer.refresh_tokens().issue(&grant).await.unwrap();
+    let introspect = || post_basic_to(INTROSPECT, "rs", "rs-s3cret", &format!("token={token}"));
+    let answer = |layer: &TokenGateLayer, request| {
+        let layer = layer.clone();
+        async move {
+            let service = tower::ServiceBuilder::new()
+                .layer(layer)
+                .service(tower::service_fn(|_: http::Request<_>| async {
+                    panic!("the gate answers for its own refresh tokens");
+                    #[allow(unreachable_code)]
+                    Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+                }));
+            Answer::read(tower::ServiceExt::oneshot(service, request).await.unwrap()).await
+        }
+    };
+    assert_eq!(answer(&layer, introspect()).await.json()["active"], true);
+    clock.advance(tokengate::builder::DEFAULT_REFRESH_LIFETIME);
+    assert_eq!(
+        answer(&layer, introspect()).await.text(),
+        r#"{"active":false}"#
+    );
+}
