@@ -599,6 +599,30 @@ mod tests {
         assert_eq!(store.code_count(), 1);
     }
 
+    #[tokio::test]
+    async fn a_claim_counts_as_a_rotation_in_flight_until_the_instant_it_lapses() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        let key = CodeKey::of("token");
+        RefreshStore::issue(&store, key, refresh_record(&clock, "f"))
+            .await
+            .unwrap();
+        let claim = Claim::new(Duration::from_secs(30)).unwrap();
+        let taken = RefreshStore::claim(&store, &key, &claim).await.unwrap();
+        assert!(matches!(taken, Redemption::Claimed(_)));
+        let window = ReuseWindow {
+            within: Duration::from_secs(10),
+            limit: 5,
+        };
+        clock.advance(Duration::from_secs(29));
+        let reused = store.reuse(&key, window).await.unwrap();
+        assert!(matches!(reused, Reuse::Granted(_)));
+        // At the claim's end it has lapsed, as `claim` sees it: the token
+        // is no longer being rotated.
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(store.reuse(&key, window).await.unwrap(), Reuse::NotRotated);
+    }
+
     fn refresh_record(clock: &ManualClock, family: &str) -> RefreshRecord {
         RefreshRecord {
             client_id: "c".into(),
