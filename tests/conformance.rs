@@ -254,6 +254,9 @@ impl RefreshStore for MapStore {
             held.reuses += 1;
             return Ok(Reuse::Granted(held.record.clone()));
         }
+        if held.used_at.is_none() {
+            return Ok(Reuse::Held);
+        }
         Ok(Reuse::Refused(held.record.clone()))
     }
 }

@@ -247,6 +247,20 @@ async fn a_wrong_hint_still_finds_the_refresh_token() {
 }
 
 #[tokio::test]
+async fn a_refresh_token_is_revoked_whatever_its_hint_says() {
+    let h = harness(Dialect::Rfc6749);
+    let token = h.app_refresh_token().await;
+    // A hint nobody knows (a typo) does not save a live refresh token.
+    let body = format!(
+        "{}&token_type_hint=refresh",
+        revoke(&token, "app", "s3cret")
+    );
+    let answer = h.refused(post_to(REVOKE, &body)).await;
+    assert_eq!(answer.status, 200);
+    assert!(h.refused(post(&refresh(&token))).await.rejection.is_some());
+}
+
+#[tokio::test]
 async fn revocation_refusals_are_rfc_7009_in_both_dialects() {
     for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
         let h = harness(dialect);

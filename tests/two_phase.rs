@@ -164,6 +164,53 @@ async fn a_refresh_token_handed_back_after_a_5xx_rotates_once() {
 }
 
 #[tokio::test]
+async fn with_a_reuse_window_a_burst_past_the_count_during_a_rotation_revokes_nothing() {
+    let h = Harness::with(Dialect::Rfc6749, |b| {
+        b.refresh_reuse(Duration::from_secs(10), 1)
+    });
+    let token = h.app_refresh_token().await;
+    let body = format!(
+        "grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret"
+    );
+    let (entered, inside) = tokio::sync::oneshot::channel::<()>();
+    let (leave, go) = tokio::sync::oneshot::channel::<()>();
+    let cell = std::sync::Arc::new(std::sync::Mutex::new(Some((entered, go))));
+    // Holds the claim until told to go, then fails: the token goes back.
+    let slow = ServiceBuilder::new()
+        .layer(h.layer.clone())
+        .service(service_fn(move |_: Request<RequestBody<String>>| {
+            let (entered, go) = cell.lock().unwrap().take().unwrap();
+            async move {
+                entered.send(()).unwrap();
+                go.await.unwrap();
+                let mut response = Response::new("try again".to_owned());
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                Ok::<_, Infallible>(response)
+            }
+        }));
+    let first = tokio::spawn(slow.oneshot(post(&body)));
+    inside.await.unwrap();
+    // The one reuse is granted while the rotation is in flight...
+    let (answer, seen) = h.forwarded(post(&body)).await;
+    assert_eq!(answer.status, 200);
+    assert!(seen.grant.unwrap().is_refresh_reuse());
+    // ...and past it the burst is refused as a race, not a replay.
+    for _ in 0..3 {
+        h.refused(post(&body))
+            .await
+            .assert_rfc(400, "invalid_grant");
+    }
+    assert!(h.refresh_replays.lock().unwrap().is_empty());
+    leave.send(()).unwrap();
+    assert_eq!(first.await.unwrap().unwrap().status(), 503);
+    // The rotation failed and handed the token back: the retry rotates it.
+    let (answer, seen) = h.forwarded(post(&body)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(!seen.grant.unwrap().is_refresh_reuse());
+    assert!(h.refresh_replays.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_request_racing_a_claimed_refresh_token_is_refused_without_revoking() {
     for dialect in [Dialect::Rfc6749, Dialect::GitHub] {
         let h = Harness::new(dialect);

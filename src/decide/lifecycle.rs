@@ -58,19 +58,13 @@ where
         let token = presented
             .and_then(|presented| presented.token.as_deref())
             .ok_or(Failure::TokenMissing)?;
-        let hint = match presented.and_then(|presented| presented.token_type_hint.as_deref()) {
-            None => None,
-            Some(name) => match TokenTypeHint::from_name(name) {
-                Some(hint) => Some(hint),
-                // RFC 7009 §2.2.1: nobody here revokes that kind. An
-                // introspection only takes the hint as a hint (RFC 7662
-                // §2.1) and looks everywhere.
-                None if kind == TokenActionKind::Revocation => {
-                    return Err(Failure::TokenTypeUnsupported);
-                }
-                None => None,
-            },
-        };
+        let named = presented.and_then(|presented| presented.token_type_hint.as_deref());
+        let hint = named.and_then(TokenTypeHint::from_name);
+        // A hint is only a hint (RFC 7009 §2.1, RFC 7662 §2.1): the search
+        // covers every kind whatever it says, and a revocation is refused
+        // for naming a kind nobody here revokes (§2.2.1) only once no
+        // refresh token answered.
+        let unsupported = kind == TokenActionKind::Revocation && named.is_some() && hint.is_none();
         // Whatever the hint says, a refresh token is looked for first: a
         // wrong hint must not leave one unrevoked (RFC 7009 §2.1).
         if let Some(store) = &self.refresh {
@@ -117,6 +111,9 @@ where
             if let Some(answer) = answer {
                 return Ok(Handled::Answer(answer));
             }
+        }
+        if unsupported {
+            return Err(Failure::TokenTypeUnsupported);
         }
         Ok(Handled::Forward(TokenAction::new(
             kind,

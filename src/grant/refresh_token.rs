@@ -121,8 +121,10 @@ async fn reuse<R: RefreshStore>(
             Ok(())
         }
         Reuse::Refused(record) => Err(replayed(store, settings, client, &record).await),
-        // Handed back by the request that held it, a moment ago: a race.
-        Reuse::NotRotated => Err(Failure::RefreshTokenHeld),
+        // Handed back by the request that held it, a moment ago, or still
+        // being rotated with the reuses spent: a race, not a replay (the
+        // rotation may yet fail and hand the token back).
+        Reuse::NotRotated | Reuse::Held => Err(Failure::RefreshTokenHeld),
         // Revoked, expired or forgotten since it was read.
         Reuse::Unknown => Err(Failure::RefreshTokenSpent),
     }

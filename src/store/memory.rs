@@ -475,8 +475,10 @@ impl RefreshStore for MemoryStore {
         if in_window && entry.reuses < window.limit {
             entry.reuses += 1;
             Ok(Reuse::Granted(entry.record.clone()))
+        } else if entry.used.is_none() {
+            // In flight, past the limit.
+            Ok(Reuse::Held)
         } else {
-            // Past the window, or (used or in flight) past the limit.
             Ok(Reuse::Refused(entry.record.clone()))
         }
     }

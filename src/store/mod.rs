@@ -275,9 +275,12 @@ pub trait RefreshStore: Send + Sync + 'static {
     ///   used it up) or is claimed by a live claim, its family is not
     ///   revoked, and it was granted fewer than `window.limit` reuses
     ///   before; the reuse is counted.
-    /// - [`Reuse::Refused`] when its reuses are spent (it was used, or is
-    ///   claimed by a live claim), or it was used and the window has
-    ///   passed: a replay.
+    /// - [`Reuse::Refused`] when it was used and its reuses are spent or
+    ///   the window has passed: a replay.
+    /// - [`Reuse::Held`] when it is claimed by a live claim (not used yet)
+    ///   and its reuses are spent: nothing changes. Not a replay: the
+    ///   rotation in flight may still fail and hand the token back, and a
+    ///   client's burst of retries must not end its own session.
     /// - [`Reuse::NotRotated`] when it is neither used nor claimed (a claim
     ///   was released or lapsed meanwhile): nothing changes.
     /// - [`Reuse::Unknown`] for no such live token.
@@ -309,9 +312,11 @@ pub enum Reuse<T> {
     /// Within the window and the limit: this call was granted a reuse, and
     /// it was counted.
     Granted(T),
-    /// Past the limit (used or in flight), or used and outside the window:
-    /// a replay.
+    /// Used, and past the limit or outside the window: a replay.
     Refused(T),
+    /// Being rotated by a request in flight, and past the limit: refused
+    /// for now, and nothing changes.
+    Held,
     /// Neither used nor claimed: not a rotated token (any more).
     NotRotated,
     /// No such live token (never issued, expired, revoked, or forgotten).

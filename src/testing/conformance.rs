@@ -523,7 +523,7 @@ where
 ///
 /// Covers [`RefreshStore::reuse`] as the gate uses it: `Granted` after a
 /// rotation and while one is in flight, `Refused` past the limit and the
-/// window, and *revocation wins* after a refusal.
+/// window once rotated, and *revocation wins* after a refusal.
 ///
 /// # Panics
 ///
@@ -1203,8 +1203,8 @@ where
     }
     assert_eq!(
         tokens.reuse(&flight, window(2)).await,
-        refused("in flight"),
-        "RefreshStore::reuse of a claimed token past the limit must answer Refused"
+        Reuse::Held,
+        "RefreshStore::reuse of a claimed (unused) token past the limit must answer Held"
     );
     assert!(
         tokens.confirm(&flight, &holder).await,
@@ -1844,6 +1844,7 @@ impl<S: RefreshStore + Clone> Refresh<S> {
             Reuse::Granted(record) => Reuse::Granted(record.subject),
             Reuse::Refused(record) => Reuse::Refused(record.subject),
             Reuse::NotRotated => Reuse::NotRotated,
+            Reuse::Held => Reuse::Held,
             Reuse::Unknown => Reuse::Unknown,
         }
     }

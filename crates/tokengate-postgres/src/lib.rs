@@ -676,8 +676,10 @@ impl RefreshStore for PostgresStore {
         };
         let (record, uses) = record_and_uses::<RefreshRecord>(&row)?;
         let held: bool = row.try_get(2).map_err(failed("read claim"))?;
-        Ok(if uses > 0 || held {
+        Ok(if uses > 0 {
             Reuse::Refused(record)
+        } else if held {
+            Reuse::Held
         } else {
             Reuse::NotRotated
         })

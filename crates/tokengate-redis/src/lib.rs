@@ -254,7 +254,8 @@ return 1
 /// prefix): `granted` and the record when it was used less than ARGV[2] ms
 /// ago (or is claimed by a live claim) and granted fewer than ARGV[3]
 /// reuses, counted here; `refused` and the record when used otherwise;
-/// `free` when neither used nor claimed; nothing for no live token.
+/// `held` when claimed past the limit; `free` when neither used nor
+/// claimed; nothing for no live token.
 const REUSE: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family', 'held_until', 'used_at', 'reuses')
 if not f[1] then return false end
@@ -273,6 +274,7 @@ if in_window and tonumber(f[6] or '0') < tonumber(ARGV[3]) then
   redis.call('HINCRBY', KEYS[1], 'reuses', 1)
   return {'granted', f[1]}
 end
+if tonumber(f[2]) == 0 then return {'held'} end
 return {'refused', f[1]}
 ";
 
@@ -635,6 +637,7 @@ impl RefreshStore for RedisStore {
             (Some("granted"), Some(json)) => Reuse::Granted(decode(&json)?),
             (Some("refused"), Some(json)) => Reuse::Refused(decode(&json)?),
             (Some("free"), None) => Reuse::NotRotated,
+            (Some("held"), None) => Reuse::Held,
             _ => return Err(StoreError::new("unexpected Redis reply to a reuse")),
         })
     }
