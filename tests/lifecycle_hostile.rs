@@ -313,6 +313,43 @@ async fn a_content_type_other_than_utf8_form_is_refused() {
 }
 
 #[tokio::test]
+async fn a_json_body_is_read_in_the_github_dialect_only() {
+    for dialect in DIALECTS {
+        let h = gate(dialect);
+        for path in ENDPOINTS {
+            let json = |body: &str| raw(path, Some("application/json"), body.as_bytes().to_vec());
+            let plain = r#"{"token":"gho_json","token_type_hint":"access_token"}"#;
+            match dialect {
+                Dialect::Rfc6749 => {
+                    let answer = h.refused(json(plain)).await;
+                    answer.assert_rfc(400, "invalid_request");
+                    assert!(description(&answer).contains("JSON"));
+                }
+                _ => {
+                    let (_, seen) = h.forwarded(json(plain)).await;
+                    let action = seen.action.unwrap();
+                    assert_eq!(action.token(), "gho_json");
+                    assert_eq!(action.token_type_hint(), Some(TokenTypeHint::AccessToken));
+                }
+            }
+            // Whatever the dialect reads, these are refused.
+            for bad in [
+                r#"{"token":1}"#,
+                r#"{"token":["a"]}"#,
+                r#"{"token":"a","token":"b"}"#,
+                r#"{"token":"a""#,
+                r#"["token","a"]"#,
+                "",
+            ] {
+                h.refused(json(bad))
+                    .await
+                    .assert_rfc(400, "invalid_request");
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_repeated_token_or_hint_is_refused() {
     for dialect in DIALECTS {
         let h = gate(dialect);
