@@ -350,6 +350,38 @@ async fn a_json_body_is_read_in_the_github_dialect_only() {
 }
 
 #[tokio::test]
+async fn the_gates_parameters_in_the_query_are_refused_in_both_dialects() {
+    // A token or a secret in the URL ends up in access logs, proxies and
+    // histories (RFC 6749 §2.3.1; RFC 7009 and RFC 7662 take a form body):
+    // refused, even in the GitHub dialect, whose token endpoint reads the
+    // query for GitHub's clients (there is no such GitHub endpoint here).
+    for dialect in DIALECTS {
+        let h = gate(dialect);
+        for path in ENDPOINTS {
+            for query in [
+                "token=gho_in_the_url",
+                "token_type_hint=access_token",
+                "client_secret=rs-s3cret",
+                "client_id=rs",
+                "t%6Fken=gho_in_the_url",
+                "token=%zz",
+                "x=1&token",
+            ] {
+                let mut request = to(path, "token=t");
+                *request.uri_mut() = format!("{path}?{query}").parse().unwrap();
+                let answer = h.refused(request).await;
+                answer.assert_rfc(400, "invalid_request");
+                assert!(description(&answer).contains("query"), "{query}");
+            }
+            // A query with none of the gate's parameters is not its to judge.
+            let mut request = to(path, "token=t");
+            *request.uri_mut() = format!("{path}?tenant=a&odd=%zz").parse().unwrap();
+            assert_eq!(handed_on(&h, path, request).await, "t");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_repeated_token_or_hint_is_refused() {
     for dialect in DIALECTS {
         let h = gate(dialect);
