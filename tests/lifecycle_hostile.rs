@@ -470,6 +470,41 @@ async fn malformed_percent_encoding_or_utf8_is_invalid_request() {
 }
 
 #[tokio::test]
+async fn a_token_with_nul_or_control_characters_reaches_no_one() {
+    // No token holds control characters (RFC 6749 Appendix A: VSCHAR), so
+    // the gate answers for such a "token" as for one it knows to be
+    // invalid (RFC 7009 §2.2: 200; RFC 7662 §2.2: inactive) instead of
+    // handing the application a NUL or a line break to look up.
+    for dialect in DIALECTS {
+        let h = gate(dialect);
+        for path in ENDPOINTS {
+            for body in [
+                &b"token=a%00b"[..],
+                b"token=a\x00b",
+                b"token=%00",
+                b"token=gho_x%0D%0ASet-Cookie:+a=b",
+                b"token=gho_x\r\nX: y",
+                b"token=a%09b",
+                b"token=a\x1bb",
+                b"token=%7F",
+                b"token=a%C2%85b",
+            ] {
+                let answer = h.refused(raw(path, Some(FORM), body.to_vec())).await;
+                assert_nothing_said(path, &answer);
+            }
+            // Printable text, spaces and other scripts are the
+            // application's to judge.
+            for (body, token) in [("token=a+b", "a b"), ("token=%C3%A9t%C3%A9", "été")] {
+                assert_eq!(handed_on(&h, path, to(path, body)).await, token);
+            }
+            // A control character in the caller's credentials fails them.
+            let request = post_to(path, "token=t&client_id=rs%00&client_secret=rs-s3cret");
+            h.refused(request).await.assert_rfc(401, "invalid_client");
+        }
+    }
+}
+
+#[tokio::test]
 async fn two_authorization_headers_or_a_broken_basic_header_fail_authentication() {
     for dialect in DIALECTS {
         let h = gate(dialect);
