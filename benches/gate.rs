@@ -32,6 +32,11 @@
 //! - `lockout`: an exchange with the brute-force lockout on (the rest of the
 //!   file turns it off) and a locked-out request's 429.
 //! - `grants`: a successful refresh (read, rotate, forward) and a device poll.
+//! - `lifecycle`: a refresh token revoked (RFC 7009) and one introspected
+//!   (RFC 7662), each by its client with `client_secret_basic`; and a
+//!   refresh granted as a reuse of a token rotated a moment before, next to
+//!   a plain refresh on the same layer (reuse window on). Tokens come from
+//!   untimed code exchanges, one family each.
 //! - allocations: a counting allocator (`stats_alloc`) reports the heap
 //!   allocations of a pass-through, a rejection and a successful exchange,
 //!   gate minus bare handler (targets: 0 and at most 20).
@@ -861,6 +866,145 @@ fn grants(c: &mut Criterion) {
     group.finish();
 }
 
+/// The fixture with the demo client also registered to introspect, and a
+/// reuse window of `REUSE_WITHIN` for rotated refresh tokens.
+fn fixture_with_lifecycle() -> (TokenGateLayer, ManualClock) {
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_clock(clock.clone());
+    store.insert_client(
+        Client::confidential(CLIENT_ID)
+            .with_secret(SECRET)
+            .with_redirect_uri(REDIRECT_URI)
+            .with_introspection(true),
+    );
+    let layer = TokenGateLayer::builder()
+        .store(store)
+        .issuer("https://auth.example.com")
+        .clock(clock.clone())
+        .lockout(None)
+        .refresh_reuse(REUSE_WITHIN, 1)
+        .build();
+    (layer, clock)
+}
+
+/// The reuse window of the `lifecycle` group: the longest the builder
+/// takes, since a batch's setup moves the clock a step per minted code and
+/// every token of the batch must still be inside it when timed.
+const REUSE_WITHIN: Duration = Duration::from_secs(300);
+
+/// A form POST to `path` with the demo client's Basic credentials.
+fn basic_request(path: &str, body: String) -> Request<String> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let credentials = STANDARD.encode(format!("{CLIENT_ID}:{SECRET}"));
+    Request::post(path)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(http::header::AUTHORIZATION, format!("Basic {credentials}"))
+        .body(body)
+        .expect("valid request")
+}
+
+fn refresh_body(token: &str) -> String {
+    format!(
+        "grant_type=refresh_token&refresh_token={token}&client_id={CLIENT_ID}&client_secret={SECRET}"
+    )
+}
+
+fn lifecycle(c: &mut Criterion) {
+    use tokengate::builder::{DEFAULT_INTROSPECTION_PATH, DEFAULT_REVOCATION_PATH};
+
+    let (layer, clock) = fixture_with_lifecycle();
+    let minter = Minter::new(&layer, clock);
+    let tokens = layer.refresh_tokens();
+    // The grant each request hands on, caught from the inner service.
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let catch = std::sync::Arc::clone(&slot);
+    // In a cell, so that the setups below can all forward through it.
+    let grant_of = std::cell::RefCell::new(layer.layer(service_fn(
+        move |request: Request<RequestBody<String>>| {
+            *catch.lock().expect("not poisoned") =
+                request.extensions().get::<ValidatedGrant>().cloned();
+            handler(request)
+        },
+    )));
+    let forward = |request: Request<String>| {
+        let answer = call(&mut *grant_of.borrow_mut(), request);
+        assert_eq!(answer.status(), StatusCode::OK);
+        slot.lock()
+            .expect("not poisoned")
+            .take()
+            .expect("the request passes")
+    };
+    // A fresh refresh token: a code exchange, then issue (a family of its
+    // own, so that revoking one revokes no other).
+    let fresh = || {
+        let grant = forward(minter.exchange_request());
+        now_or_never(tokens.issue(&grant)).expect("the memory store issues tokens")
+    };
+    let revocation = |token: &str| basic_request(DEFAULT_REVOCATION_PATH, format!("token={token}"));
+    let introspection =
+        |token: &str| basic_request(DEFAULT_INTROSPECTION_PATH, format!("token={token}"));
+
+    // Each does what it is timed doing: the refresh token is revoked, then
+    // described, and a rotated one comes back as a reuse.
+    let mut gated = layer.layer(service_fn(handler::<RequestBody<String>>));
+    let token = fresh();
+    let answer = call(&mut gated, introspection(&token));
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body = now_or_never(http_body_util::BodyExt::collect(answer.into_body()))
+        .expect("a buffered body")
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(json["active"], true);
+    assert_eq!(
+        call(&mut gated, revocation(&token)).status(),
+        StatusCode::OK
+    );
+    let refused = call(&mut gated, token_request(refresh_body(&token)));
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let token = fresh();
+    assert!(!forward(token_request(refresh_body(&token))).is_refresh_reuse());
+    assert!(forward(token_request(refresh_body(&token))).is_refresh_reuse());
+
+    let described = fresh();
+    let mut group = c.benchmark_group("lifecycle");
+    // The two refreshes first, side by side, on a store that revocations
+    // have not grown yet.
+    group.bench_function("refresh", |bencher| {
+        bencher.iter_batched(
+            || token_request(refresh_body(&fresh())),
+            |request| call(&mut gated, request),
+            BatchSize::NumIterations(EXCHANGE_BATCH),
+        );
+    });
+    group.bench_function("refresh_reuse", |bencher| {
+        bencher.iter_batched(
+            || {
+                // Rotated once, untimed; its return is the one timed.
+                let token = fresh();
+                forward(token_request(refresh_body(&token)));
+                token_request(refresh_body(&token))
+            },
+            |request| call(&mut gated, request),
+            BatchSize::NumIterations(EXCHANGE_BATCH),
+        );
+    });
+    group.bench_function("revoke_refresh_token", |bencher| {
+        bencher.iter_batched(
+            || revocation(&fresh()),
+            |request| call(&mut gated, request),
+            BatchSize::NumIterations(EXCHANGE_BATCH),
+        );
+    });
+    group.bench_function("introspect_refresh_token", |bencher| {
+        bencher.iter_batched(
+            || introspection(&described),
+            |request| call(&mut gated, request),
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
 /// Heap allocations made while `service` answers `request`, response
 /// dropped outside the count.
 fn allocations_of<S, R>(service: &mut S, request: R) -> usize
@@ -916,6 +1060,7 @@ fn benches() {
     lockout(&mut criterion);
     rejections(&mut criterion);
     grants(&mut criterion);
+    lifecycle(&mut criterion);
     if comparing(&[true]) || std::env::args().any(|arg| arg == "allocations") {
         allocations();
     }

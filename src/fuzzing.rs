@@ -5,12 +5,12 @@
 use bytes::Bytes;
 use http::{HeaderValue, request::Parts};
 
-use crate::{dialect::Dialect, parse};
+use crate::{dialect::Dialect, parse, telemetry::Endpoint};
 
 /// Parses a token request as the gate does. `Ok` carries how many of the
 /// known parameters were present, so the fuzzer sees the parse's result.
 pub fn parse_token_request(parts: &Parts, body: &Bytes, dialect: Dialect) -> Result<usize, String> {
-    match parse::parse(parts, body, dialect) {
+    match parse::parse(parts, body, dialect, Endpoint::Token) {
         Ok(request) => Ok(request.present()),
         Err(failure) => Err(format!("{failure:?}")),
     }

@@ -131,7 +131,9 @@ impl TokenAction {
         &self.inner.client
     }
 
-    /// The token, as the caller sent it. A secret: never log it.
+    /// The token, as the caller sent it. A secret: never log it. It holds
+    /// no control character (no token can): the gate answers for such a
+    /// one itself, as for an invalid token.
     pub fn token(&self) -> &str {
         &self.inner.token
     }

@@ -185,6 +185,92 @@ async fn refresh_and_device_scenarios(h: &Harness, seen: &mut Seen) {
     seen.secret("WRONG-cc");
 }
 
+/// The revocation and introspection endpoints: their tokens and the
+/// callers' secrets, right and wrong, in the body, the query, JSON and a
+/// Basic header; a token the application gets (its `TokenAction`'s `Debug`).
+async fn lifecycle_scenarios(h: &Harness, seen: &mut Seen) {
+    const REVOKE: &str = "/login/oauth/revoke";
+    const INTROSPECT: &str = "/login/oauth/introspect";
+    h.store.insert_client(
+        Client::confidential("rs")
+            .with_secret("rs-lifecycle-s3cret")
+            .with_introspection(true),
+    );
+    seen.secret("rs-lifecycle-s3cret");
+    seen.secret(&basic("rs", "rs-lifecycle-s3cret").replace("Basic ", ""));
+    let with_basic = |mut request: Request<String>, id: &str, secret: &str| {
+        request
+            .headers_mut()
+            .insert("authorization", basic(id, secret).parse().unwrap());
+        request
+    };
+    let refresh = h.app_refresh_token().await;
+    seen.secret(&refresh);
+    for path in [REVOKE, INTROSPECT] {
+        let body = format!("token={refresh}");
+        // Wrong secrets, the refresh token itself as one, and a Basic header
+        // that is not base64 but carries the secret.
+        for secret in ["WRONG-lifecycle-secret", refresh.as_str()] {
+            let request = with_basic(post_to(path, &body), "rs", secret);
+            seen.answer(&h.refused(request).await);
+            let request = post_to(
+                path,
+                &format!("{body}&client_id=app&client_secret={secret}"),
+            );
+            seen.answer(&h.refused(request).await);
+        }
+        let mut request = post_to(path, &body);
+        request.headers_mut().insert(
+            "authorization",
+            "Basic rs:rs-lifecycle-s3cret".parse().unwrap(),
+        );
+        seen.answer(&h.refused(request).await);
+        // The token in the query, repeated, with a hint of no known kind,
+        // with a control character, and in JSON.
+        let mut request = with_basic(post_to(path, &body), "rs", "rs-lifecycle-s3cret");
+        *request.uri_mut() = format!("{path}?token={refresh}").parse().unwrap();
+        seen.answer(&h.refused(request).await);
+        for body in [
+            format!("token={refresh}&token={refresh}"),
+            format!("token={refresh}&token_type_hint=id_token"),
+            format!("token={refresh}%00"),
+        ] {
+            let request = with_basic(post_to(path, &body), "rs", "rs-lifecycle-s3cret");
+            seen.answer(&h.answered_by(StatusCode::OK, request).await);
+        }
+        let json = Request::post(path)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"token":"{refresh}","client_id":"rs","client_secret":"rs-lifecycle-s3cret"}}"#
+            ))
+            .unwrap();
+        seen.answer(&h.answered_by(StatusCode::OK, json).await);
+        // A token the gate does not keep goes on; its action's Debug hides it.
+        let access = "gho_lifecycle_access_token";
+        seen.secret(access);
+        let request = with_basic(
+            post_to(path, &format!("token={access}")),
+            "rs",
+            "rs-lifecycle-s3cret",
+        );
+        let (answer, handed) = h.forwarded(request).await;
+        seen.answer(&answer);
+        seen.debug(&handed.action);
+    }
+    seen.secret("WRONG-lifecycle-secret");
+    // Introspected live, then revoked by its client (the log says so).
+    let request = with_basic(
+        post_to(INTROSPECT, &format!("token={refresh}")),
+        "rs",
+        "rs-lifecycle-s3cret",
+    );
+    let answer = h.refused(request).await;
+    assert_eq!(answer.json()["active"], true);
+    seen.answer(&answer);
+    let body = format!("token={refresh}&client_id=app&client_secret=s3cret");
+    seen.answer(&h.refused(post_to(REVOKE, &body)).await);
+}
+
 /// A device grant whose inner service fails is put back for the device's
 /// retry; should its user code have gone to another device meanwhile, that
 /// is logged (once, here).
@@ -365,6 +451,7 @@ async fn no_secret_reaches_a_log_a_response_or_debug_output() {
         let h = Harness::with(dialect, |b| b.lockout(None));
         code_scenarios(&h, &mut seen).await;
         refresh_and_device_scenarios(&h, &mut seen).await;
+        lifecycle_scenarios(&h, &mut seen).await;
         seen.debug(&h.replays.lock().unwrap());
         seen.debug(&h.refresh_replays.lock().unwrap());
     }
@@ -380,6 +467,7 @@ async fn no_secret_reaches_a_log_a_response_or_debug_output() {
         "store failed",
         "token request refused by a policy",
         "temporarily_unavailable",
+        "refresh token family revoked on request",
     ] {
         assert!(logs.contains(expected), "{expected} not logged: {logs}");
     }

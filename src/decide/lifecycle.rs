@@ -65,6 +65,16 @@ where
         // for naming a kind nobody here revokes (§2.2.1) only once no
         // refresh token answered.
         let unsupported = kind == TokenActionKind::Revocation && named.is_some() && hint.is_none();
+        // No token holds a control character (RFC 6749 Appendix A: VSCHAR),
+        // so one that does is answered here as an invalid token (RFC 7009
+        // §2.2, RFC 7662 §2.2): the application is never handed a NUL or a
+        // line break to look up, store or log.
+        if token.chars().any(char::is_control) {
+            return Ok(Handled::Answer(match kind {
+                TokenActionKind::Revocation => no_store(Response::new(Bytes::new()), false),
+                TokenActionKind::Introspection => Introspection::inactive().response(),
+            }));
+        }
         // Whatever the hint says, a refresh token is looked for first: a
         // wrong hint must not leave one unrevoked (RFC 7009 §2.1).
         if let Some(store) = &self.refresh {

@@ -184,7 +184,7 @@ where
         peer: Option<IpAddr>,
     ) -> Result<Judged, Refusal> {
         let settings = &*self.settings;
-        let mut request = parse(parts, &body, settings.dialect())?;
+        let mut request = parse(parts, &body, settings.dialect(), endpoint)?;
         // A locked-out peer is refused before any other store is asked.
         if let Some(lockout) = &settings.lockout
             && let Some(wait) = locked(settings, lockout, peer, claimed_id(&request)).await?

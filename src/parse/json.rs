@@ -18,6 +18,10 @@ struct Body {
     refresh_token: Option<String>,
     scope: Option<String>,
     device_code: Option<String>,
+    // The revocation and introspection endpoints' own: a GitHub client
+    // sends them as JSON as readily as the token endpoint's.
+    token: Option<String>,
+    token_type_hint: Option<String>,
 }
 
 /// Reads a JSON body into `params`. Values must be strings (or null, which
@@ -40,6 +44,8 @@ pub(super) fn read(body: &[u8], params: &mut Params) -> Result<(), Failure> {
         (Param::RefreshToken, parsed.refresh_token),
         (Param::Scope, parsed.scope),
         (Param::DeviceCode, parsed.device_code),
+        (Param::Token, parsed.token),
+        (Param::TokenTypeHint, parsed.token_type_hint),
     ] {
         if let Some(value) = value {
             params.set(param, Value::Owned(value))?;

@@ -19,7 +19,7 @@ use http::{
 };
 
 pub(crate) use self::basic::BasicCredentials;
-use crate::{dialect::Dialect, error::Failure};
+use crate::{dialect::Dialect, error::Failure, telemetry::Endpoint};
 
 /// The parameters the gate reads from a token request.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -243,12 +243,13 @@ impl TokenRequest {
     }
 }
 
-/// Parses the parameters of a token request with head `parts` and the
-/// buffered `body`.
+/// Parses the parameters of a request to `endpoint` with head `parts` and
+/// the buffered `body`.
 pub(crate) fn parse(
     parts: &Parts,
     body: &Bytes,
     dialect: Dialect,
+    endpoint: Endpoint,
 ) -> Result<TokenRequest, Failure> {
     let mut params = Params::default();
     match body_kind(&parts.headers, body)? {
@@ -258,21 +259,26 @@ pub(crate) fn parse(
         BodyKind::Json => return Err(Failure::JsonBody),
     }
     if let Some(query) = parts.uri.query() {
-        match dialect {
-            Dialect::GitHub => params.read_form(query.as_bytes(), None)?,
+        // The GitHub dialect reads the query for GitHub's clients, at the
+        // endpoints GitHub has. The revocation and introspection endpoints
+        // are RFC 7009's and RFC 7662's, which take a form body only: a
+        // token there would be left in every log the URL reaches.
+        if dialect == Dialect::GitHub
+            && matches!(endpoint, Endpoint::Token | Endpoint::DeviceAuthorization)
+        {
+            params.read_form(query.as_bytes(), None)?;
+        } else {
             // Parameters in the URI end up in logs and histories (RFC 6749
             // §2.3.1, §3.2); other query parameters are not ours to judge.
-            Dialect::Rfc6749 => {
-                // Names are decoded leniently here: `client_secret=x%zz`
-                // must not slip through because its value is malformed.
-                let ours = query.split('&').any(|pair| {
-                    let name = pair.split('=').next().unwrap_or("").replace('+', " ");
-                    let name = percent_encoding::percent_decode_str(&name).decode_utf8_lossy();
-                    Param::from_name(&name).is_some()
-                });
-                if ours {
-                    return Err(Failure::ParametersInQuery);
-                }
+            // Names are decoded leniently here: `client_secret=x%zz` must
+            // not slip through because its value is malformed.
+            let ours = query.split('&').any(|pair| {
+                let name = pair.split('=').next().unwrap_or("").replace('+', " ");
+                let name = percent_encoding::percent_decode_str(&name).decode_utf8_lossy();
+                Param::from_name(&name).is_some()
+            });
+            if ours {
+                return Err(Failure::ParametersInQuery);
             }
         }
     }
@@ -460,7 +466,12 @@ mod tests {
     const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
     fn run(parts: &Parts, body: &[u8], dialect: Dialect) -> Result<TokenRequest, Failure> {
-        parse(parts, &Bytes::copy_from_slice(body), dialect)
+        parse(
+            parts,
+            &Bytes::copy_from_slice(body),
+            dialect,
+            Endpoint::Token,
+        )
     }
 
     #[test]
