@@ -709,6 +709,8 @@ async fn a_public_client_may_revoke_but_never_introspect() {
 
 #[tokio::test]
 async fn a_hint_of_no_known_kind_is_refused_at_revocation_and_ignored_at_introspection() {
+    // Refused at revocation only once no refresh token answered: a hint is
+    // only a hint (RFC 7009 §2.1), so it never saves a live token.
     let long = "x".repeat(10_000);
     let hints = [
         "id_token",
@@ -728,7 +730,7 @@ async fn a_hint_of_no_known_kind_is_refused_at_revocation_and_ignored_at_introsp
             let answer = h
                 .refused(to(
                     REVOKE,
-                    &format!("token={refresh}&token_type_hint={hint}"),
+                    &format!("token=gho_unknown&token_type_hint={hint}"),
                 ))
                 .await;
             answer.assert_rfc(400, "unsupported_token_type");
@@ -750,6 +752,23 @@ async fn a_hint_of_no_known_kind_is_refused_at_revocation_and_ignored_at_introsp
         // The refused revocations revoked nothing.
         let answer = h.refused(to(INTROSPECT, &format!("token={refresh}"))).await;
         assert_eq!(answer.json()["active"], true);
+        // The live refresh token is revoked by its client whatever its
+        // hint says.
+        let answer = h
+            .refused(with_basic(
+                post_to(REVOKE, &format!("token={refresh}&token_type_hint=id_token")),
+                "app",
+                "s3cret",
+            ))
+            .await;
+        assert_eq!(answer.status, 200);
+        let (_, seen) = h
+            .forwarded(to(INTROSPECT, &format!("token={refresh}")))
+            .await;
+        assert!(
+            seen.action.is_some(),
+            "revoked: the gate no longer knows it"
+        );
         // The two registered hints are passed on as such.
         for (hint, expected) in [
             ("access_token", TokenTypeHint::AccessToken),

@@ -172,24 +172,7 @@ async fn with_a_reuse_window_a_burst_past_the_count_during_a_rotation_revokes_no
     let body = format!(
         "grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret"
     );
-    let (entered, inside) = tokio::sync::oneshot::channel::<()>();
-    let (leave, go) = tokio::sync::oneshot::channel::<()>();
-    let cell = std::sync::Arc::new(std::sync::Mutex::new(Some((entered, go))));
-    // Holds the claim until told to go, then fails: the token goes back.
-    let slow = ServiceBuilder::new()
-        .layer(h.layer.clone())
-        .service(service_fn(move |_: Request<RequestBody<String>>| {
-            let (entered, go) = cell.lock().unwrap().take().unwrap();
-            async move {
-                entered.send(()).unwrap();
-                go.await.unwrap();
-                let mut response = Response::new("try again".to_owned());
-                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                Ok::<_, Infallible>(response)
-            }
-        }));
-    let first = tokio::spawn(slow.oneshot(post(&body)));
-    inside.await.unwrap();
+    let (first, leave) = held_then_503(&h, &body).await;
     // The one reuse is granted while the rotation is in flight...
     let (answer, seen) = h.forwarded(post(&body)).await;
     assert_eq!(answer.status, 200);
@@ -218,24 +201,7 @@ async fn a_request_racing_a_claimed_refresh_token_is_refused_without_revoking() 
         let body = format!(
             "grant_type=refresh_token&refresh_token={token}&client_id=app&client_secret=s3cret"
         );
-        let (entered, inside) = tokio::sync::oneshot::channel::<()>();
-        let (leave, go) = tokio::sync::oneshot::channel::<()>();
-        let cell = std::sync::Arc::new(std::sync::Mutex::new(Some((entered, go))));
-        // Holds the claim until told to go, then fails: the token goes back.
-        let slow = ServiceBuilder::new()
-            .layer(h.layer.clone())
-            .service(service_fn(move |_: Request<RequestBody<String>>| {
-                let (entered, go) = cell.lock().unwrap().take().unwrap();
-                async move {
-                    entered.send(()).unwrap();
-                    go.await.unwrap();
-                    let mut response = Response::new("try again".to_owned());
-                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                    Ok::<_, Infallible>(response)
-                }
-            }));
-        let first = tokio::spawn(slow.oneshot(post(&body)));
-        inside.await.unwrap();
+        let (first, leave) = held_then_503(&h, &body).await;
         // Ten racing requests: refused like a used token, but not a guess
         // (the lockout, 10 a minute by default, does not close on them).
         for _ in 0..10 {
@@ -326,4 +292,34 @@ async fn opting_out_a_refresh_token_claimed_by_another_request_is_a_replay() {
             .await
             .unwrap()
     );
+}
+
+/// Sends `body` through the gate to an inner service that holds it (and
+/// the claim on what it redeems) until told to go, then fails with 503, so
+/// the claim is released. Returns once the request is inside.
+async fn held_then_503(
+    h: &Harness,
+    body: &str,
+) -> (
+    tokio::task::JoinHandle<Result<Response<tokengate::ResponseBody<String>>, Infallible>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (entered, inside) = tokio::sync::oneshot::channel::<()>();
+    let (leave, go) = tokio::sync::oneshot::channel::<()>();
+    let cell = std::sync::Arc::new(std::sync::Mutex::new(Some((entered, go))));
+    let slow = ServiceBuilder::new()
+        .layer(h.layer.clone())
+        .service(service_fn(move |_: Request<RequestBody<String>>| {
+            let (entered, go) = cell.lock().unwrap().take().unwrap();
+            async move {
+                entered.send(()).unwrap();
+                go.await.unwrap();
+                let mut response = Response::new("try again".to_owned());
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                Ok::<_, Infallible>(response)
+            }
+        }));
+    let first = tokio::spawn(slow.oneshot(post(body)));
+    inside.await.unwrap();
+    (first, leave)
 }
