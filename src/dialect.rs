@@ -128,12 +128,12 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
         F::MethodNotAllowed => (
             StatusCode::METHOD_NOT_ALLOWED,
             InvalidRequest,
-            "the token endpoint accepts POST only",
+            "this endpoint accepts POST only",
         ),
         F::BodyTooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
             InvalidRequest,
-            "the request body is larger than the token endpoint accepts",
+            "the request body is larger than this endpoint accepts",
         ),
         F::BodyUnreadable => (bad, InvalidRequest, "the request body could not be read"),
         F::ReadTimeout => (

@@ -142,6 +142,8 @@ async fn other_methods_are_405_with_allow_in_json() {
                 let answer = h.refused(with_accept(request, "application/xml")).await;
                 answer.assert_rfc(405, "invalid_request");
                 assert_eq!(answer.header("allow"), Some("POST"), "{method} {path}");
+                // Said of this endpoint, not of the token endpoint.
+                assert_eq!(description(&answer), "this endpoint accepts POST only");
             }
             // A token in a GET's query is refused for the method first.
             let request = Request::get(format!("{path}?token=t"))
@@ -179,7 +181,11 @@ async fn a_declared_length_over_the_limit_is_refused_unread() {
                     .unwrap();
                 let answer = h.refused(with_basic(request, "rs", "rs-s3cret")).await;
                 answer.assert_rfc(413, "invalid_request");
-                assert!(description(&answer).contains("larger"), "{length}");
+                assert_eq!(
+                    description(&answer),
+                    "the request body is larger than this endpoint accepts",
+                    "{length}"
+                );
             }
         }
     }
