@@ -132,48 +132,15 @@ async fn concurrent_refreshes_inside_the_window_all_get_tokens() {
     let h = with_reuse(Dialect::Rfc6749, Duration::from_secs(30), 3);
     let old = h.app_refresh_token().await;
     // Four at once: one rotates (or holds the claim), three are reuses.
-    let requests = (0..4).map(|_| h.forwarded(post(&refresh(&old))));
-    let results = futures_join_all(requests).await;
+    let request = || h.forwarded(post(&refresh(&old)));
+    let (a, b, c, d) = tokio::join!(request(), request(), request(), request());
     let mut reuses = 0;
-    for (answer, seen) in results {
+    for (answer, seen) in [a, b, c, d] {
         assert_eq!(answer.status, 200, "{}", answer.text());
         reuses += usize::from(seen.grant.unwrap().is_refresh_reuse());
     }
     assert_eq!(reuses, 3);
     assert!(h.refresh_replays.lock().unwrap().is_empty());
-}
-
-/// Runs the futures at once on this task.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.map(Box::pin).collect();
-    let mut outputs = Vec::new();
-    // Polled together: each yields at its store calls.
-    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
-    let mut done: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all = true;
-        for (slot, out) in pending.iter_mut().zip(done.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => {
-                        *out = Some(value);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all = false,
-                }
-            }
-        }
-        if all {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs.extend(done.into_iter().map(Option::unwrap));
-    outputs
 }
 
 fn revoke(token: &str, client: &str, secret: &str) -> String {

@@ -288,26 +288,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             }
             "--lockout" => options.lockout = parse_lockout(&value()?)?,
             "--code-lifetime" => {
-                let seconds = value()?;
-                options.code_lifetime = match seconds.parse::<u64>() {
-                    Ok(seconds @ 1..=86_400) => Duration::from_secs(seconds),
-                    _ => {
-                        return Err(format!(
-                            "--code-lifetime: {seconds:?} is not a number of seconds from 1 to 86400"
-                        ));
-                    }
-                };
+                options.code_lifetime = seconds_in("--code-lifetime", &value()?, 1, 86_400)?;
             }
             "--refresh-reuse" => {
-                let seconds = value()?;
-                options.refresh_reuse = match seconds.parse::<u64>() {
-                    Ok(seconds @ 0..=300) => Duration::from_secs(seconds),
-                    _ => {
-                        return Err(format!(
-                            "--refresh-reuse: {seconds:?} is not a number of seconds from 0 to 300"
-                        ));
-                    }
-                };
+                options.refresh_reuse = seconds_in("--refresh-reuse", &value()?, 0, 300)?;
             }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
@@ -368,6 +352,16 @@ fn origin_and_page(issuer: &str) -> Option<(String, String)> {
     };
     let page = format!("{}{DEVICE_PAGE}", uri.path().trim_end_matches('/'));
     Some((origin, page))
+}
+
+/// A whole number of seconds from `low` to `high`, for `flag`.
+fn seconds_in(flag: &str, value: &str, low: u64, high: u64) -> Result<Duration, String> {
+    match value.parse::<u64>() {
+        Ok(seconds) if (low..=high).contains(&seconds) => Ok(Duration::from_secs(seconds)),
+        _ => Err(format!(
+            "{flag}: {value:?} is not a number of seconds from {low} to {high}"
+        )),
+    }
 }
 
 /// `FAILURES/SECONDS` or `off`.
