@@ -1,5 +1,6 @@
 //! A Redis store for [`tokengate`]: clients, codes, refresh tokens and device
-//! authorizations on a Redis server shared by every gate process.
+//! authorizations on a Redis server, or a Redis Cluster, shared by every
+//! gate process.
 //!
 //! Built on `tokengate`'s public store contract ([`tokengate::store`])
 //! alone. Every value is keyed by the SHA-256 of the secret it stands for,
@@ -17,6 +18,34 @@
 //! Redis 7.0 or later (`SET .. NX GET`); an older server answers an error,
 //! and the gate answers `500` (fail closed).
 //!
+//! # Redis Cluster
+//!
+//! `redis+cluster://HOST:PORT,HOST:PORT,...` names a cluster by some of its
+//! nodes. Every script touches one hash slot: a code, a refresh token and a
+//! device record are each one key (a claim lives in its value's hash), and a
+//! refresh family's token list and revocation marker share the family's
+//! hash tag (`{family}`). Values are spread over the slots by their hashes.
+//! What a single server does in one script and a cluster cannot (a key
+//! looked up by another secret lives in that secret's slot) takes two steps,
+//! ordered so that a step lost to a failure or a race fails closed:
+//!
+//! - issuing a refresh token joins its family first (refused once the
+//!   family is revoked), then stores the token;
+//! - revoking a family marks it first (no token joins it again), then marks
+//!   each of its tokens revoked on its own slot (a token not stored yet is
+//!   marked too, so its issuing fails);
+//! - a device authorization takes its user code first, then stores the
+//!   record; a redeemed one frees its user code after.
+//!
+//! Redis replicates asynchronously. On a cluster, the writes a failover must
+//! not lose (a confirmed claim, a reuse, a revocation, an issued code or
+//! token, a device's redemption, a one-time value) wait until the master's
+//! replicas have them (`WAIT`, in the same round trip) before the gate
+//! answers; see [`RedisStore::wait_for_replicas`]. A call that cannot be
+//! answered within the store's timeout fails closed: the gate answers
+//! `500 server_error`, and a code whose claim was not confirmed can be
+//! redeemed again, once, after the claim lapses.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokengate::StoreError> {
 //! use tokengate::TokenGateLayer;
@@ -27,17 +56,18 @@
 //! # Ok(()) }
 //! ```
 
+mod connection;
+mod scripts;
+
 use std::{
     fmt,
     future::Future,
-    sync::{Arc, LazyLock, PoisonError, RwLock},
+    sync::{Arc, PoisonError, RwLock},
     time::{Duration, SystemTime},
 };
 
-use redis::{
-    AsyncCommands, Client as RedisClient, Script, Value,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use futures_util::future::try_join_all;
+use redis::{AsyncCommands, FromRedisValue, Value};
 
 use tokengate::{
     Client,
@@ -50,9 +80,16 @@ use tokengate::{
     },
 };
 
+use connection::{Call, Connection, Connector, Replicas};
+use scripts::SCRIPTS;
+
 /// The default bound on every call; past it the gate answers
 /// `500 server_error`.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many replicas a write on a Redis Cluster waits for by default (see
+/// [`RedisStore::wait_for_replicas`]); none on a single server.
+pub const DEFAULT_CLUSTER_REPLICAS: u32 = 1;
 
 /// Clients, codes, refresh tokens and device codes on Redis.
 ///
@@ -66,58 +103,100 @@ pub struct RedisStore {
 
 struct Inner {
     /// Replaced after a timeout: a connection that went silent (a dead
-    /// host, lost NAT state) is not one the manager ever reconnects by
+    /// host, lost NAT state) is not one either client ever drops by
     /// itself.
-    connection: RwLock<ConnectionManager>,
-    client: RedisClient,
-    config: ConnectionManagerConfig,
+    connection: RwLock<Connection>,
+    connector: Connector,
     prefix: String,
     timeout: Duration,
+    replicas: Replicas,
+}
+
+/// What a write waits for: replicas ([`RedisStore::wait_for_replicas`]) or
+/// not (a claim, a release, a lockout count, a nonce: losing one to a
+/// failover only makes a request try again, or counts a failure less).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Replicated,
+    Local,
 }
 
 impl RedisStore {
-    /// A store on the Redis server at `url`, with the default key prefix
-    /// (`tokengate`) and timeout. Fails only for a malformed URL: the server
-    /// may be down now and come up later.
+    /// A store on the Redis server or cluster at `url`, with the default key
+    /// prefix (`tokengate`) and timeout. `url` is `redis://HOST:PORT` (or
+    /// `rediss://`, `unix://`), or `redis+cluster://HOST:PORT,HOST:PORT,...`
+    /// for a Redis Cluster given by some of its nodes. Fails only for a
+    /// malformed URL: the server may be down now and come up later.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, "tokengate", DEFAULT_STORE_TIMEOUT).await
     }
 
     /// A store with its own key prefix (several gates, or tests, on one
-    /// server) and per-call timeout.
+    /// server) and per-call timeout. The prefix may not hold `{` or `}`: on
+    /// a cluster, those would pin every key to one hash slot.
     pub async fn connect_with(
         url: &str,
         prefix: &str,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let client =
-            RedisClient::open(url).map_err(|e| StoreError::with_source("invalid Redis URL", e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-            .map_err(|e| StoreError::with_source("cannot set up the Redis connection", e))?;
+        if prefix.contains(['{', '}']) {
+            return Err(StoreError::new(
+                "a Redis key prefix may not hold '{' or '}' (hash tags)",
+            ));
+        }
+        let connector = Connector::parse(url, timeout)?;
+        let connection = connector.connect()?;
+        let replicas = if connector.is_cluster() {
+            DEFAULT_CLUSTER_REPLICAS
+        } else {
+            0
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 connection: RwLock::new(connection),
-                client,
-                config,
+                connector,
                 prefix: prefix.to_owned(),
                 timeout,
+                // A healthy replica acknowledges in well under a
+                // millisecond; this bound only matters while one lags, and
+                // leaves the call's own timeout room for the rest.
+                replicas: Replicas::new(replicas, timeout / 2),
             }),
         })
+    }
+
+    /// How many replicas of a master must have a write that a failover must
+    /// not lose before the gate answers: [`DEFAULT_CLUSTER_REPLICAS`] on a
+    /// cluster, none on a single server (set it when a single server has
+    /// replicas that Sentinel may promote).
+    ///
+    /// A master is never waited on for more replicas than it has connected
+    /// at the time: one whose replica died goes on serving, since no older
+    /// copy of its slots is left to be promoted. A replica that is connected
+    /// but does not acknowledge within half the store's timeout fails the
+    /// call (the gate answers `500`): the write may be lost by a failover,
+    /// so nothing is answered on it. `0` answers as soon as the master has
+    /// a write, at the risk that a failover right after loses it: a code
+    /// could then be redeemed twice.
+    #[must_use]
+    pub fn wait_for_replicas(self, replicas: u32) -> Self {
+        self.inner.replicas.set(replicas);
+        self
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
         format!("{}:{kind}:{id}", self.inner.prefix)
     }
 
+    /// A key in the hash slot of `tag`: a refresh family's keys.
+    fn tagged_key(&self, kind: &str, tag: &str) -> String {
+        format!("{}:{kind}:{{{tag}}}", self.inner.prefix)
+    }
+
     /// Runs `op` on a connection, bounded by the timeout.
     async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let connection = self
@@ -130,7 +209,7 @@ impl RedisStore {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 // The connection's own response timeout (set to the same
-                // bound) often fires first; the manager does not drop the
+                // bound) often fires first; the client does not drop the
                 // connection for it, so without this a hung connection
                 // would fail every later call for good.
                 if error.is_timeout() {
@@ -148,12 +227,27 @@ impl RedisStore {
         }
     }
 
+    /// Runs a script, bounded by the timeout; a [`Durability::Replicated`]
+    /// write waits for the master's replicas in the same round trip.
+    async fn script<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        call: Call,
+        durability: Durability,
+    ) -> Result<T, StoreError> {
+        let replicas = (durability == Durability::Replicated).then_some(&self.inner.replicas);
+        let value = self
+            .run(what, |mut c| async move {
+                connection::invoke(&mut c, &call, replicas).await
+            })
+            .await?;
+        redis::from_redis_value(value)
+            .map_err(|e| StoreError::with_source("unexpected Redis reply", e))
+    }
+
     /// Drops the connection after a timeout: the next call makes a new one.
     fn reconnect(&self) {
-        if let Ok(fresh) = ConnectionManager::new_lazy_with_config(
-            self.inner.client.clone(),
-            self.inner.config.clone(),
-        ) {
+        if let Ok(fresh) = self.inner.connector.connect() {
             *self
                 .inner
                 .connection
@@ -189,6 +283,8 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.timeout)
+            .field("cluster", &self.inner.connector.is_cluster())
+            .field("wait_for_replicas", &self.inner.replicas.wanted())
             .finish_non_exhaustive()
     }
 }
@@ -209,262 +305,58 @@ fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
         .map_err(|e| StoreError::with_source("cannot decode a stored record", e))
 }
 
-/// Stores a record under a key that must not exist yet.
-const ISSUE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'uses', 0)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-";
-
-/// Claims an unused code or refresh token for ARGV[2] (the claim's id) for
-/// ARGV[3] ms: `claimed` and the record; `used` and the record; `busy`
-/// while another live claim has it; nothing for no such value, or one of a
-/// revoked family (ARGV[1] the revoked-marker prefix, or ''). Claims lapse
-/// by the server's clock.
-const CLAIM: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family', 'held_until')
-if not f[1] then return false end
-if ARGV[1] ~= '' and f[3] and redis.call('EXISTS', ARGV[1] .. f[3]) == 1 then return false end
-if tonumber(f[2]) > 0 then return {'used', f[1]} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if f[4] and tonumber(f[4]) > now then return {'busy'} end
-redis.call('HSET', KEYS[1], 'holder', ARGV[2], 'held_until', now + tonumber(ARGV[3]))
-return {'claimed', f[1]}
-";
-
-/// Uses up a value claimed by ARGV[1]: 1, or 0 if the claim was lost (to
-/// another claim after it lapsed, or, for a refresh token, to its family's
-/// revocation; ARGV[2] the revoked-marker prefix or ''). Notes when, by the
-/// server's clock: a refresh token's reuse window starts there.
-const CONFIRM: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'holder', 'uses', 'family')
-if f[1] ~= ARGV[1] or tonumber(f[2]) ~= 0 then return 0 end
-if ARGV[2] ~= '' and f[3] and redis.call('EXISTS', ARGV[2] .. f[3]) == 1 then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HINCRBY', KEYS[1], 'uses', 1)
-redis.call('HSET', KEYS[1], 'used_at', now)
-redis.call('HDEL', KEYS[1], 'holder', 'held_until')
-return 1
-";
-
-/// One more use of a rotated refresh token (ARGV[1] the revoked-marker
-/// prefix): `granted` and the record when it was used less than ARGV[2] ms
-/// ago (or is claimed by a live claim) and granted fewer than ARGV[3]
-/// reuses, counted here; `refused` and the record when used otherwise;
-/// `held` when claimed past the limit; `free` when neither used nor
-/// claimed; nothing for no live token.
-const REUSE: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family', 'held_until', 'used_at', 'reuses')
-if not f[1] then return false end
-if f[3] and redis.call('EXISTS', ARGV[1] .. f[3]) == 1 then return false end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local in_window = false
-if tonumber(f[2]) > 0 then
-  in_window = f[5] ~= false and tonumber(f[5]) + tonumber(ARGV[2]) > now
-elseif f[4] and tonumber(f[4]) > now then
-  in_window = true
-else
-  return {'free'}
-end
-if in_window and tonumber(f[6] or '0') < tonumber(ARGV[3]) then
-  redis.call('HINCRBY', KEYS[1], 'reuses', 1)
-  return {'granted', f[1]}
-end
-if tonumber(f[2]) == 0 then return {'held'} end
-return {'refused', f[1]}
-";
-
-/// Hands back a value claimed by ARGV[1], unused; a lost claim is left be.
-const RELEASE: &str = r"
-if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'holder', 'held_until')
-end
-return 1
-";
-
-/// Reads a refresh token without using it: the record and its use count;
-/// nothing for a token of a revoked family.
-const PEEK_REFRESH: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family')
-if not f[1] then return false end
-if f[3] and redis.call('EXISTS', ARGV[1] .. f[3]) == 1 then return false end
-return {f[1], tonumber(f[2])}
-";
-
-/// Stores a refresh token and adds it to its family, unless the family was
-/// revoked (-1) or the key exists (0).
-const ISSUE_REFRESH: &str = r"
-if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'uses', 0, 'family', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[4])
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
-return 1
-";
-
-/// Marks a family revoked for as long as any of its tokens would live (at
-/// least ARGV[1] ms): one write, whatever the family's size. Redemption and
-/// issuing check the marker; the members expire by themselves.
-const REVOKE_FAMILY: &str = r"
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < tonumber(ARGV[1]) then ttl = tonumber(ARGV[1]) end
-redis.call('SET', KEYS[2], '1', 'PX', ttl)
-return 1
-";
-
-/// Stores a device authorization (ARGV[1], its JSON) and its user code,
-/// unless either exists. The record outlives the code by ARGV[3] ms, so late
-/// polls still hear `expired_token`; the user code (mapped to ARGV[4], the
-/// device key) is freed at expiry, after ARGV[2] ms.
-const ISSUE_DEVICE: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]) + tonumber(ARGV[3]))
-redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])
-return 1
-";
-
-/// Compare-and-set of a device record: if KEYS[1] still holds ARGV[1] (the
-/// JSON read before the core's rules ran), writes ARGV[2] keeping its
-/// expiry, or, when ARGV[2] is empty, deletes it (redeemed) and frees its
-/// user code KEYS[2] if that still names this device (ARGV[3]). 1 when
-/// written, 0 when another poll or decision changed it first.
-const SWAP_DEVICE: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
-  if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-end
-return 1
-";
-
-/// The scripts, hashed once; `invoke_async` sends EVALSHA and falls back to
-/// EVAL when the server has not seen a script yet.
-struct Scripts {
-    issue: Script,
-    claim: Script,
-    confirm: Script,
-    release: Script,
-    issue_refresh: Script,
-    peek_refresh: Script,
-    revoke_family: Script,
-    reuse: Script,
-    issue_device: Script,
-    swap_device: Script,
-    locked: Script,
-    fail: Script,
+/// A script's reply of a tag and, maybe, a record: `{'claimed', json}`.
+fn tagged_reply(value: Value) -> Result<Option<(String, Option<String>)>, StoreError> {
+    if value == Value::Nil {
+        return Ok(None);
+    }
+    let mut reply: Vec<String> = redis::from_redis_value(value)
+        .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?;
+    let json = if reply.len() == 2 { reply.pop() } else { None };
+    let tag = reply
+        .pop()
+        .ok_or_else(|| StoreError::new("unexpected empty Redis reply"))?;
+    Ok(Some((tag, json)))
 }
-
-/// The lockout's check: KEYS are failure counters, ARGV[i] the limit of
-/// KEYS[i]. Answers the longest time left (ms) among the counters at or past
-/// their limit, 0 when none is.
-const LOCKED: &str = r"
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local failures = tonumber(redis.call('GET', key) or '0')
-  if failures >= tonumber(ARGV[i]) then
-    local left = redis.call('PTTL', key)
-    if left > wait then wait = left end
-  end
-end
-return wait
-";
-
-/// Counts a failure on each counter: KEYS are the counters, ARGV[i] the
-/// window of KEYS[i] in ms. The first failure opens the window, which then
-/// expires by itself; a counter found without an expiry gets one, so no
-/// key can lock anyone out for good.
-const FAIL: &str = r"
-for i, key in ipairs(KEYS) do
-  local failures = redis.call('INCR', key)
-  if failures == 1 or redis.call('PTTL', key) < 0 then
-    redis.call('PEXPIRE', key, ARGV[i])
-  end
-end
-return 1
-";
-
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    issue: Script::new(ISSUE),
-    claim: Script::new(CLAIM),
-    confirm: Script::new(CONFIRM),
-    release: Script::new(RELEASE),
-    issue_refresh: Script::new(ISSUE_REFRESH),
-    peek_refresh: Script::new(PEEK_REFRESH),
-    revoke_family: Script::new(REVOKE_FAMILY),
-    reuse: Script::new(REUSE),
-    issue_device: Script::new(ISSUE_DEVICE),
-    swap_device: Script::new(SWAP_DEVICE),
-    locked: Script::new(LOCKED),
-    fail: Script::new(FAIL),
-});
 
 impl RedisStore {
     /// Claims a code or refresh token (two-phase redemption).
     async fn claim_value<T: serde::de::DeserializeOwned>(
         &self,
         key: String,
-        revoked_prefix: String,
         claim: &Claim,
     ) -> Result<Redemption<T>, StoreError> {
-        let (id, ttl) = (claim.id_hex(), millis_of(claim.ttl()));
-        let value: Value = self
-            .run("claim", |mut c| async move {
-                SCRIPTS
-                    .claim
-                    .key(key)
-                    .arg(revoked_prefix)
-                    .arg(id)
-                    .arg(ttl)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        if value == Value::Nil {
+        let call = Call::new(&SCRIPTS.claim)
+            .key(key)
+            .arg(claim.id_hex())
+            .arg(millis_of(claim.ttl()));
+        let value: Value = self.script("claim", call, Durability::Local).await?;
+        let Some((tag, json)) = tagged_reply(value)? else {
             return Ok(Redemption::Unknown);
-        }
-        let mut reply: Vec<String> = redis::from_redis_value(value)
-            .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?;
-        let json = if reply.len() == 2 { reply.pop() } else { None };
-        Ok(match (reply.first().map(String::as_str), json) {
-            (Some("claimed"), Some(json)) => Redemption::Claimed(decode(&json)?),
-            (Some("used"), Some(json)) => Redemption::Used(decode(&json)?),
-            (Some("busy"), None) => Redemption::Busy,
+        };
+        Ok(match (tag.as_str(), json) {
+            ("claimed", Some(json)) => Redemption::Claimed(decode(&json)?),
+            ("used", Some(json)) => Redemption::Used(decode(&json)?),
+            ("busy", None) => Redemption::Busy,
             _ => return Err(StoreError::new("unexpected Redis reply to a claim")),
         })
     }
 
-    /// Confirms (`confirm`) or releases a claim. `revoked_prefix` as in
-    /// [`Self::claim_value`].
+    /// Confirms a claim (the value is used up: replicated before the gate
+    /// answers), or releases it.
     async fn end_claim(
         &self,
         key: String,
-        revoked_prefix: String,
         claim: &Claim,
         confirm: bool,
     ) -> Result<bool, StoreError> {
-        let id = claim.id_hex();
-        let (script, what) = if confirm {
-            (&SCRIPTS.confirm, "confirm claim")
+        let (script, what, durability) = if confirm {
+            (&SCRIPTS.confirm, "confirm claim", Durability::Replicated)
         } else {
-            (&SCRIPTS.release, "release claim")
+            (&SCRIPTS.release, "release claim", Durability::Local)
         };
-        let settled: i64 = self
-            .run(what, |mut c| async move {
-                script
-                    .key(key)
-                    .arg(id)
-                    .arg(revoked_prefix)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
+        let call = Call::new(script).key(key).arg(claim.id_hex());
+        let settled: i64 = self.script(what, call, durability).await?;
         Ok(settled == 1)
     }
 }
@@ -488,19 +380,12 @@ impl ClientStore for RedisStore {
 
 impl CodeStore for RedisStore {
     async fn issue(&self, key: CodeKey, record: CodeRecord) -> Result<(), StoreError> {
-        let json = encode(&record)?;
-        let ttl = ttl(record.issued_at, record.expires_at);
-        let key = self.key("code", &key.to_hex());
+        let call = Call::new(&SCRIPTS.issue)
+            .key(self.key("code", &key.to_hex()))
+            .arg(encode(&record)?)
+            .arg(ttl(record.issued_at, record.expires_at));
         let stored: i64 = self
-            .run("issue code", |mut c| async move {
-                SCRIPTS
-                    .issue
-                    .key(key)
-                    .arg(json)
-                    .arg(ttl)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .script("issue code", call, Durability::Replicated)
             .await?;
         if stored == 1 {
             Ok(())
@@ -514,46 +399,53 @@ impl CodeStore for RedisStore {
         key: &CodeKey,
         claim: &Claim,
     ) -> Result<Redemption<Arc<CodeRecord>>, StoreError> {
-        self.claim_value::<CodeRecord>(self.key("code", &key.to_hex()), String::new(), claim)
+        self.claim_value::<CodeRecord>(self.key("code", &key.to_hex()), claim)
             .await
             .map(|redemption| redemption.map(Arc::new))
     }
 
     async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
-        self.end_claim(self.key("code", &key.to_hex()), String::new(), claim, true)
+        self.end_claim(self.key("code", &key.to_hex()), claim, true)
             .await
     }
 
     async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
-        self.end_claim(self.key("code", &key.to_hex()), String::new(), claim, false)
+        self.end_claim(self.key("code", &key.to_hex()), claim, false)
             .await
             .map(drop)
     }
 }
+
+/// How long a family's revocation marker lives at least, and a token of it
+/// marked before it was stored: past any issuing still in flight.
+const REVOKED_AT_LEAST: Duration = Duration::from_secs(3600);
 
 impl RefreshStore for RedisStore {
     async fn issue(&self, key: CodeKey, record: RefreshRecord) -> Result<(), StoreError> {
         let json = encode(&record)?;
         let ttl = ttl(record.issued_at, record.expires_at);
         let hex = key.to_hex();
-        let token_key = self.key("refresh", &hex);
-        let family_key = self.key("family", &record.family);
-        let revoked_key = self.key("revoked", &record.family);
-        let family = record.family.clone();
+        // Joins the family first: once it is revoked, nothing joins, and a
+        // revocation between the two steps marks this token before it is
+        // stored, so the second step refuses it.
+        let join = Call::new(&SCRIPTS.join_family)
+            .key(self.tagged_key("family", &record.family))
+            .key(self.tagged_key("revoked", &record.family))
+            .arg(&hex)
+            .arg(ttl);
+        let joined: i64 = self
+            .script("join refresh family", join, Durability::Replicated)
+            .await?;
+        if joined == -1 {
+            return Err(StoreError::new("the refresh token family was revoked"));
+        }
+        let store = Call::new(&SCRIPTS.issue_refresh)
+            .key(self.key("refresh", &hex))
+            .arg(json)
+            .arg(ttl)
+            .arg(&record.family);
         let stored: i64 = self
-            .run("issue refresh token", |mut c| async move {
-                SCRIPTS
-                    .issue_refresh
-                    .key(token_key)
-                    .key(family_key)
-                    .key(revoked_key)
-                    .arg(json)
-                    .arg(ttl)
-                    .arg(family)
-                    .arg(hex)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .script("issue refresh token", store, Durability::Replicated)
             .await?;
         match stored {
             1 => Ok(()),
@@ -565,17 +457,9 @@ impl RefreshStore for RedisStore {
     }
 
     async fn find(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
-        let token_key = self.key("refresh", &key.to_hex());
-        let revoked_prefix = self.key("revoked", "");
+        let call = Call::new(&SCRIPTS.peek_refresh).key(self.key("refresh", &key.to_hex()));
         let value: Value = self
-            .run("find refresh token", |mut c| async move {
-                SCRIPTS
-                    .peek_refresh
-                    .key(token_key)
-                    .arg(revoked_prefix)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .script("find refresh token", call, Durability::Local)
             .await?;
         let (json, uses): (String, i64) = match value {
             Value::Nil => return Ok(Lookup::Unknown),
@@ -590,20 +474,17 @@ impl RefreshStore for RedisStore {
         key: &CodeKey,
         claim: &Claim,
     ) -> Result<Redemption<RefreshRecord>, StoreError> {
-        let revoked_prefix = self.key("revoked", "");
-        self.claim_value(self.key("refresh", &key.to_hex()), revoked_prefix, claim)
+        self.claim_value(self.key("refresh", &key.to_hex()), claim)
             .await
     }
 
     async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
-        let revoked_prefix = self.key("revoked", "");
-        let key = self.key("refresh", &key.to_hex());
-        self.end_claim(key, revoked_prefix, claim, true).await
+        self.end_claim(self.key("refresh", &key.to_hex()), claim, true)
+            .await
     }
 
     async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
-        let key = self.key("refresh", &key.to_hex());
-        self.end_claim(key, String::new(), claim, false)
+        self.end_claim(self.key("refresh", &key.to_hex()), claim, false)
             .await
             .map(drop)
     }
@@ -613,47 +494,44 @@ impl RefreshStore for RedisStore {
         key: &CodeKey,
         window: ReuseWindow,
     ) -> Result<Reuse<RefreshRecord>, StoreError> {
-        let token_key = self.key("refresh", &key.to_hex());
-        let revoked_prefix = self.key("revoked", "");
+        let call = Call::new(&SCRIPTS.reuse)
+            .key(self.key("refresh", &key.to_hex()))
+            .arg(millis_of(window.within))
+            .arg(window.limit);
         let value: Value = self
-            .run("reuse refresh token", |mut c| async move {
-                SCRIPTS
-                    .reuse
-                    .key(token_key)
-                    .arg(revoked_prefix)
-                    .arg(millis_of(window.within))
-                    .arg(window.limit)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .script("reuse refresh token", call, Durability::Replicated)
             .await?;
-        if value == Value::Nil {
+        let Some((tag, json)) = tagged_reply(value)? else {
             return Ok(Reuse::Unknown);
-        }
-        let mut reply: Vec<String> = redis::from_redis_value(value)
-            .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?;
-        let json = if reply.len() == 2 { reply.pop() } else { None };
-        Ok(match (reply.first().map(String::as_str), json) {
-            (Some("granted"), Some(json)) => Reuse::Granted(decode(&json)?),
-            (Some("refused"), Some(json)) => Reuse::Refused(decode(&json)?),
-            (Some("free"), None) => Reuse::NotRotated,
-            (Some("held"), None) => Reuse::Held,
+        };
+        Ok(match (tag.as_str(), json) {
+            ("granted", Some(json)) => Reuse::Granted(decode(&json)?),
+            ("refused", Some(json)) => Reuse::Refused(decode(&json)?),
+            ("free", None) => Reuse::NotRotated,
+            ("held", None) => Reuse::Held,
             _ => return Err(StoreError::new("unexpected Redis reply to a reuse")),
         })
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
-        let family_key = self.key("family", family);
-        let revoked_key = self.key("revoked", family);
-        self.run("revoke family", |mut c| async move {
-            SCRIPTS
-                .revoke_family
-                .key(family_key)
-                .key(revoked_key)
-                .arg(3_600_000)
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
+        let call = Call::new(&SCRIPTS.revoke_family)
+            .key(self.tagged_key("family", family))
+            .key(self.tagged_key("revoked", family))
+            .arg(millis_of(REVOKED_AT_LEAST));
+        let (ttl, members): (i64, Vec<String>) = self
+            .script("revoke family", call, Durability::Replicated)
+            .await?;
+        // Each token on its own slot, all at once. A failure leaves the
+        // call failed (the gate answers `500`) and some tokens unmarked:
+        // the marker already stops the family from growing, so none of
+        // them can be rotated into a new token, and the next revocation
+        // marks them.
+        try_join_all(members.iter().map(|hex| {
+            let call = Call::new(&SCRIPTS.mark_revoked)
+                .key(self.key("refresh", hex))
+                .arg(ttl);
+            self.script::<i64>("revoke refresh token", call, Durability::Replicated)
+        }))
         .await
         .map(drop)
     }
@@ -678,23 +556,26 @@ impl RedisStore {
         read: String,
         next: Option<&DeviceRecord>,
     ) -> Result<bool, StoreError> {
-        let next = next.map(encode).transpose()?.unwrap_or_default();
-        let device_key = device_key.to_owned();
-        let user_key = self.key("user", &record.user_code);
-        let hex = device_key.rsplit(':').next().unwrap_or_default().to_owned();
+        let redeemed = next.is_none();
+        let call = Call::new(&SCRIPTS.swap_device)
+            .key(device_key)
+            .arg(read)
+            .arg(next.map(encode).transpose()?.unwrap_or_default());
         let swapped: i64 = self
-            .run("write device code", |mut c| async move {
-                SCRIPTS
-                    .swap_device
-                    .key(device_key)
-                    .key(user_key)
-                    .arg(read)
-                    .arg(next)
-                    .arg(hex)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .script("write device code", call, Durability::Replicated)
             .await?;
+        if swapped == 1 && redeemed {
+            // The user code is free again, unless it names another device
+            // by now. On its own slot, after the redemption: if this step
+            // fails, the redemption stands, and the user code stays taken
+            // (and useless: it finds no record) until it expires.
+            let hex = device_key.rsplit(':').next().unwrap_or_default();
+            let free = Call::new(&SCRIPTS.delete_if)
+                .key(self.key("user", &record.user_code))
+                .arg(hex);
+            let _freed: Result<i64, _> =
+                self.script("free user code", free, Durability::Local).await;
+        }
         Ok(swapped == 1)
     }
 }
@@ -706,20 +587,24 @@ impl DeviceStore for RedisStore {
         let hex = key.to_hex();
         let device_key = self.key("device", &hex);
         let user_key = self.key("user", &record.user_code);
-        let tombstone = i64::try_from(DEVICE_TOMBSTONE.as_millis()).unwrap_or(0);
+        let tombstone = millis_of(DEVICE_TOMBSTONE);
+        // The user code first, on its own slot: taken, it refuses this
+        // authorization (the gate draws another user code). The record
+        // outlives the code by the tombstone, so late polls still hear
+        // `expired_token`; the user code is freed at expiry.
+        let take = Call::new(&SCRIPTS.set_new).key(user_key).arg(&hex).arg(ttl);
+        let taken: i64 = self
+            .script("take user code", take, Durability::Replicated)
+            .await?;
+        if taken != 1 {
+            return Ok(false);
+        }
+        let store = Call::new(&SCRIPTS.set_new)
+            .key(device_key)
+            .arg(json)
+            .arg(ttl.saturating_add(tombstone));
         let stored: i64 = self
-            .run("issue device code", |mut c| async move {
-                SCRIPTS
-                    .issue_device
-                    .key(device_key)
-                    .key(user_key)
-                    .arg(json)
-                    .arg(ttl)
-                    .arg(tombstone)
-                    .arg(hex)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .script("issue device code", store, Durability::Replicated)
             .await?;
         Ok(stored == 1)
     }
@@ -834,45 +719,56 @@ impl DeviceStore for RedisStore {
 /// The lockout's and the user-code limits' counters, shared by every gate
 /// process on this Redis: each check and each failure is one script, one
 /// round trip, atomic on the server, and windows are Redis expirations
-/// (Redis's clock, not the gate's).
+/// (Redis's clock, not the gate's). On a cluster, each counter is its own
+/// key in its own slot (a client's, an address's): one script per counter,
+/// all sent at once.
 impl LockoutStore for RedisStore {
     async fn locked(
         &self,
         counters: &[Counter<'_>],
         _now: SystemTime,
     ) -> Result<Option<Duration>, StoreError> {
-        if counters.is_empty() {
-            return Ok(None);
-        }
-        let mut invocation = SCRIPTS.locked.prepare_invoke();
-        for counter in counters {
-            invocation
-                .key(self.key("lockout", &counter.key.name()))
-                .arg(counter.limit);
-        }
-        let wait: u64 = self
-            .run("lockout check", |mut c| async move {
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
+        let waits = try_join_all(self.per_slot(counters).into_iter().map(|group| {
+            let call = group
+                .iter()
+                .fold(Call::new(&SCRIPTS.locked), |call, counter| {
+                    call.key(self.key("lockout", &counter.key.name()))
+                        .arg(counter.limit)
+                });
+            self.script::<u64>("lockout check", call, Durability::Local)
+        }))
+        .await?;
+        let wait = waits.into_iter().max().unwrap_or(0);
         Ok((wait > 0).then(|| Duration::from_millis(wait)))
     }
 
     async fn fail(&self, counters: &[Counter<'_>], _now: SystemTime) -> Result<(), StoreError> {
-        if counters.is_empty() {
-            return Ok(());
-        }
-        let mut invocation = SCRIPTS.fail.prepare_invoke();
-        for counter in counters {
-            let window = u64::try_from(counter.window.as_millis()).unwrap_or(u64::MAX);
-            invocation
-                .key(self.key("lockout", &counter.key.name()))
-                .arg(window.max(1));
-        }
-        self.run("lockout count", |mut c| async move {
-            invocation.invoke_async::<()>(&mut c).await
-        })
+        try_join_all(self.per_slot(counters).into_iter().map(|group| {
+            let call = group
+                .iter()
+                .fold(Call::new(&SCRIPTS.fail), |call, counter| {
+                    let window = u64::try_from(counter.window.as_millis()).unwrap_or(u64::MAX);
+                    call.key(self.key("lockout", &counter.key.name()))
+                        .arg(window.max(1))
+                });
+            self.script::<()>("lockout count", call, Durability::Local)
+        }))
         .await
+        .map(drop)
+    }
+}
+
+impl RedisStore {
+    /// The counters as one group on a single server (one script), one group
+    /// each on a cluster; no group for no counter.
+    fn per_slot<'c, 'k>(&self, counters: &'c [Counter<'k>]) -> Vec<&'c [Counter<'k>]> {
+        if counters.is_empty() {
+            Vec::new()
+        } else if self.inner.connector.is_cluster() {
+            counters.chunks(1).collect()
+        } else {
+            vec![counters]
+        }
     }
 }
 
@@ -897,17 +793,16 @@ impl ReplayStore for RedisStore {
         // SET NX: of concurrent first uses, in any number of processes,
         // the server lets exactly one create the key (`OK`); the others
         // find it and get nil. The key expires by itself at `until`.
+        // Replicated: a failover that lost it would let the value be
+        // used once more.
+        let call = Call::command("SET")
+            .key(key)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl);
         let reply: Value = self
-            .run("record one-time value", |mut c| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl)
-                    .query_async(&mut c)
-                    .await
-            })
+            .script("record one-time value", call, Durability::Replicated)
             .await?;
         match reply {
             Value::Okay => Ok(true),
