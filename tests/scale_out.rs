@@ -10,7 +10,8 @@
 //! `redis://127.0.0.1:6379`; `TOKENGATE_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`), so the plain `cargo test`
 //! leaves these tests out (ignored); `.ci/run` runs them with `--ignored`,
-//! and there a server that is away fails them.
+//! and there a server that is away fails them. The Redis Cluster variants
+//! need `.ci/redis-cluster start` (or `TOKENGATE_REDIS_CLUSTER_URL`).
 
 mod common;
 
@@ -397,4 +398,38 @@ async fn stopping_redis_is_a_500_and_restarting_it_restores_service() {
     }
     drop(restarted);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The Redis Cluster `.ci/redis-cluster start` runs (three masters with a
+/// replica each), or `TOKENGATE_REDIS_CLUSTER_URL`.
+fn cluster_url() -> String {
+    std::env::var("TOKENGATE_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".to_owned()
+    })
+}
+
+/// The same four, on a Redis Cluster: codes, the lockout's counters, the
+/// one-time values and a refresh family spread over its slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Redis Cluster (.ci/redis-cluster start); .ci/run runs it"]
+async fn two_processes_share_a_redis_cluster() {
+    one_token_per_code(&cluster_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Redis Cluster (.ci/redis-cluster start); .ci/run runs it"]
+async fn two_processes_on_a_redis_cluster_share_one_lockout() {
+    one_lockout(&cluster_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Redis Cluster (.ci/redis-cluster start); .ci/run runs it"]
+async fn two_processes_on_a_redis_cluster_share_one_replay_store() {
+    one_replay_store(&cluster_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Redis Cluster (.ci/redis-cluster start); .ci/run runs it"]
+async fn two_processes_on_a_redis_cluster_share_one_reuse_window() {
+    one_reuse_window(&cluster_url()).await;
 }

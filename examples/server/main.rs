@@ -72,8 +72,10 @@
 //!   `metrics on http://ADDR/metrics` before the `listening on` line.
 //! - `--no-gate` serves the same handler without the gate: a baseline for
 //!   benchmarks only, it hands a token to anyone.
-//! - `--store memory|redis://..|postgres://..` picks where clients, codes,
-//!   refresh tokens and device codes live (default `memory`); with Redis or
+//! - `--store memory|redis://..|redis+cluster://..|postgres://..` picks
+//!   where clients, codes, refresh tokens and device codes live (default
+//!   `memory`); `redis+cluster://HOST:PORT,HOST:PORT,..` is a Redis Cluster
+//!   named by some of its nodes. With Redis, a Redis Cluster or
 //!   PostgreSQL (the `tokengate-redis` and `tokengate-postgres` crates),
 //!   several demo processes share them, with the lockout's counters and
 //!   the replay store: the `jti`s of client assertions and DPoP proofs (a
@@ -159,7 +161,7 @@ use tokens::{Issued, Lifecycle, RefreshAlive, Registry};
 
 const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s)://HOST[:PORT][/PATH]]
               [--dialect github|rfc6749] [--clients FILE] [--no-gate]
-              [--store memory|redis://HOST:PORT|postgres://USER@HOST:PORT/DB]
+              [--store memory|redis://HOST:PORT|redis+cluster://HOST:PORT,..|postgres://USER@HOST:PORT/DB]
               [--lockout FAILURES/SECONDS|off] [--code-lifetime SECONDS]
               [--dpop-nonce] [--metrics-addr 127.0.0.1:9090]
               [--refresh-reuse SECS]
@@ -277,11 +279,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 let store = value()?;
                 let known = store == "memory"
                     || store.starts_with("redis://")
+                    || store.starts_with("redis+cluster://")
                     || store.starts_with("postgres://")
                     || store.starts_with("postgresql://");
                 if !known {
                     return Err(format!(
-                        "--store: {store:?} is not memory, redis://.. or postgres://.."
+                        "--store: {store:?} is not memory, redis://.., redis+cluster://.. or postgres://.."
                     ));
                 }
                 options.store = store;
@@ -599,7 +602,7 @@ async fn open_store(
         }
         return Ok(gate(memory, options, tokens));
     }
-    if store.starts_with("redis://") {
+    if store.starts_with("redis://") || store.starts_with("redis+cluster://") {
         let redis = tokengate_redis::RedisStore::connect(store)
             .await
             .map_err(|e| Exit(2, format!("--store: {e}")))?;

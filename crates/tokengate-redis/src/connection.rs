@@ -5,9 +5,9 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU8, AtomicU32, Ordering},
+        atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use redis::{
@@ -245,6 +245,9 @@ pub(crate) struct Replicas {
     /// Per hash slot: the replicas its master had connected at the last
     /// write (`u8::MAX`: not seen yet).
     seen: Arc<[AtomicU8]>,
+    /// When the table was last read from the cluster (ms since `epoch`).
+    refreshed: AtomicU64,
+    epoch: Instant,
 }
 
 impl Replicas {
@@ -253,6 +256,41 @@ impl Replicas {
             wanted: AtomicU32::new(wanted),
             within,
             seen: (0..16384).map(|_| AtomicU8::new(u8::MAX)).collect(),
+            refreshed: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// After a master was seen with another number of replicas than the
+    /// table said (a failover, a replica lost or back): the whole table
+    /// from `CLUSTER SHARDS`, at most once a second, so that the other
+    /// slots of that master do not each learn it by waiting. A failover
+    /// moves all of a master's slots at once.
+    async fn refresh(&self, connection: &mut Connection) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.refreshed.load(Ordering::Relaxed);
+        if now < last.saturating_add(1000)
+            || self
+                .refreshed
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let Ok(shards) = redis::cmd("CLUSTER")
+            .arg("SHARDS")
+            .query_async::<Value>(connection)
+            .await
+        else {
+            return;
+        };
+        for (ranges, online) in shard_replicas(shards) {
+            let online = u8::try_from(online).unwrap_or(u8::MAX - 1);
+            for (first, last) in ranges {
+                for slot in first..=last.min(16383) {
+                    self.seen[usize::from(slot)].store(online, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -304,10 +342,12 @@ pub(crate) async fn invoke(
         other => other?,
     };
     let connected = connected_replicas(replies.pop())?;
-    seen.store(
-        u8::try_from(connected).unwrap_or(u8::MAX - 1),
-        Ordering::Relaxed,
-    );
+    let now = u8::try_from(connected).unwrap_or(u8::MAX - 1);
+    let before = seen.load(Ordering::Relaxed);
+    if before != u8::MAX && before != now && matches!(connection, Connection::Cluster(_)) {
+        replicas.refresh(connection).await;
+    }
+    seen.store(now, Ordering::Relaxed);
     let acknowledged = if wait_for > 0 {
         replies
             .pop()
@@ -339,6 +379,74 @@ pub(crate) async fn invoke(
         Ok(reply)
     } else {
         Err(not_replicated(acknowledged, needed))
+    }
+}
+
+/// Per shard of a `CLUSTER SHARDS` reply: its slot ranges and its replicas
+/// that are online. Parts it cannot read are left out.
+fn shard_replicas(shards: Value) -> Vec<(Vec<(u16, u16)>, u32)> {
+    let Value::Array(shards) = shards else {
+        return Vec::new();
+    };
+    shards
+        .into_iter()
+        .filter_map(|shard| {
+            let shard = fields(shard)?;
+            let slots = match shard.get("slots")? {
+                Value::Array(slots) => slots
+                    .chunks(2)
+                    .filter_map(|pair| match pair {
+                        [Value::Int(first), Value::Int(last)] => {
+                            Some((u16::try_from(*first).ok()?, u16::try_from(*last).ok()?))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                _ => return None,
+            };
+            let Value::Array(nodes) = shard.get("nodes")? else {
+                return None;
+            };
+            let online = nodes
+                .iter()
+                .filter_map(|node| fields(node.clone()))
+                .filter(|node| {
+                    text(node.get("role")) == Some("replica")
+                        && text(node.get("health")) == Some("online")
+                })
+                .count();
+            Some((slots, u32::try_from(online).unwrap_or(u32::MAX)))
+        })
+        .collect()
+}
+
+/// A reply's name/value pairs (a RESP2 flat array or a RESP3 map).
+fn fields(value: Value) -> Option<std::collections::HashMap<String, Value>> {
+    let pairs: Vec<(Value, Value)> = match value {
+        Value::Map(pairs) => pairs,
+        Value::Array(items) => {
+            let mut items = items.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                pairs.push((name, value));
+            }
+            pairs
+        }
+        _ => return None,
+    };
+    Some(
+        pairs
+            .into_iter()
+            .filter_map(|(name, value)| Some((text(Some(&name))?.to_owned(), value)))
+            .collect(),
+    )
+}
+
+fn text(value: Option<&Value>) -> Option<&str> {
+    match value? {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
+        _ => None,
     }
 }
 
@@ -390,6 +498,58 @@ mod tests {
         assert_ne!(slot_of(b"foo{}{bar}"), slot_of(b"bar"));
         assert_eq!(slot_of(b"foo{{bar}}zap"), slot_of(b"{bar"));
         assert_eq!(slot_of(b"foo{bar}{zap}"), slot_of(b"bar"));
+    }
+
+    #[test]
+    fn shards_give_each_range_its_online_replicas() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let node = |role: &str, health: &str| {
+            Value::Array(vec![
+                bulk("id"),
+                bulk("abc"),
+                bulk("role"),
+                bulk(role),
+                bulk("health"),
+                bulk(health),
+            ])
+        };
+        let shard = |ranges: Vec<i64>, nodes: Vec<Value>| {
+            Value::Array(vec![
+                bulk("slots"),
+                Value::Array(ranges.into_iter().map(Value::Int).collect()),
+                bulk("nodes"),
+                Value::Array(nodes),
+            ])
+        };
+        let reply = Value::Array(vec![
+            shard(
+                vec![0, 5460],
+                vec![node("master", "online"), node("replica", "online")],
+            ),
+            // Failed over: the old master failed, no replica left.
+            shard(
+                vec![5461, 10922, 12000, 12001],
+                vec![node("master", "online"), node("master", "failed")],
+            ),
+            shard(
+                vec![10923, 11999],
+                vec![
+                    node("master", "online"),
+                    node("replica", "loading"),
+                    node("replica", "online"),
+                    node("replica", "online"),
+                ],
+            ),
+        ]);
+        assert_eq!(
+            shard_replicas(reply),
+            [
+                (vec![(0, 5460)], 1),
+                (vec![(5461, 10922), (12000, 12001)], 0),
+                (vec![(10923, 11999)], 2),
+            ]
+        );
+        assert!(shard_replicas(Value::Nil).is_empty());
     }
 
     #[test]

@@ -62,8 +62,11 @@ mod scripts;
 use std::{
     fmt,
     future::Future,
-    sync::{Arc, PoisonError, RwLock},
-    time::{Duration, SystemTime},
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures_util::future::try_join_all;
@@ -91,6 +94,14 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 /// [`RedisStore::wait_for_replicas`]); none on a single server.
 pub const DEFAULT_CLUSTER_REPLICAS: u32 = 1;
 
+/// How long a write waits for a connected replica's acknowledgement
+/// before it fails (closed). A healthy replica on the same network answers
+/// in well under a millisecond. `WAIT` holds the gate process's connection
+/// to that master meanwhile, so the calls queued behind it wait too: the
+/// bound is short, so that a replica that died costs a master's queue
+/// little before the store learns it is gone.
+pub const REPLICA_ACK_WITHIN: Duration = Duration::from_millis(100);
+
 /// Clients, codes, refresh tokens and device codes on Redis.
 ///
 /// The connection is made lazily and re-made by itself after an outage; each
@@ -110,6 +121,9 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     replicas: Replicas,
+    /// When the connection was last re-made (ms since `started`).
+    reconnected: AtomicU64,
+    started: Instant,
 }
 
 /// What a write waits for: replicas ([`RedisStore::wait_for_replicas`]) or
@@ -157,10 +171,9 @@ impl RedisStore {
                 connector,
                 prefix: prefix.to_owned(),
                 timeout,
-                // A healthy replica acknowledges in well under a
-                // millisecond; this bound only matters while one lags, and
-                // leaves the call's own timeout room for the rest.
-                replicas: Replicas::new(replicas, timeout / 2),
+                replicas: Replicas::new(replicas, REPLICA_ACK_WITHIN.min(timeout / 2)),
+                reconnected: AtomicU64::new(0),
+                started: Instant::now(),
             }),
         })
     }
@@ -173,7 +186,7 @@ impl RedisStore {
     /// A master is never waited on for more replicas than it has connected
     /// at the time: one whose replica died goes on serving, since no older
     /// copy of its slots is left to be promoted. A replica that is connected
-    /// but does not acknowledge within half the store's timeout fails the
+    /// but does not acknowledge within [`REPLICA_ACK_WITHIN`] fails the
     /// call (the gate answers `500`): the write may be lost by a failover,
     /// so nothing is answered on it. `0` answers as soon as the master has
     /// a write, at the risk that a failover right after loses it: a code
@@ -212,7 +225,7 @@ impl RedisStore {
                 // bound) often fires first; the client does not drop the
                 // connection for it, so without this a hung connection
                 // would fail every later call for good.
-                if error.is_timeout() {
+                if error.is_timeout() || self.inner.connector.is_cluster() {
                     self.reconnect();
                 }
                 Err(StoreError::with_source(
@@ -246,7 +259,23 @@ impl RedisStore {
     }
 
     /// Drops the connection after a timeout: the next call makes a new one.
+    /// On a cluster, after any failed call too, at most twice a second: a
+    /// fresh client reads the cluster's layout anew from the seed nodes,
+    /// which after a failover is the quickest way to the new master.
     fn reconnect(&self) {
+        if self.inner.connector.is_cluster() {
+            let now = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let last = self.inner.reconnected.load(Ordering::Relaxed);
+            if now < last.saturating_add(500)
+                || self
+                    .inner
+                    .reconnected
+                    .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                return;
+            }
+        }
         if let Ok(fresh) = self.inner.connector.connect() {
             *self
                 .inner
