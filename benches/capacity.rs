@@ -208,7 +208,11 @@ fn main() -> ExitCode {
     );
 
     // In process, before anything else runs: the heap is this process's alone.
-    let heap = memory_store_heap(config.requests, config.devices);
+    let heap = if config.stores.iter().any(|s| s == "memory") {
+        memory_store_heap(config.requests, config.devices)
+    } else {
+        Vec::new()
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -2691,11 +2695,13 @@ fn print_report(config: &Config, heap: &[(&str, usize, f64)], reports: &[StoreRe
     }
 
     println!("\n== Memory per value");
-    println!("\nmemory store, in process (heap bytes kept, counting allocator):\n");
-    println!("| step | values | bytes per value |");
-    println!("|---|---|---|");
-    for (label, n, bytes) in heap {
-        println!("| {label} | {n} | {bytes:.0} |");
+    if !heap.is_empty() {
+        println!("\nmemory store, in process (heap bytes kept, counting allocator):\n");
+        println!("| step | values | bytes per value |");
+        println!("|---|---|---|");
+        for (label, n, bytes) in heap {
+            println!("| {label} | {n} | {bytes:.0} |");
+        }
     }
     for report in reports {
         println!(
