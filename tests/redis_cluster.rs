@@ -323,3 +323,118 @@ async fn a_master_killed_during_redemptions_fails_closed_and_service_comes_back(
     assert!(revive.success(), ".ci/redis-cluster revive {victim}");
     wait_until("the cluster whole again", Duration::from_secs(60), whole);
 }
+
+/// A replica that stops acknowledging (its process stopped, its connection
+/// still open, so its master still lists it) fails closed the writes a
+/// failover must not lose on that master's slots, within the store's
+/// bound; a claim, which need not survive a failover, still goes through;
+/// and once the replica is back, writes go through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Redis Cluster (.ci/redis-cluster start); .ci/run runs it"]
+async fn a_silent_replica_fails_its_masters_writes_closed() {
+    use tokengate::{
+        authorize::CodeRecord,
+        store::{Claim, CodeKey, CodeStore, Redemption},
+    };
+
+    let _alone = ONE_AT_A_TIME.lock().await;
+    assert!(whole(), "the Redis Cluster is whole before the test");
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    let prefix = format!("tokengate-test-{}", hex::encode(bytes));
+    let store =
+        tokengate_redis::RedisStore::connect_with(&cluster_url(), &prefix, Duration::from_secs(2))
+            .await
+            .unwrap();
+    // A master, its replica, and a code whose key is on that master.
+    let nodes = nodes();
+    let replica = nodes
+        .iter()
+        .find(|(_, flags, _)| flags.contains("slave"))
+        .expect("a replica")
+        .0;
+    let info = cli(replica, &["info", "replication"]).unwrap();
+    let master: u16 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("master_port:"))
+        .and_then(|port| port.trim().parse().ok())
+        .expect("the replica's master");
+    let key_of = |code: &str| format!("{prefix}:code:{}", CodeKey::of(code).to_hex());
+    let on_master = |code: &str| {
+        let slot: u16 = cli(master, &["cluster", "keyslot", &key_of(code)])
+            .and_then(|slot| slot.trim().parse().ok())
+            .unwrap();
+        served_by(master, slot)
+    };
+    let codes: Vec<String> = (0..)
+        .map(|n| format!("silent-{n}"))
+        .filter(|code| on_master(code))
+        .take(3)
+        .collect();
+    let now = std::time::SystemTime::now();
+    let record = CodeRecord {
+        client_id: "app".into(),
+        subject: "alice".into(),
+        scopes: vec![],
+        redirect_uri: None,
+        pkce: None,
+        issued_at: now,
+        expires_at: now + Duration::from_secs(600),
+        dpop_jkt: None,
+    };
+    CodeStore::issue(&store, CodeKey::of(&codes[0]), record.clone())
+        .await
+        .expect("issued while the replica answers");
+
+    let pid = cli(replica, &["info", "server"])
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("process_id:"))
+                .map(|pid| pid.trim().to_owned())
+        })
+        .unwrap();
+    let stop = Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    assert!(stop.success());
+    let started = Instant::now();
+    let issued = CodeStore::issue(&store, CodeKey::of(&codes[1]), record.clone()).await;
+    let claim = Claim::new(Duration::from_secs(30)).unwrap();
+    let claimed = store.claim(&CodeKey::of(&codes[0]), &claim).await;
+    let confirmed = store.confirm(&CodeKey::of(&codes[0]), &claim).await;
+    let elapsed = started.elapsed();
+    let cont = Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    assert!(cont.success());
+
+    assert!(issued.is_err(), "an issue nobody replicated: {issued:?}");
+    assert!(
+        matches!(claimed, Ok(Redemption::Claimed(_))),
+        "a claim needs no replica: {claimed:?}"
+    );
+    assert!(
+        confirmed.is_err(),
+        "a confirmation nobody replicated: {confirmed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "bounded: {elapsed:?}");
+
+    // The replica is back: writes go through again.
+    wait_until("the replica in sync again", Duration::from_secs(30), whole);
+    CodeStore::issue(&store, CodeKey::of(&codes[2]), record)
+        .await
+        .expect("issued once the replica answers again");
+}
+
+/// Whether the master at `port` serves `slot`, by its `CLUSTER NODES`.
+fn served_by(port: u16, slot: u16) -> bool {
+    let nodes = cli(port, &["cluster", "nodes"]).unwrap_or_default();
+    nodes.lines().any(|line| {
+        line.contains("myself") && line.contains("master") && {
+            line.split(' ')
+                .skip(8)
+                .any(|range| match range.split_once('-') {
+                    Some((a, b)) => {
+                        (a.parse().unwrap_or(u16::MAX)..=b.parse().unwrap_or(0)).contains(&slot)
+                    }
+                    None => range.parse() == Ok(slot),
+                })
+        }
+    })
+}
