@@ -23,28 +23,29 @@
 //! `redis+cluster://HOST:PORT,HOST:PORT,...` names a cluster by some of its
 //! nodes. Every script touches one hash slot: a code, a refresh token and a
 //! device record are each one key (a claim lives in its value's hash), and a
-//! refresh family's token list and revocation marker share the family's
-//! hash tag (`{family}`). Values are spread over the slots by their hashes.
-//! What a single server does in one script and a cluster cannot (a key
-//! looked up by another secret lives in that secret's slot) takes two steps,
-//! ordered so that a step lost to a failure or a race fails closed:
+//! refresh family's keys (its list and its revocation marker) share the
+//! family's hash tag (`{family}`). Values spread over the slots by their
+//! hashes. What a single server does in one script and a cluster cannot,
+//! since the keys are found by different secrets, takes two calls:
 //!
-//! - issuing a refresh token joins its family first (refused once the
-//!   family is revoked), then stores the token;
-//! - revoking a family marks it first (no token joins it again), then marks
-//!   each of its tokens revoked on its own slot (a token not stored yet is
-//!   marked too, so its issuing fails);
+//! - a refresh token's use (a look-up, a claim, a confirmation, a reuse)
+//!   runs on the token's slot, then checks its family's revocation marker
+//!   on the family's slot: a revoked family's tokens are unknown, and a
+//!   confirmation that finds its family revoked is lost. Revoking a family
+//!   stays one write, whatever its size;
+//! - issuing a refresh token joins its family first (refused once it is
+//!   revoked), then stores the token;
 //! - a device authorization takes its user code first, then stores the
 //!   record; a redeemed one frees its user code after.
 //!
 //! Redis replicates asynchronously. On a cluster, the writes a failover must
-//! not lose (a confirmed claim, a reuse, a revocation, an issued code or
-//! token, a device's redemption, a one-time value) wait until the master's
-//! replicas have them (`WAIT`, in the same round trip) before the gate
-//! answers; see [`RedisStore::wait_for_replicas`]. A call that cannot be
-//! answered within the store's timeout fails closed: the gate answers
-//! `500 server_error`, and a code whose claim was not confirmed can be
-//! redeemed again, once, after the claim lapses.
+//! not lose (an issued code or token, a confirmed claim, a reuse, a
+//! revocation, a device's redemption, a one-time value, a client) wait until
+//! the master's replicas have them (`WAIT`, in the same round trip) before
+//! the gate answers; see [`RedisStore::wait_for_replicas`]. A call that
+//! cannot be answered within the store's timeout fails closed: the gate
+//! answers `500 server_error`, and a code whose claim was not confirmed can
+//! be redeemed again, once, after the claim lapses.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tokengate::StoreError> {
@@ -64,13 +65,13 @@ use std::{
     future::Future,
     sync::{
         Arc, PoisonError, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime},
 };
 
 use futures_util::future::try_join_all;
-use redis::{AsyncCommands, FromRedisValue, Value};
+use redis::{FromRedisValue, Value};
 
 use tokengate::{
     Client,
@@ -94,12 +95,10 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 /// [`RedisStore::wait_for_replicas`]); none on a single server.
 pub const DEFAULT_CLUSTER_REPLICAS: u32 = 1;
 
-/// How long a write waits for a connected replica's acknowledgement
-/// before it fails (closed). A healthy replica on the same network answers
-/// in well under a millisecond. `WAIT` holds the gate process's connection
-/// to that master meanwhile, so the calls queued behind it wait too: the
-/// bound is short, so that a replica that died costs a master's queue
-/// little before the store learns it is gone.
+/// How long a write waits for its replicas' acknowledgement before it
+/// fails (closed). A healthy replica on the same network answers in well
+/// under a millisecond; `WAIT` holds the connection meanwhile (the store
+/// keeps one of its own for these writes), so the bound is short.
 pub const REPLICA_ACK_WITHIN: Duration = Duration::from_millis(100);
 
 /// Clients, codes, refresh tokens and device codes on Redis.
@@ -115,13 +114,16 @@ pub struct RedisStore {
 struct Inner {
     /// Replaced after a timeout: a connection that went silent (a dead
     /// host, lost NAT state) is not one either client ever drops by
-    /// itself.
-    connection: RwLock<Connection>,
+    /// itself. The first carries every call but the writes that wait for
+    /// replicas, which have the second: a `WAIT` holds its connection, and
+    /// a replica that stopped answering must not hold up claims, look-ups
+    /// and lockout checks behind it.
+    connections: [RwLock<Connection>; 2],
     connector: Connector,
     prefix: String,
     timeout: Duration,
-    replicas: Replicas,
-    /// When the connection was last re-made (ms since `started`).
+    replicas: AtomicU32,
+    /// When the connections were last re-made (ms since `started`).
     reconnected: AtomicU64,
     started: Instant,
 }
@@ -139,8 +141,9 @@ impl RedisStore {
     /// A store on the Redis server or cluster at `url`, with the default key
     /// prefix (`tokengate`) and timeout. `url` is `redis://HOST:PORT` (or
     /// `rediss://`, `unix://`), or `redis+cluster://HOST:PORT,HOST:PORT,...`
-    /// for a Redis Cluster given by some of its nodes. Fails only for a
-    /// malformed URL: the server may be down now and come up later.
+    /// for a Redis Cluster given by some of its nodes (without TLS). Fails
+    /// only for a malformed URL: the server may be down now and come up
+    /// later.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, "tokengate", DEFAULT_STORE_TIMEOUT).await
     }
@@ -159,7 +162,10 @@ impl RedisStore {
             ));
         }
         let connector = Connector::parse(url, timeout)?;
-        let connection = connector.connect()?;
+        let connections = [
+            RwLock::new(connector.connect()?),
+            RwLock::new(connector.connect()?),
+        ];
         let replicas = if connector.is_cluster() {
             DEFAULT_CLUSTER_REPLICAS
         } else {
@@ -167,11 +173,11 @@ impl RedisStore {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                connection: RwLock::new(connection),
+                connections,
                 connector,
                 prefix: prefix.to_owned(),
                 timeout,
-                replicas: Replicas::new(replicas, REPLICA_ACK_WITHIN.min(timeout / 2)),
+                replicas: AtomicU32::new(replicas),
                 reconnected: AtomicU64::new(0),
                 started: Instant::now(),
             }),
@@ -183,38 +189,68 @@ impl RedisStore {
     /// cluster, none on a single server (set it when a single server has
     /// replicas that Sentinel may promote).
     ///
-    /// A master is never waited on for more replicas than it has connected
-    /// at the time: one whose replica died goes on serving, since no older
-    /// copy of its slots is left to be promoted. A replica that is connected
-    /// but does not acknowledge within [`REPLICA_ACK_WITHIN`] fails the
-    /// call (the gate answers `500`): the write may be lost by a failover,
-    /// so nothing is answered on it. `0` answers as soon as the master has
-    /// a write, at the risk that a failover right after loses it: a code
+    /// Set it to the number of replicas each master has: Redis may promote
+    /// any of them, the one that lags included. Fewer acknowledgements
+    /// within [`REPLICA_ACK_WITHIN`] fail the call (the gate answers `500`),
+    /// so a master that has lost a replica refuses these writes until the
+    /// replica is back or replaced. `0` answers as soon as the master has a
+    /// write, at the risk that a failover right after loses it: a code
     /// could then be redeemed twice.
     #[must_use]
     pub fn wait_for_replicas(self, replicas: u32) -> Self {
-        self.inner.replicas.set(replicas);
+        self.inner.replicas.store(replicas, Ordering::Relaxed);
         self
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.inner.connector.is_cluster()
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
         format!("{}:{kind}:{id}", self.inner.prefix)
     }
 
-    /// A key in the hash slot of `tag`: a refresh family's keys.
-    fn tagged_key(&self, kind: &str, tag: &str) -> String {
-        format!("{}:{kind}:{{{tag}}}", self.inner.prefix)
+    /// A refresh family's key: in its own hash slot on a cluster (its list
+    /// and its marker together); as it always was on a single server.
+    fn family_key(&self, kind: &str, family: &str) -> String {
+        if self.is_cluster() {
+            format!("{}:{kind}:{{{family}}}", self.inner.prefix)
+        } else {
+            self.key(kind, family)
+        }
+    }
+
+    /// The prefix of the revocation markers a single server's scripts check
+    /// themselves; on a cluster they cannot (another slot), and
+    /// [`Self::family_revoked`] checks after them.
+    fn revoked_prefix(&self) -> String {
+        if self.is_cluster() {
+            String::new()
+        } else {
+            self.key("revoked", "")
+        }
+    }
+
+    fn replicas(&self, durability: Durability) -> Option<Replicas> {
+        let count = self.inner.replicas.load(Ordering::Relaxed);
+        (durability == Durability::Replicated && count > 0).then_some(Replicas {
+            count,
+            within: REPLICA_ACK_WITHIN.min(self.inner.timeout / 2),
+        })
     }
 
     /// Runs `op` on a connection, bounded by the timeout.
-    async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, StoreError>
+    async fn run<T, F, Fut>(
+        &self,
+        what: &'static str,
+        replicated: bool,
+        op: F,
+    ) -> Result<T, StoreError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let connection = self
-            .inner
-            .connection
+        let connection = self.inner.connections[usize::from(replicated)]
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
@@ -224,8 +260,12 @@ impl RedisStore {
                 // The connection's own response timeout (set to the same
                 // bound) often fires first; the client does not drop the
                 // connection for it, so without this a hung connection
-                // would fail every later call for good.
-                if error.is_timeout() || self.inner.connector.is_cluster() {
+                // would fail every later call for good. On a cluster, any
+                // failure but a replica's silence: a fresh client reads the
+                // layout anew, the quickest way to a new master.
+                let broken = error.is_timeout()
+                    || (self.is_cluster() && !connection::is_not_replicated(&error));
+                if broken {
                     self.reconnect();
                 }
                 Err(StoreError::with_source(
@@ -240,17 +280,17 @@ impl RedisStore {
         }
     }
 
-    /// Runs a script, bounded by the timeout; a [`Durability::Replicated`]
+    /// Runs one call, bounded by the timeout; a [`Durability::Replicated`]
     /// write waits for the master's replicas in the same round trip.
-    async fn script<T: FromRedisValue>(
+    async fn call<T: FromRedisValue>(
         &self,
         what: &'static str,
         call: Call,
         durability: Durability,
     ) -> Result<T, StoreError> {
-        let replicas = (durability == Durability::Replicated).then_some(&self.inner.replicas);
+        let replicas = self.replicas(durability);
         let value = self
-            .run(what, |mut c| async move {
+            .run(what, replicas.is_some(), |mut c| async move {
                 connection::invoke(&mut c, &call, replicas).await
             })
             .await?;
@@ -258,12 +298,10 @@ impl RedisStore {
             .map_err(|e| StoreError::with_source("unexpected Redis reply", e))
     }
 
-    /// Drops the connection after a timeout: the next call makes a new one.
-    /// On a cluster, after any failed call too, at most twice a second: a
-    /// fresh client reads the cluster's layout anew from the seed nodes,
-    /// which after a failover is the quickest way to the new master.
+    /// Drops the connections: the next call makes new ones. On a cluster,
+    /// at most twice a second.
     fn reconnect(&self) {
-        if self.inner.connector.is_cluster() {
+        if self.is_cluster() {
             let now = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let last = self.inner.reconnected.load(Ordering::Relaxed);
             if now < last.saturating_add(500)
@@ -276,12 +314,10 @@ impl RedisStore {
                 return;
             }
         }
-        if let Ok(fresh) = self.inner.connector.connect() {
-            *self
-                .inner
-                .connection
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = fresh;
+        for slot in &self.inner.connections {
+            if let Ok(fresh) = self.inner.connector.connect() {
+                *slot.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+            }
         }
     }
 
@@ -289,21 +325,32 @@ impl RedisStore {
     pub async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         let json = serde_json::to_string(client)
             .map_err(|e| StoreError::with_source("cannot encode a client", e))?;
-        let key = self.key("client", client.client_id());
-        self.run("insert client", |mut c| async move {
-            c.set::<_, _, ()>(key, json).await
-        })
-        .await
+        let call = Call::command("SET")
+            .key(self.key("client", client.client_id()))
+            .arg(json);
+        self.call::<()>("insert client", call, Durability::Replicated)
+            .await
     }
 
-    /// Removes the client `client_id`.
+    /// Removes the client `client_id`. Replicated: a client removed because
+    /// it was compromised must not come back with a failover.
     pub async fn remove_client(&self, client_id: &str) -> Result<bool, StoreError> {
-        let key = self.key("client", client_id);
-        self.run("remove client", |mut c| async move {
-            c.del::<_, u64>(key).await
-        })
-        .await
-        .map(|n| n > 0)
+        let call = Call::command("DEL").key(self.key("client", client_id));
+        self.call::<u64>("remove client", call, Durability::Replicated)
+            .await
+            .map(|n| n > 0)
+    }
+
+    /// On a cluster, whether `family` was revoked (its marker, on its own
+    /// slot); a single server's scripts check it themselves.
+    async fn family_revoked(&self, family: &str) -> Result<bool, StoreError> {
+        if !self.is_cluster() {
+            return Ok(false);
+        }
+        let call = Call::command("EXISTS").key(self.family_key("revoked", family));
+        self.call::<i64>("check family", call, Durability::Local)
+            .await
+            .map(|n| n > 0)
     }
 }
 
@@ -312,8 +359,11 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.timeout)
-            .field("cluster", &self.inner.connector.is_cluster())
-            .field("wait_for_replicas", &self.inner.replicas.wanted())
+            .field("cluster", &self.is_cluster())
+            .field(
+                "wait_for_replicas",
+                &self.inner.replicas.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -323,6 +373,12 @@ fn ttl(now: SystemTime, until: SystemTime) -> i64 {
     until.duration_since(now).map_or(1, |d| {
         i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
     })
+}
+
+fn millis_of(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1)
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -349,59 +405,70 @@ fn tagged_reply(value: Value) -> Result<Option<(String, Option<String>)>, StoreE
 }
 
 impl RedisStore {
-    /// Claims a code or refresh token (two-phase redemption).
+    /// Claims a code or refresh token (two-phase redemption): what the
+    /// store answered, and the record (a busy value's too).
     async fn claim_value<T: serde::de::DeserializeOwned>(
         &self,
         key: String,
+        revoked_prefix: String,
         claim: &Claim,
-    ) -> Result<Redemption<T>, StoreError> {
+    ) -> Result<(Redemption<T>, Option<T>), StoreError> {
         let call = Call::new(&SCRIPTS.claim)
             .key(key)
+            .arg(revoked_prefix)
             .arg(claim.id_hex())
             .arg(millis_of(claim.ttl()));
-        let value: Value = self.script("claim", call, Durability::Local).await?;
-        let Some((tag, json)) = tagged_reply(value)? else {
-            return Ok(Redemption::Unknown);
+        let value: Value = self.call("claim", call, Durability::Local).await?;
+        let Some((tag, Some(json))) = tagged_reply(value)? else {
+            return Ok((Redemption::Unknown, None));
         };
-        Ok(match (tag.as_str(), json) {
-            ("claimed", Some(json)) => Redemption::Claimed(decode(&json)?),
-            ("used", Some(json)) => Redemption::Used(decode(&json)?),
-            ("busy", None) => Redemption::Busy,
+        Ok(match tag.as_str() {
+            "claimed" => (Redemption::Claimed(decode(&json)?), None),
+            "used" => (Redemption::Used(decode(&json)?), None),
+            "busy" => (Redemption::Busy, Some(decode(&json)?)),
             _ => return Err(StoreError::new("unexpected Redis reply to a claim")),
         })
     }
 
     /// Confirms a claim (the value is used up: replicated before the gate
-    /// answers), or releases it.
-    async fn end_claim(
+    /// answers): `None` when the claim was lost, else the refresh token's
+    /// family (empty for a code).
+    async fn confirm_claim(
         &self,
         key: String,
+        revoked_prefix: String,
         claim: &Claim,
-        confirm: bool,
-    ) -> Result<bool, StoreError> {
-        let (script, what, durability) = if confirm {
-            (&SCRIPTS.confirm, "confirm claim", Durability::Replicated)
-        } else {
-            (&SCRIPTS.release, "release claim", Durability::Local)
-        };
-        let call = Call::new(script).key(key).arg(claim.id_hex());
-        let settled: i64 = self.script(what, call, durability).await?;
-        Ok(settled == 1)
+    ) -> Result<Option<String>, StoreError> {
+        let call = Call::new(&SCRIPTS.confirm)
+            .key(key)
+            .arg(claim.id_hex())
+            .arg(revoked_prefix);
+        let reply: Value = self
+            .call("confirm claim", call, Durability::Replicated)
+            .await?;
+        Ok(match reply {
+            Value::Int(0) => None,
+            Value::Int(_) => Some(String::new()),
+            other => Some(
+                redis::from_redis_value(other)
+                    .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?,
+            ),
+        })
     }
-}
 
-fn millis_of(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1)
+    /// Hands a claim back, unused.
+    async fn release_claim(&self, key: String, claim: &Claim) -> Result<(), StoreError> {
+        let call = Call::new(&SCRIPTS.release).key(key).arg(claim.id_hex());
+        self.call::<i64>("release claim", call, Durability::Local)
+            .await
+            .map(drop)
+    }
 }
 
 impl ClientStore for RedisStore {
     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
-        let key = self.key("client", client_id);
-        let json: Option<String> = self
-            .run("client look-up", |mut c| async move { c.get(key).await })
-            .await?;
+        let call = Call::command("GET").key(self.key("client", client_id));
+        let json: Option<String> = self.call("client look-up", call, Durability::Local).await?;
         json.map(|json| decode::<Client>(&json).map(Arc::new))
             .transpose()
     }
@@ -414,7 +481,7 @@ impl CodeStore for RedisStore {
             .arg(encode(&record)?)
             .arg(ttl(record.issued_at, record.expires_at));
         let stored: i64 = self
-            .script("issue code", call, Durability::Replicated)
+            .call("issue code", call, Durability::Replicated)
             .await?;
         if stored == 1 {
             Ok(())
@@ -428,25 +495,25 @@ impl CodeStore for RedisStore {
         key: &CodeKey,
         claim: &Claim,
     ) -> Result<Redemption<Arc<CodeRecord>>, StoreError> {
-        self.claim_value::<CodeRecord>(self.key("code", &key.to_hex()), claim)
+        self.claim_value::<CodeRecord>(self.key("code", &key.to_hex()), String::new(), claim)
             .await
-            .map(|redemption| redemption.map(Arc::new))
+            .map(|(redemption, _)| redemption.map(Arc::new))
     }
 
     async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
-        self.end_claim(self.key("code", &key.to_hex()), claim, true)
+        self.confirm_claim(self.key("code", &key.to_hex()), String::new(), claim)
             .await
+            .map(|confirmed| confirmed.is_some())
     }
 
     async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
-        self.end_claim(self.key("code", &key.to_hex()), claim, false)
+        self.release_claim(self.key("code", &key.to_hex()), claim)
             .await
-            .map(drop)
     }
 }
 
-/// How long a family's revocation marker lives at least, and a token of it
-/// marked before it was stored: past any issuing still in flight.
+/// How long a family's revocation marker lives at least (a family whose
+/// list has expired, or is not stored yet).
 const REVOKED_AT_LEAST: Duration = Duration::from_secs(3600);
 
 impl RefreshStore for RedisStore {
@@ -454,28 +521,44 @@ impl RefreshStore for RedisStore {
         let json = encode(&record)?;
         let ttl = ttl(record.issued_at, record.expires_at);
         let hex = key.to_hex();
-        // Joins the family first: once it is revoked, nothing joins, and a
-        // revocation between the two steps marks this token before it is
-        // stored, so the second step refuses it.
-        let join = Call::new(&SCRIPTS.join_family)
-            .key(self.tagged_key("family", &record.family))
-            .key(self.tagged_key("revoked", &record.family))
-            .arg(&hex)
-            .arg(ttl);
-        let joined: i64 = self
-            .script("join refresh family", join, Durability::Replicated)
-            .await?;
-        if joined == -1 {
-            return Err(StoreError::new("the refresh token family was revoked"));
-        }
-        let store = Call::new(&SCRIPTS.issue_refresh)
-            .key(self.key("refresh", &hex))
-            .arg(json)
-            .arg(ttl)
-            .arg(&record.family);
-        let stored: i64 = self
-            .script("issue refresh token", store, Durability::Replicated)
-            .await?;
+        let token_key = self.key("refresh", &hex);
+        let family_key = self.family_key("family", &record.family);
+        let revoked_key = self.family_key("revoked", &record.family);
+        let stored: i64 = if self.is_cluster() {
+            // Joins the family first, on its slot: once it is revoked,
+            // nothing joins. A revocation between the two calls is caught
+            // where the token is used: its family's marker is read there.
+            let join = Call::new(&SCRIPTS.join_family)
+                .key(family_key)
+                .key(revoked_key)
+                .arg(ttl)
+                .arg(&hex);
+            let joined: i64 = self
+                .call("join refresh family", join, Durability::Replicated)
+                .await?;
+            if joined == -1 {
+                -1
+            } else {
+                let store = Call::new(&SCRIPTS.store_refresh)
+                    .key(token_key)
+                    .arg(json)
+                    .arg(ttl)
+                    .arg(&record.family);
+                self.call("issue refresh token", store, Durability::Replicated)
+                    .await?
+            }
+        } else {
+            let call = Call::new(&SCRIPTS.issue_refresh)
+                .key(token_key)
+                .key(family_key)
+                .key(revoked_key)
+                .arg(json)
+                .arg(ttl)
+                .arg(&record.family)
+                .arg(&hex);
+            self.call("issue refresh token", call, Durability::Replicated)
+                .await?
+        };
         match stored {
             1 => Ok(()),
             -1 => Err(StoreError::new("the refresh token family was revoked")),
@@ -486,16 +569,22 @@ impl RefreshStore for RedisStore {
     }
 
     async fn find(&self, key: &CodeKey) -> Result<Lookup<RefreshRecord>, StoreError> {
-        let call = Call::new(&SCRIPTS.peek_refresh).key(self.key("refresh", &key.to_hex()));
+        let call = Call::new(&SCRIPTS.peek_refresh)
+            .key(self.key("refresh", &key.to_hex()))
+            .arg(self.revoked_prefix());
         let value: Value = self
-            .script("find refresh token", call, Durability::Local)
+            .call("find refresh token", call, Durability::Local)
             .await?;
         let (json, uses): (String, i64) = match value {
             Value::Nil => return Ok(Lookup::Unknown),
             other => redis::from_redis_value(other)
                 .map_err(|e| StoreError::with_source("unexpected Redis reply", e))?,
         };
-        Ok(Lookup::from_uses(decode(&json)?, uses))
+        let record: RefreshRecord = decode(&json)?;
+        if self.family_revoked(&record.family).await? {
+            return Ok(Lookup::Unknown);
+        }
+        Ok(Lookup::from_uses(record, uses))
     }
 
     async fn claim(
@@ -503,19 +592,43 @@ impl RefreshStore for RedisStore {
         key: &CodeKey,
         claim: &Claim,
     ) -> Result<Redemption<RefreshRecord>, StoreError> {
-        self.claim_value(self.key("refresh", &key.to_hex()), claim)
-            .await
+        let token_key = self.key("refresh", &key.to_hex());
+        let (redemption, busy) = self
+            .claim_value::<RefreshRecord>(token_key.clone(), self.revoked_prefix(), claim)
+            .await?;
+        let family = match (&redemption, &busy) {
+            (Redemption::Claimed(record) | Redemption::Used(record), _) | (_, Some(record)) => {
+                &record.family
+            }
+            _ => return Ok(redemption),
+        };
+        if self.family_revoked(family).await? {
+            // Revoked: unknown, as on a single server; a claim just taken
+            // is handed back.
+            if matches!(redemption, Redemption::Claimed(_)) {
+                self.release_claim(token_key, claim).await?;
+            }
+            return Ok(Redemption::Unknown);
+        }
+        Ok(redemption)
     }
 
     async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
-        self.end_claim(self.key("refresh", &key.to_hex()), claim, true)
-            .await
+        let key = self.key("refresh", &key.to_hex());
+        let Some(family) = self
+            .confirm_claim(key, self.revoked_prefix(), claim)
+            .await?
+        else {
+            return Ok(false);
+        };
+        // Revoked before this confirmation reads the marker: the claim is
+        // lost to the revocation, as on a single server.
+        Ok(!self.family_revoked(&family).await?)
     }
 
     async fn release(&self, key: &CodeKey, claim: &Claim) -> Result<(), StoreError> {
-        self.end_claim(self.key("refresh", &key.to_hex()), claim, false)
+        self.release_claim(self.key("refresh", &key.to_hex()), claim)
             .await
-            .map(drop)
     }
 
     async fn reuse(
@@ -525,55 +638,46 @@ impl RefreshStore for RedisStore {
     ) -> Result<Reuse<RefreshRecord>, StoreError> {
         let call = Call::new(&SCRIPTS.reuse)
             .key(self.key("refresh", &key.to_hex()))
+            .arg(self.revoked_prefix())
             .arg(millis_of(window.within))
             .arg(window.limit);
         let value: Value = self
-            .script("reuse refresh token", call, Durability::Replicated)
+            .call("reuse refresh token", call, Durability::Replicated)
             .await?;
-        let Some((tag, json)) = tagged_reply(value)? else {
+        let Some((tag, Some(json))) = tagged_reply(value)? else {
             return Ok(Reuse::Unknown);
         };
-        Ok(match (tag.as_str(), json) {
-            ("granted", Some(json)) => Reuse::Granted(decode(&json)?),
-            ("refused", Some(json)) => Reuse::Refused(decode(&json)?),
-            ("free", None) => Reuse::NotRotated,
-            ("held", None) => Reuse::Held,
+        let record: RefreshRecord = decode(&json)?;
+        if self.family_revoked(&record.family).await? {
+            return Ok(Reuse::Unknown);
+        }
+        Ok(match tag.as_str() {
+            "granted" => Reuse::Granted(record),
+            "refused" => Reuse::Refused(record),
+            "free" => Reuse::NotRotated,
+            "held" => Reuse::Held,
             _ => return Err(StoreError::new("unexpected Redis reply to a reuse")),
         })
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
+        // One write, whatever the family's size: every use of its tokens
+        // reads the marker.
         let call = Call::new(&SCRIPTS.revoke_family)
-            .key(self.tagged_key("family", family))
-            .key(self.tagged_key("revoked", family))
+            .key(self.family_key("family", family))
+            .key(self.family_key("revoked", family))
             .arg(millis_of(REVOKED_AT_LEAST));
-        let (ttl, members): (i64, Vec<String>) = self
-            .script("revoke family", call, Durability::Replicated)
-            .await?;
-        // Each token on its own slot, all at once. A failure leaves the
-        // call failed (the gate answers `500`) and some tokens unmarked:
-        // the marker already stops the family from growing, so none of
-        // them can be rotated into a new token, and the next revocation
-        // marks them.
-        try_join_all(members.iter().map(|hex| {
-            let call = Call::new(&SCRIPTS.mark_revoked)
-                .key(self.key("refresh", hex))
-                .arg(ttl);
-            self.script::<i64>("revoke refresh token", call, Durability::Replicated)
-        }))
-        .await
-        .map(drop)
+        self.call::<i64>("revoke family", call, Durability::Replicated)
+            .await
+            .map(drop)
     }
 }
 
 impl RedisStore {
     /// The device key's JSON record, if any.
     async fn device_record(&self, device_key: &str) -> Result<Option<String>, StoreError> {
-        let device_key = device_key.to_owned();
-        self.run("read device code", |mut c| async move {
-            c.get(device_key).await
-        })
-        .await
+        let call = Call::command("GET").key(device_key);
+        self.call("read device code", call, Durability::Local).await
     }
 
     /// Writes `next` over `read` (or deletes the record and frees its user
@@ -586,24 +690,28 @@ impl RedisStore {
         next: Option<&DeviceRecord>,
     ) -> Result<bool, StoreError> {
         let redeemed = next.is_none();
-        let call = Call::new(&SCRIPTS.swap_device)
-            .key(device_key)
+        let user_key = self.key("user", &record.user_code);
+        let hex = device_key.rsplit(':').next().unwrap_or_default().to_owned();
+        let mut call = Call::new(&SCRIPTS.swap_device).key(device_key);
+        if !self.is_cluster() {
+            // One script frees the user code too; on a cluster, it is on
+            // another slot (below).
+            call = call.key(&user_key);
+        }
+        let call = call
             .arg(read)
-            .arg(next.map(encode).transpose()?.unwrap_or_default());
+            .arg(next.map(encode).transpose()?.unwrap_or_default())
+            .arg(&hex);
         let swapped: i64 = self
-            .script("write device code", call, Durability::Replicated)
+            .call("write device code", call, Durability::Replicated)
             .await?;
-        if swapped == 1 && redeemed {
+        if swapped == 1 && redeemed && self.is_cluster() {
             // The user code is free again, unless it names another device
-            // by now. On its own slot, after the redemption: if this step
-            // fails, the redemption stands, and the user code stays taken
-            // (and useless: it finds no record) until it expires.
-            let hex = device_key.rsplit(':').next().unwrap_or_default();
-            let free = Call::new(&SCRIPTS.delete_if)
-                .key(self.key("user", &record.user_code))
-                .arg(hex);
-            let _freed: Result<i64, _> =
-                self.script("free user code", free, Durability::Local).await;
+            // by now. After the redemption: if this fails, the redemption
+            // stands, and the user code stays taken (and finds no record)
+            // until it expires.
+            let free = Call::new(&SCRIPTS.delete_if).key(user_key).arg(hex);
+            let _freed: Result<i64, _> = self.call("free user code", free, Durability::Local).await;
         }
         Ok(swapped == 1)
     }
@@ -616,14 +724,27 @@ impl DeviceStore for RedisStore {
         let hex = key.to_hex();
         let device_key = self.key("device", &hex);
         let user_key = self.key("user", &record.user_code);
+        // The record outlives the code by the tombstone, so late polls
+        // still hear `expired_token`; the user code is freed at expiry.
         let tombstone = millis_of(DEVICE_TOMBSTONE);
-        // The user code first, on its own slot: taken, it refuses this
-        // authorization (the gate draws another user code). The record
-        // outlives the code by the tombstone, so late polls still hear
-        // `expired_token`; the user code is freed at expiry.
+        if !self.is_cluster() {
+            let call = Call::new(&SCRIPTS.issue_device)
+                .key(device_key)
+                .key(user_key)
+                .arg(json)
+                .arg(ttl)
+                .arg(tombstone)
+                .arg(hex);
+            let stored: i64 = self
+                .call("issue device code", call, Durability::Replicated)
+                .await?;
+            return Ok(stored == 1);
+        }
+        // On a cluster, the user code first, on its own slot: taken, it
+        // refuses this authorization (the gate draws another user code).
         let take = Call::new(&SCRIPTS.set_new).key(user_key).arg(&hex).arg(ttl);
         let taken: i64 = self
-            .script("take user code", take, Durability::Replicated)
+            .call("take user code", take, Durability::Replicated)
             .await?;
         if taken != 1 {
             return Ok(false);
@@ -633,7 +754,7 @@ impl DeviceStore for RedisStore {
             .arg(json)
             .arg(ttl.saturating_add(tombstone));
         let stored: i64 = self
-            .script("issue device code", store, Durability::Replicated)
+            .call("issue device code", store, Durability::Replicated)
             .await?;
         Ok(stored == 1)
     }
@@ -684,9 +805,10 @@ impl DeviceStore for RedisStore {
     ) -> Result<Option<DeviceRecord>, StoreError> {
         let user_key = self.key("user", user_code);
         let device: Option<String> = self
-            .run(
+            .call(
                 "find user code",
-                |mut c| async move { c.get(user_key).await },
+                Call::command("GET").key(user_key),
+                Durability::Local,
             )
             .await?;
         let Some(device) = device else {
@@ -713,9 +835,10 @@ impl DeviceStore for RedisStore {
             loop {
                 let user_key = user_key.clone();
                 let device: Option<String> = self
-                    .run(
+                    .call(
                         "find user code",
-                        |mut c| async move { c.get(user_key).await },
+                        Call::command("GET").key(user_key),
+                        Durability::Local,
                     )
                     .await?;
                 let Some(device) = device else {
@@ -764,7 +887,7 @@ impl LockoutStore for RedisStore {
                     call.key(self.key("lockout", &counter.key.name()))
                         .arg(counter.limit)
                 });
-            self.script::<u64>("lockout check", call, Durability::Local)
+            self.call::<u64>("lockout check", call, Durability::Local)
         }))
         .await?;
         let wait = waits.into_iter().max().unwrap_or(0);
@@ -780,7 +903,7 @@ impl LockoutStore for RedisStore {
                     call.key(self.key("lockout", &counter.key.name()))
                         .arg(window.max(1))
                 });
-            self.script::<()>("lockout count", call, Durability::Local)
+            self.call::<()>("lockout count", call, Durability::Local)
         }))
         .await
         .map(drop)
@@ -831,7 +954,7 @@ impl ReplayStore for RedisStore {
             .arg("PX")
             .arg(ttl);
         let reply: Value = self
-            .script("record one-time value", call, Durability::Replicated)
+            .call("record one-time value", call, Durability::Replicated)
             .await?;
         match reply {
             Value::Okay => Ok(true),
@@ -858,19 +981,14 @@ impl ReplayStore for RedisStore {
         // EVALSHA that misses costs a second round trip), and nothing for
         // the server to interpret. It needs Redis 7.0 (NX and GET together;
         // 6.2 refuses the pair), which then fails closed with an error.
-        let found: Option<String> = self
-            .run("DPoP nonce", |mut c| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(candidate)
-                    .arg("NX")
-                    .arg("GET")
-                    .arg("PX")
-                    .arg(ttl)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
+        let call = Call::command("SET")
+            .key(key)
+            .arg(candidate)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(ttl);
+        let found: Option<String> = self.call("DPoP nonce", call, Durability::Local).await?;
         Ok(found.unwrap_or_else(|| candidate.to_owned()))
     }
 }
