@@ -5,7 +5,7 @@
 //! cargo run --example server -- [--addr 127.0.0.1:8080] [--issuer URL] [--dialect github|rfc6749]
 //!                               [--clients FILE] [--no-gate] [--lockout 10/60|off]
 //!                               [--dpop-nonce] [--metrics-addr 127.0.0.1:9090]
-//!                               [--refresh-reuse SECS]
+//!                               [--refresh-reuse SECS] [--user LOGIN] [--unverified-email]
 //! ```
 //!
 //! - `GET /login/oauth/authorize?client_id&redirect_uri&state&scope&code_challenge&code_challenge_method`
@@ -48,6 +48,15 @@
 //!   `Origin`, whose `Sec-Fetch-Site` is not `same-origin` or `none`, is
 //!   refused with `403` before anything is looked up or decided. Every
 //!   answer on that path forbids framing and caching.
+//! - `GET /api/v3/user` is GitHub's `GET /user`, GHES-style (`github_api.rs`):
+//!   with `Authorization: token T` or `Bearer T` and a live access token
+//!   the demo minted, the demo user in GitHub's shape (`login`, `id`,
+//!   `name`, `email`, ...), the token's scopes in `X-OAuth-Scopes`; else
+//!   `401` `{"message":"Bad credentials",..}` (a DPoP-bound token too:
+//!   GitHub has no DPoP). `--user LOGIN` names the demo user (default
+//!   `demo-user`); `--unverified-email` makes its primary email
+//!   unverified, so token requests for it are refused
+//!   `unverified_user_email` (`tokengate::policy::UnverifiedUserEmail`).
 //! - `GET /.well-known/oauth-authorization-server` is the RFC 8414 metadata,
 //!   rendered from the gate's configuration for the issuer, never from the
 //!   request's `Host`; shared caches may keep it for an hour.
@@ -123,6 +132,7 @@
 //! `dpop_signing_alg_values_supported`, and the `revocation_endpoint` and
 //! `introspection_endpoint` with their methods.
 
+mod github_api;
 mod tokens;
 
 use std::{
@@ -153,10 +163,12 @@ use tokengate::{
     client::RedirectPolicy,
     device::{Devices, VerifyError},
     lockout::Lockout,
+    policy::UnverifiedUserEmail,
     refresh::RefreshTokens,
     store::{CodeKey, Lookup, RefreshStore},
 };
 
+use github_api::{Api, DemoUser};
 use tokens::{Issued, Lifecycle, RefreshAlive, Registry};
 
 const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s)://HOST[:PORT][/PATH]]
@@ -164,7 +176,7 @@ const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s):/
               [--store memory|redis://HOST:PORT|redis+cluster://HOST:PORT,..|postgres://USER@HOST:PORT/DB]
               [--lockout FAILURES/SECONDS|off] [--code-lifetime SECONDS]
               [--dpop-nonce] [--metrics-addr 127.0.0.1:9090]
-              [--refresh-reuse SECS]
+              [--refresh-reuse SECS] [--user LOGIN] [--unverified-email]
 
   --issuer URL    the public base URL (default: http:// and the bound address).
                   Signed clients write it: a client assertion's aud is the
@@ -178,6 +190,11 @@ const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s):/
                   a rotated refresh token presented again by its own client
                   within SECS (0 to 300; default 0, off) gets a fresh pair in
                   its family instead of revoking it, 3 times at most.
+  --user LOGIN    the demo user every approval is for (default demo-user),
+                  as GET /api/v3/user describes it.
+  --unverified-email
+                  the demo user's primary email is unverified: token
+                  requests for it get unverified_user_email.
   --clients FILE  {"clients":[{"client_id":"..","client_secret":"..",
                    "redirect_uris":[".."],"public":false,
                    "redirect_policy":"exact|loopback|github",
@@ -193,7 +210,8 @@ const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s):/
                   POST /login/oauth/introspect about tokens.
 
 Endpoints besides the token endpoint: POST /login/oauth/revoke (RFC 7009)
-and POST /login/oauth/introspect (RFC 7662), behind the gate."#;
+and POST /login/oauth/introspect (RFC 7662), behind the gate; GET
+/api/v3/user (GitHub's GET /user) for the demo's access tokens."#;
 const DEMO_CLIENT_ID: &str = "demo-client";
 const DEMO_CLIENT_SECRET: &str = "demo-secret";
 const DEMO_REDIRECT_URI: &str = "http://127.0.0.1/callback";
@@ -233,6 +251,12 @@ struct Options {
     /// The reuse window for rotated refresh tokens (`--refresh-reuse`);
     /// zero: none.
     refresh_reuse: Duration,
+    /// The demo user's login (`--user`).
+    user: String,
+    /// Whether the demo user's primary email is unverified
+    /// (`--unverified-email`): token requests for it are refused
+    /// `unverified_user_email`.
+    unverified_email: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -248,6 +272,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         code_lifetime: tokengate::builder::DEFAULT_CODE_LIFETIME,
         dpop_nonce: false,
         refresh_reuse: Duration::ZERO,
+        user: DEMO_USER.to_owned(),
+        unverified_email: false,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -296,6 +322,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--refresh-reuse" => {
                 options.refresh_reuse = seconds_in("--refresh-reuse", &value()?, 0, 300)?;
             }
+            "--user" => options.user = parse_login(&value()?)?,
+            "--unverified-email" => options.unverified_email = true,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -358,6 +386,25 @@ fn origin_and_page(issuer: &str) -> Option<(String, String)> {
 }
 
 /// A whole number of seconds from `low` to `high`, for `flag`.
+/// A GitHub login: 1 to 39 ASCII letters, digits and single hyphens, not
+/// at either end. It reaches pages, JSON and URLs.
+fn parse_login(value: &str) -> Result<String, String> {
+    let valid = (1..=39).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+        && !value.contains("--");
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "--user: {value:?} is not a GitHub login (1 to 39 letters, digits and single hyphens, not at either end)"
+        ))
+    }
+}
+
 fn seconds_in(flag: &str, value: &str, low: u64, high: u64) -> Result<Duration, String> {
     match value.parse::<u64>() {
         Ok(seconds) if (low..=high).contains(&seconds) => Ok(Duration::from_secs(seconds)),
@@ -522,6 +569,7 @@ async fn main() -> ExitCode {
             refresh_alive,
             issuer: issuer.as_str().into(),
         },
+        user: Arc::new(DemoUser::new(&options.user)),
     };
     let app = Router::new()
         .route("/login/oauth/authorize", get(authorize))
@@ -534,7 +582,8 @@ async fn main() -> ExitCode {
                 // the extractors' rejections get the headers too.
                 .layer(axum::middleware::map_response(page_headers)),
         )
-        .route("/.well-known/oauth-authorization-server", get(metadata));
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route(github_api::USER_PATH, get(github_api::user));
     // Only behind the gate: it authenticates the caller and hands the
     // token over; without it there is nobody to answer.
     let app = if options.gate {
@@ -684,6 +733,13 @@ where
     if !options.refresh_reuse.is_zero() {
         builder = builder.refresh_reuse(options.refresh_reuse, REFRESH_REUSES);
     }
+    if options.unverified_email {
+        // The demo has one user; `--unverified-email` says its primary
+        // email is unverified, so GitHub's policy refuses it a token.
+        builder = builder.policy(UnverifiedUserEmail::new(|_user: String| async {
+            Ok(false)
+        }));
+    }
     if options.dpop_nonce {
         builder = builder.dpop_nonces(DPOP_NONCE_ROTATION);
     }
@@ -732,6 +788,17 @@ struct Demo {
     /// The access tokens minted, and what the revocation and introspection
     /// handlers need.
     lifecycle: Lifecycle,
+    /// The one user every approval is for (`--user`).
+    user: Arc<DemoUser>,
+}
+
+impl FromRef<Demo> for Api {
+    fn from_ref(demo: &Demo) -> Self {
+        Api {
+            lifecycle: demo.lifecycle.clone(),
+            user: Arc::clone(&demo.user),
+        }
+    }
 }
 
 impl FromRef<Demo> for Lifecycle {
@@ -832,7 +899,7 @@ fn session(headers: &HeaderMap) -> Option<String> {
 async fn authorize(State(demo): State<Demo>, request: Request) -> Response<Body> {
     let query = request.uri().query().unwrap_or("");
     let approved = match demo.authorizer.validate(query).await {
-        Ok(request) => demo.authorizer.approve(&request, DEMO_USER).await,
+        Ok(request) => demo.authorizer.approve(&request, &demo.user.login).await,
         Err(error) => Err(error),
     };
     approved
@@ -1042,6 +1109,9 @@ async fn device_decision(
         );
     };
     let client = escape_html(&pending.client_id);
+    // A login is letters, digits and hyphens (`parse_login`): nothing to
+    // escape, but escaped all the same.
+    let user = escape_html(&demo.user.login);
     let Some(decision) = &form.decision else {
         let confirm = hex::encode(demo.confirmation(&session, &pending.user_code));
         let scopes = if pending.scopes.is_empty() {
@@ -1053,7 +1123,7 @@ async fn device_decision(
             StatusCode::OK,
             "Authorize a device",
             &format!(
-                r#"<p><b>{client}</b> asks to act as <b>{DEMO_USER}</b> with {scopes}.</p>
+                r#"<p><b>{client}</b> asks to act as <b>{user}</b> with {scopes}.</p>
 <form method="post" action="{page}">
   <input type="hidden" name="user_code" value="{code}">
   <input type="hidden" name="confirm" value="{confirm}">
@@ -1078,7 +1148,7 @@ async fn device_decision(
     let decided = match decision.as_str() {
         "approve" => demo
             .devices
-            .approve(&form.user_code, DEMO_USER, peer)
+            .approve(&form.user_code, &demo.user.login, peer)
             .await
             .map(|ok| (ok, "approved")),
         "deny" => demo

@@ -121,10 +121,15 @@ pub(crate) struct Described {
 }
 
 impl Described {
-    /// The key of the refresh token issued with it, whose family it lives
-    /// and dies with.
-    pub(crate) fn refresh(&self) -> Option<CodeKey> {
-        self.refresh
+    /// The scopes it was granted.
+    pub(crate) fn scopes(&self) -> &[String] {
+        &self.shape.scopes
+    }
+
+    /// Whether it is bound to a DPoP key (RFC 9449): only a proof of that
+    /// key makes its use valid.
+    pub(crate) fn is_dpop_bound(&self) -> bool {
+        self.dpop_jkt.is_some()
     }
 
     /// The RFC 7662 answer for it, as issued by `issuer`.
@@ -418,28 +423,41 @@ pub(crate) async fn introspect(
     let Some(action) = action(&request, TokenActionKind::Introspection) else {
         return server_error();
     };
-    let token = action.token();
-    let Some(described) = lifecycle.tokens.describe(token, SystemTime::now()) else {
-        return Introspection::inactive().response().map(Body::from);
+    let described = match lifecycle.live(action.token(), SystemTime::now()).await {
+        Ok(Some(described)) => described,
+        Ok(None) => return Introspection::inactive().response().map(Body::from),
+        Err(()) => return server_error(),
     };
-    if let Some(refresh) = described.refresh() {
-        match (lifecycle.refresh_alive)(refresh).await {
-            Ok(true) => {}
-            Ok(false) => {
-                // Its family was revoked, here or through another process.
-                lifecycle.tokens.forget(token);
-                return Introspection::inactive().response().map(Body::from);
-            }
-            Err(error) => {
-                tracing::error!(%error, "could not look up the refresh token of an access token");
-                return server_error();
-            }
-        }
-    }
     described
         .introspection(&lifecycle.issuer)
         .response()
         .map(Body::from)
+}
+
+impl Lifecycle {
+    /// The live access token `token` at `now`: known to the registry, not
+    /// expired, and, when a refresh token was issued with it, that token's
+    /// family not revoked, here or through another process sharing the
+    /// store. `Err` when the store cannot say (the caller fails closed).
+    pub(crate) async fn live(&self, token: &str, now: SystemTime) -> Result<Option<Described>, ()> {
+        let Some(described) = self.tokens.describe(token, now) else {
+            return Ok(None);
+        };
+        let Some(refresh) = described.refresh else {
+            return Ok(Some(described));
+        };
+        match (self.refresh_alive)(refresh).await {
+            Ok(true) => Ok(Some(described)),
+            Ok(false) => {
+                self.tokens.forget(token);
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not look up the refresh token of an access token");
+                Err(())
+            }
+        }
+    }
 }
 
 /// The gate's hand-over, when the request came through the gate to the
