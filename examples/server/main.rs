@@ -794,7 +794,7 @@ struct Demo {
 
 impl FromRef<Demo> for Api {
     fn from_ref(demo: &Demo) -> Self {
-        Api {
+        Self {
             lifecycle: demo.lifecycle.clone(),
             user: Arc::clone(&demo.user),
         }

@@ -121,6 +121,12 @@ pub(crate) struct Described {
 }
 
 impl Described {
+    /// The key of the refresh token issued with it, whose family it lives
+    /// and dies with.
+    pub(crate) fn refresh(&self) -> Option<CodeKey> {
+        self.refresh
+    }
+
     /// The scopes it was granted.
     pub(crate) fn scopes(&self) -> &[String] {
         &self.shape.scopes
@@ -443,7 +449,7 @@ impl Lifecycle {
         let Some(described) = self.tokens.describe(token, now) else {
             return Ok(None);
         };
-        let Some(refresh) = described.refresh else {
+        let Some(refresh) = described.refresh() else {
             return Ok(Some(described));
         };
         match (self.refresh_alive)(refresh).await {
