@@ -20,6 +20,18 @@
 //! oauth4webapi's error types. It runs in the RFC 6749 dialect with and
 //! without a reuse window, and in GitHub's with one.
 //!
+//! `tests/js/octokit.mjs` is GitHub's own client library against the demo,
+//! as an application's tests would point it at GitHub Enterprise Server:
+//! `@octokit/oauth-methods` and `@octokit/request` with `baseUrl`
+//! `ISSUER/api/v3` (from which Octokit derives `ISSUER/login/oauth`). It
+//! runs the web flow, a GitHub App's expiring tokens and `refreshToken`,
+//! the device flow with the person's approval and denial on the device
+//! page, `GET /user`, and GitHub's errors as Octokit reports them
+//! (`bad_verification_code`, `incorrect_client_credentials`,
+//! `redirect_uri_mismatch`, `bad_refresh_token`, `authorization_pending`,
+//! `access_denied`, `incorrect_device_code`, `unverified_user_email`, and
+//! `401 Bad credentials` at `/user`).
+//!
 //! Ignored by the plain `cargo test`, which must not need Node: `.ci/run`
 //! runs `cargo test --test real_clients -- --ignored`, and there a missing
 //! `node` or `npm` fails the test. `tests/js/node_modules` is installed by
@@ -84,7 +96,11 @@ fn install() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         require_node();
-        if js().join("node_modules").join("oauth4webapi").is_dir() {
+        let modules = js().join("node_modules");
+        let installed = ["oauth4webapi", "@octokit/oauth-methods", "@octokit/request"]
+            .iter()
+            .all(|package| modules.join(package).is_dir());
+        if installed {
             return;
         }
         let status = Command::new("npm")
@@ -144,6 +160,12 @@ fn node(script: &str, args: &[&str]) -> Output {
 /// `htu` from the URL it uses, and the gate from the issuer. A port taken
 /// between the pick and the start is picked again.
 fn start_demo(clients: &str, extra: &[&str]) -> (Server, String) {
+    start_demo_with(&["--clients", clients], extra)
+}
+
+/// [`start_demo`] with `args` instead of a clients file (none: the demo's
+/// own `demo-client`).
+fn start_demo_with(args: &[&str], extra: &[&str]) -> (Server, String) {
     let mut last = String::new();
     for _ in 0..5 {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -152,9 +174,10 @@ fn start_demo(clients: &str, extra: &[&str]) -> (Server, String) {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let issuer = format!("http://{addr}");
-        let mut args = vec!["--addr", &addr, "--issuer", &issuer, "--clients", clients];
-        args.extend_from_slice(extra);
-        match try_spawn(&binary(), &args) {
+        let mut all = vec!["--addr", addr.as_str(), "--issuer", issuer.as_str()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(extra);
+        match try_spawn(&binary(), &all) {
             Ok(server) => {
                 assert_eq!(server.addr, addr, "the demo listens where it was told");
                 return (server, issuer);
@@ -313,4 +336,54 @@ fn oauth4webapi_drives_the_lifecycle_in_the_github_dialect() {
     ]) {
         assert!(out.contains(line), "{line:?} missing:\n{out}");
     }
+}
+
+/// `node tests/js/octokit.mjs MODE ISSUER` against the demo (its own
+/// `demo-client`, GitHub's dialect) started with `flags`; its output.
+fn octokit(mode: &str, flags: &[&str]) -> String {
+    install();
+    let (server, issuer) = start_demo_with(&[], flags);
+    let run = node("octokit.mjs", &[mode, &issuer]);
+    drop(server);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "Octokit against the demo failed ({}):\n{stdout}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("checks passed"), "{stdout}");
+    stdout
+}
+
+#[test]
+#[ignore = "needs Node 20+ and npm; .ci/run runs it"]
+fn octokit_signs_in_refreshes_and_reads_the_user_as_on_github() {
+    let out = octokit("run", &[]);
+    for line in [
+        "ok: the authorization URL Octokit derives from baseUrl is the demo's",
+        "ok: GET /user answers the demo user",
+        "ok: GET /user with an unknown token: 401 Bad credentials, as Octokit's RequestError",
+        "ok: a code redeemed twice: bad_verification_code",
+        "ok: a wrong client secret: incorrect_client_credentials",
+        "ok: another redirect URL at the token endpoint: redirect_uri_mismatch",
+        "ok: refreshToken gives a new token and a new refresh token",
+        "ok: a refresh token used twice: bad_refresh_token",
+        "ok: a device code not yet approved: authorization_pending",
+        "ok: exchangeDeviceCode: a token once approved",
+        "ok: a denied device code: access_denied",
+        "ok: a device code never issued: incorrect_device_code",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+}
+
+#[test]
+#[ignore = "needs Node 20+ and npm; .ci/run runs it"]
+fn octokit_reports_an_unverified_email_as_github_does() {
+    let out = octokit("unverified", &["--unverified-email"]);
+    assert!(
+        out.contains("ok: a user whose email is unverified: unverified_user_email"),
+        "{out}"
+    );
 }

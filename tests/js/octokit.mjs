@@ -1,0 +1,288 @@
+// GitHub's own client library against the demo, as an application under
+// test would point it at GitHub Enterprise Server: @octokit/oauth-methods
+// and @octokit/request (versions pinned in package.json and the lock file),
+// with baseUrl ISSUER/api/v3, from which Octokit derives ISSUER/login/oauth.
+//
+//   node octokit.mjs run ISSUER               the flows, /user, and GitHub's errors
+//   node octokit.mjs unverified ISSUER        a demo started with --unverified-email
+//
+// Every check prints one line; the last line counts them. Any failure
+// exits 1. tests/real_clients.rs runs both against the demo binary.
+
+import {
+  createDeviceCode,
+  exchangeDeviceCode,
+  exchangeWebFlowCode,
+  getWebFlowAuthorizationUrl,
+  refreshToken,
+} from "@octokit/oauth-methods";
+import { request } from "@octokit/request";
+
+const [mode, issuer] = process.argv.slice(2);
+const clientId = "demo-client";
+const clientSecret = "demo-secret";
+const redirectUrl = "http://127.0.0.1:4567/callback";
+const api = request.defaults({ baseUrl: `${issuer}/api/v3` });
+
+let passed = 0;
+function check(condition, what, detail = "") {
+  if (!condition) {
+    console.log(`FAILED: ${what} ${detail}`);
+    process.exit(1);
+  }
+  passed += 1;
+  console.log(`ok: ${what}`);
+}
+
+/// The error Octokit throws for `call`, or a failure if it succeeds.
+async function refusal(call, what) {
+  try {
+    await call();
+  } catch (error) {
+    return error;
+  }
+  check(false, `${what}: refused`, "(it succeeded)");
+}
+
+/// GitHub's OAuth error as Octokit reports it: a RequestError whose response
+/// is GitHub's 200 answer with `error`, and whose message names the error,
+/// its description and its documentation link.
+function githubError(error, name, what) {
+  check(
+    error?.name === "HttpError" && error.response?.status === 200,
+    `${what}: Octokit throws its RequestError for GitHub's 200 error answer`,
+    `${error?.name} ${error?.response?.status} ${error?.message}`,
+  );
+  check(
+    error.response.data.error === name &&
+      error.message.includes(`(${name}, `) &&
+      typeof error.response.data.error_description === "string",
+    `${what}: ${name}`,
+    JSON.stringify(error.response?.data),
+  );
+  return error.response.data;
+}
+
+/// The web flow's first leg, as the user's browser: the authorization URL
+/// Octokit builds, followed to the redirect that carries the code.
+async function authorize(scopes = ["repo"]) {
+  const { url } = getWebFlowAuthorizationUrl({
+    clientType: "oauth-app",
+    clientId,
+    redirectUrl,
+    scopes,
+    state: "st4te",
+    request: api,
+  });
+  check(
+    url.startsWith(`${issuer}/login/oauth/authorize?`),
+    "the authorization URL Octokit derives from baseUrl is the demo's",
+    url,
+  );
+  const answer = await fetch(url, { redirect: "manual" });
+  const location = new URL(answer.headers.get("location"));
+  check(
+    answer.status === 302 && location.searchParams.get("state") === "st4te",
+    "the demo approves and redirects with the code and the state",
+  );
+  return location.searchParams.get("code");
+}
+
+/// The device page, as the person at a browser: the session cookie, the
+/// user code typed in, then the decision on the confirmation page.
+async function decideDevice(userCode, decision) {
+  const page = `${issuer}/login/device`;
+  const opened = await fetch(page);
+  const cookie = opened.headers.get("set-cookie").split(";")[0];
+  const headers = {
+    cookie,
+    origin: new URL(issuer).origin,
+    "content-type": "application/x-www-form-urlencoded",
+  };
+  const typed = await fetch(page, {
+    method: "POST",
+    headers,
+    body: new URLSearchParams({ user_code: userCode }).toString(),
+  });
+  const confirm = (await typed.text()).match(/name="confirm" value="([0-9a-f]+)"/)?.[1];
+  check(confirm !== undefined, `the device page asks to confirm ${decision}`);
+  const decided = await fetch(page, {
+    method: "POST",
+    headers,
+    body: new URLSearchParams({ user_code: userCode, confirm, decision }).toString(),
+  });
+  check(decided.status === 200, `the device page takes the ${decision}`);
+}
+
+const sleep = (seconds) => new Promise((done) => setTimeout(done, seconds * 1000));
+
+async function run() {
+  // The web flow (an OAuth app's), and the user it signs in.
+  const code = await authorize();
+  const web = await exchangeWebFlowCode({
+    clientType: "oauth-app",
+    clientId,
+    clientSecret,
+    code,
+    redirectUrl,
+    request: api,
+  });
+  const token = web.authentication.token;
+  check(/^gho_[0-9a-f]{40}$/.test(token), "the web flow gives a gho_ token", token.slice(0, 4));
+  check(
+    JSON.stringify(web.authentication.scopes) === '["repo"]',
+    "with the scopes granted",
+    JSON.stringify(web.authentication.scopes),
+  );
+  const user = await api("GET /user", { headers: { authorization: `token ${token}` } });
+  check(
+    user.status === 200 && user.data.login === "demo-user" && typeof user.data.id === "number",
+    "GET /user answers the demo user",
+    JSON.stringify(user.data).slice(0, 80),
+  );
+  check(user.headers["x-oauth-scopes"] === "repo", "with the token's scopes in X-OAuth-Scopes");
+  const bearer = await api("GET /user", { headers: { authorization: `bearer ${token}` } });
+  check(bearer.data.login === "demo-user", "GET /user takes a Bearer token too");
+  const unknown = await refusal(
+    () => api("GET /user", { headers: { authorization: "token gho_0000000000000000000000000000000000000000" } }),
+    "GET /user with an unknown token",
+  );
+  check(
+    unknown.status === 401 && unknown.response.data.message === "Bad credentials",
+    "GET /user with an unknown token: 401 Bad credentials, as Octokit's RequestError",
+    `${unknown.status} ${JSON.stringify(unknown.response?.data)}`,
+  );
+
+  // GitHub's token errors, as Octokit reports them.
+  const replayed = await refusal(
+    () => exchangeWebFlowCode({ clientType: "oauth-app", clientId, clientSecret, code, redirectUrl, request: api }),
+    "a code redeemed twice",
+  );
+  const bad = githubError(replayed, "bad_verification_code", "a code redeemed twice");
+  check(
+    bad.error_uri.endsWith("#bad-verification-code"),
+    "bad_verification_code links GitHub's page",
+    bad.error_uri,
+  );
+  const wrongSecret = await refusal(
+    async () =>
+      exchangeWebFlowCode({
+        clientType: "oauth-app",
+        clientId,
+        clientSecret: "not-the-secret",
+        code: await authorize(),
+        redirectUrl,
+        request: api,
+      }),
+    "a wrong client secret",
+  );
+  githubError(wrongSecret, "incorrect_client_credentials", "a wrong client secret");
+  const elsewhere = await refusal(
+    async () =>
+      exchangeWebFlowCode({
+        clientType: "oauth-app",
+        clientId,
+        clientSecret,
+        code: await authorize(),
+        redirectUrl: "http://127.0.0.1:4567/elsewhere",
+        request: api,
+      }),
+    "another redirect URL at the token endpoint",
+  );
+  githubError(elsewhere, "redirect_uri_mismatch", "another redirect URL at the token endpoint");
+
+  // Expiring tokens (a GitHub App's user tokens): refresh, and a refresh
+  // token used twice.
+  const app = await exchangeWebFlowCode({
+    clientType: "github-app",
+    clientId,
+    clientSecret,
+    code: await authorize(),
+    redirectUrl,
+    request: api,
+  });
+  const { refreshToken: first, expiresAt, refreshTokenExpiresAt } = app.authentication;
+  check(typeof first === "string" && first.length > 0, "an expiring token comes with a refresh token");
+  const hours = (Date.parse(expiresAt) - Date.now()) / 3_600_000;
+  check(hours > 7.9 && hours <= 8.01, "that expires in 8 hours", expiresAt);
+  check(Date.parse(refreshTokenExpiresAt) > Date.parse(expiresAt), "and a refresh token that outlives it");
+  const refreshed = await refreshToken({ clientType: "github-app", clientId, clientSecret, refreshToken: first, request: api });
+  check(
+    refreshed.authentication.token !== app.authentication.token &&
+      refreshed.authentication.refreshToken !== first,
+    "refreshToken gives a new token and a new refresh token",
+  );
+  const after = await api("GET /user", { headers: { authorization: `token ${refreshed.authentication.token}` } });
+  check(after.data.login === "demo-user", "the refreshed token reads /user");
+  const replay = await refusal(
+    () => refreshToken({ clientType: "github-app", clientId, clientSecret, refreshToken: first, request: api }),
+    "a refresh token used twice",
+  );
+  githubError(replay, "bad_refresh_token", "a refresh token used twice");
+  const revoked = await refusal(
+    () => api("GET /user", { headers: { authorization: `token ${refreshed.authentication.token}` } }),
+    "a token of the family the replay revoked",
+  );
+  check(revoked.status === 401, "the replay revoked the family: its newest token is dead at /user too");
+
+  // The device flow: pending, approved, redeemed; denied; a made-up code.
+  const device = await createDeviceCode({ clientType: "oauth-app", clientId, scopes: ["repo"], request: api });
+  const { device_code: deviceCode, user_code: userCode, interval, verification_uri: verificationUri } = device.data;
+  check(verificationUri === `${issuer}/login/device`, "createDeviceCode: the demo's verification page", verificationUri);
+  const pending = await refusal(
+    () => exchangeDeviceCode({ clientType: "oauth-app", clientId, code: deviceCode, request: api }),
+    "a device code not yet approved",
+  );
+  githubError(pending, "authorization_pending", "a device code not yet approved");
+  await decideDevice(userCode, "approve");
+  await sleep(interval + 1);
+  const approved = await exchangeDeviceCode({ clientType: "oauth-app", clientId, code: deviceCode, request: api });
+  check(/^gho_/.test(approved.authentication.token), "exchangeDeviceCode: a token once approved");
+  const deviceUser = await api("GET /user", { headers: { authorization: `token ${approved.authentication.token}` } });
+  check(deviceUser.data.login === "demo-user", "the device's token reads /user");
+
+  const refused = await createDeviceCode({ clientType: "oauth-app", clientId, scopes: [], request: api });
+  await decideDevice(refused.data.user_code, "deny");
+  const denied = await refusal(
+    () => exchangeDeviceCode({ clientType: "oauth-app", clientId, code: refused.data.device_code, request: api }),
+    "a denied device code",
+  );
+  githubError(denied, "access_denied", "a denied device code");
+  const madeUp = await refusal(
+    () => exchangeDeviceCode({ clientType: "oauth-app", clientId, code: "0".repeat(40), request: api }),
+    "a device code never issued",
+  );
+  githubError(madeUp, "incorrect_device_code", "a device code never issued");
+}
+
+async function unverified() {
+  const refused = await refusal(
+    async () =>
+      exchangeWebFlowCode({
+        clientType: "oauth-app",
+        clientId,
+        clientSecret,
+        code: await authorize(),
+        redirectUrl,
+        request: api,
+      }),
+    "a user whose email is unverified",
+  );
+  const answer = githubError(refused, "unverified_user_email", "a user whose email is unverified");
+  check(answer.error_uri.endsWith("#unverified_user_email"), "unverified_user_email links GitHub's page", answer.error_uri);
+}
+
+try {
+  if (mode === "run") {
+    await run();
+  } else if (mode === "unverified") {
+    await unverified();
+  } else {
+    console.log(`usage: node octokit.mjs run|unverified ISSUER`);
+    process.exit(2);
+  }
+  console.log(`${passed} checks passed`);
+} catch (error) {
+  console.log(`FAILED: ${error?.stack ?? error}`);
+  process.exit(1);
+}
