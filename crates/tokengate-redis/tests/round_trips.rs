@@ -273,6 +273,55 @@ async fn one_round_trip_per_reuse() {
     );
 }
 
+/// Revoking a family is one command whatever its size: a marker every use
+/// of its tokens reads, not a write per token (which a client could make
+/// as costly as it likes by rotating before replaying). Every token of it
+/// is unknown after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_round_trip_per_revocation_whatever_the_family() {
+    let _alone = SCRIPTS.lock().await;
+    let relay = CountingRelay::start(&authority(&url())).await;
+    let store = RedisStore::connect_with(
+        &format!("redis://{}", relay.addr),
+        &prefix(),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("a valid Redis URL");
+    let now = SystemTime::now();
+    let family = hex::encode(fresh_key().as_bytes());
+    let record = RefreshRecord {
+        client_id: "app".to_owned(),
+        subject: "alice".to_owned(),
+        scopes: vec![],
+        family: family.clone(),
+        issued_at: now,
+        expires_at: now + Duration::from_secs(600),
+        dpop_jkt: None,
+    };
+    let tokens: Vec<CodeKey> = (0..200).map(|_| fresh_key()).collect();
+    for key in &tokens {
+        store
+            .issue(*key, record.clone())
+            .await
+            .expect("Redis is up");
+    }
+    // Warm up: the script is loaded once (EVALSHA's first miss).
+    store
+        .revoke_family(&hex::encode(fresh_key().as_bytes()))
+        .await
+        .expect("Redis is up");
+    let before = relay.commands();
+    store.revoke_family(&family).await.expect("Redis is up");
+    assert_eq!(relay.commands() - before, 1, "one command for 200 tokens");
+    for key in &tokens {
+        assert_eq!(
+            store.find(key).await.expect("Redis is up"),
+            tokengate::store::Lookup::Unknown
+        );
+    }
+}
+
 /// With the server hung (connection open, no answer), a first use and a
 /// nonce each answer an error (the gate fails closed on it) within the
 /// store's timeout instead of waiting for it; once the server answers
