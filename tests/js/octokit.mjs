@@ -114,19 +114,26 @@ async function decideDevice(userCode, decision) {
   check(decided.status === 200, `the device page takes the ${decision}`);
 }
 
+/// The web flow's second leg through Octokit, for a fresh code unless one
+/// is given; `overrides` replace the demo client's values.
+async function exchange(overrides = {}) {
+  return exchangeWebFlowCode({
+    clientType: "oauth-app",
+    clientId,
+    clientSecret,
+    code: overrides.code ?? (await authorize()),
+    redirectUrl,
+    request: api,
+    ...overrides,
+  });
+}
+
 const sleep = (seconds) => new Promise((done) => setTimeout(done, seconds * 1000));
 
 async function run() {
   // The web flow (an OAuth app's), and the user it signs in.
   const code = await authorize();
-  const web = await exchangeWebFlowCode({
-    clientType: "oauth-app",
-    clientId,
-    clientSecret,
-    code,
-    redirectUrl,
-    request: api,
-  });
+  const web = await exchange({ code });
   const token = web.authentication.token;
   check(/^gho_[0-9a-f]{40}$/.test(token), "the web flow gives a gho_ token", token.slice(0, 4));
   check(
@@ -154,10 +161,7 @@ async function run() {
   );
 
   // GitHub's token errors, as Octokit reports them.
-  const replayed = await refusal(
-    () => exchangeWebFlowCode({ clientType: "oauth-app", clientId, clientSecret, code, redirectUrl, request: api }),
-    "a code redeemed twice",
-  );
+  const replayed = await refusal(() => exchange({ code }), "a code redeemed twice");
   const bad = githubError(replayed, "bad_verification_code", "a code redeemed twice");
   check(
     bad.error_uri.endsWith("#bad-verification-code"),
@@ -165,42 +169,19 @@ async function run() {
     bad.error_uri,
   );
   const wrongSecret = await refusal(
-    async () =>
-      exchangeWebFlowCode({
-        clientType: "oauth-app",
-        clientId,
-        clientSecret: "not-the-secret",
-        code: await authorize(),
-        redirectUrl,
-        request: api,
-      }),
+    () => exchange({ clientSecret: "not-the-secret" }),
     "a wrong client secret",
   );
   githubError(wrongSecret, "incorrect_client_credentials", "a wrong client secret");
   const elsewhere = await refusal(
-    async () =>
-      exchangeWebFlowCode({
-        clientType: "oauth-app",
-        clientId,
-        clientSecret,
-        code: await authorize(),
-        redirectUrl: "http://127.0.0.1:4567/elsewhere",
-        request: api,
-      }),
+    () => exchange({ redirectUrl: "http://127.0.0.1:4567/elsewhere" }),
     "another redirect URL at the token endpoint",
   );
   githubError(elsewhere, "redirect_uri_mismatch", "another redirect URL at the token endpoint");
 
   // Expiring tokens (a GitHub App's user tokens): refresh, and a refresh
   // token used twice.
-  const app = await exchangeWebFlowCode({
-    clientType: "github-app",
-    clientId,
-    clientSecret,
-    code: await authorize(),
-    redirectUrl,
-    request: api,
-  });
+  const app = await exchange({ clientType: "github-app" });
   const { refreshToken: first, expiresAt, refreshTokenExpiresAt } = app.authentication;
   check(typeof first === "string" && first.length > 0, "an expiring token comes with a refresh token");
   const hours = (Date.parse(expiresAt) - Date.now()) / 3_600_000;
@@ -256,18 +237,7 @@ async function run() {
 }
 
 async function unverified() {
-  const refused = await refusal(
-    async () =>
-      exchangeWebFlowCode({
-        clientType: "oauth-app",
-        clientId,
-        clientSecret,
-        code: await authorize(),
-        redirectUrl,
-        request: api,
-      }),
-    "a user whose email is unverified",
-  );
+  const refused = await refusal(() => exchange(), "a user whose email is unverified");
   const answer = githubError(refused, "unverified_user_email", "a user whose email is unverified");
   check(answer.error_uri.endsWith("#unverified_user_email"), "unverified_user_email links GitHub's page", answer.error_uri);
 }

@@ -220,24 +220,8 @@ async fn one_round_trip_per_first_use_and_per_nonce() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_round_trip_per_reuse() {
     let _alone = SCRIPTS.lock().await;
-    let relay = CountingRelay::start(&authority(&url())).await;
-    let store = RedisStore::connect_with(
-        &format!("redis://{}", relay.addr),
-        &prefix(),
-        Duration::from_secs(2),
-    )
-    .await
-    .expect("a valid Redis URL");
-    let now = SystemTime::now();
-    let record = RefreshRecord {
-        client_id: "app".to_owned(),
-        subject: "alice".to_owned(),
-        scopes: vec!["read".to_owned()],
-        family: hex::encode(fresh_key().as_bytes()),
-        issued_at: now,
-        expires_at: now + Duration::from_secs(600),
-        dpop_jkt: None,
-    };
+    let (relay, store) = relayed().await;
+    let record = refresh_record(&hex::encode(fresh_key().as_bytes()));
     let (rotated, unused) = (fresh_key(), fresh_key());
     for key in [rotated, unused] {
         store.issue(key, record.clone()).await.expect("Redis is up");
@@ -280,25 +264,9 @@ async fn one_round_trip_per_reuse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_round_trip_per_revocation_whatever_the_family() {
     let _alone = SCRIPTS.lock().await;
-    let relay = CountingRelay::start(&authority(&url())).await;
-    let store = RedisStore::connect_with(
-        &format!("redis://{}", relay.addr),
-        &prefix(),
-        Duration::from_secs(2),
-    )
-    .await
-    .expect("a valid Redis URL");
-    let now = SystemTime::now();
+    let (relay, store) = relayed().await;
     let family = hex::encode(fresh_key().as_bytes());
-    let record = RefreshRecord {
-        client_id: "app".to_owned(),
-        subject: "alice".to_owned(),
-        scopes: vec![],
-        family: family.clone(),
-        issued_at: now,
-        expires_at: now + Duration::from_secs(600),
-        dpop_jkt: None,
-    };
+    let record = refresh_record(&family);
     let tokens: Vec<CodeKey> = (0..200).map(|_| fresh_key()).collect();
     for key in &tokens {
         store
@@ -390,6 +358,33 @@ async fn replay_calls_are_bounded_by_the_timeout() {
 }
 
 /// A key prefix no other run shares.
+/// A store behind a relay that counts the commands it carries.
+async fn relayed() -> (CountingRelay, RedisStore) {
+    let relay = CountingRelay::start(&authority(&url())).await;
+    let store = RedisStore::connect_with(
+        &format!("redis://{}", relay.addr),
+        &prefix(),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("a valid Redis URL");
+    (relay, store)
+}
+
+/// A refresh token of `family`, live for ten minutes.
+fn refresh_record(family: &str) -> RefreshRecord {
+    let now = SystemTime::now();
+    RefreshRecord {
+        client_id: "app".to_owned(),
+        subject: "alice".to_owned(),
+        scopes: vec!["read".to_owned()],
+        family: family.to_owned(),
+        issued_at: now,
+        expires_at: now + Duration::from_secs(600),
+        dpop_jkt: None,
+    }
+}
+
 fn prefix() -> String {
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes).expect("randomness");
