@@ -36,6 +36,15 @@ pub(crate) fn refuse_at(
     format: ResponseFormat,
     client_id: Option<&str>,
 ) -> Response<Bytes> {
+    if endpoint == Endpoint::Application {
+        let response = rest_refusal(failure);
+        tracing::info!(
+            client_id = client_id.map(loggable),
+            status = %response.status(),
+            "OAuth-app API request refused"
+        );
+        return response;
+    }
     let rejection = settings.presentation_at(endpoint).reject(failure);
     let client_id = client_id.map(loggable);
     if rejection.status().is_server_error() {
@@ -48,6 +57,50 @@ pub(crate) fn refuse_at(
         );
     }
     render(rejection, format, &settings.www_authenticate)
+}
+
+/// Where GitHub's answers on its OAuth-app REST endpoints point.
+const APPLICATION_DOCS: &str = "https://docs.github.com/rest/apps/oauth-applications";
+
+/// A refusal as GitHub's REST API answers it: `{"message",
+/// "documentation_url", "status"}`. A client that does not authenticate,
+/// or is not the one the path names, gets `404 Not Found`, as on GitHub
+/// (nothing tells it whether the client exists); a missing token `422`.
+pub(crate) fn rest_refusal(failure: Failure) -> Response<Bytes> {
+    let (status, message) = match failure {
+        Failure::TokenMissing => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid request.\n\n\"access_token\" wasn't supplied.",
+        ),
+        Failure::Malformed(_) | Failure::Repeated(_) | Failure::JsonBody => {
+            (StatusCode::BAD_REQUEST, "Problems parsing JSON")
+        }
+        Failure::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+        Failure::LockedOut(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+        ),
+        Failure::Store => (StatusCode::INTERNAL_SERVER_ERROR, "Server Error"),
+        _ => (StatusCode::NOT_FOUND, "Not Found"),
+    };
+    let body = serde_json::json!({
+        "message": message,
+        "documentation_url": APPLICATION_DOCS,
+        "status": status.as_str(),
+    })
+    .to_string();
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Failure::LockedOut(seconds) = failure {
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// The response for a policy's refusal of `client_id`'s request.
@@ -125,4 +178,37 @@ fn render(
     }
     response.extensions_mut().insert(rejection);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_read_as_githubs() {
+        let read = |failure| {
+            let response = rest_refusal(failure);
+            let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            (
+                response.status(),
+                json["message"].as_str().unwrap().to_owned(),
+            )
+        };
+        assert_eq!(
+            read(Failure::BadClientCredentials),
+            (StatusCode::NOT_FOUND, "Not Found".to_owned())
+        );
+        assert_eq!(
+            read(Failure::ApplicationClientMismatch).0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            read(Failure::TokenMissing).0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(read(Failure::Store).0, StatusCode::INTERNAL_SERVER_ERROR);
+        let locked = rest_refusal(Failure::LockedOut(7));
+        assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(locked.headers()[RETRY_AFTER], "7");
+    }
 }

@@ -172,6 +172,7 @@ struct Options {
     on_refresh_revocation: Option<RefreshReplayHook>,
     revocation_path: Option<String>,
     introspection_path: Option<String>,
+    application_api: Option<String>,
     device_path: String,
     device_lifetime: Duration,
     device_interval: u64,
@@ -216,6 +217,7 @@ impl Builder {
                 on_refresh_revocation: None,
                 revocation_path: Some(DEFAULT_REVOCATION_PATH.to_owned()),
                 introspection_path: Some(DEFAULT_INTROSPECTION_PATH.to_owned()),
+                application_api: None,
                 device_path: DEFAULT_DEVICE_PATH.to_owned(),
                 device_lifetime: Duration::from_secs(900),
                 device_interval: 5,
@@ -562,6 +564,30 @@ impl<C, K, R, D> Builder<C, K, R, D> {
         self
     }
 
+    /// Guards GitHub's REST endpoints for OAuth apps under `prefix` (off by
+    /// default): `POST`, `PATCH` and `DELETE {prefix}/applications/{client_id}/token`
+    /// (check, reset and delete a token) and
+    /// `DELETE {prefix}/applications/{client_id}/grant` (revoke the
+    /// authorization), each with a JSON body `{"access_token": T}`. `""`
+    /// for github.com's paths (`/applications/...`), `"/api/v3"` for GitHub
+    /// Enterprise Server's.
+    ///
+    /// The gate authenticates the client as GitHub does there: HTTP Basic
+    /// with its id and secret (the body's other members are not read),
+    /// the path naming that same confidential client, with the token
+    /// endpoint's rules, secret handling and lockout. A refusal is GitHub's
+    /// REST answer (`404 Not Found` for any credential or path problem,
+    /// `422` without `access_token`, `429` while locked out). Otherwise the
+    /// request reaches the inner service with a
+    /// [`TokenAction`](crate::TokenAction) (`CheckToken`, `ResetToken`,
+    /// `DeleteToken` or `DeleteGrant`); the application answers for its
+    /// tokens.
+    #[must_use]
+    pub fn application_api(mut self, prefix: Option<&str>) -> Self {
+        self.options.application_api = prefix.map(str::to_owned);
+        self
+    }
+
     /// The path of the device authorization endpoint (default
     /// [`DEFAULT_DEVICE_PATH`]), served when a device store is set.
     #[must_use]
@@ -757,6 +783,21 @@ where
         if paths.iter().any(|path| !path.starts_with('/')) {
             return Err(ConfigError("every endpoint path must start with `/`"));
         }
+        if let Some(prefix) = options.application_api.as_deref() {
+            if !(prefix.is_empty() || prefix.starts_with('/')) || prefix.ends_with('/') {
+                return Err(ConfigError(
+                    "the OAuth-app API prefix is empty or starts with `/`, and has no trailing `/`",
+                ));
+            }
+            if paths
+                .iter()
+                .any(|path| crate::lifecycle::under_application_api(prefix, path))
+            {
+                return Err(ConfigError(
+                    "no other endpoint of the gate may lie under the OAuth-app API's paths",
+                ));
+            }
+        }
         let mut distinct = paths.clone();
         distinct.sort_unstable();
         distinct.dedup();
@@ -860,6 +901,7 @@ where
             on_refresh_revocation: options.on_refresh_revocation,
             revocation_path: options.revocation_path,
             introspection_path: options.introspection_path,
+            application_api: options.application_api,
             device_path: devices.is_some().then_some(options.device_path),
             device_lifetime: options.device_lifetime,
             device_interval: options.device_interval,

@@ -308,6 +308,14 @@ fn rfc6749(failure: Failure) -> (StatusCode, ErrorCode, &'static str) {
             UnauthorizedClient,
             "the client is not registered to introspect tokens",
         ),
+        // Presented as GitHub's REST errors (`decide::application`); the
+        // OAuth form is never shown for them.
+        F::ApplicationRouteUnknown => (StatusCode::NOT_FOUND, InvalidRequest, "not found"),
+        F::ApplicationClientMismatch => (
+            StatusCode::NOT_FOUND,
+            UnauthorizedClient,
+            "the path names another client",
+        ),
         F::Store => (
             StatusCode::INTERNAL_SERVER_ERROR,
             ServerError,

@@ -385,6 +385,13 @@ pub(crate) enum Failure {
     TokenTypeUnsupported,
     /// An authenticated client not registered to introspect tokens.
     IntrospectionNotAllowed,
+    /// At the OAuth-app REST endpoints (`Builder::application_api`): no
+    /// such route (path or method).
+    ApplicationRouteUnknown,
+    /// At the OAuth-app REST endpoints: the path names another client than
+    /// the one authenticated, or a public client (no secret to present).
+    /// Not a guess: the secret was right.
+    ApplicationClientMismatch,
     /// A store failed or timed out.
     Store,
     /// Too many failures for the client id or address; the seconds until

@@ -37,7 +37,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{
-    HeaderValue, Response,
+    HeaderValue, Method, Response,
     header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA},
 };
 use serde::Serialize;
@@ -53,6 +53,48 @@ pub enum TokenActionKind {
     Revocation,
     /// RFC 7662: describe the token, or answer `{"active": false}`.
     Introspection,
+    /// GitHub's `POST /applications/{client_id}/token`: describe the
+    /// client's token (GitHub's authorization JSON), or answer `404`.
+    CheckToken,
+    /// GitHub's `PATCH /applications/{client_id}/token`: replace the
+    /// client's token by a new one, answered as for a check; `404` if
+    /// unknown.
+    ResetToken,
+    /// GitHub's `DELETE /applications/{client_id}/token`: delete the
+    /// client's token; `204`, or `404` if unknown.
+    DeleteToken,
+    /// GitHub's `DELETE /applications/{client_id}/grant`: revoke the whole
+    /// authorization the token belongs to (every token of that user for
+    /// the client, refresh tokens included); `204`, or `404` if unknown.
+    DeleteGrant,
+}
+
+/// The action `method` on `path` asks for under `prefix`, and the client id
+/// the path names; `None` for any other path or method.
+pub(crate) fn application_route<'a>(
+    prefix: &str,
+    method: &Method,
+    path: &'a str,
+) -> Option<(TokenActionKind, &'a str)> {
+    let rest = path.strip_prefix(prefix)?.strip_prefix("/applications/")?;
+    let (client_id, resource) = rest.split_once('/')?;
+    if client_id.is_empty() {
+        return None;
+    }
+    let kind = match (resource, method) {
+        ("token", &Method::POST) => TokenActionKind::CheckToken,
+        ("token", &Method::PATCH) => TokenActionKind::ResetToken,
+        ("token", &Method::DELETE) => TokenActionKind::DeleteToken,
+        ("grant", &Method::DELETE) => TokenActionKind::DeleteGrant,
+        _ => return None,
+    };
+    Some((kind, client_id))
+}
+
+/// Whether `path` is under these endpoints at all (any method).
+pub(crate) fn under_application_api(prefix: &str, path: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with("/applications/"))
 }
 
 /// The kind of token the caller says it sent (`token_type_hint`).
@@ -299,4 +341,50 @@ pub(crate) fn no_store(mut response: Response<Bytes>, json: bool) -> Response<By
 
 fn seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_four_routes_and_nothing_else() {
+        let at = |method: Method, path| application_route("/api/v3", &method, path);
+        assert_eq!(
+            at(Method::POST, "/api/v3/applications/abc/token"),
+            Some((TokenActionKind::CheckToken, "abc"))
+        );
+        assert_eq!(
+            at(Method::PATCH, "/api/v3/applications/abc/token"),
+            Some((TokenActionKind::ResetToken, "abc"))
+        );
+        assert_eq!(
+            at(Method::DELETE, "/api/v3/applications/abc/token"),
+            Some((TokenActionKind::DeleteToken, "abc"))
+        );
+        assert_eq!(
+            at(Method::DELETE, "/api/v3/applications/abc/grant"),
+            Some((TokenActionKind::DeleteGrant, "abc"))
+        );
+        for (method, path) in [
+            (Method::GET, "/api/v3/applications/abc/token"),
+            (Method::POST, "/api/v3/applications/abc/grant"),
+            (Method::PATCH, "/api/v3/applications/abc/grant"),
+            (Method::POST, "/api/v3/applications//token"),
+            (Method::POST, "/api/v3/applications/abc/token/x"),
+            (Method::POST, "/api/v3/applications/abc/tokens"),
+            (Method::POST, "/api/v3/applications/abc"),
+            (Method::POST, "/applications/abc/token"),
+            (Method::POST, "/api/v4/applications/abc/token"),
+        ] {
+            assert_eq!(at(method.clone(), path), None, "{method} {path}");
+        }
+        assert_eq!(
+            application_route("", &Method::POST, "/applications/abc/token"),
+            Some((TokenActionKind::CheckToken, "abc"))
+        );
+        assert!(under_application_api("/api/v3", "/api/v3/applications/x"));
+        assert!(!under_application_api("/api/v3", "/api/v3/applicationsx"));
+        assert!(!under_application_api("/api/v3", "/api/v3/user"));
+    }
 }

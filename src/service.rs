@@ -20,6 +20,7 @@ use crate::{
     format::ResponseFormat,
     future::{Pending, ResponseFuture},
     layer::TokenGateLayer,
+    lifecycle::application_route,
     store::{ClientStore, CodeStore, DeviceStore, RefreshStore},
     telemetry::{self, Endpoint},
 };
@@ -122,8 +123,20 @@ impl<S> TokenGate<S> {
         // dialect, as their RFCs say.
         let dialect = settings.presentation_at(endpoint).dialect;
         let format = ResponseFormat::negotiate(request.headers(), dialect);
-        let early = if request.method() != Method::POST {
-            Some(Failure::MethodNotAllowed)
+        let allowed = match (endpoint, settings.application_api.as_deref()) {
+            // GitHub's OAuth-app routes: any other method or path under
+            // them is GitHub's `404`.
+            (Endpoint::Application, Some(prefix)) => {
+                application_route(prefix, request.method(), request.uri().path()).is_some()
+            }
+            _ => request.method() == Method::POST,
+        };
+        let early = if !allowed {
+            Some(if endpoint == Endpoint::Application {
+                Failure::ApplicationRouteUnknown
+            } else {
+                Failure::MethodNotAllowed
+            })
         } else if declared_length(&request).is_some_and(|len| len > settings.body_limit as u64) {
             // Refused before one byte of the body is read.
             Some(Failure::BodyTooLarge)

@@ -56,6 +56,9 @@ pub(crate) struct Settings {
     pub(crate) revocation_path: Option<String>,
     /// The introspection endpoint (RFC 7662); `None` when it is not guarded.
     pub(crate) introspection_path: Option<String>,
+    /// The prefix of GitHub's REST endpoints for OAuth apps
+    /// (`PREFIX/applications/...`); `None` when they are not guarded.
+    pub(crate) application_api: Option<String>,
     /// The device authorization endpoint; `None` without a device store.
     pub(crate) device_path: Option<String>,
     pub(crate) device_lifetime: Duration,
@@ -115,6 +118,8 @@ impl Settings {
         match endpoint {
             Endpoint::Token | Endpoint::DeviceAuthorization => &self.presentation,
             Endpoint::Revocation | Endpoint::Introspection => &self.rfc_presentation,
+            // Answered as GitHub's REST API answers (`answer::rest_refusal`).
+            Endpoint::Application => &self.presentation,
         }
     }
 
@@ -134,6 +139,12 @@ impl Settings {
             Some(Endpoint::Revocation)
         } else if at(&self.introspection_path) {
             Some(Endpoint::Introspection)
+        } else if self
+            .application_api
+            .as_deref()
+            .is_some_and(|prefix| crate::lifecycle::under_application_api(prefix, path))
+        {
+            Some(Endpoint::Application)
         } else {
             None
         }
@@ -169,6 +180,7 @@ impl fmt::Debug for Settings {
             .field("refresh_reuse", &self.refresh_reuse)
             .field("revocation_path", &self.revocation_path)
             .field("introspection_path", &self.introspection_path)
+            .field("application_api", &self.application_api)
             .field("device_path", &self.device_path)
             .field("issuer", &self.issuer)
             .field("verification_uri", &self.verification_uri)

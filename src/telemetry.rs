@@ -27,6 +27,8 @@ pub(crate) enum Endpoint {
     Revocation,
     /// RFC 7662.
     Introspection,
+    /// GitHub's REST endpoints for OAuth apps (`Builder::application_api`).
+    Application,
 }
 
 /// How a gated request ended.
@@ -54,6 +56,7 @@ pub(crate) fn record(dialect: Dialect, endpoint: Endpoint, started: Instant, out
         Endpoint::DeviceAuthorization => "device_authorization",
         Endpoint::Revocation => "revocation",
         Endpoint::Introspection => "introspection",
+        Endpoint::Application => "application_api",
     };
     let (outcome, grant, error) = match outcome {
         Outcome::Forwarded { grant } => ("forwarded", grant, Cow::Borrowed("")),

@@ -25,7 +25,7 @@ pub(super) fn action_at(endpoint: Endpoint) -> Option<TokenActionKind> {
     match endpoint {
         Endpoint::Revocation => Some(TokenActionKind::Revocation),
         Endpoint::Introspection => Some(TokenActionKind::Introspection),
-        Endpoint::Token | Endpoint::DeviceAuthorization => None,
+        Endpoint::Token | Endpoint::DeviceAuthorization | Endpoint::Application => None,
     }
 }
 
@@ -71,8 +71,9 @@ where
         // line break to look up, store or log.
         if token.chars().any(char::is_control) {
             return Ok(Handled::Answer(match kind {
-                TokenActionKind::Revocation => no_store(Response::new(Bytes::new()), false),
                 TokenActionKind::Introspection => Introspection::inactive().response(),
+                // Revocation: the only other kind this endpoint pair takes.
+                _ => no_store(Response::new(Bytes::new()), false),
             }));
         }
         // Whatever the hint says, a refresh token is looked for first: a
@@ -117,6 +118,8 @@ where
                 }
                 // Rotated away or expired: no longer usable.
                 (TokenActionKind::Introspection, _) => Some(Introspection::inactive().response()),
+                // The OAuth-app API's kinds never come here (`application`).
+                _ => None,
             };
             if let Some(answer) = answer {
                 return Ok(Handled::Answer(answer));

@@ -8,6 +8,7 @@
 //! or answer it with a rejection. The store types are erased once, behind
 //! [`Decide`], so the tower plumbing above never names them.
 
+mod application;
 mod claim;
 mod device_authorization;
 mod dpop;
@@ -196,6 +197,20 @@ where
             let client_id = claimed_id(&request);
             let answer = refuse_at(settings, endpoint, failure, format, client_id);
             return Ok(Judged::Answer(answer));
+        }
+        if endpoint == Endpoint::Application {
+            let prefix = settings.application_api.as_deref().unwrap_or_default();
+            let action = Box::pin(self.application_action(parts, &request, prefix)).await;
+            return match action {
+                Ok(action) => {
+                    parts.extensions.insert(action);
+                    Ok(Judged::Forward { body, claim: None })
+                }
+                Err(failure) => {
+                    let client_id = claimed_id(&request).map(str::to_owned);
+                    Err(Refusal { failure, client_id })
+                }
+            };
         }
         if let Some(kind) = lifecycle::action_at(endpoint) {
             let handled = Box::pin(self.token_action(&request, kind)).await;

@@ -213,6 +213,28 @@ pub(crate) struct TokenRequest {
     pub(crate) basic: Option<Result<BasicCredentials, Failure>>,
 }
 
+impl TokenRequest {
+    /// A request of no parameters but its `Authorization` header's
+    /// credentials: the OAuth-app REST endpoints read nothing else to
+    /// authenticate.
+    pub(crate) fn empty(basic: Option<Result<BasicCredentials, Failure>>) -> Self {
+        Self {
+            grant_type: None,
+            code: None,
+            redirect_uri: None,
+            client_id: None,
+            client_secret: None,
+            code_verifier: None,
+            refresh_token: None,
+            scope: None,
+            device_code: None,
+            signed: None,
+            presented: None,
+            basic,
+        }
+    }
+}
+
 #[cfg(feature = "fuzzing")]
 impl TokenRequest {
     /// How many parameters are present, for the fuzz targets.
@@ -251,6 +273,9 @@ pub(crate) fn parse(
     dialect: Dialect,
     endpoint: Endpoint,
 ) -> Result<TokenRequest, Failure> {
+    if endpoint == Endpoint::Application {
+        return parse_application(parts, body);
+    }
     let mut params = Params::default();
     match body_kind(&parts.headers, body)? {
         BodyKind::Empty => {}
@@ -304,6 +329,39 @@ pub(crate) fn parse(
         presented: Presented::read(&mut params),
         basic,
     })
+}
+
+/// The body these endpoints take. GitHub reads a JSON object; its other
+/// members are ignored.
+#[derive(serde::Deserialize)]
+struct ApplicationBody {
+    access_token: Option<String>,
+}
+
+/// Reads the request: its Basic credentials (the only way to authenticate
+/// here: no client id or secret is read from the body) and the token.
+fn parse_application(parts: &Parts, body: &Bytes) -> Result<TokenRequest, Failure> {
+    let mut headers = parts.headers.get_all(AUTHORIZATION).iter();
+    let basic = match (headers.next(), headers.next()) {
+        (None, _) => None,
+        (Some(value), None) => Some(basic::parse(value)),
+        (Some(_), Some(_)) => Some(Err(Failure::MalformedAuthorization(
+            "more than one Authorization header",
+        ))),
+    };
+    let token = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice::<ApplicationBody>(body)
+            .map_err(|_| Failure::Malformed("the body must be a JSON object"))?
+            .access_token
+    };
+    let mut request = TokenRequest::empty(basic);
+    request.presented = Some(Box::new(Presented {
+        token: token.map(Value::Owned),
+        token_type_hint: None,
+    }));
+    Ok(request)
 }
 
 /// The parameters of a revocation (RFC 7009 §2.1) or introspection
