@@ -200,3 +200,203 @@ fn a_login_github_would_refuse_is_refused() {
     assert!(usage.contains("--user LOGIN"), "{usage}");
     assert!(usage.contains("--unverified-email"), "{usage}");
 }
+
+/// `METHOD /api/v3/applications/{path_client}/RESOURCE` with Basic
+/// credentials `id:secret` and `{"access_token": token}`.
+async fn app_api(
+    addr: &str,
+    method: &str,
+    path_client: &str,
+    resource: &str,
+    (id, secret): (&str, &str),
+    token: &str,
+) -> Reply {
+    let head = format!(
+        "{method} /api/v3/applications/{path_client}/{resource} HTTP/1.1\r\nAuthorization: {}\r\nContent-Type: application/json",
+        common::basic(id, secret)
+    );
+    send(
+        addr,
+        &head,
+        &serde_json::json!({ "access_token": token }).to_string(),
+    )
+    .await
+}
+
+const DEMO_CLIENT: (&str, &str) = ("demo-client", "demo-secret");
+
+fn assert_not_found(reply: &Reply) {
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    let json = reply.json();
+    assert_eq!(json["message"], "Not Found", "{json}");
+    assert_eq!(json["status"], "404", "{json}");
+}
+
+#[tokio::test]
+async fn check_reset_and_delete_a_token_as_githubs_oauth_app_api() {
+    let demo = start(&["--user", "octocat"]);
+    let token = access_token(&demo.addr).await;
+
+    let checked = app_api(
+        &demo.addr,
+        "POST",
+        "demo-client",
+        "token",
+        DEMO_CLIENT,
+        &token,
+    )
+    .await;
+    assert_eq!(checked.status, 200, "{}", checked.body);
+    let json = checked.json();
+    assert_eq!(json["token"], token.as_str(), "{json}");
+    assert_eq!(json["scopes"], serde_json::json!(["repo"]), "{json}");
+    assert_eq!(json["app"]["client_id"], "demo-client", "{json}");
+    assert_eq!(json["user"]["login"], "octocat", "{json}");
+    assert_eq!(
+        json["token_last_eight"],
+        &token[token.len() - 8..],
+        "{json}"
+    );
+    assert!(
+        json["expires_at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z')),
+        "{json}"
+    );
+
+    // The gate refuses what does not authenticate the named client, as
+    // GitHub does: 404, whatever was wrong.
+    for (client, credentials) in [
+        ("demo-client", ("demo-client", "wrong")),
+        ("demo-client", ("nobody", "demo-secret")),
+        ("someone-else", DEMO_CLIENT),
+    ] {
+        assert_not_found(&app_api(&demo.addr, "POST", client, "token", credentials, &token).await);
+    }
+    assert_not_found(
+        &app_api(
+            &demo.addr,
+            "POST",
+            "demo-client",
+            "token",
+            DEMO_CLIENT,
+            "gho_unknown",
+        )
+        .await,
+    );
+
+    // Reset: a new token, the old one dead.
+    let reset = app_api(
+        &demo.addr,
+        "PATCH",
+        "demo-client",
+        "token",
+        DEMO_CLIENT,
+        &token,
+    )
+    .await;
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    let fresh = reset.json()["token"].as_str().unwrap().to_owned();
+    assert_ne!(fresh, token);
+    assert!(fresh.starts_with("gho_"));
+    assert_bad_credentials(&user(&demo.addr, &format!("token {token}")).await);
+    assert_eq!(
+        user(&demo.addr, &format!("token {fresh}")).await.status,
+        200
+    );
+
+    // Delete: 204, then gone everywhere.
+    let deleted = app_api(
+        &demo.addr,
+        "DELETE",
+        "demo-client",
+        "token",
+        DEMO_CLIENT,
+        &fresh,
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_bad_credentials(&user(&demo.addr, &format!("token {fresh}")).await);
+    assert_not_found(
+        &app_api(
+            &demo.addr,
+            "POST",
+            "demo-client",
+            "token",
+            DEMO_CLIENT,
+            &fresh,
+        )
+        .await,
+    );
+    assert_not_found(
+        &app_api(
+            &demo.addr,
+            "DELETE",
+            "demo-client",
+            "token",
+            DEMO_CLIENT,
+            &fresh,
+        )
+        .await,
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_grant_ends_every_token_of_the_authorization() {
+    let demo = start(&[]);
+    // Two sign-ins of the same user: two refresh families. The first one's
+    // access token is deleted before the grant goes, so only the grant's
+    // own record can end its refresh token.
+    let mut signed_in = Vec::new();
+    for _ in 0..2 {
+        let code = authorize(&demo.addr, "demo-client").await;
+        let json = token(
+            &demo.addr,
+            "Accept: application/json",
+            &demo_exchange(&code),
+        )
+        .await
+        .json();
+        signed_in.push((
+            json["access_token"].as_str().unwrap().to_owned(),
+            json["refresh_token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (first_access, first_refresh) = &signed_in[0];
+    let (second_access, second_refresh) = &signed_in[1];
+    let deleted = app_api(
+        &demo.addr,
+        "DELETE",
+        "demo-client",
+        "token",
+        DEMO_CLIENT,
+        first_access,
+    )
+    .await;
+    assert_eq!(deleted.status, 204);
+
+    let revoked = app_api(
+        &demo.addr,
+        "DELETE",
+        "demo-client",
+        "grant",
+        DEMO_CLIENT,
+        second_access,
+    )
+    .await;
+    assert_eq!(revoked.status, 204, "{}", revoked.body);
+    assert_bad_credentials(&user(&demo.addr, &format!("token {second_access}")).await);
+    for refresh in [first_refresh, second_refresh] {
+        let body = refresh_body("demo-client", "demo-secret", refresh);
+        let json = token(&demo.addr, "Accept: application/json", &body)
+            .await
+            .json();
+        assert_eq!(json["error"], "bad_refresh_token", "{json}");
+    }
+    // A new sign-in after the revocation works.
+    let fresh = access_token(&demo.addr).await;
+    assert_eq!(
+        user(&demo.addr, &format!("token {fresh}")).await.status,
+        200
+    );
+}

@@ -149,7 +149,7 @@ use axum::{
     extract::{ConnectInfo, FromRef, Query, Request, State, rejection::FormRejection},
     http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, header},
     response::{Html, IntoResponse},
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -163,13 +163,13 @@ use tokengate::{
     client::RedirectPolicy,
     device::{Devices, VerifyError},
     lockout::Lockout,
-    policy::UnverifiedUserEmail,
+    policy::{PolicyError, PolicyRequest, UnverifiedUserEmail},
     refresh::RefreshTokens,
     store::{CodeKey, Lookup, RefreshStore},
 };
 
 use github_api::{Api, DemoUser};
-use tokens::{Issued, Lifecycle, RefreshAlive, Registry};
+use tokens::{Issued, Lifecycle, RefreshAlive, Registry, RevokeFamily};
 
 const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s)://HOST[:PORT][/PATH]]
               [--dialect github|rfc6749] [--clients FILE] [--no-gate]
@@ -500,7 +500,8 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let tokens = Registry::new(tokens::CAPACITY, Duration::from_secs(ACCESS_TOKEN_LIFETIME));
-    let (layer, refresh_alive) = match open_store(&options, clients, &tokens).await {
+    let (layer, (refresh_alive, revoke_family)) = match open_store(&options, clients, &tokens).await
+    {
         Ok(opened) => opened,
         Err(Exit(code, error)) => {
             eprintln!("error: {error}");
@@ -567,6 +568,7 @@ async fn main() -> ExitCode {
         lifecycle: Lifecycle {
             tokens,
             refresh_alive,
+            revoke_family,
             issuer: issuer.as_str().into(),
         },
         user: Arc::new(DemoUser::new(&options.user)),
@@ -594,6 +596,16 @@ async fn main() -> ExitCode {
         .route(
             tokengate::builder::DEFAULT_INTROSPECTION_PATH,
             post(tokens::introspect),
+        )
+        .route(
+            github_api::APPLICATION_TOKEN,
+            post(github_api::applications)
+                .patch(github_api::applications)
+                .delete(github_api::applications),
+        )
+        .route(
+            github_api::APPLICATION_GRANT,
+            delete(github_api::applications),
         )
     } else {
         app
@@ -642,7 +654,7 @@ async fn open_store(
     options: &Options,
     clients: Vec<Client>,
     tokens: &Registry,
-) -> Result<(TokenGateLayer, RefreshAlive), Exit> {
+) -> Result<(TokenGateLayer, Families), Exit> {
     let store = options.store.as_str();
     if store == "memory" {
         let memory = MemoryStore::new();
@@ -689,7 +701,7 @@ async fn open_store(
     }))
 }
 
-fn gate<S>(store: S, options: &Options, tokens: &Registry) -> (TokenGateLayer, RefreshAlive)
+fn gate<S>(store: S, options: &Options, tokens: &Registry) -> (TokenGateLayer, Families)
 where
     S: tokengate::store::ClientStore
         + tokengate::store::CodeStore
@@ -705,7 +717,7 @@ fn gate_with<S>(
     options: &Options,
     tokens: &Registry,
     more: impl FnOnce(Builder<S, S, S, S>) -> Builder<S, S, S, S>,
-) -> (TokenGateLayer, RefreshAlive)
+) -> (TokenGateLayer, Families)
 where
     S: tokengate::store::ClientStore
         + tokengate::store::CodeStore
@@ -713,7 +725,7 @@ where
         + tokengate::store::DeviceStore
         + Clone,
 {
-    let refresh_alive = refresh_alive(store.clone());
+    let families = families(store.clone());
     let (on_revocation, on_replay) = (tokens.clone(), tokens.clone());
     let mut builder = more(TokenGateLayer::builder().store(store))
         .dialect(options.dialect)
@@ -722,6 +734,9 @@ where
         // The demo serves client credentials to the clients that allow it,
         // in both dialects.
         .github_client_credentials(true)
+        // GitHub's OAuth-app endpoints, GHES-style: the gate authenticates
+        // the client, `github_api::applications` manages the tokens.
+        .application_api(Some(github_api::API_PREFIX))
         // A refresh family revoked on request (RFC 7009 §2.1), or for a
         // replay (RFC 9700 §4.14.2), takes its access tokens with it.
         .on_refresh_revocation(move |record| {
@@ -733,6 +748,29 @@ where
     if !options.refresh_reuse.is_zero() {
         builder = builder.refresh_reuse(options.refresh_reuse, REFRESH_REUSES);
     }
+    // A refresh token of an authorization revoked as a whole (GitHub's
+    // `DELETE /applications/{client_id}/grant`) issued before then is
+    // refused, and its family revoked, even when the registry no longer
+    // held an access token of its family to find it by.
+    let (grants, revoke) = (tokens.clone(), Arc::clone(&families.1));
+    let github = options.dialect == Dialect::GitHub;
+    builder = builder.policy(move |request: PolicyRequest| {
+        let previous = request.grant().refresh().cloned();
+        let (grants, revoke) = (grants.clone(), Arc::clone(&revoke));
+        async move {
+            let Some(previous) = previous else {
+                return Ok(());
+            };
+            if !grants.grant_revoked(&previous.client_id, &previous.subject, previous.issued_at) {
+                return Ok(());
+            }
+            if let Err(error) = revoke(previous.family.clone()).await {
+                tracing::error!(%error, "could not revoke the family of a revoked grant");
+                return Err(PolicyError::server_error());
+            }
+            Err(revoked_grant_error(github))
+        }
+    });
     if options.unverified_email {
         // The demo has one user; `--unverified-email` says its primary
         // email is unverified, so GitHub's policy refuses it a token.
@@ -749,19 +787,48 @@ where
     if let Some(issuer) = &options.issuer {
         builder = builder.issuer(issuer);
     }
-    (builder.build(), refresh_alive)
+    (builder.build(), families)
+}
+
+/// The refusal of a refresh token whose authorization was revoked: GitHub's
+/// `bad_refresh_token` with its page, or RFC 6749's `invalid_grant`.
+fn revoked_grant_error(github: bool) -> PolicyError {
+    let error = if github {
+        PolicyError::new(
+            "bad_refresh_token",
+            "The refresh token passed is incorrect or expired.",
+        )
+        .and_then(|error| {
+            error.with_uri(
+                "/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/#bad-refresh-token",
+            )
+        })
+    } else {
+        PolicyError::new("invalid_grant", "the authorization was revoked")
+    };
+    error.unwrap_or_else(|_| PolicyError::server_error())
 }
 
 /// Asks `store` whether a refresh token is still known (unused or rotated,
 /// its family not revoked): the access tokens issued with it live as long.
-fn refresh_alive<S: RefreshStore + Clone>(store: S) -> RefreshAlive {
-    Arc::new(move |key: CodeKey| {
-        let store = store.clone();
+/// Asks `store` whether a refresh token is still known (unused or rotated,
+/// its family not revoked), and revokes a family there.
+type Families = (RefreshAlive, RevokeFamily);
+
+fn families<S: RefreshStore + Clone + Send + Sync + 'static>(store: S) -> Families {
+    let alive = store.clone();
+    let alive: RefreshAlive = Arc::new(move |key: CodeKey| {
+        let store = alive.clone();
         Box::pin(async move {
             let found = store.find(&key).await?;
             Ok(!matches!(found, Lookup::Unknown))
         })
-    })
+    });
+    let revoke: RevokeFamily = Arc::new(move |family: String| {
+        let store = store.clone();
+        Box::pin(async move { store.revoke_family(&family).await })
+    });
+    (alive, revoke)
 }
 
 /// What the demo's handlers share.

@@ -68,6 +68,13 @@ pub(crate) type RefreshAlive = Arc<
     dyn Fn(CodeKey) -> Pin<Box<dyn Future<Output = Result<bool, StoreError>> + Send>> + Send + Sync,
 >;
 
+/// Revokes a refresh family in the store the gate shares (GitHub's grant
+/// revocation takes every token of an authorization, refresh tokens
+/// included).
+pub(crate) type RevokeFamily = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>> + Send + Sync,
+>;
+
 /// What an access token was issued for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Issued<'a> {
@@ -132,6 +139,21 @@ impl Described {
         &self.shape.scopes
     }
 
+    /// The client it was issued to.
+    pub(crate) fn client_id(&self) -> &str {
+        &self.shape.client_id
+    }
+
+    /// The user it acts for (none for a client-credentials grant).
+    pub(crate) fn subject(&self) -> Option<&str> {
+        self.shape.subject.as_deref()
+    }
+
+    /// When it was issued, and when it expires.
+    pub(crate) fn times(&self) -> (SystemTime, SystemTime) {
+        (self.issued_at, self.expires_at)
+    }
+
     /// Whether it is bound to a DPoP key (RFC 9449): only a proof of that
     /// key makes its use valid.
     pub(crate) fn is_dpop_bound(&self) -> bool {
@@ -183,6 +205,11 @@ struct Inner {
     families: HashMap<Arc<str>, VecDeque<CodeKey>>,
     shapes: HashSet<Arc<Shape>>,
     evicted: bool,
+    /// When each (client, user) authorization was revoked as a whole
+    /// (GitHub's `DELETE /applications/{client_id}/grant`): refresh tokens
+    /// issued before then are refused at their next use, even those whose
+    /// access tokens this registry no longer holds. At most `capacity`.
+    revoked_grants: HashMap<(Box<str>, Box<str>), SystemTime>,
 }
 
 impl Registry {
@@ -196,6 +223,7 @@ impl Registry {
                 families: HashMap::new(),
                 shapes: HashSet::new(),
                 evicted: false,
+                revoked_grants: HashMap::new(),
             })),
             capacity: capacity.max(1),
             lifetime,
@@ -275,6 +303,113 @@ impl Registry {
             }
             _ => false,
         }
+    }
+
+    /// Replaces `token`, issued to `client_id` and live at `now`, by
+    /// `fresh` (GitHub's token reset): the same client, user, scopes,
+    /// binding and refresh family, a new lifetime from `now`. The old
+    /// token is dead. `None` if `token` is not such a token.
+    pub(crate) fn replace(
+        &self,
+        token: &str,
+        client_id: &str,
+        fresh: &str,
+        now: SystemTime,
+    ) -> Option<Described> {
+        let key = CodeKey::of(token);
+        let fresh_key = CodeKey::of(fresh);
+        let mut inner = self.lock();
+        let live = inner.tokens.get(&key).is_some_and(|entry| {
+            &*entry.shape.client_id == client_id && now < entry.issued_at + self.lifetime
+        });
+        if !live {
+            return None;
+        }
+        let old = inner.remove(&key)?;
+        let family = old
+            .family
+            .as_deref()
+            .map(|family| inner.family(family, fresh_key));
+        let entry = Entry {
+            shape: old.shape,
+            issued_at: now,
+            dpop_jkt: old.dpop_jkt,
+            family,
+            refresh: old.refresh,
+        };
+        let described = Described {
+            shape: Arc::clone(&entry.shape),
+            issued_at: now,
+            expires_at: now + self.lifetime,
+            dpop_jkt: entry.dpop_jkt.clone(),
+            refresh: entry.refresh,
+        };
+        inner.tokens.insert(fresh_key, Box::new(entry));
+        inner.order.push_back(fresh_key);
+        Some(described)
+    }
+
+    /// Revokes the whole authorization of `subject` for `client_id` at
+    /// `now`: deletes every access token of theirs here, remembers the time
+    /// (refresh tokens issued before it are refused at their next use, see
+    /// [`Self::grant_revoked`]), and answers the refresh families of the
+    /// tokens it deleted, for the caller to revoke in the store.
+    pub(crate) fn revoke_grant(
+        &self,
+        client_id: &str,
+        subject: &str,
+        now: SystemTime,
+    ) -> Vec<Arc<str>> {
+        let mut inner = self.lock();
+        let keys: Vec<CodeKey> = inner
+            .tokens
+            .iter()
+            .filter(|(_, entry)| {
+                &*entry.shape.client_id == client_id
+                    && entry.shape.subject.as_deref() == Some(subject)
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        let mut families = Vec::new();
+        for key in keys {
+            if let Some(family) = inner.remove(&key).and_then(|entry| entry.family)
+                && !families.contains(&family)
+            {
+                families.push(family);
+            }
+        }
+        if inner.revoked_grants.len() >= self.capacity {
+            // Full: the oldest revocation goes. Its refresh tokens were
+            // revoked with their families when it was made, or are older
+            // than every other one kept.
+            if let Some(oldest) = inner
+                .revoked_grants
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(who, _)| who.clone())
+            {
+                inner.revoked_grants.remove(&oldest);
+            }
+        }
+        inner
+            .revoked_grants
+            .insert((client_id.into(), subject.into()), now);
+        families
+    }
+
+    /// Whether a refresh token of `subject` for `client_id` issued at
+    /// `issued_at` belongs to an authorization revoked since.
+    pub(crate) fn grant_revoked(
+        &self,
+        client_id: &str,
+        subject: &str,
+        issued_at: SystemTime,
+    ) -> bool {
+        let inner = self.lock();
+        inner
+            .revoked_grants
+            .get(&(Box::from(client_id), Box::from(subject)))
+            .is_some_and(|revoked| issued_at <= *revoked)
     }
 
     /// Deletes `token` whatever its client (its refresh family is gone).
@@ -400,6 +535,7 @@ impl Inner {
 pub(crate) struct Lifecycle {
     pub(crate) tokens: Registry,
     pub(crate) refresh_alive: RefreshAlive,
+    pub(crate) revoke_family: RevokeFamily,
     /// The issuer, the introspection answers' `iss`.
     pub(crate) issuer: Arc<str>,
 }
