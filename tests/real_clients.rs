@@ -26,7 +26,9 @@
 //! `ISSUER/api/v3` (from which Octokit derives `ISSUER/login/oauth`). It
 //! runs the web flow, a GitHub App's expiring tokens and `refreshToken`,
 //! the device flow with the person's approval and denial on the device
-//! page, `GET /user`, and GitHub's errors as Octokit reports them
+//! page, `GET /user`, the OAuth-app API (`checkToken`, `resetToken`,
+//! `deleteToken`, `deleteAuthorization`), and GitHub's errors as Octokit
+//! reports them
 //! (`bad_verification_code`, `incorrect_client_credentials`,
 //! `redirect_uri_mismatch`, `bad_refresh_token`, `authorization_pending`,
 //! `access_denied`, `incorrect_device_code`, `unverified_user_email`, and
@@ -371,6 +373,12 @@ fn octokit_signs_in_refreshes_and_reads_the_user_as_on_github() {
         "ok: exchangeDeviceCode: a token once approved",
         "ok: a denied device code: access_denied",
         "ok: a device code never issued: incorrect_device_code",
+        "ok: checkToken: GitHub's authorization JSON for the token",
+        "ok: checkToken with a wrong client secret: 404 Not Found, as GitHub answers",
+        "ok: resetToken: a new token",
+        "ok: deleteToken: 204",
+        "ok: deleteAuthorization: 204",
+        "ok: the refresh token of a deleted authorization: bad_refresh_token",
     ] {
         assert!(out.contains(line), "{line:?} missing:\n{out}");
     }

@@ -3,18 +3,22 @@
 // and @octokit/request (versions pinned in package.json and the lock file),
 // with baseUrl ISSUER/api/v3, from which Octokit derives ISSUER/login/oauth.
 //
-//   node octokit.mjs run ISSUER               the flows, /user, and GitHub's errors
+//   node octokit.mjs run ISSUER               the flows, /user, the OAuth-app API, GitHub's errors
 //   node octokit.mjs unverified ISSUER        a demo started with --unverified-email
 //
 // Every check prints one line; the last line counts them. Any failure
 // exits 1. tests/real_clients.rs runs both against the demo binary.
 
 import {
+  checkToken,
   createDeviceCode,
+  deleteAuthorization,
+  deleteToken,
   exchangeDeviceCode,
   exchangeWebFlowCode,
   getWebFlowAuthorizationUrl,
   refreshToken,
+  resetToken,
 } from "@octokit/oauth-methods";
 import { request } from "@octokit/request";
 
@@ -236,6 +240,62 @@ async function run() {
   githubError(madeUp, "incorrect_device_code", "a device code never issued");
 }
 
+/// GitHub's OAuth-app endpoints: check, reset, delete a token, delete the
+/// authorization; and the gate's 404 for credentials that do not match.
+async function applications() {
+  const app = { clientType: "oauth-app", clientId, clientSecret, request: api };
+  const { token } = (await exchange()).authentication;
+  const checked = await checkToken({ ...app, token });
+  check(
+    checked.status === 200 &&
+      checked.data.token === token &&
+      checked.data.app.client_id === clientId &&
+      checked.data.user.login === "demo-user" &&
+      JSON.stringify(checked.authentication.scopes) === '["repo"]',
+    "checkToken: GitHub's authorization JSON for the token",
+    JSON.stringify(checked.data).slice(0, 120),
+  );
+  const wrongSecret = await refusal(
+    () => checkToken({ ...app, clientSecret: "not-the-secret", token }),
+    "checkToken with a wrong client secret",
+  );
+  check(
+    wrongSecret.status === 404 && wrongSecret.response.data.message === "Not Found",
+    "checkToken with a wrong client secret: 404 Not Found, as GitHub answers",
+    `${wrongSecret.status}`,
+  );
+  const unknown = await refusal(() => checkToken({ ...app, token: "gho_0000000000000000000000000000000000000000" }), "checkToken of an unknown token");
+  check(unknown.status === 404, "checkToken of an unknown token: 404");
+
+  const reset = await resetToken({ ...app, token });
+  const fresh = reset.authentication.token;
+  check(reset.status === 200 && fresh !== token && /^gho_/.test(fresh), "resetToken: a new token");
+  const old = await refusal(() => api("GET /user", { headers: { authorization: `token ${token}` } }), "the token reset away");
+  check(old.status === 401, "the token reset away is dead at /user");
+  const user = await api("GET /user", { headers: { authorization: `token ${fresh}` } });
+  check(user.data.login === "demo-user", "the new one reads /user");
+
+  const deleted = await deleteToken({ ...app, token: fresh });
+  check(deleted.status === 204, "deleteToken: 204");
+  const gone = await refusal(() => checkToken({ ...app, token: fresh }), "checkToken of a deleted token");
+  check(gone.status === 404, "a deleted token is gone: checkToken answers 404");
+
+  // The whole authorization: its access and refresh tokens.
+  const signedIn = await exchange({ clientType: "github-app" });
+  const revoked = await deleteAuthorization({ ...app, token: signedIn.authentication.token });
+  check(revoked.status === 204, "deleteAuthorization: 204");
+  const afterGrant = await refusal(
+    () => api("GET /user", { headers: { authorization: `token ${signedIn.authentication.token}` } }),
+    "a token of a deleted authorization",
+  );
+  check(afterGrant.status === 401, "the authorization's access token is dead");
+  const refreshAfter = await refusal(
+    () => refreshToken({ clientType: "github-app", clientId, clientSecret, refreshToken: signedIn.authentication.refreshToken, request: api }),
+    "the refresh token of a deleted authorization",
+  );
+  githubError(refreshAfter, "bad_refresh_token", "the refresh token of a deleted authorization");
+}
+
 async function unverified() {
   const refused = await refusal(() => exchange(), "a user whose email is unverified");
   const answer = githubError(refused, "unverified_user_email", "a user whose email is unverified");
@@ -245,6 +305,7 @@ async function unverified() {
 try {
   if (mode === "run") {
     await run();
+    await applications();
   } else if (mode === "unverified") {
     await unverified();
   } else {
