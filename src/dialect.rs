@@ -346,17 +346,24 @@ fn github_name(failure: Failure) -> Option<GitHubName> {
         github::REDIRECT_URI_MISMATCH,
         Some((AUTHORIZATION_ERRORS, "redirect-uri-mismatch2")),
     );
+    // The anchor is the error's name with `-` for `_`, as on the seed page.
+    // GitHub sends `bad_refresh_token`'s; `incorrect_code_verifier` gets
+    // one like its siblings on the same page.
     let verifier = (
         ErrorCode::IncorrectCodeVerifier,
         github::INCORRECT_CODE_VERIFIER,
-        None,
+        Some((TOKEN_ERRORS, "incorrect-code-verifier")),
     );
     let unsupported = (
         ErrorCode::UnsupportedGrantType,
         github::UNSUPPORTED_GRANT_TYPE,
         None,
     );
-    let refresh = (ErrorCode::BadRefreshToken, github::BAD_REFRESH_TOKEN, None);
+    let refresh = (
+        ErrorCode::BadRefreshToken,
+        github::BAD_REFRESH_TOKEN,
+        Some((TOKEN_ERRORS, "bad-refresh-token")),
+    );
     let device = |code, text, anchor| (code, text, Some((DEVICE_ERRORS, anchor)));
     let device_anchor = "error-codes-for-the-device-flow";
     Some(match failure {
