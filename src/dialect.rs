@@ -16,7 +16,11 @@ pub enum Dialect {
     /// GitHub's token endpoint: its error names and texts, errors answered
     /// with HTTP 200 (configurable), the body format chosen by `Accept`,
     /// parameters also accepted as JSON or in the query string, and a missing
-    /// `grant_type` read as `authorization_code`.
+    /// `grant_type` read as `authorization_code`. Unless the builder says
+    /// otherwise, GitHub's shapes too: `ghr_` refresh tokens that live
+    /// 184 days and device codes of 40 hex digits
+    /// ([`Builder::token_shape`](crate::Builder::token_shape),
+    /// [`Builder::refresh_lifetime`](crate::Builder::refresh_lifetime)).
     GitHub,
 }
 
