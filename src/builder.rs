@@ -64,8 +64,14 @@ pub const DEFAULT_INTROSPECTION_PATH: &str = "/login/oauth/introspect";
 pub const MAX_REFRESH_REUSE_WINDOW: Duration = Duration::from_secs(300);
 /// The most reuses of one rotated refresh token the builder takes.
 pub const MAX_REFRESH_REUSES: u32 = 10;
-/// The default refresh token lifetime: 30 days.
+/// The default refresh token lifetime in the RFC 6749 dialect: 30 days.
 pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The default refresh token lifetime in the GitHub dialect: 15,897,600 s
+/// (184 days), the `refresh_token_expires_in` GitHub answers for apps with
+/// expiring user tokens.
+pub const GITHUB_REFRESH_LIFETIME: Duration = Duration::from_secs(15_897_600);
+
+pub use crate::secret::TokenShape;
 
 /// Builds a [`TokenGateLayer`]. `C`, `K`, `R` and `D` are the client, code,
 /// refresh and device stores. The first two are required; without a refresh
@@ -166,7 +172,10 @@ struct Options {
     allow_plain_pkce: bool,
     claim_ttl: Option<Duration>,
     on_code_replay: Option<ReplayHook>,
-    refresh_lifetime: Duration,
+    /// `None` until set: then the dialect's default.
+    refresh_lifetime: Option<Duration>,
+    /// `None` until set: then the dialect's default.
+    token_shape: Option<TokenShape>,
     on_refresh_replay: Option<RefreshReplayHook>,
     refresh_reuse: Option<ReuseWindow>,
     on_refresh_revocation: Option<RefreshReplayHook>,
@@ -211,7 +220,8 @@ impl Builder {
                 allow_plain_pkce: false,
                 claim_ttl: Some(DEFAULT_CLAIM_TTL),
                 on_code_replay: None,
-                refresh_lifetime: DEFAULT_REFRESH_LIFETIME,
+                refresh_lifetime: None,
+                token_shape: None,
                 on_refresh_replay: None,
                 refresh_reuse: None,
                 on_refresh_revocation: None,
@@ -331,7 +341,9 @@ impl<C, K, R, D> Builder<C, K, R, D> {
         self
     }
 
-    /// The error dialect (default [`Dialect::Rfc6749`]).
+    /// The error dialect (default [`Dialect::Rfc6749`]). It also chooses
+    /// the defaults of [`refresh_lifetime`](Self::refresh_lifetime) and
+    /// [`token_shape`](Self::token_shape), where those are not set.
     #[must_use]
     pub fn dialect(mut self, dialect: Dialect) -> Self {
         self.options.dialect = dialect;
@@ -487,10 +499,30 @@ impl<C, K, R, D> Builder<C, K, R, D> {
         self
     }
 
-    /// How long a new refresh token is accepted (default 30 days).
+    /// How long a new refresh token is accepted. By default it follows the
+    /// dialect: [`GITHUB_REFRESH_LIFETIME`] (184 days, GitHub's) in
+    /// [`Dialect::GitHub`], [`DEFAULT_REFRESH_LIFETIME`] (30 days) in
+    /// [`Dialect::Rfc6749`]. Once set, it wins whatever the dialect, and
+    /// whichever of the two is set first.
     #[must_use]
     pub fn refresh_lifetime(mut self, lifetime: Duration) -> Self {
-        self.options.refresh_lifetime = lifetime;
+        self.options.refresh_lifetime = Some(lifetime);
+        self
+    }
+
+    /// What the refresh tokens ([`RefreshTokens::issue`]) and device codes
+    /// the gate mints look like (see [`TokenShape`]). By default it follows
+    /// the dialect: [`TokenShape::GitHub`] in [`Dialect::GitHub`] (`ghr_` and
+    /// 64 hex digits; device codes of 40 hex digits, as GitHub's),
+    /// [`TokenShape::Opaque`] in [`Dialect::Rfc6749`] (43 base64url
+    /// characters). Once set, it wins whatever the dialect, and whichever of
+    /// the two is set first. Values already issued keep working whatever the
+    /// shape: they are looked up by their digest.
+    ///
+    /// [`RefreshTokens::issue`]: crate::refresh::RefreshTokens::issue
+    #[must_use]
+    pub fn token_shape(mut self, shape: TokenShape) -> Self {
+        self.options.token_shape = Some(shape);
         self
     }
 
@@ -804,7 +836,17 @@ where
         if distinct.len() != paths.len() {
             return Err(ConfigError("the gate's endpoint paths must differ"));
         }
-        if options.refresh_lifetime.is_zero() {
+        // Defaults that follow the dialect, resolved here so that the order
+        // of `dialect` and the explicit setters does not matter.
+        let refresh_lifetime = options.refresh_lifetime.unwrap_or(match options.dialect {
+            Dialect::GitHub => GITHUB_REFRESH_LIFETIME,
+            Dialect::Rfc6749 => DEFAULT_REFRESH_LIFETIME,
+        });
+        let token_shape = options.token_shape.unwrap_or(match options.dialect {
+            Dialect::GitHub => TokenShape::GitHub,
+            Dialect::Rfc6749 => TokenShape::Opaque,
+        });
+        if refresh_lifetime.is_zero() {
             return Err(ConfigError("the refresh token lifetime must be positive"));
         }
         if options
@@ -848,7 +890,7 @@ where
         }
         let lifetimes = [
             options.code_lifetime,
-            options.refresh_lifetime,
+            refresh_lifetime,
             options.device_lifetime,
         ];
         if lifetimes.iter().any(|lifetime| *lifetime > MAX_LIFETIME) {
@@ -894,7 +936,8 @@ where
             allow_plain_pkce: options.allow_plain_pkce,
             claim_ttl: options.claim_ttl,
             on_code_replay: options.on_code_replay,
-            refresh_lifetime: options.refresh_lifetime,
+            refresh_lifetime,
+            token_shape,
             refresh_enabled: refresh.is_some(),
             on_refresh_replay: options.on_refresh_replay,
             refresh_reuse: options.refresh_reuse,

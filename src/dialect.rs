@@ -16,7 +16,11 @@ pub enum Dialect {
     /// GitHub's token endpoint: its error names and texts, errors answered
     /// with HTTP 200 (configurable), the body format chosen by `Accept`,
     /// parameters also accepted as JSON or in the query string, and a missing
-    /// `grant_type` read as `authorization_code`.
+    /// `grant_type` read as `authorization_code`. Unless the builder says
+    /// otherwise, GitHub's shapes too: `ghr_` refresh tokens that live
+    /// 184 days and device codes of 40 hex digits
+    /// ([`Builder::token_shape`](crate::Builder::token_shape),
+    /// [`Builder::refresh_lifetime`](crate::Builder::refresh_lifetime)).
     GitHub,
 }
 
@@ -354,17 +358,24 @@ fn github_name(failure: Failure) -> Option<GitHubName> {
         github::REDIRECT_URI_MISMATCH,
         Some((AUTHORIZATION_ERRORS, "redirect-uri-mismatch2")),
     );
+    // The anchor is the error's name with `-` for `_`, as on the seed page.
+    // GitHub sends `bad_refresh_token`'s; `incorrect_code_verifier` gets
+    // one like its siblings on the same page.
     let verifier = (
         ErrorCode::IncorrectCodeVerifier,
         github::INCORRECT_CODE_VERIFIER,
-        None,
+        Some((TOKEN_ERRORS, "incorrect-code-verifier")),
     );
     let unsupported = (
         ErrorCode::UnsupportedGrantType,
         github::UNSUPPORTED_GRANT_TYPE,
         None,
     );
-    let refresh = (ErrorCode::BadRefreshToken, github::BAD_REFRESH_TOKEN, None);
+    let refresh = (
+        ErrorCode::BadRefreshToken,
+        github::BAD_REFRESH_TOKEN,
+        Some((TOKEN_ERRORS, "bad-refresh-token")),
+    );
     let device = |code, text, anchor| (code, text, Some((DEVICE_ERRORS, anchor)));
     let device_anchor = "error-codes-for-the-device-flow";
     Some(match failure {

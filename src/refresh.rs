@@ -34,7 +34,11 @@ impl RefreshTokens {
         Self { issuing }
     }
 
-    /// Mints, stores and returns a refresh token for `grant`.
+    /// Mints, stores and returns a refresh token for `grant`: `ghr_` and 64
+    /// lowercase hex digits in the GitHub dialect, 43 base64url characters
+    /// in RFC 6749's (both 256 random bits; see
+    /// [`Builder::token_shape`](crate::Builder::token_shape)). The store
+    /// keeps only its SHA-256 ([`CodeKey`]).
     ///
     /// Fails for a client-credentials grant (RFC 6749 §4.4.3: no refresh
     /// token), when the layer has no refresh store, when the client may not
@@ -64,7 +68,12 @@ impl RefreshTokens {
                 random_code().map_err(|e| StoreError::with_source("no randomness", e))?
             }
         };
-        let token = random_code().map_err(|e| StoreError::with_source("no randomness", e))?;
+        // The shape is the builder's (GitHub's `ghr_` and hex by default in
+        // its dialect); the store only ever sees the digest.
+        let token = settings
+            .token_shape
+            .refresh_token()
+            .map_err(|e| StoreError::with_source("no randomness", e))?;
         let now = settings.clock.now();
         // RFC 6749 §6: the new refresh token keeps the old one's scope, even
         // when this access token was narrowed.
@@ -92,7 +101,10 @@ impl RefreshTokens {
         Ok(token)
     }
 
-    /// How long a new refresh token is accepted.
+    /// How long a new refresh token is accepted: what
+    /// [`Builder::refresh_lifetime`](crate::Builder::refresh_lifetime) set,
+    /// else the dialect's default (184 days in GitHub's, 30 in RFC 6749's).
+    /// A token endpoint answers it as `refresh_token_expires_in`.
     pub fn lifetime(&self) -> Duration {
         self.issuing.settings.refresh_lifetime
     }

@@ -106,6 +106,58 @@ pub(crate) fn random_code() -> Result<String, getrandom::Error> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// `N` random bytes from the operating system, as `2 * N` lowercase
+/// hexadecimal digits.
+fn random_hex<const N: usize>() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// What the refresh tokens and device codes the gate mints look like
+/// ([`Builder::token_shape`](crate::Builder::token_shape)). Whatever the shape, a value is only ever
+/// stored as the SHA-256 of its text ([`CodeKey`]), and clients must treat
+/// it as opaque: the shape is for clients and tools that recognise
+/// GitHub's values by their look (secret scanners, SDKs, fixtures).
+///
+/// The default follows the dialect: [`GitHub`](Self::GitHub) in
+/// [`Dialect::GitHub`](crate::Dialect::GitHub), [`Opaque`](Self::Opaque) in
+/// [`Dialect::Rfc6749`](crate::Dialect::Rfc6749).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenShape {
+    /// 256 random bits, base64url without padding (43 characters of
+    /// `A-Z a-z 0-9 - _`), for refresh tokens and device codes alike.
+    Opaque,
+    /// GitHub's look: a refresh token is `ghr_` and 64 lowercase
+    /// hexadecimal digits (256 random bits; GitHub's own are `ghr_` and
+    /// letters and digits, so nothing after the prefix is `-` or `_`); a
+    /// device code is 40 lowercase hexadecimal digits (160 random bits, as
+    /// GitHub's).
+    GitHub,
+}
+
+impl TokenShape {
+    /// A fresh refresh token of this shape.
+    pub(crate) fn refresh_token(self) -> Result<String, getrandom::Error> {
+        match self {
+            Self::Opaque => random_code(),
+            Self::GitHub => Ok(format!("{GITHUB_REFRESH_PREFIX}{}", random_hex::<32>()?)),
+        }
+    }
+
+    /// A fresh device code of this shape.
+    pub(crate) fn device_code(self) -> Result<String, getrandom::Error> {
+        match self {
+            Self::Opaque => random_code(),
+            Self::GitHub => random_hex::<20>(),
+        }
+    }
+}
+
+/// What GitHub's refresh tokens start with.
+const GITHUB_REFRESH_PREFIX: &str = "ghr_";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +219,39 @@ mod tests {
         // orphan every family issued before it, so replays of older codes
         // would revoke nothing.
         assert_eq!(family, "RnlGWWL7AHki39kOdUccdJqmxYhkRlWRrMpSciHbmQw");
+    }
+
+    fn is_lower_hex(text: &str) -> bool {
+        text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+
+    #[test]
+    fn github_shapes_are_ghr_and_hex() {
+        let token = TokenShape::GitHub.refresh_token().unwrap();
+        let digits = token.strip_prefix("ghr_").expect("the ghr_ prefix");
+        assert_eq!(digits.len(), 64, "{token}");
+        assert!(is_lower_hex(digits), "{token}");
+        let code = TokenShape::GitHub.device_code().unwrap();
+        assert_eq!(code.len(), 40, "{code}");
+        assert!(is_lower_hex(&code), "{code}");
+        assert_ne!(TokenShape::GitHub.refresh_token().unwrap(), token);
+        assert_ne!(TokenShape::GitHub.device_code().unwrap(), code);
+    }
+
+    #[test]
+    fn opaque_shapes_are_43_base64url_characters() {
+        for value in [
+            TokenShape::Opaque.refresh_token().unwrap(),
+            TokenShape::Opaque.device_code().unwrap(),
+        ] {
+            assert_eq!(value.len(), 43, "{value}");
+            assert!(
+                value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{value}"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::{
     lockout::{Counting, Lockout, UserCodeLimits},
     peer::PeerSource,
     record::{code::CodeRecord, refresh::RefreshRecord},
+    secret::TokenShape,
     store::{Claim, Replays, ReuseWindow, StoreError},
     telemetry::Endpoint,
 };
@@ -43,6 +44,8 @@ pub(crate) struct Settings {
     pub(crate) claim_ttl: Option<Duration>,
     pub(crate) on_code_replay: Option<ReplayHook>,
     pub(crate) refresh_lifetime: Duration,
+    /// What the refresh tokens and device codes minted look like.
+    pub(crate) token_shape: TokenShape,
     /// Whether a refresh store is set (the refresh grant is served).
     pub(crate) refresh_enabled: bool,
     pub(crate) on_refresh_replay: Option<RefreshReplayHook>,
@@ -177,6 +180,7 @@ impl fmt::Debug for Settings {
             .field("claim_ttl", &self.claim_ttl)
             .field("refresh_enabled", &self.refresh_enabled)
             .field("refresh_lifetime", &self.refresh_lifetime)
+            .field("token_shape", &self.token_shape)
             .field("refresh_reuse", &self.refresh_reuse)
             .field("revocation_path", &self.revocation_path)
             .field("introspection_path", &self.introspection_path)

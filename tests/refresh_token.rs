@@ -18,7 +18,16 @@ async fn a_refresh_is_forwarded_with_the_old_record_and_rotates() {
         let h = Harness::new(dialect);
         let first = h.exchanged_grant().await;
         let token = h.layer.refresh_tokens().issue(&first).await.unwrap();
-        assert_eq!(token.len(), 43);
+        // Each dialect's shape (issue 16: GitHub's is `ghr_` and 64 hex
+        // digits; it was 43 base64url characters in both). The shapes
+        // themselves: tests/github_shapes.rs.
+        match dialect {
+            Dialect::GitHub => {
+                assert_eq!(token.len(), 68);
+                assert!(token.starts_with("ghr_"));
+            }
+            _ => assert_eq!(token.len(), 43),
+        }
         let body = refresh(&token);
         let (answer, seen) = h.forwarded(post(&body)).await;
         assert_eq!(answer.status, 200, "{}", answer.text());

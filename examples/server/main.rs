@@ -5,6 +5,7 @@
 //! cargo run --example server -- [--addr 127.0.0.1:8080] [--issuer URL] [--dialect github|rfc6749]
 //!                               [--clients FILE] [--no-gate] [--lockout 10/60|off]
 //!                               [--dpop-nonce] [--metrics-addr 127.0.0.1:9090]
+//!                               [--error-uri-base URL]
 //!                               [--refresh-reuse SECS] [--user LOGIN] [--unverified-email]
 //! ```
 //!
@@ -70,6 +71,11 @@
 //!   be the issuer or the token endpoint, `{issuer}/login/oauth/access_token`,
 //!   and a DPoP proof's `htu` must be the token endpoint; a client that
 //!   reaches the demo under another name than the issuer is refused.
+//! - `--error-uri-base URL` (an absolute `http` or `https` URL without query,
+//!   fragment or user info, such as `https://docs.github.com`) goes before every
+//!   `error_uri` (`Builder::error_uri_base`): GitHub's relative paths become
+//!   the absolute ones its live answers carry; in the RFC 6749 dialect,
+//!   errors then carry `URL#error`. Without it, GitHub's paths stay relative.
 //! - `--dpop-nonce` demands server nonces in DPoP proofs (RFC 9449 §8): a
 //!   proof without the current nonce is answered `400` `use_dpop_nonce`
 //!   with the nonce in a `DPoP-Nonce` header, and the client retries with
@@ -175,6 +181,7 @@ const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s):/
               [--dialect github|rfc6749] [--clients FILE] [--no-gate]
               [--store memory|redis://HOST:PORT|redis+cluster://HOST:PORT,..|postgres://USER@HOST:PORT/DB]
               [--lockout FAILURES/SECONDS|off] [--code-lifetime SECONDS]
+              [--error-uri-base URL]
               [--dpop-nonce] [--metrics-addr 127.0.0.1:9090]
               [--refresh-reuse SECS] [--user LOGIN] [--unverified-email]
 
@@ -182,6 +189,10 @@ const USAGE: &str = r#"usage: server [--addr 127.0.0.1:8080] [--issuer http(s):/
                   Signed clients write it: a client assertion's aud is the
                   issuer or {issuer}/login/oauth/access_token, a DPoP proof's
                   htu is {issuer}/login/oauth/access_token.
+  --error-uri-base URL
+                  goes before every error_uri (an absolute http or https
+                  URL, such as https://docs.github.com): GitHub's relative
+                  paths become absolute, as in its live answers.
   --dpop-nonce    DPoP proofs must carry a server nonce: without the current
                   one, 400 use_dpop_nonce with the nonce in a DPoP-Nonce
                   header. A nonce rotates every 300 seconds and is accepted
@@ -238,6 +249,8 @@ struct Options {
     /// `main` has bound the listener and filled in the default from the
     /// bound address; it is set before the gate is built.
     issuer: Option<String>,
+    /// What goes before every `error_uri` (`--error-uri-base`).
+    error_uri_base: Option<String>,
     /// Where `/metrics` is served (`--metrics-addr`); nowhere without it.
     metrics_addr: Option<SocketAddr>,
     dialect: Dialect,
@@ -263,6 +276,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
     let mut options = Options {
         addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
         issuer: None,
+        error_uri_base: None,
         metrics_addr: None,
         dialect: Dialect::GitHub,
         clients: None,
@@ -285,6 +299,24 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 })?;
             }
             "--issuer" => options.issuer = Some(parse_issuer(&value()?)?),
+            "--error-uri-base" => {
+                let base = value()?;
+                // An absolute http(s) URL that GitHub's paths and anchors
+                // can follow: no query, fragment or user info, and only
+                // characters RFC 3986 allows (`http::Uri` takes a few more).
+                let rfc3986 =
+                    |b: u8| b.is_ascii_alphanumeric() || b"-._~:/[]!$&'()*+,;=%".contains(&b);
+                let absolute = base.parse::<Uri>().ok().is_some_and(|uri| {
+                    matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.host().is_some_and(|host| !host.is_empty())
+                });
+                if !absolute || !base.bytes().all(rfc3986) {
+                    return Err(format!(
+                        "--error-uri-base: {base:?} is not an absolute http or https URL without query, fragment or user info, such as https://docs.github.com"
+                    ));
+                }
+                options.error_uri_base = Some(base);
+            }
             "--metrics-addr" => {
                 let addr = value()?;
                 options.metrics_addr = Some(addr.parse().map_err(|_| {
@@ -780,6 +812,9 @@ where
     }
     if options.dpop_nonce {
         builder = builder.dpop_nonces(DPOP_NONCE_ROTATION);
+    }
+    if let Some(base) = &options.error_uri_base {
+        builder = builder.error_uri_base(base);
     }
     // The public base URL: the device endpoint's `verification_uri` (the
     // issuer's page) and every other absolute URL come from it, never

@@ -16,7 +16,7 @@ use crate::{
     parse::TokenRequest,
     record::device::{DeviceRecord, DeviceStatus, random_user_code},
     scope,
-    secret::{CodeKey, random_code},
+    secret::CodeKey,
     store::{ClientStore, CodeStore, DeviceStore, RefreshStore, StoreError},
 };
 
@@ -69,7 +69,12 @@ where
             return Err(Failure::ScopeNotAllowed);
         }
         let now = settings.clock.now();
-        let device_code = random_code().map_err(|_| Failure::Store)?;
+        // 40 hex digits in GitHub's shape, 43 base64url characters
+        // otherwise; stored under its digest only.
+        let device_code = settings
+            .token_shape
+            .device_code()
+            .map_err(|_| Failure::Store)?;
         let key = CodeKey::of(&device_code);
         // A user code is short; on the rare collision with a live one, draw
         // again.
