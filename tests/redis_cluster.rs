@@ -444,3 +444,119 @@ fn served_by(port: u16, slot: u16) -> bool {
         }
     })
 }
+
+/// A seed master that hangs (its process stopped: connections open, no
+/// answer) fails its own slots closed, and nothing else: the two healthy
+/// shards keep answering throughout, since a rebuilt cluster client is
+/// swapped in only once it has connected, never while it waits on the hung
+/// seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Redis Cluster (.ci/redis-cluster start); .ci/run runs it"]
+async fn a_hung_seed_master_stalls_only_its_own_slots() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    assert!(whole(), "the Redis Cluster is whole before the test");
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    let prefix = format!("tokengate-test-{}", hex::encode(bytes));
+    let store =
+        tokengate_redis::RedisStore::connect_with(&cluster_url(), &prefix, Duration::from_secs(2))
+            .await
+            .unwrap();
+    // A seed that is a master: the URL names the first three ports.
+    let seeds: Vec<u16> = (first_port()..first_port() + 3).collect();
+    let seed_master = || {
+        nodes()
+            .into_iter()
+            .find(|(port, flags, _)| seeds.contains(port) && flags.contains("master"))
+            .map(|(port, _, _)| port)
+    };
+    let victim = match seed_master() {
+        Some(port) => port,
+        None => {
+            // Earlier failovers left the seeds replicas: one takes its
+            // master's place again, as an operator would (`CLUSTER FAILOVER`).
+            cli(first_port(), &["cluster", "failover"]).expect("CLUSTER FAILOVER");
+            wait_until("a seed master", Duration::from_secs(30), || {
+                seed_master().is_some() && whole()
+            });
+            seed_master().unwrap()
+        }
+    };
+    // Clients registered on the other masters' slots, and ids on the
+    // victim's (whose look-ups time out while it hangs, and so make the
+    // store rebuild its cluster client).
+    let mut healthy = Vec::new();
+    let mut on_victim = Vec::new();
+    for n in 0..60 {
+        let id = format!("hung-{n}");
+        let key = format!("{prefix}:client:{id}");
+        let slot: u16 = cli(victim, &["cluster", "keyslot", &key])
+            .and_then(|slot| slot.trim().parse().ok())
+            .unwrap();
+        if !served_by(victim, slot) {
+            let client = tokengate::Client::confidential(&id).with_secret("s3cret");
+            store.insert_client(&client).await.expect("registered");
+            healthy.push(id);
+        } else {
+            on_victim.push(id);
+        }
+    }
+    assert!(
+        healthy.len() > 20,
+        "{} clients off the victim",
+        healthy.len()
+    );
+    let pid = cli(victim, &["info", "server"])
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("process_id:"))
+                .map(|pid| pid.trim().to_owned())
+        })
+        .unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = Instant::now();
+    // Callers of the hung shard, all the while.
+    let stalled: Vec<_> = on_victim
+        .into_iter()
+        .take(8)
+        .map(|id| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                while stopped.elapsed() < Duration::from_secs(6) {
+                    let _ = tokengate::store::ClientStore::client(&store, &id).await;
+                }
+            })
+        })
+        .collect();
+    let (mut served, mut failed) = (0, 0);
+    while stopped.elapsed() < Duration::from_secs(6) {
+        for id in &healthy {
+            match tokengate::store::ClientStore::client(&store, id).await {
+                Ok(Some(_)) => served += 1,
+                _ => failed += 1,
+            }
+        }
+    }
+    for caller in stalled {
+        caller.await.unwrap();
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until("the cluster whole again", Duration::from_secs(60), whole);
+    eprintln!("hung seed: {served} look-ups on healthy shards served, {failed} failed");
+    assert!(
+        served > 20 * failed,
+        "the healthy shards kept answering: {served} served, {failed} failed"
+    );
+}

@@ -100,6 +100,20 @@ impl Connector {
         matches!(self, Self::Cluster(..))
     }
 
+    /// A connection made now: a cluster's client connects to its seeds and
+    /// reads the layout before it answers (the background rebuild waits
+    /// for it, bounded by the caller); a single server's is made lazily.
+    pub(crate) async fn connect_now(&self) -> Result<Connection, StoreError> {
+        match self {
+            Self::Single(..) => self.connect(),
+            Self::Cluster(client, config) => client
+                .get_async_connection_with_config(config.clone())
+                .await
+                .map(Connection::Cluster)
+                .map_err(|e| StoreError::with_source("cannot connect to the Redis Cluster", e)),
+        }
+    }
+
     /// A connection made in the background: a server or cluster that is
     /// down now may come up later, and the calls meanwhile fail (closed).
     pub(crate) fn connect(&self) -> Result<Connection, StoreError> {
@@ -252,6 +266,19 @@ pub(crate) async fn invoke(
     } else {
         Err(not_replicated(acknowledged, replicas.count))
     }
+}
+
+/// Whether `error` says the connection or the cluster's layout is in
+/// trouble (a broken or refused connection, a timeout, the cluster down), as
+/// opposed to an answer a new connection would only repeat (`OOM`,
+/// `NOPERM`, a script's error) or a replica's silence.
+pub(crate) fn is_connection_trouble(error: &redis::RedisError) -> bool {
+    !is_not_replicated(error)
+        && (error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.kind() == ErrorKind::Server(ServerErrorKind::ClusterDown))
 }
 
 /// Whether `error` is [`invoke`]'s own: the write reached the master, its

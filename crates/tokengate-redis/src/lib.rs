@@ -65,7 +65,7 @@ use std::{
     future::Future,
     sync::{
         Arc, PoisonError, RwLock,
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime},
 };
@@ -125,6 +125,8 @@ struct Inner {
     replicas: AtomicU32,
     /// When the connections were last re-made (ms since `started`).
     reconnected: AtomicU64,
+    /// Whether a background rebuild (a cluster's) is under way.
+    rebuilding: AtomicBool,
     started: Instant,
 }
 
@@ -149,19 +151,19 @@ impl RedisStore {
     }
 
     /// A store with its own key prefix (several gates, or tests, on one
-    /// server) and per-call timeout. The prefix may not hold `{` or `}`: on
-    /// a cluster, those would pin every key to one hash slot.
+    /// server) and per-call timeout. On a cluster, the prefix may not hold
+    /// `{` or `}`: those would pin every key to one hash slot.
     pub async fn connect_with(
         url: &str,
         prefix: &str,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        if prefix.contains(['{', '}']) {
+        let connector = Connector::parse(url, timeout)?;
+        if connector.is_cluster() && prefix.contains(['{', '}']) {
             return Err(StoreError::new(
-                "a Redis key prefix may not hold '{' or '}' (hash tags)",
+                "a Redis Cluster key prefix may not hold '{' or '}' (hash tags)",
             ));
         }
-        let connector = Connector::parse(url, timeout)?;
         let connections = [
             RwLock::new(connector.connect()?),
             RwLock::new(connector.connect()?),
@@ -179,6 +181,7 @@ impl RedisStore {
                 timeout,
                 replicas: AtomicU32::new(replicas),
                 reconnected: AtomicU64::new(0),
+                rebuilding: AtomicBool::new(false),
                 started: Instant::now(),
             }),
         })
@@ -261,10 +264,12 @@ impl RedisStore {
                 // bound) often fires first; the client does not drop the
                 // connection for it, so without this a hung connection
                 // would fail every later call for good. On a cluster, any
-                // failure but a replica's silence: a fresh client reads the
+                // failure of the connection or the layout (not a replica's
+                // silence, nor an error a new connection cannot mend, such
+                // as a full master's `OOM`): a fresh client reads the
                 // layout anew, the quickest way to a new master.
                 let broken = error.is_timeout()
-                    || (self.is_cluster() && !connection::is_not_replicated(&error));
+                    || (self.is_cluster() && connection::is_connection_trouble(&error));
                 if broken {
                     self.reconnect();
                 }
@@ -298,27 +303,45 @@ impl RedisStore {
             .map_err(|e| StoreError::with_source("unexpected Redis reply", e))
     }
 
-    /// Drops the connections: the next call makes new ones. On a cluster,
-    /// at most twice a second.
+    /// Drops the connections: the next call makes new ones.
+    ///
+    /// On a cluster, new clients are connected in the background and
+    /// swapped in only once connected, at most one rebuild at a time and
+    /// twice a second: a client connecting to a seed node that hangs
+    /// (a host gone, a partition) would otherwise stall every call on it,
+    /// each stall time out, and each timeout rebuild again, taking the
+    /// healthy shards down with the hung one.
     fn reconnect(&self) {
-        if self.is_cluster() {
-            let now = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let last = self.inner.reconnected.load(Ordering::Relaxed);
-            if now < last.saturating_add(500)
-                || self
-                    .inner
-                    .reconnected
-                    .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                return;
+        if !self.is_cluster() {
+            for slot in &self.inner.connections {
+                if let Ok(fresh) = self.inner.connector.connect() {
+                    *slot.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+                }
             }
+            return;
         }
-        for slot in &self.inner.connections {
-            if let Ok(fresh) = self.inner.connector.connect() {
-                *slot.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        let now = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.inner.reconnected.load(Ordering::Relaxed);
+        let due = now >= last.saturating_add(500)
+            && self
+                .inner
+                .reconnected
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if !due || self.inner.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            for slot in &inner.connections {
+                let connected =
+                    tokio::time::timeout(inner.timeout, inner.connector.connect_now()).await;
+                if let Ok(Ok(fresh)) = connected {
+                    *slot.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+                }
             }
-        }
+            inner.rebuilding.store(false, Ordering::Release);
+        });
     }
 
     /// Registers `client`, replacing one with the same id.
@@ -702,9 +725,17 @@ impl RedisStore {
             .arg(read)
             .arg(next.map(encode).transpose()?.unwrap_or_default())
             .arg(&hex);
-        let swapped: i64 = self
-            .call("write device code", call, Durability::Replicated)
-            .await?;
+        // Only the redemption must outlive a failover (a device code
+        // redeemed twice). A lost poll time or decision costs a retry or
+        // a second approval, and every poll writes: waiting for replicas
+        // on each would let a device polling in a hurry load the master's
+        // replicated-write queue.
+        let durability = if redeemed {
+            Durability::Replicated
+        } else {
+            Durability::Local
+        };
+        let swapped: i64 = self.call("write device code", call, durability).await?;
         if swapped == 1 && redeemed && self.is_cluster() {
             // The user code is free again, unless it names another device
             // by now. After the redemption: if this fails, the redemption
