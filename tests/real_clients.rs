@@ -369,6 +369,9 @@ fn octokit_signs_in_refreshes_and_reads_the_user_as_on_github() {
         "ok: another redirect URL at the token endpoint: redirect_uri_mismatch",
         "ok: refreshToken gives a new token and a new refresh token",
         "ok: a refresh token used twice: bad_refresh_token",
+        "ok: an expiring token comes with a ghr_ refresh token",
+        "ok: and a refresh token that lives 184 days (15897600 s), as GitHub's",
+        "ok: a device code of 40 hex characters, as GitHub's",
         "ok: a device code not yet approved: authorization_pending",
         "ok: exchangeDeviceCode: a token once approved",
         "ok: a denied device code: access_denied",
@@ -392,4 +395,16 @@ fn octokit_reports_an_unverified_email_as_github_does() {
         out.contains("ok: a user whose email is unverified: unverified_user_email"),
         "{out}"
     );
+}
+
+#[test]
+#[ignore = "needs Node 20+ and npm; .ci/run runs it"]
+fn octokit_sees_githubs_absolute_documentation_links() {
+    let out = octokit("absolute", &["--error-uri-base", "https://docs.github.com"]);
+    for line in [
+        "ok: bad_verification_code links docs.github.com",
+        "ok: bad_refresh_token links docs.github.com",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
 }

@@ -5,6 +5,7 @@
 //
 //   node octokit.mjs run ISSUER               the flows, /user, the OAuth-app API, GitHub's errors
 //   node octokit.mjs unverified ISSUER        a demo started with --unverified-email
+//   node octokit.mjs absolute ISSUER          a demo started with --error-uri-base https://docs.github.com
 //
 // Every check prints one line; the last line counts them. Any failure
 // exits 1. tests/real_clients.rs runs both against the demo binary.
@@ -187,10 +188,11 @@ async function run() {
   // token used twice.
   const app = await exchange({ clientType: "github-app" });
   const { refreshToken: first, expiresAt, refreshTokenExpiresAt } = app.authentication;
-  check(typeof first === "string" && first.length > 0, "an expiring token comes with a refresh token");
+  check(/^ghr_[0-9a-f]{64}$/.test(first), "an expiring token comes with a ghr_ refresh token", first.slice(0, 4));
   const hours = (Date.parse(expiresAt) - Date.now()) / 3_600_000;
   check(hours > 7.9 && hours <= 8.01, "that expires in 8 hours", expiresAt);
-  check(Date.parse(refreshTokenExpiresAt) > Date.parse(expiresAt), "and a refresh token that outlives it");
+  const days = (Date.parse(refreshTokenExpiresAt) - Date.now()) / 86_400_000;
+  check(days > 183.9 && days <= 184.01, "and a refresh token that lives 184 days (15897600 s), as GitHub's", refreshTokenExpiresAt);
   const refreshed = await refreshToken({ clientType: "github-app", clientId, clientSecret, refreshToken: first, request: api });
   check(
     refreshed.authentication.token !== app.authentication.token &&
@@ -214,6 +216,7 @@ async function run() {
   const device = await createDeviceCode({ clientType: "oauth-app", clientId, scopes: ["repo"], request: api });
   const { device_code: deviceCode, user_code: userCode, interval, verification_uri: verificationUri } = device.data;
   check(verificationUri === `${issuer}/login/device`, "createDeviceCode: the demo's verification page", verificationUri);
+  check(/^[0-9a-f]{40}$/.test(deviceCode), "a device code of 40 hex characters, as GitHub's");
   const pending = await refusal(
     () => exchangeDeviceCode({ clientType: "oauth-app", clientId, code: deviceCode, request: api }),
     "a device code not yet approved",
@@ -296,6 +299,30 @@ async function applications() {
   githubError(refreshAfter, "bad_refresh_token", "the refresh token of a deleted authorization");
 }
 
+/// A demo started with --error-uri-base https://docs.github.com: GitHub's
+/// absolute documentation links, as its live answers carry.
+async function absoluteUris() {
+  const code = await authorize();
+  await exchange({ code });
+  const replayed = githubError(await refusal(() => exchange({ code }), "a code redeemed twice"), "bad_verification_code", "a code redeemed twice");
+  check(
+    replayed.error_uri ===
+      "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/#bad-verification-code",
+    "bad_verification_code links docs.github.com",
+    replayed.error_uri,
+  );
+  const app = await exchange({ clientType: "github-app" });
+  const options = { clientType: "github-app", clientId, clientSecret, refreshToken: app.authentication.refreshToken, request: api };
+  await refreshToken(options);
+  const spent = githubError(await refusal(() => refreshToken(options), "a refresh token used twice"), "bad_refresh_token", "a refresh token used twice");
+  check(
+    spent.error_uri ===
+      "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/#bad-refresh-token",
+    "bad_refresh_token links docs.github.com",
+    spent.error_uri,
+  );
+}
+
 async function unverified() {
   const refused = await refusal(() => exchange(), "a user whose email is unverified");
   const answer = githubError(refused, "unverified_user_email", "a user whose email is unverified");
@@ -308,8 +335,10 @@ try {
     await applications();
   } else if (mode === "unverified") {
     await unverified();
+  } else if (mode === "absolute") {
+    await absoluteUris();
   } else {
-    console.log(`usage: node octokit.mjs run|unverified ISSUER`);
+    console.log(`usage: node octokit.mjs run|unverified|absolute ISSUER`);
     process.exit(2);
   }
   console.log(`${passed} checks passed`);
