@@ -20,39 +20,48 @@ return 1
 ";
 
 /// Claims an unused code or refresh token for ARGV[2] (the claim's id) for
-/// ARGV[3] ms: `claimed` and the record; `used` and the record; `busy` and
-/// the record while another live claim has it; nothing for no such value, or one of a
+/// ARGV[3] ms: `claimed` and the record (also when this very claim holds it
+/// already: a client library that lost the reply sends the call again);
+/// `used` and the record; `busy` and the record while another live claim
+/// has it; nothing for no such value, or one of a
 /// revoked family (ARGV[1] the revoked-marker prefix, or ''). Claims lapse
 /// by the server's clock.
 const CLAIM: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family', 'held_until')
+local f = redis.call('HMGET', KEYS[1], 'rec', 'uses', 'family', 'held_until', 'holder')
 if not f[1] then return false end
 if ARGV[1] ~= '' and f[3] and redis.call('EXISTS', ARGV[1] .. f[3]) == 1 then return false end
 if tonumber(f[2]) > 0 then return {'used', f[1]} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if f[4] and tonumber(f[4]) > now then return {'busy', f[1]} end
+if f[4] and tonumber(f[4]) > now then
+  if f[5] == ARGV[2] then return {'claimed', f[1]} end
+  return {'busy', f[1]}
+end
 redis.call('HSET', KEYS[1], 'holder', ARGV[2], 'held_until', now + tonumber(ARGV[3]))
 return {'claimed', f[1]}
 ";
-
 /// Uses up a value claimed by ARGV[1]: 0 if the claim was lost (to another
 /// claim after it lapsed, or, for a refresh token, to its family's
 /// revocation, ARGV[2] the revoked-marker prefix or ''), else the refresh
-/// token's family, or 1 for a code. Notes when, by the server's clock: a
+/// token's family, or 1 for a code. A confirmation of a value this very
+/// claim used up already answers the same again (a client library that
+/// lost the reply sends the call again), so it is noted who confirmed. Notes when, by the server's clock: a
 /// refresh token's reuse window starts there.
 const CONFIRM: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'holder', 'uses', 'family')
-if f[1] ~= ARGV[1] or tonumber(f[2]) ~= 0 then return 0 end
+local f = redis.call('HMGET', KEYS[1], 'holder', 'uses', 'family', 'confirmed_by')
 if ARGV[2] ~= '' and f[3] and redis.call('EXISTS', ARGV[2] .. f[3]) == 1 then return 0 end
+if tonumber(f[2]) ~= 0 then
+  if f[4] == ARGV[1] then return f[3] or 1 end
+  return 0
+end
+if f[1] ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HINCRBY', KEYS[1], 'uses', 1)
-redis.call('HSET', KEYS[1], 'used_at', now)
+redis.call('HSET', KEYS[1], 'used_at', now, 'confirmed_by', ARGV[1])
 redis.call('HDEL', KEYS[1], 'holder', 'held_until')
 return f[3] or 1
 ";
-
 /// One more use of a rotated refresh token (ARGV[1] the revoked-marker
 /// prefix, or ''): `granted` and the record when it was used less than
 /// ARGV[2] ms ago (or is claimed by a live claim) and granted fewer than

@@ -146,3 +146,52 @@ fn unique_id(name: &str) -> String {
     getrandom::fill(&mut bytes).expect("randomness");
     format!("{name}-{}", hex::encode(bytes))
 }
+
+/// A call sent again after its reply was lost (a client library's retry
+/// over a new connection: the cluster client does this) answers as the
+/// first did: a claim sent twice is still this claim's, not `Busy` (which
+/// consume-on-read mode would take for a replay and revoke a family for),
+/// and a confirmation sent twice still `true`. Another claim is refused all
+/// along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_sent_again_answers_as_the_first() {
+    use std::time::SystemTime;
+    use tokengate::{
+        refresh::RefreshRecord,
+        store::{Claim, CodeKey, Redemption, RefreshStore},
+    };
+
+    let store = store(&url(), Duration::from_secs(2)).await;
+    let now = SystemTime::now();
+    let key = CodeKey::of(&unique_id("token"));
+    let record = RefreshRecord {
+        client_id: "app".into(),
+        subject: "alice".into(),
+        scopes: vec![],
+        family: unique_id("family"),
+        issued_at: now,
+        expires_at: now + Duration::from_secs(600),
+        dpop_jkt: None,
+    };
+    store.issue(key, record).await.expect("Redis is up");
+    let claim = Claim::new(Duration::from_secs(30)).unwrap();
+    let other = Claim::new(Duration::from_secs(30)).unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            store.claim(&key, &claim).await,
+            Ok(Redemption::Claimed(_))
+        ));
+        assert!(matches!(
+            store.claim(&key, &other).await,
+            Ok(Redemption::Busy)
+        ));
+    }
+    for _ in 0..2 {
+        assert!(store.confirm(&key, &claim).await.expect("Redis is up"));
+        assert!(!store.confirm(&key, &other).await.expect("Redis is up"));
+    }
+    assert!(matches!(
+        store.claim(&key, &claim).await,
+        Ok(Redemption::Used(_))
+    ));
+}
