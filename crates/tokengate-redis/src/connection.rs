@@ -233,13 +233,14 @@ pub(crate) struct Replicas {
     pub(crate) within: Duration,
 }
 
-/// Runs `call`, and with `replicas` waits for them. One round trip.
+/// Runs `call`, and with `replicas` (at least one) waits for them. One
+/// round trip.
 pub(crate) async fn invoke(
     connection: &mut Connection,
     call: &Call,
     replicas: Option<Replicas>,
 ) -> RedisResult<Value> {
-    let Some(replicas) = replicas.filter(|r| r.count > 0) else {
+    let Some(replicas) = replicas else {
         return match call.evalsha().query_async(connection).await {
             Err(error) if no_script(&error) => {
                 call.load(connection).await?;
@@ -271,23 +272,14 @@ pub(crate) async fn invoke(
 /// Whether `error` says the connection or the cluster's layout is in
 /// trouble (a broken or refused connection, a timeout, the cluster down), as
 /// opposed to an answer a new connection would only repeat (`OOM`,
-/// `NOPERM`, a script's error) or a replica's silence.
+/// `NOPERM`, a script's error) or a replica's silence ([`invoke`]'s own
+/// error, of the client kind, which none of these is).
 pub(crate) fn is_connection_trouble(error: &redis::RedisError) -> bool {
-    !is_not_replicated(error)
-        && (error.is_io_error()
-            || error.is_timeout()
-            || error.is_connection_dropped()
-            || error.is_connection_refusal()
-            || error.kind() == ErrorKind::Server(ServerErrorKind::ClusterDown))
-}
-
-/// Whether `error` is [`invoke`]'s own: the write reached the master, its
-/// replicas did not answer. Nothing is wrong with the connection.
-pub(crate) fn is_not_replicated(error: &redis::RedisError) -> bool {
-    error.kind() == ErrorKind::Client
-        && error
-            .detail()
-            .is_some_and(|d| d.starts_with(NOT_REPLICATED))
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.kind() == ErrorKind::Server(ServerErrorKind::ClusterDown)
 }
 
 const NOT_REPLICATED: &str = "not replicated:";

@@ -315,3 +315,44 @@ async fn end_move(slot: u16, from: u16, (to, to_id): (u16, &str)) {
             .unwrap();
     }
 }
+
+/// On a cluster too, and for a write that waits for replicas (a pipeline of
+/// the script and `WAIT`): nodes that forgot the scripts get them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Redis Cluster: .ci/redis-cluster start"]
+async fn scripts_a_cluster_forgot_are_loaded_again() {
+    use std::time::SystemTime;
+    use tokengate::{
+        authorize::CodeRecord,
+        store::{CodeKey, CodeStore},
+    };
+
+    let store = store().await;
+    for (port, _, _) in masters().await {
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut node(port).await)
+            .await
+            .unwrap();
+    }
+    let now = SystemTime::now();
+    let record = CodeRecord {
+        client_id: "app".into(),
+        subject: "alice".into(),
+        scopes: vec![],
+        redirect_uri: None,
+        pkce: None,
+        issued_at: now,
+        expires_at: now + Duration::from_secs(600),
+        dpop_jkt: None,
+    };
+    for n in 0..12 {
+        CodeStore::issue(
+            &store,
+            CodeKey::of(&format!("flushed-{n}-{}", prefix())),
+            record.clone(),
+        )
+        .await
+        .expect("issued, the script loaded again");
+    }
+}

@@ -195,3 +195,28 @@ async fn a_call_sent_again_answers_as_the_first() {
         Ok(Redemption::Used(_))
     ));
 }
+
+/// A server that forgot the scripts (`SCRIPT FLUSH`, a restart, a failover
+/// to a node that never loaded them) answers `NOSCRIPT`: the store loads
+/// the script and runs the call again, and the caller never sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_the_server_forgot_are_loaded_again() {
+    use tokengate::store::{CodeKey, Lookup, RefreshStore};
+
+    let store = store(&url(), Duration::from_secs(2)).await;
+    let key = CodeKey::of(&unique_id("token"));
+    let mut direct = redis::Client::open(url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis is up");
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find(&key).await.expect("loaded again"),
+        Lookup::Unknown
+    );
+}
