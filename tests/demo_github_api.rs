@@ -18,12 +18,20 @@ async fn user(addr: &str, authorization: &str) -> Reply {
     send(addr, &head, "").await
 }
 
-/// An access token for the demo client, through the web flow.
-async fn access_token(addr: &str) -> String {
+/// A sign-in of the demo user through the web flow: the token answer.
+async fn sign_in(addr: &str) -> serde_json::Value {
     let code = authorize(addr, "demo-client").await;
     let reply = token(addr, "Accept: application/json", &demo_exchange(&code)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()["access_token"].as_str().unwrap().to_owned()
+    reply.json()
+}
+
+/// An access token for the demo client, through the web flow.
+async fn access_token(addr: &str) -> String {
+    sign_in(addr).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn assert_bad_credentials(reply: &Reply) {
@@ -107,14 +115,7 @@ async fn unknown_revoked_and_missing_tokens_are_refused() {
 #[tokio::test]
 async fn a_replayed_refresh_token_kills_the_access_tokens_of_its_family() {
     let demo = start(&[]);
-    let code = authorize(&demo.addr, "demo-client").await;
-    let first = token(
-        &demo.addr,
-        "Accept: application/json",
-        &demo_exchange(&code),
-    )
-    .await
-    .json();
+    let first = sign_in(&demo.addr).await;
     let access = first["access_token"].as_str().unwrap();
     let refresh = first["refresh_token"].as_str().unwrap();
     let body = refresh_body("demo-client", "demo-secret", refresh);
@@ -349,14 +350,7 @@ async fn deleting_the_grant_ends_every_token_of_the_authorization() {
     // own record can end its refresh token.
     let mut signed_in = Vec::new();
     for _ in 0..2 {
-        let code = authorize(&demo.addr, "demo-client").await;
-        let json = token(
-            &demo.addr,
-            "Accept: application/json",
-            &demo_exchange(&code),
-        )
-        .await
-        .json();
+        let json = sign_in(&demo.addr).await;
         signed_in.push((
             json["access_token"].as_str().unwrap().to_owned(),
             json["refresh_token"].as_str().unwrap().to_owned(),

@@ -37,6 +37,27 @@ fn cluster_url() -> String {
     )
 }
 
+/// A store on the cluster with a key prefix of its own, and the prefix.
+async fn own_store() -> (String, tokengate_redis::RedisStore) {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    let prefix = format!("tokengate-test-{}", hex::encode(bytes));
+    let store =
+        tokengate_redis::RedisStore::connect_with(&cluster_url(), &prefix, Duration::from_secs(2))
+            .await
+            .unwrap();
+    (prefix, store)
+}
+
+/// The process id of the node at `port`.
+fn pid_of(port: u16) -> Option<String> {
+    cli(port, &["info", "server"]).and_then(|info| {
+        info.lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .map(|pid| pid.trim().to_owned())
+    })
+}
+
 /// One test at a time in this binary.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
@@ -219,13 +240,7 @@ async fn a_master_killed_during_redemptions_fails_closed_and_service_comes_back(
         })
         .expect("a master")
         .0;
-    let pid = cli(victim, &["info", "server"])
-        .and_then(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("process_id:"))
-                .map(|pid| pid.trim().to_owned())
-        })
-        .expect("the master's process id");
+    let pid = pid_of(victim).expect("the master's process id");
 
     let redeeming = {
         let (servers, codes) = (servers.clone(), codes.clone());
@@ -345,13 +360,7 @@ async fn a_silent_replica_fails_its_masters_writes_closed() {
 
     let _alone = ONE_AT_A_TIME.lock().await;
     assert!(whole(), "the Redis Cluster is whole before the test");
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).unwrap();
-    let prefix = format!("tokengate-test-{}", hex::encode(bytes));
-    let store =
-        tokengate_redis::RedisStore::connect_with(&cluster_url(), &prefix, Duration::from_secs(2))
-            .await
-            .unwrap();
+    let (prefix, store) = own_store().await;
     // A master, its replica, and a code whose key is on that master.
     let nodes = nodes();
     let replica = nodes
@@ -392,13 +401,7 @@ async fn a_silent_replica_fails_its_masters_writes_closed() {
         .await
         .expect("issued while the replica answers");
 
-    let pid = cli(replica, &["info", "server"])
-        .and_then(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("process_id:"))
-                .map(|pid| pid.trim().to_owned())
-        })
-        .unwrap();
+    let pid = pid_of(replica).unwrap();
     let stop = Command::new("kill").args(["-STOP", &pid]).status().unwrap();
     assert!(stop.success());
     let started = Instant::now();
@@ -455,13 +458,7 @@ fn served_by(port: u16, slot: u16) -> bool {
 async fn a_hung_seed_master_stalls_only_its_own_slots() {
     let _alone = ONE_AT_A_TIME.lock().await;
     assert!(whole(), "the Redis Cluster is whole before the test");
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).unwrap();
-    let prefix = format!("tokengate-test-{}", hex::encode(bytes));
-    let store =
-        tokengate_redis::RedisStore::connect_with(&cluster_url(), &prefix, Duration::from_secs(2))
-            .await
-            .unwrap();
+    let (prefix, store) = own_store().await;
     // A seed that is a master: the URL names the first three ports.
     let seeds: Vec<u16> = (first_port()..first_port() + 3).collect();
     let seed_master = || {
@@ -506,13 +503,7 @@ async fn a_hung_seed_master_stalls_only_its_own_slots() {
         "{} clients off the victim",
         healthy.len()
     );
-    let pid = cli(victim, &["info", "server"])
-        .and_then(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("process_id:"))
-                .map(|pid| pid.trim().to_owned())
-        })
-        .unwrap();
+    let pid = pid_of(victim).unwrap();
     assert!(
         Command::new("kill")
             .args(["-STOP", &pid])

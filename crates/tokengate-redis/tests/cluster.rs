@@ -89,6 +89,21 @@ async fn a_prefix_with_a_hash_tag_is_refused() {
     }
 }
 
+/// A code of `app` for `alice`, live for ten minutes.
+fn code_record() -> tokengate::authorize::CodeRecord {
+    let now = std::time::SystemTime::now();
+    tokengate::authorize::CodeRecord {
+        client_id: "app".into(),
+        subject: "alice".into(),
+        scopes: vec![],
+        redirect_uri: None,
+        pkce: None,
+        issued_at: now,
+        expires_at: now + Duration::from_secs(600),
+        dpop_jkt: None,
+    }
+}
+
 /// A node of the cluster, addressed alone (no cluster client): to move a
 /// slot under the store's feet.
 async fn node(port: u16) -> redis::aio::MultiplexedConnection {
@@ -148,11 +163,7 @@ fn slot(key: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Redis Cluster: .ci/redis-cluster start"]
 async fn a_slot_moved_under_the_store_is_followed() {
-    use std::time::SystemTime;
-    use tokengate::{
-        authorize::CodeRecord,
-        store::{Claim, CodeKey, CodeStore, Redemption},
-    };
+    use tokengate::store::{Claim, CodeKey, CodeStore, Redemption};
 
     let prefix = prefix();
     let store = RedisStore::connect_with(&url(), &prefix, Duration::from_secs(2))
@@ -170,17 +181,7 @@ async fn a_slot_moved_under_the_store_is_followed() {
         }
         n += 1;
     }
-    let now = SystemTime::now();
-    let record = CodeRecord {
-        client_id: "app".into(),
-        subject: "alice".into(),
-        scopes: vec![],
-        redirect_uri: None,
-        pkce: None,
-        issued_at: now,
-        expires_at: now + Duration::from_secs(600),
-        dpop_jkt: None,
-    };
+    let record = code_record();
     for code in &codes {
         CodeStore::issue(&store, CodeKey::of(code), record.clone())
             .await
@@ -321,11 +322,7 @@ async fn end_move(slot: u16, from: u16, (to, to_id): (u16, &str)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Redis Cluster: .ci/redis-cluster start"]
 async fn scripts_a_cluster_forgot_are_loaded_again() {
-    use std::time::SystemTime;
-    use tokengate::{
-        authorize::CodeRecord,
-        store::{CodeKey, CodeStore},
-    };
+    use tokengate::store::{CodeKey, CodeStore};
 
     let store = store().await;
     for (port, _, _) in masters().await {
@@ -335,17 +332,7 @@ async fn scripts_a_cluster_forgot_are_loaded_again() {
             .await
             .unwrap();
     }
-    let now = SystemTime::now();
-    let record = CodeRecord {
-        client_id: "app".into(),
-        subject: "alice".into(),
-        scopes: vec![],
-        redirect_uri: None,
-        pkce: None,
-        issued_at: now,
-        expires_at: now + Duration::from_secs(600),
-        dpop_jkt: None,
-    };
+    let record = code_record();
     for n in 0..12 {
         CodeStore::issue(
             &store,
