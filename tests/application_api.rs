@@ -261,3 +261,20 @@ async fn off_by_default_and_never_over_the_gates_own_paths() {
         .await;
     assert_eq!(seen.action.unwrap().kind(), TokenActionKind::CheckToken);
 }
+
+#[tokio::test]
+async fn a_body_larger_than_the_limit_is_refused_unread() {
+    let h = harness(Dialect::GitHub);
+    let huge = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(64 * 1024));
+    let mut request = call(
+        Method::POST,
+        TOKEN_PATH,
+        Some(&basic("app", "s3cret")),
+        &huge,
+    );
+    request
+        .headers_mut()
+        .insert("content-length", huge.len().to_string().parse().unwrap());
+    let answer = h.refused(request).await;
+    assert_rest(&answer, 413, "Request body too large");
+}
