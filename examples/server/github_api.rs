@@ -71,18 +71,14 @@ impl DemoUser {
         })
     }
 
-    /// GitHub's user object for `GET /user`, with URLs under `issuer`.
+    /// GitHub's user object for `GET /user`, with URLs under `issuer`: the
+    /// simple user and the profile.
     fn json(&self, issuer: &str) -> serde_json::Value {
         let login = &self.login;
         let api = format!("{issuer}/api/v3/users/{login}");
-        serde_json::json!({
-            "login": login,
-            "id": self.id,
-            "node_id": format!("U_demo{}", self.id),
-            "avatar_url": format!("{issuer}/avatars/u/{}", self.id),
+        let mut user = self.simple(issuer);
+        let profile = serde_json::json!({
             "gravatar_id": "",
-            "url": api,
-            "html_url": format!("{issuer}/{login}"),
             "followers_url": format!("{api}/followers"),
             "following_url": format!("{api}/following{{/other_user}}"),
             "gists_url": format!("{api}/gists{{/gist_id}}"),
@@ -92,8 +88,6 @@ impl DemoUser {
             "repos_url": format!("{api}/repos"),
             "events_url": format!("{api}/events{{/privacy}}"),
             "received_events_url": format!("{api}/received_events"),
-            "type": "User",
-            "site_admin": false,
             "name": login,
             "company": null,
             "blog": "",
@@ -108,7 +102,11 @@ impl DemoUser {
             "following": 0,
             "created_at": "2026-01-01T00:00:00Z",
             "updated_at": "2026-01-01T00:00:00Z",
-        })
+        });
+        if let (Some(user), serde_json::Value::Object(profile)) = (user.as_object_mut(), profile) {
+            user.extend(profile);
+        }
+        user
     }
 }
 

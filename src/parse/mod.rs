@@ -307,14 +307,7 @@ pub(crate) fn parse(
             }
         }
     }
-    let mut headers = parts.headers.get_all(AUTHORIZATION).iter();
-    let basic = match (headers.next(), headers.next()) {
-        (None, _) => None,
-        (Some(value), None) => Some(basic::parse(value)),
-        (Some(_), Some(_)) => Some(Err(Failure::MalformedAuthorization(
-            "more than one Authorization header",
-        ))),
-    };
+    let basic = basic_credentials(parts);
     Ok(TokenRequest {
         grant_type: params.take(Param::GrantType),
         code: params.take(Param::Code),
@@ -331,6 +324,20 @@ pub(crate) fn parse(
     })
 }
 
+/// The `Authorization` header's Basic credentials: none without the
+/// header, an error for a malformed one or for two; a bad header is reported
+/// when client authentication runs, so earlier checks win.
+fn basic_credentials(parts: &Parts) -> Option<Result<BasicCredentials, Failure>> {
+    let mut headers = parts.headers.get_all(AUTHORIZATION).iter();
+    match (headers.next(), headers.next()) {
+        (None, _) => None,
+        (Some(value), None) => Some(basic::parse(value)),
+        (Some(_), Some(_)) => Some(Err(Failure::MalformedAuthorization(
+            "more than one Authorization header",
+        ))),
+    }
+}
+
 /// The body these endpoints take. GitHub reads a JSON object; its other
 /// members are ignored.
 #[derive(serde::Deserialize)]
@@ -341,14 +348,7 @@ struct ApplicationBody {
 /// Reads the request: its Basic credentials (the only way to authenticate
 /// here: no client id or secret is read from the body) and the token.
 fn parse_application(parts: &Parts, body: &Bytes) -> Result<TokenRequest, Failure> {
-    let mut headers = parts.headers.get_all(AUTHORIZATION).iter();
-    let basic = match (headers.next(), headers.next()) {
-        (None, _) => None,
-        (Some(value), None) => Some(basic::parse(value)),
-        (Some(_), Some(_)) => Some(Err(Failure::MalformedAuthorization(
-            "more than one Authorization header",
-        ))),
-    };
+    let basic = basic_credentials(parts);
     let token = if body.is_empty() {
         None
     } else {

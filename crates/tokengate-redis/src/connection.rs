@@ -282,8 +282,6 @@ pub(crate) fn is_connection_trouble(error: &redis::RedisError) -> bool {
         || error.kind() == ErrorKind::Server(ServerErrorKind::ClusterDown)
 }
 
-const NOT_REPLICATED: &str = "not replicated:";
-
 fn no_script(error: &redis::RedisError) -> bool {
     error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
@@ -292,7 +290,7 @@ fn not_replicated(acknowledged: u32, needed: u32) -> redis::RedisError {
     redis::RedisError::from((
         ErrorKind::Client,
         "a write was not acknowledged by the master's replicas in time",
-        format!("{NOT_REPLICATED} {acknowledged} of {needed}"),
+        format!("{acknowledged} of {needed}"),
     ))
 }
 

@@ -121,6 +121,9 @@ struct Inner {
     connections: [RwLock<Connection>; 2],
     connector: Connector,
     prefix: String,
+    /// What [`RedisStore::revoked_prefix`] answers, made once: every
+    /// refresh step sends it.
+    revoked_prefix: String,
     timeout: Duration,
     replicas: AtomicU32,
     /// When the connections were last re-made (ms since `started`).
@@ -173,11 +176,17 @@ impl RedisStore {
         } else {
             0
         };
+        let revoked_prefix = if connector.is_cluster() {
+            String::new()
+        } else {
+            format!("{prefix}:revoked:")
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 connections,
                 connector,
                 prefix: prefix.to_owned(),
+                revoked_prefix,
                 timeout,
                 replicas: AtomicU32::new(replicas),
                 reconnected: AtomicU64::new(0),
@@ -226,12 +235,8 @@ impl RedisStore {
     /// The prefix of the revocation markers a single server's scripts check
     /// themselves; on a cluster they cannot (another slot), and
     /// [`Self::family_revoked`] checks after them.
-    fn revoked_prefix(&self) -> String {
-        if self.is_cluster() {
-            String::new()
-        } else {
-            self.key("revoked", "")
-        }
+    fn revoked_prefix(&self) -> &str {
+        &self.inner.revoked_prefix
     }
 
     fn replicas(&self, durability: Durability) -> Option<Replicas> {
@@ -433,7 +438,7 @@ impl RedisStore {
     async fn claim_value<T: serde::de::DeserializeOwned>(
         &self,
         key: String,
-        revoked_prefix: String,
+        revoked_prefix: &str,
         claim: &Claim,
     ) -> Result<(Redemption<T>, Option<T>), StoreError> {
         let call = Call::new(&SCRIPTS.claim)
@@ -459,7 +464,7 @@ impl RedisStore {
     async fn confirm_claim(
         &self,
         key: String,
-        revoked_prefix: String,
+        revoked_prefix: &str,
         claim: &Claim,
     ) -> Result<Option<String>, StoreError> {
         let call = Call::new(&SCRIPTS.confirm)
@@ -518,13 +523,13 @@ impl CodeStore for RedisStore {
         key: &CodeKey,
         claim: &Claim,
     ) -> Result<Redemption<Arc<CodeRecord>>, StoreError> {
-        self.claim_value::<CodeRecord>(self.key("code", &key.to_hex()), String::new(), claim)
+        self.claim_value::<CodeRecord>(self.key("code", &key.to_hex()), "", claim)
             .await
             .map(|(redemption, _)| redemption.map(Arc::new))
     }
 
     async fn confirm(&self, key: &CodeKey, claim: &Claim) -> Result<bool, StoreError> {
-        self.confirm_claim(self.key("code", &key.to_hex()), String::new(), claim)
+        self.confirm_claim(self.key("code", &key.to_hex()), "", claim)
             .await
             .map(|confirmed| confirmed.is_some())
     }
